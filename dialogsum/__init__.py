@@ -1,0 +1,46 @@
+"""dialogsum: fine-tune FLAN-T5 into a dialogue summarizer and serve it.
+
+Only the public names live here; heavy libraries (torch, transformers, peft) are imported when a
+model is first loaded, so ``import dialogsum`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dialogsum.data import DataOptions, Example, load_examples
+from dialogsum.errors import (
+    BackendError,
+    ConfigError,
+    DataError,
+    DialogsumError,
+    ModelError,
+    PluginError,
+)
+from dialogsum.generation import GenerationOptions
+from dialogsum.hookspecs import hookimpl
+from dialogsum.interfaces import FinetuneMethod, InferenceBackend, NoOptions, Options, Predictor
+from dialogsum.summarizer import Summarizer
+from dialogsum.training import TrainingOptions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "ConfigError",
+    "DataError",
+    "DataOptions",
+    "DialogsumError",
+    "Example",
+    "FinetuneMethod",
+    "GenerationOptions",
+    "InferenceBackend",
+    "ModelError",
+    "NoOptions",
+    "Options",
+    "PluginError",
+    "Predictor",
+    "Summarizer",
+    "TrainingOptions",
+    "__version__",
+    "hookimpl",
+    "load_examples",
+]

@@ -1,0 +1,1 @@
+"""Built-in inference backends, each registered through the ``dialogsum`` entry points."""

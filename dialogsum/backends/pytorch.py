@@ -1,0 +1,51 @@
+"""The ``torch`` backend: serve a saved model (or hub id) with PyTorch, on CUDA when present."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from dialogsum.hookspecs import hookimpl
+from dialogsum.interfaces import InferenceBackend, Options
+
+
+class TorchOptions(Options):
+    """Where and how the torch backend runs."""
+
+    device: str | None = Field(
+        None, description="'cpu', 'cuda', 'cuda:1'; default: CUDA if present."
+    )
+    base_model: str | None = Field(
+        None,
+        description="For an adapter folder: load its base from here instead of the recorded one.",
+    )
+    progress: bool = True
+
+
+class TorchBackend(InferenceBackend):
+    """Generate with transformers' ``generate`` on PyTorch."""
+
+    name = "torch"
+    Options = TorchOptions
+
+    def load(self, model_dir: Path | str, options: TorchOptions) -> Any:
+        """Load ``model_dir`` (a folder save() wrote, or a hub id) for summarizing."""
+        import torch
+
+        from dialogsum.modeling import load_model
+        from dialogsum.predictor import TorchPredictor
+
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(model_dir, base_model=options.base_model, device=device)
+        return TorchPredictor(
+            loaded.model, loaded.tokenizer, loaded.manifest, progress=options.progress
+        )
+
+
+@hookimpl
+def register_backends(register: Callable[[InferenceBackend], None]) -> None:
+    """Register the ``torch`` backend."""
+    register(TorchBackend())

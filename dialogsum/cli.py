@@ -1,0 +1,266 @@
+"""The ``dialogsum`` command line: plugins, train, evaluate, summarize."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from dialogsum.config import (
+    EvaluateConfig,
+    SummarizeConfig,
+    TrainConfig,
+    add_model_flags,
+    build_config,
+    flags_to_settings,
+)
+from dialogsum.data import DataOptions
+from dialogsum.errors import DataError, DialogsumError
+from dialogsum.generation import GenerationOptions
+from dialogsum.registry import Registered
+from dialogsum.training import TrainingOptions
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from dialogsum.registry import get_registry
+
+    registry = get_registry()
+    entries: list[tuple[str, Registered[Any]]] = [
+        *(("method", entry) for entry in registry.methods.values()),
+        *(("backend", entry) for entry in registry.backends.values()),
+    ]
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": kind,
+            "name": entry.name,
+            "source": entry.source,
+            "options": list(entry.obj.Options.model_fields),
+        }
+        for kind, entry in sorted(entries, key=lambda pair: (pair[0] != "method", pair[1].name))
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    headers = ("kind", "name", "source", "options")
+    cells: list[tuple[str, ...]] = [
+        (r["kind"], r["name"], r["source"], ", ".join(r["options"]) or "-") for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    for line in (headers, tuple("-" * w for w in widths), *cells):
+        print(
+            "  ".join(
+                value.ljust(width) for value, width in zip(line, widths, strict=True)
+            ).rstrip()
+        )
+    return 0
+
+
+def _backend_options(config: EvaluateConfig | SummarizeConfig) -> dict[str, Any]:
+    options = dict(config.backend_options)
+    if config.base_model is not None:
+        options["base_model"] = config.base_model
+    return options
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dialogsum.data import load_examples
+    from dialogsum.modeling import check_writable
+    from dialogsum.registry import get_registry
+    from dialogsum.summarizer import Summarizer
+
+    config: TrainConfig = build_config(TrainConfig, args.config, flags_to_settings(args))
+    # Validate everything cheap before the (slow) model load.
+    registry = get_registry()
+    options = registry.method_options(config.method, config.options)
+    train_data = load_examples(config.train, "train")
+    eval_data = load_examples(config.eval, "validation") if config.eval else None
+    if not config.training.resume_from_checkpoint:
+        check_writable(Path(config.output_dir), overwrite=config.overwrite)
+    backend_options = {"base_model": config.base_model} if config.base_model else None
+    summarizer = Summarizer.from_pretrained(config.model, backend_options=backend_options)
+    tuned = summarizer.finetune(
+        train_data,
+        method=config.method,
+        options=options,
+        eval_data=eval_data,
+        output_dir=config.output_dir,
+        training=config.training,
+        data=config.data,
+        overwrite=config.overwrite,
+    )
+    metrics = tuned.training.metrics if tuned.training else {}
+    print(
+        json.dumps(
+            {"model": str(Path(config.output_dir) / "model"), **metrics}, indent=2, default=str
+        )
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dialogsum.summarizer import Summarizer
+
+    config: EvaluateConfig = build_config(EvaluateConfig, args.config, flags_to_settings(args))
+    from dialogsum.data import load_examples
+
+    examples = load_examples(config.data, config.split)
+    summarizer = Summarizer.from_pretrained(
+        config.model, backend=config.backend, backend_options=_backend_options(config)
+    )
+    scores = summarizer.evaluate(
+        examples,
+        predictions_file=config.predictions,
+        **config.generation.model_dump(exclude_unset=True),
+    )
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        print(f"{'metric':<12} value")
+        for key, value in scores.items():
+            print(f"{key:<12} {value:.2f}" if isinstance(value, float) else f"{key:<12} {value}")
+    return 0
+
+
+def read_dialogue_lines(handle: IO[str], name: str) -> Iterator[tuple[Any, str]]:
+    """``(id, dialogue)`` pairs from JSON lines of objects with ``dialogue`` (or plain strings)."""
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{name}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
+            ) from None
+        if isinstance(row, str):
+            row = {"dialogue": row}
+        if not isinstance(row, dict) or not isinstance(row.get("dialogue"), str):
+            raise DataError(
+                f"{name}:{number}: expected an object with a string field 'dialogue' "
+                f"(or a JSON string), got {line.strip()[:60]!r}."
+            )
+        if not row["dialogue"].strip():
+            raise DataError(f"{name}:{number}: field 'dialogue' is empty.")
+        yield row.get("id", row.get("fname", number)), row["dialogue"]
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from dialogsum.summarizer import Summarizer
+
+    config: SummarizeConfig = build_config(SummarizeConfig, args.config, flags_to_settings(args))
+    if config.input == "-":
+        rows = list(read_dialogue_lines(sys.stdin, "<stdin>"))
+    else:
+        path = Path(config.input)
+        if not path.is_file():
+            raise DataError(f"Input file {path} does not exist.")
+        with path.open(encoding="utf-8") as handle:
+            rows = list(read_dialogue_lines(handle, str(path)))
+    summarizer = Summarizer.from_pretrained(
+        config.model, backend=config.backend, backend_options=_backend_options(config)
+    )
+    summaries = summarizer.summarize(
+        [dialogue for _, dialogue in rows], **config.generation.model_dump(exclude_unset=True)
+    )
+    lines = "".join(
+        json.dumps({"id": key, "summary": summary}, ensure_ascii=False) + "\n"
+        for (key, _), summary in zip(rows, summaries, strict=True)
+    )
+    if config.output == "-":
+        sys.stdout.write(lines)
+    else:
+        Path(config.output).write_text(lines, encoding="utf-8")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dialogsum`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="dialogsum", description="Fine-tune FLAN-T5 into a dialogue summarizer and serve it."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    plugins = commands.add_parser(
+        "plugins", help="List fine-tuning methods and inference backends."
+    )
+    plugins.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    plugins.set_defaults(handler=_plugins)
+
+    train = commands.add_parser("train", help="Fine-tune a model.")
+    train.set_defaults(handler=_train)
+    train.add_argument("--config", help="YAML or JSON file mirroring these flags.")
+    train.add_argument(
+        "--model", default=argparse.SUPPRESS, help="Hub id or folder (default google/flan-t5-base)."
+    )
+    train.add_argument("--base-model", dest="base_model", default=argparse.SUPPRESS)
+    train.add_argument(
+        "--train", default=argparse.SUPPRESS, help="Training data: file, folder or hub id."
+    )
+    train.add_argument("--eval", default=argparse.SUPPRESS, help="Validation data.")
+    train.add_argument(
+        "--method", default=argparse.SUPPRESS, help="full, lora, prompt_tuning, or a plugin's."
+    )
+    train.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="A method option, e.g. r=16."
+    )
+    train.add_argument("--output-dir", dest="output_dir", default=argparse.SUPPRESS)
+    train.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS)
+    add_model_flags(train, TrainingOptions, "training")
+    add_model_flags(train, DataOptions, "data")
+
+    for name, handler, help_text in (
+        ("evaluate", _evaluate, "Score a model with ROUGE against references."),
+        ("summarize", _summarize, "Summarize JSON lines of dialogues."),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--config", help="YAML or JSON file mirroring these flags.")
+        sub.add_argument("--model", default=argparse.SUPPRESS)
+        sub.add_argument("--base-model", dest="base_model", default=argparse.SUPPRESS)
+        sub.add_argument(
+            "--backend", default=argparse.SUPPRESS, help="torch (default) or a plugin's."
+        )
+        sub.add_argument(
+            "--backend-option", dest="backend_option", action="append", metavar="KEY=VALUE"
+        )
+        add_model_flags(sub, GenerationOptions, "generation")
+    evaluate = commands.choices["evaluate"]
+    evaluate.add_argument("--data", default=argparse.SUPPRESS, help="File, folder or hub id.")
+    evaluate.add_argument("--split", default=argparse.SUPPRESS, help="Split of a folder or hub id.")
+    evaluate.add_argument(
+        "--predictions", default=argparse.SUPPRESS, help="Write predictions here."
+    )
+    evaluate.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    summarize = commands.choices["summarize"]
+    summarize.add_argument(
+        "--input", default=argparse.SUPPRESS, help="JSON lines file, or - for stdin."
+    )
+    summarize.add_argument(
+        "--output", default=argparse.SUPPRESS, help="JSON lines file, or - for stdout."
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except DialogsumError as exc:
+        print(f"dialogsum {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dialogsum {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Loading DialogSum-format data from files, folders, in-memory lists or the Hugging Face hub.
+
+Every row becomes an :class:`Example` with its dialogue and *all* its reference summaries:
+DialogSum's test split carries three (``summary1``..``summary3``) and evaluation uses them all.
+A malformed row fails with its file and line and the field at fault; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dialogsum.errors import DataError
+
+#: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
+DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test",),
+}
+FILE_SUFFIXES = (".jsonl", ".json", ".csv")
+_REFERENCE_FIELD = re.compile(r"^summary(\d*)$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dialogue and its reference summaries (none when only summarizing)."""
+
+    dialogue: str
+    references: tuple[str, ...] = ()
+    id: str | None = None
+
+    @property
+    def summary(self) -> str | None:
+        """The first reference summary, if any."""
+        return self.references[0] if self.references else None
+
+
+DataSource = str | Path | Sequence[Example | Mapping[str, Any] | str]
+
+
+class DataOptions(BaseModel):
+    """How examples become model inputs: the prompt and the length limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(
+        DEFAULT_PROMPT, description="Prompt template; '{dialogue}' is replaced by the dialogue."
+    )
+    max_source_length: int = Field(512, gt=0, description="Tokens kept of each prompted dialogue.")
+    max_target_length: int = Field(128, gt=0, description="Tokens kept of each reference summary.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if value.count("{dialogue}") != 1:
+            raise ValueError(
+                "the prompt must contain the placeholder '{dialogue}' exactly once, "
+                f"got {value!r}"
+            )
+        return value
+
+    def render(self, dialogue: str) -> str:
+        """The model input for ``dialogue``."""
+        # str.replace, not str.format: dialogues and prompts may contain braces.
+        return self.prompt.replace("{dialogue}", dialogue)
+
+
+def example_from_row(row: Any, where: str, *, require_references: bool = True) -> Example:
+    """Build an :class:`Example` from one row, or fail naming ``where`` and the field at fault."""
+    if isinstance(row, Example):
+        if require_references and not row.references:
+            raise DataError(f"{where}: the example has no reference summary.")
+        return row
+    if isinstance(row, str):
+        row = {"dialogue": row}
+    if not isinstance(row, Mapping):
+        raise DataError(
+            f"{where}: expected an object with a 'dialogue' field, got {type(row).__name__}."
+        )
+    dialogue = _text_field(row, "dialogue", where)
+    references = tuple(
+        _text_field(row, key, where)
+        for key in sorted(
+            (k for k in row if isinstance(k, str) and _REFERENCE_FIELD.match(k)),
+            key=lambda k: int(k[len("summary") :] or 0),
+        )
+    )
+    if require_references and not references:
+        present = ", ".join(map(str, row)) or "none"
+        raise DataError(
+            f"{where}: no reference summary; expected field 'summary' (or 'summary1', "
+            f"'summary2', ...). Fields present: {present}."
+        )
+    raw_id = row.get("fname", row.get("id"))
+    return Example(dialogue, references, None if raw_id is None else str(raw_id))
+
+
+def _text_field(row: Mapping[str, Any], key: str, where: str) -> str:
+    if key not in row:
+        present = ", ".join(map(str, row)) or "none"
+        raise DataError(f"{where}: field '{key}' is missing. Fields present: {present}.")
+    value = row[key]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}.")
+    if not value.strip():
+        raise DataError(f"{where}: field '{key}' is empty.")
+    return value
+
+
+def load_examples(
+    source: DataSource, split: str = "train", *, require_references: bool = True
+) -> list[Example]:
+    """Load examples from any supported source.
+
+    ``source`` is a ``.jsonl``/``.json``/``.csv`` file, a folder holding ``<split>.jsonl`` (or
+    ``.json``/``.csv``) files, a list of :class:`Example`, dicts or dialogue strings, or a Hugging
+    Face datasets id such as ``knkarthick/dialogsum`` (needs ``pip install 'dialogsum[hub]'`` and a
+    connection). ``split`` picks the file in a folder and the split on the hub.
+    """
+    rows: Iterable[tuple[str, Any]]
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            path = split_file(path, split)
+        if path.is_file():
+            rows = read_rows(path)
+        elif isinstance(source, str) and _HUB_ID.match(source) and not path.exists():
+            rows = _hub_rows(source, split)
+        else:
+            raise DataError(
+                f"No such data file or folder: {path}. Give a .jsonl, .json or .csv file, a folder "
+                f"with train/validation/test files, or a Hugging Face datasets id."
+            )
+    elif isinstance(source, Sequence):
+        rows = ((f"item {index}", row) for index, row in enumerate(source))
+    else:
+        raise DataError(
+            f"Cannot read data from a {type(source).__name__}; give a path, a hub id or a list."
+        )
+    examples = [
+        example_from_row(row, where, require_references=require_references) for where, row in rows
+    ]
+    if not examples:
+        raise DataError(f"{source}: no examples found (split '{split}').")
+    return examples
+
+
+def split_file(folder: Path, split: str) -> Path:
+    """The file in ``folder`` that holds ``split`` (``validation`` also matches ``dev``, ...)."""
+    names = SPLIT_ALIASES.get(split, (split,))
+    for name in names:
+        for suffix in FILE_SUFFIXES:
+            for candidate in (folder / f"{name}{suffix}", folder / f"dialogsum.{name}{suffix}"):
+                if candidate.is_file():
+                    return candidate
+    present = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FILE_SUFFIXES))
+    raise DataError(
+        f"{folder}: no file for split '{split}' (looked for {names[0]}.jsonl, .json or .csv). "
+        f"Data files present: {present or 'none'}."
+    )
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, row)`` pairs from a JSON Lines, JSON or CSV file; ``where`` is file:line."""
+    if path.suffix.lower() == ".csv":
+        return _csv_rows(path)
+    if path.suffix.lower() == ".json":
+        text = path.read_text(encoding="utf-8")
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            return _json_lines(path)  # a .json file holding JSON Lines
+        if isinstance(whole, list):
+            return ((f"{path}: item {index}", row) for index, row in enumerate(whole))
+        if isinstance(whole, dict) and isinstance(whole.get("data"), list):
+            return ((f"{path}: data[{index}]", row) for index, row in enumerate(whole["data"]))
+        raise DataError(f"{path}: expected a JSON list of objects or JSON Lines.")
+    return _json_lines(path)
+
+
+def _json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
+                ) from None
+            yield f"{path}:{number}", row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise DataError(f"{path}: the CSV file is empty; expected a header with 'dialogue'.")
+        start = reader.line_num + 1
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{start}: the row has more cells than the header.")
+            yield f"{path}:{start}", row
+            start = reader.line_num + 1
+
+
+def _hub_rows(dataset_id: str, split: str) -> Iterable[tuple[str, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"'{dataset_id}' is not a local file or folder; loading it from the Hugging Face hub "
+            f"needs the datasets package: pip install 'dialogsum[hub]'."
+        ) from None
+    try:
+        dataset = datasets.load_dataset(dataset_id, split=split)
+    except Exception as exc:
+        raise DataError(
+            f"Could not load '{dataset_id}' (split '{split}') from the Hugging Face hub: "
+            f"{type(exc).__name__}: {exc}. Check the id and your connection, or give a local file."
+        ) from exc
+    return ((f"{dataset_id}[{split}] row {index}", row) for index, row in enumerate(dataset))
+
+
+def group_references(examples: Iterable[Example]) -> list[Example]:
+    """Merge examples that share a dialogue into one carrying all their references.
+
+    The hub mirror of DialogSum flattens each test dialogue into three rows with one reference
+    each; scoring those rows separately would count each dialogue three times against a single
+    reference. Order of first appearance is kept.
+    """
+    merged: dict[str, Example] = {}
+    for example in examples:
+        known = merged.get(example.dialogue)
+        if known is None:
+            merged[example.dialogue] = example
+        else:
+            extra = tuple(r for r in example.references if r not in known.references)
+            merged[example.dialogue] = Example(known.dialogue, known.references + extra, known.id)
+    return list(merged.values())

@@ -1,0 +1,70 @@
+"""The contracts fine-tuning methods and inference backends fulfil.
+
+Subclassing :class:`FinetuneMethod` or :class:`InferenceBackend` is optional: the registry checks
+the shape of whatever is registered (``name``, ``Options``, ``prepare`` or ``load``), so a plugin
+may also register plain objects. The base classes document the contract and give type checkers
+something to hold on to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Options(BaseModel):
+    """Base class for a method's or backend's options: unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoOptions(Options):
+    """Options of a method or backend that takes none."""
+
+
+class FinetuneMethod(ABC):
+    """A way to turn a pretrained seq2seq model into the module the trainer updates.
+
+    The core owns the training loop, saving, loading and merging; a method only decides which
+    parameters train. Return a :class:`peft.PeftModel` for parameter-efficient methods: the core
+    then saves adapter weights only and records the base model.
+    """
+
+    #: Unique method name, used as ``method=`` and ``--method``.
+    name: ClassVar[str]
+    #: Pydantic model of the method's options; must forbid unknown fields.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Learning rate used when the user gives none; adapters want larger rates than full tuning.
+    default_learning_rate: ClassVar[float] = 5e-5
+
+    @abstractmethod
+    def prepare(self, model: Any, options: Any) -> torch.nn.Module:
+        """Return the module to train, built from ``model`` (a transformers seq2seq model)."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What a backend's ``load`` returns: something that summarizes dialogues."""
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        """Summarize each dialogue; one summary per input, in input order."""
+        ...
+
+
+class InferenceBackend(ABC):
+    """A way to serve a saved or exported model."""
+
+    #: Unique backend name, used as ``backend=`` and ``--backend``.
+    name: ClassVar[str]
+    #: Pydantic model of the backend's options; must forbid unknown fields.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @abstractmethod
+    def load(self, model_dir: Path, options: Any) -> Predictor:
+        """Load the model in ``model_dir`` and return a :class:`Predictor` for it."""

@@ -1,0 +1,1 @@
+"""Built-in fine-tuning methods, each registered through the ``dialogsum`` entry points."""

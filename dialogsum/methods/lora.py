@@ -1,0 +1,69 @@
+"""LoRA through peft: low-rank adapters on the attention projections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dialogsum.hookspecs import hookimpl
+from dialogsum.interfaces import FinetuneMethod, Options
+
+
+class LoraOptions(Options):
+    """LoRA settings; defaults follow the common FLAN-T5 DialogSum recipe (r=32 on q and v)."""
+
+    r: int = Field(32, gt=0, description="Rank of the update matrices.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator: updates are scaled by alpha/r.")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q", "v"],
+        min_length=1,
+        description="Module names to adapt; T5 attention uses q, k, v, o and FFN wi_0, wi_1, wo.",
+    )
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class Lora(FinetuneMethod):
+    """Train low-rank adapters; saves a few MB and can be merged into the base weights."""
+
+    name = "lora"
+    Options = LoraOptions
+    default_learning_rate = 1e-3
+
+    def prepare(self, model: Any, options: LoraOptions) -> Any:
+        """Wrap ``model`` in a peft LoRA model."""
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        _check_targets(model, options.target_modules)
+        config = LoraConfig(
+            task_type=TaskType.SEQ_2_SEQ_LM,
+            r=options.r,
+            lora_alpha=options.alpha,
+            lora_dropout=options.dropout,
+            target_modules=list(options.target_modules),
+            bias=options.bias,
+        )
+        return get_peft_model(model, config)
+
+
+def _check_targets(model: Any, targets: list[str]) -> None:
+    from dialogsum.errors import ConfigError
+
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in leaves]
+    if missing:
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"}
+        )
+        raise ConfigError(
+            f"Invalid options for method 'lora': target_modules {missing} match no module of "
+            f"this model. Linear modules it has: {', '.join(linear)}."
+        )
+
+
+@hookimpl
+def register_methods(register: Callable[[FinetuneMethod], None]) -> None:
+    """Register the ``lora`` method."""
+    register(Lora())

@@ -1,0 +1,82 @@
+"""Summarizing with a PyTorch model: length-sorted batches, per-batch padding, progress bar.
+
+This is the core's generic generation path: it serves a model held in memory (right after
+fine-tuning) and backs the built-in ``torch`` backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialogsum.data import DataOptions
+from dialogsum.errors import logger
+from dialogsum.features import encode_sources, length_sorted_batches, pad_batch
+from dialogsum.generation import check_dialogues, parse_generation
+from dialogsum.modeling import ModelManifest
+
+
+class TorchPredictor:
+    """Summarizes with a transformers (or peft) seq2seq model and its tokenizer."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, manifest: ModelManifest, *, progress: bool = True
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.manifest = manifest
+        self.progress = progress
+
+    @property
+    def data_options(self) -> DataOptions:
+        """The prompt and length limits the model was tuned with."""
+        return self.manifest.data
+
+    @property
+    def device(self) -> Any:
+        """The device the model's weights are on."""
+        return next(self.model.parameters()).device
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        """One summary per dialogue, in input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        texts = check_dialogues(dialogues)
+        options = parse_generation(generation)
+        if not texts:
+            return []
+        sources, truncated = encode_sources(texts, self.tokenizer, self.data_options)
+        if truncated:
+            logger.warning(
+                "%d of %d dialogues were longer than max_source_length=%d tokens and were "
+                "truncated before summarizing.",
+                truncated,
+                len(texts),
+                self.data_options.max_source_length,
+            )
+        kwargs = options.generate_kwargs(self.data_options.max_target_length)
+        summaries: list[str] = [""] * len(texts)
+        batches = length_sorted_batches([len(s) for s in sources], options.batch_size)
+        self.model.eval()
+        device = self.device
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=len(texts),
+                desc="summarizing",
+                unit="dialogue",
+                disable=not self.progress or len(batches) < 2,
+            ) as bar,
+        ):
+            for batch in batches:
+                ids, mask = pad_batch([sources[i] for i in batch], self.tokenizer.pad_token_id)
+                output = self.model.generate(
+                    input_ids=torch.tensor(ids, device=device),
+                    attention_mask=torch.tensor(mask, device=device),
+                    **kwargs,
+                )
+                decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+                for index, text in zip(batch, decoded, strict=True):
+                    summaries[index] = text.strip()
+                bar.update(len(batch))
+        return summaries

@@ -1,0 +1,207 @@
+"""The typed registry of fine-tuning methods and inference backends.
+
+Plugins hand objects to the core through ``register(obj)``; this module validates each one, keeps
+track of where it came from, rejects name clashes and answers look-ups with helpful errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from dialogsum.errors import ConfigError, PluginError
+from dialogsum.interfaces import FinetuneMethod, InferenceBackend
+from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager
+
+Kind = Literal["method", "backend"]
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+#: Plugins dialogsum knows about but that may not be installed, with how to get them.
+KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
+    "method": {
+        "ia3": "pip install ./plugins/dialogsum-ia3 (from the dialogsum repository)",
+    },
+    "backend": {
+        "onnxruntime": "pip install 'dialogsum[cpu-serve]'",
+    },
+}
+
+_CALLABLE: dict[Kind, str] = {"method": "prepare", "backend": "load"}
+
+
+@dataclass(frozen=True)
+class Registered(Generic[T]):
+    """A registered method or backend and the plugin it came from."""
+
+    name: str
+    obj: T
+    source: str
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per pydantic error: ``field: message``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(options)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def validate_options(
+    label: str, options_cls: type[BaseModel], options: Mapping[str, Any] | BaseModel | None
+) -> BaseModel:
+    """Validate user-given ``options`` against an ``Options`` model.
+
+    ``label`` names what the options are for (``"method 'lora'"``, ``"training"``). Raises
+    :class:`ConfigError` naming it, the bad field and the valid ones.
+    """
+    if isinstance(options, options_cls):
+        return options
+    if isinstance(options, BaseModel):
+        options = options.model_dump()
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(
+            f"Options for {label} must be a mapping of field names to values, "
+            f"got {type(options).__name__}."
+        )
+    try:
+        return options_cls.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        fields = ", ".join(options_cls.model_fields) or "none"
+        raise ConfigError(
+            f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
+        ) from None
+
+
+class Registry:
+    """Methods and backends by name, built from a plugin manager's hooks."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, Registered[FinetuneMethod]] = {}
+        self.backends: dict[str, Registered[InferenceBackend]] = {}
+
+    @classmethod
+    def from_plugin_manager(cls, manager: DialogsumPluginManager) -> Registry:
+        """Call every plugin's hooks and collect what they register."""
+        registry = cls()
+        hooks: list[tuple[Kind, Any]] = [
+            ("method", manager.hook.register_methods),
+            ("backend", manager.hook.register_backends),
+        ]
+        for kind, hook in hooks:
+            # Call implementations one by one (not through the hook relay) so each registration
+            # is attributed to its plugin: clashes and errors then name both distributions.
+            for impl in reversed(hook.get_hookimpls()):
+                source = manager.source_of(impl.plugin_name)
+                register = registry._registrar(kind, source)
+                try:
+                    impl.function(**{arg: register for arg in impl.argnames})
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"Plugin {source} raised in its register_{kind}s hook: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+        return registry
+
+    def _registrar(self, kind: Kind, source: str) -> Callable[[Any], None]:
+        def register(obj: Any) -> None:
+            self.add(kind, obj, source)
+
+        return register
+
+    def add(self, kind: Kind, obj: Any, source: str) -> None:
+        """Validate ``obj`` as a ``kind`` and add it; clashes raise :class:`PluginError`."""
+        _check_shape(kind, obj, source)
+        table: dict[str, Registered[Any]] = self.methods if kind == "method" else self.backends
+        name = obj.name
+        if name in table:
+            raise PluginError(
+                f"Two plugins register a {kind} named '{name}': {table[name].source} and {source}. "
+                f"Uninstall one of them, or choose which loads with DIALOGSUM_PLUGINS."
+            )
+        table[name] = Registered(name=name, obj=obj, source=source)
+
+    def method(self, name: str) -> FinetuneMethod:
+        """The method called ``name``, or a :class:`PluginError` listing the available ones."""
+        return self._lookup("method", self.methods, name).obj
+
+    def backend(self, name: str) -> InferenceBackend:
+        """The backend called ``name``, or a :class:`PluginError` listing the available ones."""
+        return self._lookup("backend", self.backends, name).obj
+
+    def _lookup(self, kind: Kind, table: Mapping[str, Registered[T]], name: str) -> Registered[T]:
+        if name in table:
+            return table[name]
+        available = ", ".join(sorted(table)) or "none"
+        message = f"Unknown {kind} '{name}'. Available {kind}s: {available}."
+        hint = KNOWN_PROVIDERS[kind].get(name)
+        if hint:
+            message += f" '{name}' is provided by an optional plugin: {hint}"
+        raise PluginError(message)
+
+    def method_options(self, name: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        """Validate options for method ``name`` (unknown method or bad field: clear error)."""
+        return validate_options(f"method '{name}'", self.method(name).Options, options)
+
+    def backend_options(
+        self, name: str, options: Mapping[str, Any] | BaseModel | None
+    ) -> BaseModel:
+        """Validate options for backend ``name`` (unknown backend or bad field: clear error)."""
+        return validate_options(f"backend '{name}'", self.backend(name).Options, options)
+
+
+def _check_shape(kind: Kind, obj: Any, source: str) -> None:
+    what = f"{kind} registered by {source}"
+    if isinstance(obj, type):
+        raise PluginError(
+            f"A {what} is the class {obj.__name__}; "
+            f"register an instance: register({obj.__name__}())."
+        )
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PluginError(
+            f"A {what} ({type(obj).__name__}) has name {name!r}; a name must be a lower-case "
+            f"identifier such as 'lora' or 'my-backend'."
+        )
+    options = getattr(obj, "Options", None)
+    if not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise PluginError(
+            f"The {kind} '{name}' registered by {source} has no pydantic Options class; "
+            f"subclass dialogsum.Options (or use dialogsum.NoOptions)."
+        )
+    if options.model_config.get("extra") != "forbid":
+        raise PluginError(
+            f"The {kind} '{name}' registered by {source} has Options that accept unknown fields; "
+            f"set model_config = ConfigDict(extra='forbid') or subclass dialogsum.Options, "
+            f"so that a misspelt option is an error rather than silently ignored."
+        )
+    method = _CALLABLE[kind]
+    if not callable(getattr(obj, method, None)):
+        raise PluginError(f"The {kind} '{name}' registered by {source} has no {method}() method.")
+    if kind == "method":
+        rate = getattr(obj, "default_learning_rate", None)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise PluginError(
+                f"The method '{name}' registered by {source} has default_learning_rate "
+                f"{rate!r}; it must be a positive number (the rate used when the user gives none)."
+            )
+
+
+def get_registry(manager: DialogsumPluginManager | None = None) -> Registry:
+    """The registry for ``manager`` (default: the process-wide one), built once and cached."""
+    manager = manager or get_plugin_manager()
+    # Rebuilt when plugins were added or removed since, so in-process registration is seen.
+    key = tuple(sorted(name for name, _ in manager.list_name_plugin()))
+    cached: tuple[tuple[str, ...], Registry] | None = getattr(manager, "_dialogsum_registry", None)
+    if cached is None or cached[0] != key:
+        cached = (key, Registry.from_plugin_manager(manager))
+        manager._dialogsum_registry = cached  # type: ignore[attr-defined]
+    return cached[1]

@@ -1,0 +1,213 @@
+"""Every built-in method trains with falling loss, saves, reloads and generates the same tokens."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from statistics import fmean
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.data import Example
+from dialogsum.errors import ConfigError, ModelError, PluginError
+
+PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
+LEARNING_RATES = {"full": 3e-3, "lora": 1e-2, "prompt_tuning": 0.3}
+METHOD_OPTIONS = {
+    "full": {},
+    "lora": {"r": 4, "alpha": 8},
+    "prompt_tuning": {"num_virtual_tokens": 8},
+}
+
+
+def tune(base: Summarizer, examples: list[Example], method: str, **kwargs):  # type: ignore[no-untyped-def]
+    training = {
+        "max_steps": 24,
+        "batch_size": 4,
+        "logging_steps": 1,
+        "progress": False,
+        "learning_rate": LEARNING_RATES[method],
+        "save_strategy": "no",
+    }
+    return base.finetune(
+        examples * 2,
+        method=method,
+        options=METHOD_OPTIONS[method],
+        training=training,
+        data={"max_source_length": 128, "max_target_length": 32},
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_method_trains_saves_and_reloads(
+    method: str, base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    before = base.summarize(PROBE, max_new_tokens=12)
+    tuned = tune(base, few_examples, method)
+    losses = tuned.training.losses
+    assert len(losses) >= 20
+    assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
+
+    assert tuned.method == method
+    assert base.summarize(PROBE, max_new_tokens=12) == before  # the original is left untouched
+    expected = tuned.summarize(PROBE, max_new_tokens=12)
+
+    folder = tuned.save(tmp_path / "saved")
+    manifest = json.loads((folder / "dialogsum.json").read_text())
+    assert manifest["method"] == method and manifest["data"]["max_source_length"] == 128
+    if method == "full":
+        assert (folder / "model.safetensors").exists()
+    else:  # PEFT saves are adapter-only and record their base model
+        assert not (folder / "model.safetensors").exists()
+        assert (folder / "adapter_model.safetensors").exists()
+        assert manifest["peft"] is True and manifest["base_model"] == base.source
+
+    reloaded = Summarizer.from_pretrained(folder)
+    assert reloaded.method == method
+    assert reloaded.summarize(PROBE, max_new_tokens=12) == expected
+
+
+def test_save_refuses_to_overwrite(base: Summarizer, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("user data")
+    with pytest.raises(ConfigError, match=r"already exists.*overwrite=True"):
+        base.save(target)
+    assert (target / "keep.txt").read_text() == "user data"
+    base.save(target, overwrite=True)
+    assert not (target / "keep.txt").exists() and (target / "config.json").exists()
+    assert not list(tmp_path.glob(".out*"))  # no staging folder left behind
+
+
+def test_generation_config_does_not_cap_at_20_tokens(base: Summarizer, tmp_path: Path) -> None:
+    folder = base.save(tmp_path / "m")
+    config = json.loads((folder / "generation_config.json").read_text())
+    assert config["max_new_tokens"] == 128
+    long = Summarizer.from_pretrained(folder).summarize(PROBE, min_new_tokens=40, max_new_tokens=40)
+    short = Summarizer.from_pretrained(folder).summarize(
+        PROBE, max_new_tokens=10, min_new_tokens=10
+    )
+    assert len(base.tokenizer(long[0])["input_ids"]) > len(base.tokenizer(short[0])["input_ids"])
+
+
+def test_adapter_with_missing_base_model(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    private_base = tmp_path / "base"
+    shutil.copytree(base.source, private_base)  # type: ignore[arg-type]
+    tuned = tune(Summarizer.from_pretrained(private_base), few_examples[:4], "lora")
+    adapter = tuned.save(tmp_path / "adapter")
+    expected = tuned.summarize(PROBE, max_new_tokens=8)
+    moved = private_base.rename(tmp_path / "moved-base")
+    with pytest.raises(ModelError, match=r"tuned from '.*base'.*could not be loaded.*base_model="):
+        Summarizer.from_pretrained(adapter)
+    again = Summarizer.from_pretrained(adapter, backend_options={"base_model": str(moved)})
+    assert again.summarize(PROBE, max_new_tokens=8) == expected
+
+
+def test_prompt_tuning_init_text(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
+    tuned = base.finetune(
+        few_examples[:4],
+        method="prompt_tuning",
+        options={"num_virtual_tokens": 6, "init_text": "Summarize the conversation"},
+        training={"max_steps": 1, "progress": False, "learning_rate": 1e-9, "save_strategy": "no"},
+    )
+    ids = base.tokenizer("Summarize the conversation", add_special_tokens=False)["input_ids"]
+    learned = tuned.model.prompt_encoder["default"].embedding.weight
+    rows = learned.shape[0]  # peft keeps num_virtual_tokens rows per transformer submodule
+    expected = base.model.get_input_embeddings().weight[(ids * rows)[:rows]]
+    assert (learned - expected).abs().max().item() < 1e-5
+
+
+def test_bad_method_options_fail_before_training(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(
+        ConfigError,
+        match=r"method 'lora': rank: Extra inputs are not permitted.*Valid fields: r, alpha",
+    ):
+        base.finetune(few_examples, method="lora", options={"rank": 8})
+    with pytest.raises(
+        ConfigError, match=r"method 'lora': target_modules \['query'\] match no module"
+    ):
+        base.finetune(
+            few_examples,
+            method="lora",
+            options={"target_modules": ["query"]},
+            training={"max_steps": 1, "progress": False},
+        )
+    with pytest.raises(PluginError, match=r"Unknown method 'lorra'. Available methods: .*lora"):
+        base.finetune(few_examples, method="lorra")
+
+
+def test_fp16_is_refused_with_reason(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=r"fp16 is refused for T5.*overflow.*bf16"):
+        base.finetune(few_examples, training={"precision": "fp16"})
+
+
+def test_finetune_refuses_existing_output_dir(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"already exists.*overwrite"):
+        base.finetune(few_examples, output_dir=tmp_path / "run", training={"max_steps": 1})
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_run_folder_layout_and_resume(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    training = {
+        "max_steps": 4,
+        "batch_size": 4,
+        "progress": False,
+        "save_strategy": "steps",
+        "save_steps": 2,
+    }
+    tuned = base.finetune(
+        few_examples,
+        method="lora",
+        options={"r": 4},
+        output_dir=run,
+        training=training,
+        eval_data=few_examples[:2],
+    )
+    assert (run / "model" / "adapter_config.json").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "eval_rouge1" in metrics and metrics["truncation"]["examples"] == 8
+    assert json.loads((run / "train_config.json").read_text())["options"]["r"] == 4
+    assert (run / "checkpoints" / "checkpoint-4").is_dir()
+    assert Summarizer.from_pretrained(run).summarize(PROBE, max_new_tokens=6) == tuned.summarize(
+        PROBE, max_new_tokens=6
+    )
+    resumed = base.finetune(
+        few_examples,
+        method="lora",
+        options={"r": 4},
+        output_dir=run,
+        training={**training, "max_steps": 6, "resume_from_checkpoint": True},
+    )
+    assert resumed.training.metrics["train_runtime"] >= 0
+    assert (run / "checkpoints" / "checkpoint-6").is_dir()
+
+
+def test_resume_without_checkpoint_is_a_config_error(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=r"Cannot resume"):
+        base.finetune(
+            few_examples,
+            method="lora",
+            output_dir=tmp_path / "fresh",
+            training={"max_steps": 2, "progress": False, "resume_from_checkpoint": True},
+        )
+
+
+def test_adapter_cannot_be_tuned_again(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    adapter = tune(base, few_examples[:4], "lora").save(tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"'lora' adapter; fine-tuning an adapter again"):
+        Summarizer.from_pretrained(adapter).finetune(few_examples, method="lora")
