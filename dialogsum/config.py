@@ -77,9 +77,8 @@ def read_config_file(path: str) -> dict[str, Any]:
     try:
         loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"Config file {file} is not valid {file.suffix.lstrip('.') or 'YAML'}: {exc}"
-        ) from None
+        kind = "JSON" if file.suffix == ".json" else "YAML"
+        raise ConfigError(f"Config file {file} is not valid {kind}: {exc}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -123,7 +123,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 def _from_pretrained(cls: Any, source: str, what: str) -> Any:
     try:
         return cls.from_pretrained(source)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # corrupt files raise anything from OSError to SafetensorError
         where = (
             "its folder"
             if Path(source).exists()

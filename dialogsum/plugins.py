@@ -55,7 +55,7 @@ class DialogsumPluginManager(pluggy.PluginManager):
         ignores an implementation of a hook that does not exist (``register_method``), which
         would leave a plugin that registers nothing and says nothing.
         """
-        where = self.sources.get(name) if name else None
+        where = self.source_of(name) if name else None
         try:
             plugin_name = super().register(plugin, name)
         except pluggy.PluginValidationError as exc:
@@ -76,9 +76,11 @@ class DialogsumPluginManager(pluggy.PluginManager):
         )
         if unknown:
             self.unregister(plugin)
-            known = ", ".join(sorted(n for n in vars(self.hook) if not n.startswith("_")))
+            known = ", ".join(
+                sorted(n for n, c in vars(self.hook).items() if n[0] != "_" and c.has_spec())
+            )
             raise PluginError(
-                f"Plugin {where or self.source_of(plugin_name)} implements "
+                f"Plugin {self.source_of(plugin_name)} implements "
                 f"{', '.join(repr(n) for n in unknown)}, which dialogsum does not define "
                 f"(its hooks: {known}). Check the spelling, or mark a hook of a newer dialogsum "
                 f"@hookimpl(optionalhook=True)."

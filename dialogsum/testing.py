@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EOS_TOKEN",
     "EOS_TOKEN_ID",
+    "MODEL_MAX_LENGTH",
     "PAD_TOKEN",
     "PAD_TOKEN_ID",
     "SPLITS",

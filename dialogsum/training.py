@@ -109,7 +109,9 @@ def train(
     """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``."""
     import torch
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from dialogsum.callbacks import LogToLogger, QuietProgress
     from dialogsum.features import IGNORE_INDEX
 
     evaluating = bool(eval_features) and options.eval_strategy != "no"
@@ -160,6 +162,13 @@ def train(
         data_collator=collator,
         processing_class=tokenizer,
     )
+    # Training logs go to the 'dialogsum' logger (stderr in the CLI), not to stdout, where
+    # commands print their results.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if options.progress:
+        trainer.add_callback(QuietProgress())
+    trainer.add_callback(LogToLogger())
     try:
         output = trainer.train(resume_from_checkpoint=options.resume_from_checkpoint or None)
     except ValueError as exc:

@@ -44,3 +44,12 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "test.jsonl").is_file():
         pytest.skip(f"the full DialogSum corpus is not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    # Tiny models gain nothing from threads, and on a busy 2-core machine two torch threads
+    # contend with other processes and make generate() many times slower.
+    import torch
+
+    torch.set_num_threads(1)

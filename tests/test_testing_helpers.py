@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,16 @@ from dialogsum.testing import (
 def _normalised(text: str) -> str:
     """What the tokenizer's normaliser makes of ``text``: NFKC, single spaces, stripped."""
     return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Run on one intra-op thread: the tiny models gain nothing from more, and when the CPUs are
+    busy, torch's thread hand-offs make each tiny op, and so ``generate``, many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

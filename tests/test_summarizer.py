@@ -1,0 +1,115 @@
+"""The Summarizer facade: summarize inputs, evaluation, loading errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.errors import ConfigError, DataError, ModelError, PluginError
+
+DIALOGUE = "#Person1#: Can I help you?\n#Person2#: I'd like a ticket to Boston, please."
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+
+
+def test_batched_summaries_match_one_by_one(base: Summarizer) -> None:
+    dialogues = [DIALOGUE, "#Person1#: Hi.", DIALOGUE + "\n#Person1#: Sure, one way or return?"]
+    batched = base.summarize(dialogues, batch_size=2, max_new_tokens=10)
+    single = [base.summarize([d], max_new_tokens=10)[0] for d in dialogues]
+    assert batched == single
+    assert base.summarize([], max_new_tokens=5) == []
+
+
+def test_beam_search_and_options(base: Summarizer) -> None:
+    [summary] = base.summarize([DIALOGUE], num_beams=3, max_new_tokens=8, no_repeat_ngram_size=2)
+    assert isinstance(summary, str)
+
+
+@pytest.mark.parametrize(
+    ("dialogues", "message"),
+    [
+        (DIALOGUE, r"got a single string; wrap it"),
+        ([DIALOGUE, ""], r"dialogues\[1\] is empty"),
+        ([DIALOGUE, 42], r"dialogues\[1\] is a int"),
+    ],
+)
+def test_bad_dialogues(base: Summarizer, dialogues: object, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        base.summarize(dialogues)  # type: ignore[arg-type]
+
+
+def test_unknown_generation_option(base: Summarizer) -> None:
+    with pytest.raises(
+        ConfigError, match=r"max_tokens: Extra inputs.*Valid options: max_new_tokens"
+    ):
+        base.summarize([DIALOGUE], max_tokens=5)
+    with pytest.raises(ConfigError, match=r"num_beams: Input should be greater than or equal to 1"):
+        base.summarize([DIALOGUE], num_beams=0)
+
+
+def test_long_input_is_truncated_and_reported(
+    base: Summarizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dialogsum"):
+        base.summarize([DIALOGUE * 80, DIALOGUE], max_new_tokens=4)
+    assert "1 of 2 dialogues were longer than max_source_length=512" in caplog.text
+
+
+def test_evaluate_uses_all_references(base: Summarizer, sample_dir: Path, tmp_path: Path) -> None:
+    predictions = tmp_path / "predictions.jsonl"
+    scores = base.evaluate(sample_dir, "test", max_new_tokens=6, predictions_file=predictions)
+    assert scores["n"] == 40 and scores["references"] == 120
+    assert set(scores) >= {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(rows) == 40 and len(rows[0]["references"]) == 3
+
+
+def test_evaluate_merges_flattened_references(base: Summarizer) -> None:
+    flat = [{"dialogue": DIALOGUE, "summary": s} for s in ("A ticket.", "Boston trip.", "Buying.")]
+    scores = base.evaluate(flat, max_new_tokens=4)
+    assert scores["n"] == 1 and scores["references"] == 3
+
+
+def test_missing_model_folder() -> None:
+    with pytest.raises(ModelError, match=r"No model folder at .*nowhere: it does not exist"):
+        Summarizer.from_pretrained("./nowhere")
+
+
+def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelError, match=r"neither config.json nor adapter_config.json"):
+        Summarizer.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights(base: Summarizer, tmp_path: Path) -> None:
+    folder = base.save(tmp_path / "m")
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match=r"Could not load the model"):
+        Summarizer.from_pretrained(folder)
+
+
+def test_manifest_from_newer_version(base: Summarizer, tmp_path: Path) -> None:
+    folder = base.save(tmp_path / "m")
+    manifest = json.loads((folder / "dialogsum.json").read_text())
+    (folder / "dialogsum.json").write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(ModelError, match=r"newer dialogsum.*upgrade"):
+        Summarizer.from_pretrained(folder)
+
+
+def test_unreachable_hub_id() -> None:
+    with pytest.raises(ModelError, match=r"'google/flan-t5-nonexistent'.*not a local folder"):
+        Summarizer.from_pretrained("google/flan-t5-nonexistent")
+
+
+def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
+    with pytest.raises(PluginError, match=r"Unknown backend 'onnx'. Available backends: .*torch"):
+        Summarizer.from_pretrained(tiny_model_dir, backend="onnx")
+    with pytest.raises(ConfigError, match=r"backend 'torch': devise: Extra inputs"):
+        Summarizer.from_pretrained(tiny_model_dir, backend_options={"devise": "cpu"})
