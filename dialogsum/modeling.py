@@ -34,6 +34,8 @@ class ModelManifest(BaseModel):
     method: str | None = None
     base_model: str | None = None
     peft: bool = False
+    #: True when adapter weights were folded into the base weights (``merge``).
+    merged: bool = False
     data: DataOptions = DataOptions()
 
 

@@ -299,6 +299,38 @@ class Summarizer:
             )
         return scores
 
+    def merge(self) -> Summarizer:
+        """Fold the adapter (LoRA, IA3, any peft method that merges) into the base weights.
+
+        Returns a new Summarizer holding a plain transformers model, which saves as a full model
+        and exports without peft. A model without an adapter is returned as it is. Prompt tuning
+        has no weights to fold: :meth:`export` bakes its soft prompt into the exported encoder.
+        """
+        torch_side = self._torch("merge")
+        if not self.manifest.peft:
+            return self
+        if (
+            getattr(torch_side.model, "peft_config", None)
+            and torch_side.model.active_peft_config.is_prompt_learning
+        ):
+            raise ConfigError(
+                f"A '{self.method}' model has no adapter weights to merge: its soft prompt is an "
+                f"input, not a weight. Export it instead (export(dir)), which bakes the prompt "
+                f"into the exported encoder."
+            )
+        from dialogsum.predictor import TorchPredictor
+
+        merged = copy.deepcopy(torch_side.model).merge_and_unload()
+        manifest = self.manifest.model_copy(update={"peft": False, "merged": True})
+        result = Summarizer(
+            TorchPredictor(merged, torch_side.tokenizer, manifest, progress=torch_side.progress),
+            backend="torch",
+            source=None,
+            plugins=self._plugins,
+        )
+        result.training = self.training
+        return result
+
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save the model, tokenizer and manifest to ``path`` (adapter only for PEFT methods).
 

@@ -211,3 +211,23 @@ def test_adapter_cannot_be_tuned_again(base: Summarizer, few_examples, tmp_path:
     adapter = tune(base, few_examples[:4], "lora").save(tmp_path / "a")
     with pytest.raises(ConfigError, match=r"'lora' adapter; fine-tuning an adapter again"):
         Summarizer.from_pretrained(adapter).finetune(few_examples, method="lora")
+
+
+def test_merge_folds_lora_into_plain_weights(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tuned = tune(base, few_examples, "lora")
+    merged = tuned.merge()
+    assert not hasattr(merged.model, "peft_config")
+    assert merged.summarize(PROBE, max_new_tokens=12) == tuned.summarize(PROBE, max_new_tokens=12)
+    folder = merged.save(tmp_path / "merged")
+    assert (folder / "model.safetensors").exists() and not (folder / "adapter_config.json").exists()
+    manifest = json.loads((folder / "dialogsum.json").read_text())
+    assert manifest["method"] == "lora" and manifest["merged"] is True and manifest["peft"] is False
+    assert Summarizer.from_pretrained(folder).summarize(PROBE, max_new_tokens=12) == merged.summarize(PROBE, max_new_tokens=12)
+
+
+def test_prompt_tuning_cannot_merge(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
+    tuned = base.finetune(few_examples[:4], method="prompt_tuning", options={"num_virtual_tokens": 4},
+                          training={"max_steps": 1, "progress": False, "save_strategy": "no"})
+    with pytest.raises(ConfigError, match=r"no adapter weights to merge.*bakes the prompt"):
+        tuned.merge()
+    assert base.merge() is base
