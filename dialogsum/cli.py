@@ -179,6 +179,23 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from dialogsum.export import check_quantize
+    from dialogsum.modeling import check_writable
+    from dialogsum.summarizer import Summarizer
+
+    check_quantize(args.quantize)
+    check_writable(Path(args.output), overwrite=args.overwrite)
+    backend_options = {"base_model": args.base_model} if args.base_model else None
+    summarizer = Summarizer.from_pretrained(args.model, backend_options=backend_options)
+    folder = summarizer.export(args.output, quantize=args.quantize, overwrite=args.overwrite)
+    from dialogsum.modeling import read_manifest
+
+    export = read_manifest(folder).export
+    print(json.dumps({"output": str(folder), **(export.model_dump() if export else {})}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dialogsum`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -213,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS)
     add_model_flags(train, TrainingOptions, "training")
     add_model_flags(train, DataOptions, "data")
+
+    export = commands.add_parser("export", help="Export a model to ONNX for CPU serving.")
+    export.set_defaults(handler=_export)
+    export.add_argument("--model", required=True, help="Folder save() or train wrote.")
+    export.add_argument("--base-model", dest="base_model", help="Local copy of an adapter's base.")
+    export.add_argument("--output", required=True, help="Export folder to create.")
+    export.add_argument(
+        "--quantize", choices=["int8"], help="onnxruntime dynamic int8 quantization."
+    )
+    export.add_argument("--overwrite", action="store_true", help="Replace an existing folder.")
 
     for name, handler, help_text in (
         ("evaluate", _evaluate, "Score a model with ROUGE against references."),

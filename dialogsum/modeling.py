@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import ConfigError, ModelError, logger
@@ -22,6 +22,23 @@ from dialogsum.errors import ConfigError, ModelError, logger
 MANIFEST_NAME = "dialogsum.json"
 MANIFEST_FORMAT = 1
 DEFAULT_MODEL = "google/flan-t5-base"
+
+
+ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+
+
+class ExportInfo(BaseModel):
+    """What an export folder's manifest records about the export."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["onnx"] = "onnx"
+    quantize: Literal["int8"] | None = None
+    prompt_tokens: int = Field(0, description="Soft-prompt length baked into the encoder.")
+    onnxruntime_version: str = ""
+    source_model: str | None = None
+    files: list[str] = Field(default_factory=lambda: list(ONNX_FILES))
+    parity: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelManifest(BaseModel):
@@ -36,6 +53,8 @@ class ModelManifest(BaseModel):
     peft: bool = False
     #: True when adapter weights were folded into the base weights (``merge``).
     merged: bool = False
+    #: Set in ONNX export folders.
+    export: ExportInfo | None = None
     data: DataOptions = DataOptions()
 
 

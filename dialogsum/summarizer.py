@@ -212,6 +212,7 @@ class Summarizer:
                 checkpoint_dir=checkpoint_dir,
                 max_target_length=data_options.max_target_length,
             )
+        module.eval()  # the Trainer leaves the model in training mode (dropout on)
         result.metrics["truncation"] = truncation.as_dict()
         manifest = ModelManifest(
             method=method,
@@ -330,6 +331,37 @@ class Summarizer:
         )
         result.training = self.training
         return result
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        format: str = "onnx",
+        quantize: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Export for CPU serving: a self-contained ONNX folder (optionally int8).
+
+        Adapters are merged first; a prompt-tuned model gets its soft prompt baked into the
+        encoder. The export is checked against this PyTorch model (the parity gate) and the
+        results recorded in its ``dialogsum.json``. Serve it with
+        ``Summarizer.from_pretrained(path, backend="onnxruntime")``.
+        """
+        from dialogsum.export import check_quantize, export_onnx
+
+        if format != "onnx":
+            raise ConfigError(f"Unsupported export format {format!r}; the supported one is 'onnx'.")
+        check_quantize(quantize)
+        torch_side = self._torch("export")
+        return export_onnx(
+            torch_side.model,
+            torch_side.tokenizer,
+            self.manifest,
+            path,
+            quantize=quantize,
+            overwrite=overwrite,
+            source_model=self.source or self.manifest.base_model,
+        )
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save the model, tokenizer and manifest to ``path`` (adapter only for PEFT methods).

@@ -33,7 +33,7 @@ from dialogsum.plugins import (
 from dialogsum.registry import get_registry
 
 BUILTIN_METHODS = {"full", "lora", "prompt_tuning"}
-BUILTIN_BACKENDS = {"torch"}
+BUILTIN_BACKENDS = {"torch", "onnxruntime"}
 
 _unique = itertools.count()
 

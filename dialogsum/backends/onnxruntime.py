@@ -1,0 +1,53 @@
+"""The ``onnxruntime`` backend: serve an ONNX export on CPU without torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dialogsum.errors import BackendError
+from dialogsum.hookspecs import hookimpl
+from dialogsum.interfaces import InferenceBackend, Options
+
+
+class OnnxRuntimeOptions(Options):
+    """onnxruntime session settings."""
+
+    threads: int | None = Field(None, gt=0, description="Intra-op threads; default: all cores.")
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
+    progress: bool = True
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """Greedy generation with onnxruntime, numpy and tokenizers; no torch at serve time."""
+
+    name = "onnxruntime"
+    Options = OnnxRuntimeOptions
+
+    def load(self, model_dir: Path | str, options: OnnxRuntimeOptions) -> Any:
+        """Load an export folder written by ``export`` / ``dialogsum export``."""
+        try:
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+        except ImportError as exc:
+            raise BackendError(
+                f"The onnxruntime backend needs onnxruntime and tokenizers ({exc}): "
+                f"pip install 'dialogsum[cpu-serve]'."
+            ) from exc
+        from dialogsum.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor(
+            model_dir,
+            threads=options.threads,
+            graph_optimization=options.graph_optimization,
+            progress=options.progress,
+        )
+
+
+@hookimpl
+def register_backends(register: Callable[[InferenceBackend], None]) -> None:
+    """Register the ``onnxruntime`` backend."""
+    register(OnnxRuntimeBackend())

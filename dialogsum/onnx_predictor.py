@@ -1,0 +1,270 @@
+"""Serve an ONNX export with onnxruntime, tokenizers and numpy alone.
+
+Nothing here imports torch, transformers, peft or optimum, so a serving image needs only
+``pip install 'dialogsum[cpu-serve]'``. Decoding is greedy over three sessions: the encoder (which,
+for a prompt-tuned model, prepends the baked soft prompt and returns the widened attention mask),
+the first decoder step, and the decoder with past key values for every later step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dialogsum.errors import ConfigError, ModelError, logger
+from dialogsum.features import encode_sources, length_sorted_batches, pad_batch
+from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
+from dialogsum.modeling import ONNX_FILES, ModelManifest, read_manifest
+
+REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
+
+
+class _TokenizerAdapter:
+    """Gives a ``tokenizers.Tokenizer`` the call shape :func:`encode_sources` expects."""
+
+    def __init__(self, tokenizer: Any, eos_token_id: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
+        return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
+
+
+class OnnxPredictor:
+    """Greedy summarization with onnxruntime over an export folder."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        threads: int | None = None,
+        graph_optimization: str = "all",
+        progress: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = Path(model_dir).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"No ONNX export folder at {folder}.")
+        self.manifest: ModelManifest = read_manifest(folder)
+        if self.manifest.export is None:
+            raise ModelError(
+                f"{folder} is not an ONNX export (its dialogsum.json has no export record). "
+                f"Export it first: dialogsum export --model {folder} --output DIR."
+            )
+        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if missing:
+            raise ModelError(
+                f"The ONNX export in {folder} is incomplete: {', '.join(missing)} missing. "
+                f"Export it again (dialogsum export ... --overwrite)."
+            )
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization]
+        # Denormal floats are far slower on x86 CPUs and change no summary.
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        sessions = []
+        for name in ONNX_FILES:
+            try:
+                sessions.append(
+                    ort.InferenceSession(
+                        str(folder / name), options, providers=["CPUExecutionProvider"]
+                    )
+                )
+            except Exception as exc:
+                raise ModelError(
+                    f"onnxruntime could not load {folder / name}: {exc}. The file is corrupt or "
+                    f"was written for another onnxruntime; export the model again."
+                ) from exc
+        self.encoder, self.decoder, self.decoder_with_past = sessions
+        generation = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+        self.eos_token_id = _single_id(generation.get("eos_token_id"), 1)
+        self.pad_token_id = _single_id(generation.get("pad_token_id"), 0)
+        self.start_token_id = _single_id(
+            generation.get("decoder_start_token_id"), self.pad_token_id
+        )
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.progress = progress
+        self.model_dir = folder
+        self._past_names = [
+            i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_")
+        ]
+        self._present_names = [
+            o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
+        ]
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        """One summary per dialogue, in input order (greedy decoding)."""
+        from tqdm.auto import tqdm
+
+        texts = check_dialogues(dialogues)
+        options = parse_generation(generation)
+        _check_supported(options)
+        if not texts:
+            return []
+        sources = self.encode(texts)
+        summaries = [""] * len(texts)
+        batches = length_sorted_batches([len(s) for s in sources], options.batch_size)
+        with tqdm(
+            total=len(texts),
+            desc="summarizing",
+            unit="dialogue",
+            disable=not self.progress or len(batches) < 2,
+        ) as bar:
+            for batch in batches:
+                ids, mask = pad_batch([sources[i] for i in batch], self.pad_token_id)
+                tokens = self.generate_ids(ids, mask, options)
+                for index, text in zip(batch, self.tokenizer.decode_batch(tokens), strict=True):
+                    summaries[index] = text.strip()
+                bar.update(len(batch))
+        return summaries
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Prompted, truncated token ids of ``texts`` (truncation is logged)."""
+        adapter = _TokenizerAdapter(self.tokenizer, self.eos_token_id)
+        sources, truncated = encode_sources(texts, adapter, self.manifest.data)
+        if truncated:
+            logger.warning(
+                "%d of %d dialogues were longer than max_source_length=%d tokens and were "
+                "truncated before summarizing.",
+                truncated,
+                len(texts),
+                self.manifest.data.max_source_length,
+            )
+        return sources
+
+    def _encode_batch(self, ids: list[list[int]], mask: list[list[int]]) -> tuple[Any, Any]:
+        import numpy as np
+
+        feeds = {
+            "input_ids": np.asarray(ids, dtype=np.int64),
+            "attention_mask": np.asarray(mask, dtype=np.int64),
+        }
+        outputs = self.encoder.run(None, feeds)
+        # A prompt-tuned encoder returns the mask widened by the soft prompt as its 2nd output.
+        return outputs[0], (outputs[1] if len(outputs) > 1 else feeds["attention_mask"])
+
+    def first_step_logits(self, ids: list[list[int]], mask: list[list[int]]) -> Any:
+        """Logits of the first decoder step (for parity checks against PyTorch)."""
+        import numpy as np
+
+        hidden, encoder_mask = self._encode_batch(ids, mask)
+        start = np.full((len(ids), 1), self.start_token_id, dtype=np.int64)
+        feeds = {
+            "input_ids": start,
+            "encoder_attention_mask": encoder_mask,
+            "encoder_hidden_states": hidden,
+        }
+        return self.decoder.run(["logits"], feeds)[0][:, -1]
+
+    def generate_ids(
+        self, ids: list[list[int]], mask: list[list[int]], options: GenerationOptions
+    ) -> list[list[int]]:
+        """Greedy token ids for one padded batch, each cut after its end-of-sequence token."""
+        import numpy as np
+
+        hidden, encoder_mask = self._encode_batch(ids, mask)
+        batch = len(ids)
+        limit = options.max_new_tokens or self.manifest.data.max_target_length
+        step_ids = np.full((batch, 1), self.start_token_id, dtype=np.int64)
+        outputs = self.decoder.run(
+            None,
+            {
+                "input_ids": step_ids,
+                "encoder_attention_mask": encoder_mask,
+                "encoder_hidden_states": hidden,
+            },
+        )
+        named = dict(zip(["logits", *self._present_names], outputs, strict=True))
+        # Encoder-attention keys and values never change after the first step: reuse them.
+        past = {
+            name.replace("present.", "past_key_values."): value
+            for name, value in named.items()
+            if name != "logits"
+        }
+        logits = named["logits"][:, -1]
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        finished = np.zeros(batch, dtype=bool)
+        for step in range(limit):
+            history = [[self.start_token_id, *tokens] for tokens in generated]
+            logits = _process(logits, history, step, options, self.eos_token_id)
+            chosen = logits.argmax(axis=-1)
+            chosen[finished] = self.pad_token_id
+            for row in np.flatnonzero(~finished):
+                generated[row].append(int(chosen[row]))
+            finished |= chosen == self.eos_token_id
+            if finished.all() or step + 1 == limit:
+                break
+            feeds = {
+                "input_ids": chosen[:, None].astype(np.int64),
+                "encoder_attention_mask": encoder_mask,
+            }
+            feeds.update({name: past[name] for name in self._past_names})
+            outputs = self.decoder_with_past.run(None, feeds)
+            names = [o.name for o in self.decoder_with_past.get_outputs()]
+            for name, value in zip(names, outputs, strict=True):
+                if name == "logits":
+                    logits = value[:, -1]
+                else:
+                    past[name.replace("present.", "past_key_values.")] = value
+        return generated
+
+
+def _single_id(value: Any, default: int) -> int:
+    # generation_config.json may hold a list of ids (e.g. several eos tokens); T5 uses one.
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return default if value is None else int(value)
+
+
+def _check_supported(options: GenerationOptions) -> None:
+    if options.num_beams > 1 or options.do_sample:
+        raise ConfigError(
+            "The onnxruntime backend decodes greedily for now: num_beams must be 1 and do_sample "
+            "false. Use backend='torch' for beam search or sampling."
+        )
+
+
+def _process(
+    logits: Any, history: list[list[int]], step: int, options: GenerationOptions, eos: int
+) -> Any:
+    """Apply the logits rules transformers applies for the same options (greedy subset).
+
+    ``history`` holds each row's decoder tokens so far, the start token included, as the
+    sequences transformers' logits processors see.
+    """
+    import numpy as np
+
+    logits = logits.astype(np.float32, copy=True)
+    if options.repetition_penalty != 1.0:
+        for row, tokens in enumerate(history):
+            if tokens:
+                seen = np.unique(tokens)
+                values = logits[row, seen]
+                logits[row, seen] = np.where(
+                    values < 0,
+                    values * options.repetition_penalty,
+                    values / options.repetition_penalty,
+                )
+    size = options.no_repeat_ngram_size
+    if size and step + 2 >= size:
+        for row, tokens in enumerate(history):
+            prefix = tuple(tokens[len(tokens) - size + 1 :]) if size > 1 else ()
+            banned = {
+                tokens[i + size - 1]
+                for i in range(len(tokens) - size + 1)
+                if tuple(tokens[i : i + size - 1]) == prefix
+            }
+            if banned:
+                logits[row, list(banned)] = -np.inf
+    if step < options.min_new_tokens:
+        logits[:, eos] = -np.inf
+    return logits

@@ -1,0 +1,204 @@
+"""ONNX export and the onnxruntime backend: merge, baked soft prompt, parity gate, int8, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.cli import main
+from dialogsum.errors import ConfigError, ModelError
+from dialogsum.parity import default_dialogues
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("optimum.exporters.onnx")
+
+SERVE = {"progress": False}
+
+
+def tuned_model(tiny_model_dir: Path, few_examples, method: str, options: dict) -> Summarizer:  # type: ignore[no-untyped-def,type-arg]
+    base = Summarizer.from_pretrained(tiny_model_dir, backend_options=SERVE)
+    lr = {"lora": 1e-2, "prompt_tuning": 0.3}[method]
+    return base.finetune(
+        few_examples,
+        method=method,
+        options=options,
+        training={"max_steps": 6, "progress": False, "learning_rate": lr, "save_strategy": "no"},
+    )
+
+
+@pytest.fixture(scope="module")
+def lora(tiny_model_dir: Path, few_examples) -> Summarizer:  # type: ignore[no-untyped-def]
+    return tuned_model(tiny_model_dir, few_examples, "lora", {"r": 4})
+
+
+@pytest.fixture(scope="module")
+def lora_export(lora: Summarizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lora.export(tmp_path_factory.mktemp("exports") / "lora")
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning"])
+def test_export_serves_like_pytorch(
+    method: str,
+    tiny_model_dir: Path,
+    few_examples,
+    lora: Summarizer,
+    lora_export: Path,
+    tmp_path: Path,
+) -> None:  # type: ignore[no-untyped-def]
+    if method == "lora":
+        tuned, folder = lora, lora_export
+    else:
+        tuned = tuned_model(tiny_model_dir, few_examples, method, {"num_virtual_tokens": 5})
+        folder = tuned.export(tmp_path / method)
+    manifest = json.loads((folder / "dialogsum.json").read_text())
+    export = manifest["export"]
+    assert manifest["method"] == method and manifest["peft"] is False
+    assert export["quantize"] is None and export["onnxruntime_version"]
+    assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
+    assert export["parity"]["max_abs_logits_difference"] < 1e-4 * export["parity"]["logits_scale"]
+    assert export["prompt_tokens"] == (5 if method == "prompt_tuning" else 0)
+    assert not (folder / "adapter_config.json").exists()
+
+    served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
+    dialogues = default_dialogues(6)
+    assert served.summarize(dialogues, max_new_tokens=24, batch_size=4) == tuned.summarize(
+        dialogues, max_new_tokens=24
+    )
+
+
+def test_int8_export_reports_agreement(lora: Summarizer, tmp_path: Path, lora_export: Path) -> None:
+    folder = lora.export(tmp_path / "int8", quantize="int8")
+    export = json.loads((folder / "dialogsum.json").read_text())["export"]
+    assert export["quantize"] == "int8"
+    assert 0.0 <= export["parity"]["int8"]["greedy_agreement_with_fp32"] <= 1.0
+    graph = (folder / "decoder_model.onnx").read_bytes()
+    assert b"DynamicQuantizeLinear" in graph or b"MatMulInteger" in graph
+    assert (folder / "decoder_model.onnx").stat().st_size < (
+        lora_export / "decoder_model.onnx"
+    ).stat().st_size
+    served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
+    assert len(served.summarize(default_dialogues(2), max_new_tokens=8)) == 2
+
+
+def test_serving_never_imports_torch(lora_export: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {{"torch", "transformers", "peft", "optimum"}}:
+                    raise ImportError(f"{{name}} is blocked in this serving test")
+        sys.meta_path.insert(0, Block())
+        from dialogsum import Summarizer
+        s = Summarizer.from_pretrained({str(lora_export)!r}, backend="onnxruntime", backend_options={{"progress": False}})
+        print(s.summarize(["#Person1#: Hi, how are you?\\n#Person2#: Fine, thanks."], max_new_tokens=8))
+        assert not {{"torch", "transformers", "peft", "optimum"}} & set(sys.modules)
+    """)
+    env = {**os.environ, "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("['")
+
+
+def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Unsupported quantize value 'int4'.*'int8'"):
+        lora.export(tmp_path / "x", quantize="int4")
+    with pytest.raises(ConfigError, match=r"already exists.*overwrite"):
+        lora.export(lora_export)
+    with pytest.raises(ConfigError, match=r"Unsupported export format 'tflite'"):
+        lora.export(tmp_path / "x", format="tflite")
+    assert not (tmp_path / "x").exists()
+
+
+def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    broken = Path(shutil.copytree(lora_export, tmp_path / "broken"))
+    (broken / "decoder_with_past_model.onnx").unlink()
+    with pytest.raises(ModelError, match=r"incomplete: decoder_with_past_model.onnx missing"):
+        Summarizer.from_pretrained(broken, backend="onnxruntime")
+    (broken / "decoder_with_past_model.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match=r"could not load .*decoder_with_past_model.onnx"):
+        Summarizer.from_pretrained(broken, backend="onnxruntime")
+    manifest = json.loads((lora_export / "dialogsum.json").read_text())
+    newer = Path(shutil.copytree(lora_export, tmp_path / "newer"))
+    (newer / "dialogsum.json").write_text(json.dumps({**manifest, "format": 7}))
+    with pytest.raises(ModelError, match=r"newer dialogsum"):
+        Summarizer.from_pretrained(newer, backend="onnxruntime")
+    with pytest.raises(ModelError, match=r"is not an ONNX export"):
+        Summarizer.from_pretrained(tiny_model_dir, backend="onnxruntime")
+
+
+def test_onnx_backend_input_errors(lora_export: Path) -> None:
+    served = Summarizer.from_pretrained(lora_export, backend="onnxruntime", backend_options=SERVE)
+    with pytest.raises(ConfigError, match=r"decodes greedily.*backend='torch'"):
+        served.summarize(["#Person1#: Hi."], num_beams=4)
+    with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'onnxruntime'"):
+        served.finetune([{"dialogue": "a", "summary": "b"}])
+
+
+def test_cli_export_and_serve(lora: Summarizer, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    saved = lora.save(tmp_path / "adapter")
+    assert main(["export", "--model", str(saved), "--output", str(tmp_path / "onnx")]) == 0
+    assert json.loads(capsys.readouterr().out)["parity"]["passed"] is True
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"id": 1, "dialogue": "#Person1#: Hi."}\n'))
+    assert (
+        main(
+            [
+                "summarize",
+                "--model",
+                str(tmp_path / "onnx"),
+                "--backend",
+                "onnxruntime",
+                "--backend-option",
+                "threads=1",
+                "--max-new-tokens",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["id"] == 1
+    assert main(["export", "--model", str(saved), "--output", str(tmp_path / "onnx")]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def flan_t5_small_config() -> Path:
+    config = (
+        Path(__file__).resolve().parents[1].parent
+        / "shared"
+        / "models"
+        / "flan-t5-small.config.json"
+    )
+    if not config.is_file():
+        pytest.skip(f"the FLAN-T5 architecture configs are not at {config.parent}")
+    return config
+
+
+def test_parity_gate_on_the_real_flan_t5_small_architecture(
+    flan_t5_small_config: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Random weights of exactly FLAN-T5-small's shape (num_heads * d_kv != d_model there);
+    # the tiny tokenizer's ids all fall inside FLAN-T5's vocabulary.
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config.from_json_file(str(flan_t5_small_config))).eval()
+    folder = tmp_path / "flan-t5-small"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    summarizer = Summarizer.from_pretrained(folder, backend_options=SERVE)
+    export = json.loads((summarizer.export(tmp_path / "onnx") / "dialogsum.json").read_text())[
+        "export"
+    ]
+    assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
