@@ -74,6 +74,18 @@ def encode_sources(
     return [ids for ids, _ in cut], sum(flag for _, flag in cut)
 
 
+def warn_truncated_inputs(truncated: int, total: int, options: DataOptions) -> None:
+    """Log how many dialogues were cut before summarizing (never silent)."""
+    if truncated:
+        logger.warning(
+            "%d of %d dialogues were longer than max_source_length=%d tokens and were "
+            "truncated before summarizing.",
+            truncated,
+            total,
+            options.max_source_length,
+        )
+
+
 def tokenize_examples(
     examples: Sequence[Example], tokenizer: Any, options: DataOptions
 ) -> tuple[list[dict[str, list[int]]], TruncationReport]:

@@ -12,8 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ConfigError, ModelError, logger
-from dialogsum.features import encode_sources, length_sorted_batches, pad_batch
+from dialogsum.errors import ConfigError, ModelError
+from dialogsum.features import (
+    encode_sources,
+    length_sorted_batches,
+    pad_batch,
+    warn_truncated_inputs,
+)
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.modeling import ONNX_FILES, ModelManifest, read_manifest
 
@@ -131,14 +136,7 @@ class OnnxPredictor:
         """Prompted, truncated token ids of ``texts`` (truncation is logged)."""
         adapter = _TokenizerAdapter(self.tokenizer, self.eos_token_id)
         sources, truncated = encode_sources(texts, adapter, self.manifest.data)
-        if truncated:
-            logger.warning(
-                "%d of %d dialogues were longer than max_source_length=%d tokens and were "
-                "truncated before summarizing.",
-                truncated,
-                len(texts),
-                self.manifest.data.max_source_length,
-            )
+        warn_truncated_inputs(truncated, len(texts), self.manifest.data)
         return sources
 
     def _encode_batch(self, ids: list[list[int]], mask: list[list[int]]) -> tuple[Any, Any]:

@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import logger
-from dialogsum.features import encode_sources, length_sorted_batches, pad_batch
+from dialogsum.features import (
+    encode_sources,
+    length_sorted_batches,
+    pad_batch,
+    warn_truncated_inputs,
+)
 from dialogsum.generation import check_dialogues, parse_generation
 from dialogsum.modeling import ModelManifest
 
@@ -46,14 +50,7 @@ class TorchPredictor:
         if not texts:
             return []
         sources, truncated = encode_sources(texts, self.tokenizer, self.data_options)
-        if truncated:
-            logger.warning(
-                "%d of %d dialogues were longer than max_source_length=%d tokens and were "
-                "truncated before summarizing.",
-                truncated,
-                len(texts),
-                self.data_options.max_source_length,
-            )
+        warn_truncated_inputs(truncated, len(texts), self.data_options)
         kwargs = options.generate_kwargs(self.data_options.max_target_length)
         summaries: list[str] = [""] * len(texts)
         batches = length_sorted_batches([len(s) for s in sources], options.batch_size)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from dialogsum.hookspecs import hookimpl
 from dialogsum.interfaces import FinetuneMethod, Options
+from dialogsum.methods import check_target_modules
 
 
 class LoraOptions(Options):
@@ -36,7 +37,7 @@ class Lora(FinetuneMethod):
         """Wrap ``model`` in a peft LoRA model."""
         from peft import LoraConfig, TaskType, get_peft_model
 
-        _check_targets(model, options.target_modules)
+        check_target_modules(model, options.target_modules, self.name)
         config = LoraConfig(
             task_type=TaskType.SEQ_2_SEQ_LM,
             r=options.r,
@@ -46,21 +47,6 @@ class Lora(FinetuneMethod):
             bias=options.bias,
         )
         return get_peft_model(model, config)
-
-
-def _check_targets(model: Any, targets: list[str]) -> None:
-    from dialogsum.errors import ConfigError
-
-    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in targets if t not in leaves]
-    if missing:
-        linear = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"}
-        )
-        raise ConfigError(
-            f"Invalid options for method 'lora': target_modules {missing} match no module of "
-            f"this model. Linear modules it has: {', '.join(linear)}."
-        )
 
 
 @hookimpl

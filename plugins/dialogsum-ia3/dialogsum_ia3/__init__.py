@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dialogsum import ConfigError, FinetuneMethod, Options, hookimpl
+from dialogsum import FinetuneMethod, Options, hookimpl
+from dialogsum.methods import check_target_modules
 from pydantic import Field, ValidationInfo, field_validator
 
 __version__ = "0.1.0"
@@ -68,35 +69,13 @@ class IA3(FinetuneMethod):
         """Wrap ``model`` in a peft IA3 model for sequence-to-sequence training."""
         from peft import IA3Config, TaskType, get_peft_model
 
-        _check_targets(model, options.target_modules)
+        check_target_modules(model, options.target_modules, self.name)
         config = IA3Config(
             task_type=TaskType.SEQ_2_SEQ_LM,
             target_modules=list(options.target_modules),
             feedforward_modules=list(options.feedforward_modules),
         )
         return get_peft_model(model, config)
-
-
-def _check_targets(model: Any, targets: list[str]) -> None:
-    """Fail with the names the model does have when a target matches none of its modules.
-
-    peft would raise too, but with a message about its own internals rather than the option the
-    user set.
-    """
-    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [target for target in targets if target not in leaves]
-    if missing:
-        linear = sorted(
-            {
-                name.rsplit(".", 1)[-1]
-                for name, module in model.named_modules()
-                if type(module).__name__ == "Linear"
-            }
-        )
-        raise ConfigError(
-            f"Invalid options for method 'ia3': target_modules {missing} match no module of this "
-            f"model. Linear modules it has: {', '.join(linear)}."
-        )
 
 
 @hookimpl
