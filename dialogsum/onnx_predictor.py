@@ -1,9 +1,10 @@
 """Serve an ONNX export with onnxruntime, tokenizers and numpy alone.
 
 Nothing here imports torch, transformers, peft or optimum, so a serving image needs only
-``pip install 'dialogsum[cpu-serve]'``. Decoding is greedy over three sessions: the encoder (which,
-for a prompt-tuned model, prepends the baked soft prompt and returns the widened attention mask),
-the first decoder step, and the decoder with past key values for every later step.
+``pip install 'dialogsum[cpu-serve]'``. Decoding (greedy or beam search, in
+:mod:`dialogsum.decoding`) runs over three sessions: the encoder (which, for a prompt-tuned model,
+prepends the baked soft prompt and returns the widened attention mask), the first decoder step,
+and the decoder with past key values for every later step.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dialogsum.decoding import beam_search, greedy
 from dialogsum.errors import ConfigError, ModelError
 from dialogsum.features import (
     encode_sources,
@@ -102,6 +104,7 @@ class OnnxPredictor:
         self._past_names = [
             i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_")
         ]
+        self._step_output_names = [o.name for o in self.decoder_with_past.get_outputs()]
         self._present_names = [
             o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
         ]
@@ -166,54 +169,74 @@ class OnnxPredictor:
     def generate_ids(
         self, ids: list[list[int]], mask: list[list[int]], options: GenerationOptions
     ) -> list[list[int]]:
-        """Greedy token ids for one padded batch, each cut after its end-of-sequence token."""
+        """Token ids for one padded batch (greedy or beam search), each cut after its eos."""
+        hidden, encoder_mask = self._encode_batch(ids, mask)
+        steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams)
+        limit = options.max_new_tokens or self.manifest.data.max_target_length
+        decode = beam_search if options.num_beams > 1 else greedy
+        rows = len(ids)
+        return decode(
+            steps, rows, limit, options, self.start_token_id, self.eos_token_id, self.pad_token_id
+        )
+
+
+class _OnnxSteps:
+    """Decoder steps over the two decoder sessions, for :mod:`dialogsum.decoding`."""
+
+    def __init__(
+        self, predictor: OnnxPredictor, hidden: Any, encoder_mask: Any, beams: int
+    ) -> None:
         import numpy as np
 
-        hidden, encoder_mask = self._encode_batch(ids, mask)
-        batch = len(ids)
-        limit = options.max_new_tokens or self.manifest.data.max_target_length
-        step_ids = np.full((batch, 1), self.start_token_id, dtype=np.int64)
-        outputs = self.decoder.run(
-            None,
-            {
-                "input_ids": step_ids,
-                "encoder_attention_mask": encoder_mask,
-                "encoder_hidden_states": hidden,
-            },
-        )
-        named = dict(zip(["logits", *self._present_names], outputs, strict=True))
-        # Encoder-attention keys and values never change after the first step: reuse them.
-        past = {
+        self.predictor = predictor
+        # Beam search runs batch x beams rows; each beam attends to its item's encoder output.
+        self.hidden = np.repeat(hidden, beams, axis=0) if beams > 1 else hidden
+        self.encoder_mask = np.repeat(encoder_mask, beams, axis=0) if beams > 1 else encoder_mask
+
+    def start(self, rows: int) -> tuple[Any, dict[str, Any]]:
+        import numpy as np
+
+        predictor = self.predictor
+        feeds = {
+            "input_ids": np.full((rows, 1), predictor.start_token_id, dtype=np.int64),
+            "encoder_attention_mask": self.encoder_mask,
+            "encoder_hidden_states": self.hidden,
+        }
+        outputs = predictor.decoder.run(None, feeds)
+        named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
+        # Cross-attention keys and values never change after the first step: they are kept.
+        cache = {
             name.replace("present.", "past_key_values."): value
             for name, value in named.items()
             if name != "logits"
         }
-        logits = named["logits"][:, -1]
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        finished = np.zeros(batch, dtype=bool)
-        for step in range(limit):
-            history = [[self.start_token_id, *tokens] for tokens in generated]
-            logits = _process(logits, history, step, options, self.eos_token_id)
-            chosen = logits.argmax(axis=-1)
-            chosen[finished] = self.pad_token_id
-            for row in np.flatnonzero(~finished):
-                generated[row].append(int(chosen[row]))
-            finished |= chosen == self.eos_token_id
-            if finished.all() or step + 1 == limit:
-                break
-            feeds = {
-                "input_ids": chosen[:, None].astype(np.int64),
-                "encoder_attention_mask": encoder_mask,
-            }
-            feeds.update({name: past[name] for name in self._past_names})
-            outputs = self.decoder_with_past.run(None, feeds)
-            names = [o.name for o in self.decoder_with_past.get_outputs()]
-            for name, value in zip(names, outputs, strict=True):
-                if name == "logits":
-                    logits = value[:, -1]
-                else:
-                    past[name.replace("present.", "past_key_values.")] = value
-        return generated
+        return named["logits"][:, -1], cache
+
+    def step(self, tokens: Any, cache: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import numpy as np
+
+        predictor = self.predictor
+        feeds = {
+            "input_ids": np.asarray(tokens, dtype=np.int64)[:, None],
+            "encoder_attention_mask": self.encoder_mask,
+        }
+        feeds.update({name: cache[name] for name in predictor._past_names})
+        outputs = predictor.decoder_with_past.run(None, feeds)
+        cache = dict(cache)
+        logits = None
+        for name, value in zip(predictor._step_output_names, outputs, strict=True):
+            if name == "logits":
+                logits = value[:, -1]
+            else:
+                cache[name.replace("present.", "past_key_values.")] = value
+        return logits, cache
+
+    def reorder(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
+        # Self-attention caches follow their beams; cross-attention ones are equal across the
+        # beams of an item, and beams never move between items.
+        return {
+            name: value[rows] if ".decoder." in name else value for name, value in cache.items()
+        }
 
 
 def _single_id(value: Any, default: int) -> int:
@@ -224,45 +247,8 @@ def _single_id(value: Any, default: int) -> int:
 
 
 def _check_supported(options: GenerationOptions) -> None:
-    if options.num_beams > 1 or options.do_sample:
+    if options.do_sample:
         raise ConfigError(
-            "The onnxruntime backend decodes greedily for now: num_beams must be 1 and do_sample "
-            "false. Use backend='torch' for beam search or sampling."
+            "The onnxruntime backend decodes deterministically (greedy or beam search); "
+            "do_sample is not supported. Use backend='torch' for sampling."
         )
-
-
-def _process(
-    logits: Any, history: list[list[int]], step: int, options: GenerationOptions, eos: int
-) -> Any:
-    """Apply the logits rules transformers applies for the same options (greedy subset).
-
-    ``history`` holds each row's decoder tokens so far, the start token included, as the
-    sequences transformers' logits processors see.
-    """
-    import numpy as np
-
-    logits = logits.astype(np.float32, copy=True)
-    if options.repetition_penalty != 1.0:
-        for row, tokens in enumerate(history):
-            if tokens:
-                seen = np.unique(tokens)
-                values = logits[row, seen]
-                logits[row, seen] = np.where(
-                    values < 0,
-                    values * options.repetition_penalty,
-                    values / options.repetition_penalty,
-                )
-    size = options.no_repeat_ngram_size
-    if size and step + 2 >= size:
-        for row, tokens in enumerate(history):
-            prefix = tuple(tokens[len(tokens) - size + 1 :]) if size > 1 else ()
-            banned = {
-                tokens[i + size - 1]
-                for i in range(len(tokens) - size + 1)
-                if tuple(tokens[i : i + size - 1]) == prefix
-            }
-            if banned:
-                logits[row, list(banned)] = -np.inf
-    if step < options.min_new_tokens:
-        logits[:, eos] = -np.inf
-    return logits

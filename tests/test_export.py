@@ -62,6 +62,7 @@ def test_export_serves_like_pytorch(
     assert manifest["method"] == method and manifest["peft"] is False
     assert export["quantize"] is None and export["onnxruntime_version"]
     assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
+    assert export["parity"]["beam4_identical"] >= 0.95
     assert export["parity"]["max_abs_logits_difference"] < 1e-4 * export["parity"]["logits_scale"]
     assert export["prompt_tokens"] == (5 if method == "prompt_tuning" else 0)
     assert not (folder / "adapter_config.json").exists()
@@ -137,8 +138,8 @@ def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir
 
 def test_onnx_backend_input_errors(lora_export: Path) -> None:
     served = Summarizer.from_pretrained(lora_export, backend="onnxruntime", backend_options=SERVE)
-    with pytest.raises(ConfigError, match=r"decodes greedily.*backend='torch'"):
-        served.summarize(["#Person1#: Hi."], num_beams=4)
+    with pytest.raises(ConfigError, match=r"do_sample is not supported.*backend='torch'"):
+        served.summarize(["#Person1#: Hi."], do_sample=True)
     with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'onnxruntime'"):
         served.finetune([{"dialogue": "a", "summary": "b"}])
 

@@ -1,0 +1,178 @@
+"""Greedy and beam-search decoding in numpy, over any encoder-decoder step functions.
+
+These mirror transformers' ``generate`` for the options dialogsum exposes (greedy, beam search
+with length penalty and early stopping, min_new_tokens, no_repeat_ngram_size,
+repetition_penalty), so an ONNX export decodes as its PyTorch original did. Only numpy is used:
+they run where torch is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dialogsum.generation import GenerationOptions
+
+#: transformers' stand-in for "impossible" in beam scores.
+NEG = -1.0e9
+
+
+class Steps(Protocol):
+    """The model calls decoding needs; arrays are numpy, rows are batch (x beams)."""
+
+    def start(self, rows: int) -> tuple[Any, Any]:
+        """First decoder step for ``rows`` rows: (last-position logits, cache)."""
+        ...
+
+    def step(self, tokens: Any, cache: Any) -> tuple[Any, Any]:
+        """Next decoder step given each row's newest token: (logits, cache)."""
+        ...
+
+    def reorder(self, cache: Any, rows: Any) -> Any:
+        """The cache with its rows picked (and repeated) by index."""
+        ...
+
+
+def process_scores(
+    scores: Any, history: Any, generated: int, options: GenerationOptions, eos: int
+) -> Any:
+    """Apply transformers' logits processors for ``options`` to ``scores`` (rows x vocab).
+
+    ``history`` holds each row's decoder tokens so far, start token included (rows x length);
+    ``generated`` is how many tokens have been generated so far.
+    """
+    import numpy as np
+
+    scores = scores.astype(np.float32, copy=True)
+    rows = np.arange(scores.shape[0])[:, None]
+    if options.repetition_penalty != 1.0:
+        seen = scores[rows, history]
+        scores[rows, history] = np.where(
+            seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty
+        )
+    size = options.no_repeat_ngram_size
+    length = history.shape[1]
+    if size and length + 1 >= size:
+        for row in range(scores.shape[0]):
+            tokens = history[row].tolist()
+            prefix = tokens[length - size + 1 :] if size > 1 else []
+            banned = [
+                tokens[i + size - 1]
+                for i in range(length - size + 1)
+                if tokens[i : i + size - 1] == prefix
+            ]
+            if banned:
+                scores[row, banned] = -np.inf
+    if generated < options.min_new_tokens:
+        scores[:, eos] = -np.inf
+    return scores
+
+
+def _cut(tokens: list[int], eos: int) -> list[int]:
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+def greedy(
+    steps: Steps, rows: int, limit: int, options: GenerationOptions, start: int, eos: int, pad: int
+) -> list[list[int]]:
+    """Greedy decoding: each row's tokens, cut after its end-of-sequence token."""
+    import numpy as np
+
+    logits, cache = steps.start(rows)
+    history = np.full((rows, 1), start, dtype=np.int64)
+    finished = np.zeros(rows, dtype=bool)
+    for generated in range(limit):
+        scores = process_scores(logits, history, generated, options, eos)
+        chosen = scores.argmax(axis=-1)
+        chosen[finished] = pad
+        history = np.concatenate([history, chosen[:, None]], axis=1)
+        finished |= chosen == eos
+        if finished.all() or generated + 1 == limit:
+            break
+        logits, cache = steps.step(chosen, cache)
+    return [_cut(row[1:].tolist(), eos) for row in history]
+
+
+def _log_softmax(logits: Any) -> Any:
+    import numpy as np
+
+    shifted = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _top(values: Any, k: int) -> Any:
+    import numpy as np
+
+    # Stable descending order, like torch.topk on ties in practice.
+    return np.argsort(-values, axis=-1, kind="stable")[:, :k]
+
+
+def beam_search(
+    steps: Steps, batch: int, limit: int, options: GenerationOptions, start: int, eos: int, pad: int
+) -> list[list[int]]:
+    """Beam search as transformers (4.5x) runs it; the best sequence per batch item."""
+    import numpy as np
+
+    beams = options.num_beams
+    keep = 2 * beams  # max(2, 1 + number of eos tokens) * beams
+    top_mask = np.arange(keep) < beams
+    max_length = 1 + limit
+    take = np.take_along_axis
+    running = np.full((batch, beams, max_length), pad, dtype=np.int64)
+    running[:, :, 0] = start
+    sequences = running.copy()
+    running_scores = np.zeros((batch, beams), dtype=np.float32)
+    running_scores[:, 1:] = NEG
+    beam_scores = np.full((batch, beams), NEG, dtype=np.float32)
+    finished = np.zeros((batch, beams), dtype=bool)
+    improvable = np.ones((batch, 1), dtype=bool)
+    early = options.early_stopping
+    cur_len = 1
+    logits, cache = steps.start(batch * beams)
+    while True:
+        flat_history = running[:, :, :cur_len].reshape(batch * beams, cur_len)
+        scores = process_scores(_log_softmax(logits), flat_history, cur_len - 1, options, eos)
+        vocab = scores.shape[-1]
+        scores = scores.reshape(batch, beams, vocab) + running_scores[:, :, None]
+        flat = scores.reshape(batch, beams * vocab)
+        candidates = _top(flat, keep)
+        candidate_scores = take(flat, candidates, axis=1)
+        source_beam = candidates // vocab
+        tokens = candidates % vocab
+        candidate_seqs = take(running, source_beam[:, :, None], axis=1).copy()
+        candidate_seqs[:, :, cur_len] = tokens
+        hits = (tokens == eos) | (cur_len + 1 >= max_length)
+
+        alive_scores = candidate_scores + hits.astype(np.float32) * NEG
+        chosen = _top(alive_scores, beams)
+        running = take(candidate_seqs, chosen[:, :, None], axis=1)
+        running_scores = take(alive_scores, chosen, axis=1)
+        parent = take(source_beam, chosen, axis=1)
+
+        just_finished = hits & top_mask[None, :]
+        final_scores = candidate_scores / float((cur_len + 1 - 1) ** options.length_penalty)
+        if early is True:
+            final_scores = final_scores + (finished.all(axis=1, keepdims=True) * NEG)
+        final_scores = final_scores + (~improvable) * NEG + (~just_finished) * NEG
+        merged_scores = np.concatenate([beam_scores, final_scores.astype(np.float32)], axis=1)
+        best = _top(merged_scores, beams)
+        sequences = take(
+            np.concatenate([sequences, candidate_seqs], axis=1), best[:, :, None], axis=1
+        )
+        beam_scores = take(merged_scores, best, axis=1)
+        finished = take(np.concatenate([finished, just_finished], axis=1), best, axis=1)
+
+        cur_len += 1
+        best_possible = running_scores[:, :1] / float((cur_len - 1) ** options.length_penalty)
+        worst_finished = np.where(finished, beam_scores.min(axis=1, keepdims=True), NEG)
+        improvable = improvable & (best_possible > worst_finished).any(axis=-1, keepdims=True)
+        open_beam = not (finished.all() and early is True)
+        if not (improvable.any() and open_beam and not hits.all()):
+            break
+        rows = (np.arange(batch)[:, None] * beams + parent).reshape(-1)
+        cache = steps.reorder(cache, rows)
+        logits, cache = steps.step(running[:, :, cur_len - 1].reshape(-1), cache)
+    return [_cut(sequences[b, 0, 1:].tolist(), eos) for b in range(batch)]
+
+
+Decoder = Callable[[Steps, int, int, GenerationOptions, int, int, int], list[list[int]]]
