@@ -40,6 +40,24 @@ def check_quantize(value: Any) -> Literal["int8"] | None:
     return value
 
 
+def quiet_exporters() -> None:
+    """Silence tracer and exporter chatter that says nothing actionable to a user.
+
+    The tracer warnings concern branches fixed per exported file (first decoder step or not),
+    which the parity gate verifies; optimum's tied-weight notes are informational.
+    """
+    import warnings
+
+    import torch
+    from optimum.utils import logging as optimum_logging
+    from transformers.utils import logging as transformers_logging
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+    optimum_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
 def _plain_model(model: Any) -> tuple[Any, Any]:
     """A plain transformers model to export, and the soft prompt to bake (or None)."""
     if not hasattr(model, "peft_config"):
@@ -143,6 +161,7 @@ def export_onnx(
         ) from exc
     from dialogsum import __version__
 
+    quiet_exporters()
     plain, prompt = _plain_model(model)
     plain.eval()
     target.parent.mkdir(parents=True, exist_ok=True)

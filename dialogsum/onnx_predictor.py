@@ -135,11 +135,12 @@ class OnnxPredictor:
                 bar.update(len(batch))
         return summaries
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Prompted, truncated token ids of ``texts`` (truncation is logged)."""
+    def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
+        """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``)."""
         adapter = _TokenizerAdapter(self.tokenizer, self.eos_token_id)
         sources, truncated = encode_sources(texts, adapter, self.manifest.data)
-        warn_truncated_inputs(truncated, len(texts), self.manifest.data)
+        if warn:
+            warn_truncated_inputs(truncated, len(texts), self.manifest.data)
         return sources
 
     def _encode_batch(self, ids: list[list[int]], mask: list[list[int]]) -> tuple[Any, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from dialogsum.errors import BackendError
 from dialogsum.hookspecs import hookimpl
 from dialogsum.interfaces import InferenceBackend, Options
 
@@ -33,8 +34,16 @@ class TorchBackend(InferenceBackend):
 
     def load(self, model_dir: Path | str, options: TorchOptions) -> Any:
         """Load ``model_dir`` (a folder save() wrote, or a hub id) for summarizing."""
-        import torch
-
+        try:
+            import peft  # noqa: F401
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise BackendError(
+                f"The torch backend needs PyTorch, transformers and peft ({exc}): "
+                f"pip install 'dialogsum[train]' (or serve an ONNX export with "
+                f"backend='onnxruntime')."
+            ) from exc
         from dialogsum.modeling import load_model
         from dialogsum.predictor import TorchPredictor
 
