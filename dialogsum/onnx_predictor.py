@@ -221,13 +221,25 @@ class _OnnxSteps:
             "input_ids": np.asarray(tokens, dtype=np.int64)[:, None],
             "encoder_attention_mask": self.encoder_mask,
         }
-        feeds.update({name: cache[name] for name in predictor._past_names})
-        outputs = predictor.decoder_with_past.run(None, feeds)
+        # IO binding: the cache stays in onnxruntime's own buffers from one step to the next
+        # instead of being copied out to numpy and back in at every token.
+        binding = predictor.decoder_with_past.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        for name in predictor._past_names:
+            value = cache[name]
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in predictor._step_output_names:
+            binding.bind_output(name, "cpu")
+        predictor.decoder_with_past.run_with_iobinding(binding)
         cache = dict(cache)
         logits = None
-        for name, value in zip(predictor._step_output_names, outputs, strict=True):
+        for name, value in zip(predictor._step_output_names, binding.get_outputs(), strict=True):
             if name == "logits":
-                logits = value[:, -1]
+                logits = value.numpy()[:, -1]
             else:
                 cache[name.replace("present.", "past_key_values.")] = value
         return logits, cache
@@ -236,8 +248,13 @@ class _OnnxSteps:
         # Self-attention caches follow their beams; cross-attention ones are equal across the
         # beams of an item, and beams never move between items.
         return {
-            name: value[rows] if ".decoder." in name else value for name, value in cache.items()
+            name: _as_array(value)[rows] if ".decoder." in name else value
+            for name, value in cache.items()
         }
+
+
+def _as_array(value: Any) -> Any:
+    return value if hasattr(value, "shape") and not hasattr(value, "device_name") else value.numpy()
 
 
 def _single_id(value: Any, default: int) -> int:

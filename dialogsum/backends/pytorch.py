@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,9 @@ class TorchOptions(Options):
 
     device: str | None = Field(
         None, description="'cpu', 'cuda', 'cuda:1'; default: CUDA if present."
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on a CUDA GPU that supports it, else float32."
     )
     base_model: str | None = Field(
         None,
@@ -48,10 +51,28 @@ class TorchBackend(InferenceBackend):
         from dialogsum.predictor import TorchPredictor
 
         device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(
+                f"device={device!r} was asked for, but PyTorch sees no CUDA GPU here; use "
+                f"device='cpu' or install a CUDA build of torch."
+            )
         loaded = load_model(model_dir, base_model=options.base_model, device=device)
+        if resolve_dtype(options.dtype, device) == "bfloat16":
+            # T5 was pre-trained in bf16: it keeps its range, unlike fp16, which overflows.
+            loaded.model.to(torch.bfloat16)
         return TorchPredictor(
             loaded.model, loaded.tokenizer, loaded.manifest, progress=options.progress
         )
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype to serve in: ``auto`` is bfloat16 on a CUDA GPU that supports it."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    return "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
 
 
 @hookimpl
