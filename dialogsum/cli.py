@@ -80,10 +80,22 @@ def _train(args: argparse.Namespace) -> int:
     options = registry.method_options(config.method, config.options)
     train_data = load_examples(config.train, "train")
     eval_data = load_examples(config.eval, "validation") if config.eval else None
-    if not config.training.resume_from_checkpoint:
+    if not config.training.resume_from_checkpoint and not args.estimate:
         check_writable(Path(config.output_dir), overwrite=config.overwrite)
     backend_options = {"base_model": config.base_model} if config.base_model else None
     summarizer = Summarizer.from_pretrained(config.model, backend_options=backend_options)
+    if args.estimate:
+        estimate = summarizer.estimate(
+            train_data,
+            method=config.method,
+            options=options,
+            training=config.training,
+            data=config.data,
+            steps=args.estimate_steps,
+        )
+        print(estimate.message())
+        print(json.dumps(estimate.as_dict(), indent=2))
+        return 0
     tuned = summarizer.finetune(
         train_data,
         method=config.method,
@@ -196,6 +208,33 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from dialogsum.compare import compare, to_html, to_markdown
+    from dialogsum.data import group_references, load_examples
+    from dialogsum.generation import parse_generation
+    from dialogsum.summarizer import Summarizer
+
+    generation = parse_generation(
+        {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("generation.")}
+    )
+    examples = group_references(load_examples(args.data, args.split))
+    if args.limit:
+        examples = examples[: args.limit]
+    models = {}
+    for name in args.model:
+        backend = "onnxruntime" if (Path(name) / "encoder_model.onnx").exists() else "torch"
+        models[name] = Summarizer.from_pretrained(name, backend=backend)
+    result = compare(models, examples, **generation.model_dump(exclude_unset=True))
+    markdown = to_markdown(result, show=args.show)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    output.with_suffix(".html").write_text(to_html(result, show=args.show), encoding="utf-8")
+    print(markdown)
+    print(f"wrote {output.with_suffix('.md')} and {output.with_suffix('.html')}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dialogsum`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -228,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output-dir", dest="output_dir", default=argparse.SUPPRESS)
     train.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS)
+    train.add_argument(
+        "--estimate",
+        action="store_true",
+        help="Run a few real steps and project the whole run's time (and cost); do not train.",
+    )
+    train.add_argument("--estimate-steps", type=int, default=5, help="Steps --estimate measures.")
     add_model_flags(train, TrainingOptions, "training")
     add_model_flags(train, DataOptions, "data")
 
@@ -257,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend-option", dest="backend_option", action="append", metavar="KEY=VALUE"
         )
         add_model_flags(sub, GenerationOptions, "generation")
+    compare = commands.add_parser("compare", help="Compare models side by side with ROUGE.")
+    compare.set_defaults(handler=_compare)
+    compare.add_argument("--model", action="append", required=True, help="Repeat per model.")
+    compare.add_argument("--data", required=True, help="Data with references.")
+    compare.add_argument("--split", default="test")
+    compare.add_argument("--limit", type=int, help="Score only the first N dialogues.")
+    compare.add_argument("--show", type=int, default=3, help="Dialogues shown side by side.")
+    compare.add_argument("--output", default="comparison", help="Writes OUTPUT.md and OUTPUT.html.")
+    add_model_flags(compare, GenerationOptions, "generation")
+
     evaluate = commands.choices["evaluate"]
     evaluate.add_argument("--data", default=argparse.SUPPRESS, help="File, folder or hub id.")
     evaluate.add_argument("--split", default=argparse.SUPPRESS, help="Split of a folder or hub id.")

@@ -154,11 +154,15 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], gro
             )
 
 
+#: Flags that steer the command itself and are not settings of the config models.
+COMMAND_ONLY_FLAGS = ("command", "handler", "config", "json", "estimate", "estimate_steps")
+
+
 def flags_to_settings(namespace: argparse.Namespace) -> dict[str, Any]:
     """Turn parsed flags (``dest`` like ``training.max_steps``) into a nested mapping."""
     settings: dict[str, Any] = {}
     for dest, value in vars(namespace).items():
-        if dest in ("command", "handler", "config", "json") or value is None:
+        if dest in COMMAND_ONLY_FLAGS or value is None:
             continue
         if dest == "option":
             settings["options"] = parse_key_values(value, "--option")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import tempfile
 import time
@@ -16,10 +15,11 @@ from pydantic import BaseModel
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import ConfigError, DialogsumError, PluginError, logger
 from dialogsum.evaluate import rouge
-from dialogsum.interfaces import FinetuneMethod, Predictor
+from dialogsum.interfaces import Predictor
 from dialogsum.modeling import DEFAULT_MODEL, ModelManifest, check_writable, save_model
 from dialogsum.plugins import DialogsumPluginManager
-from dialogsum.registry import get_registry, validate_options
+from dialogsum.registry import get_registry
+from dialogsum.runs import Estimate
 from dialogsum.training import TrainingOptions, TrainResult
 
 
@@ -148,105 +148,79 @@ class Summarizer:
         ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the final model to
         ``output_dir/model``, with ``metrics.json`` and ``train_config.json`` beside them.
         """
-        from dialogsum.features import tokenize_examples
         from dialogsum.predictor import TorchPredictor
+        from dialogsum.reports import write_run_report
+        from dialogsum.runs import plan_run
         from dialogsum.training import is_main_process
         from dialogsum.training import train as run_training
 
-        # Everything the user gave is validated before any work starts.
-        registry = get_registry(self._plugins)
-        implementation = registry.method(method)
-        method_options = registry.method_options(method, options)
-        training_options = parse_training(training)
-        data_options = parse_data(data) if data is not None else self.manifest.data
-        current = self._torch("finetune")
+        plan = plan_run(self, train, method, options, eval_data, training, data)
         run_dir = Path(output_dir).expanduser() if output_dir is not None else None
-        if run_dir is not None and not training_options.resume_from_checkpoint:
+        if run_dir is not None and not plan.training.resume_from_checkpoint:
             check_writable(run_dir, overwrite=overwrite)
-        if self.manifest.peft:
-            raise ConfigError(
-                f"This model is a '{self.method}' adapter; fine-tuning an adapter again is not "
-                f"supported. Fine-tune its base model ('{self.manifest.base_model}') instead."
-            )
-        train_examples = load_examples(train, "train")
-        eval_examples = load_examples(eval_data, "validation") if eval_data is not None else None
-
-        model = copy.deepcopy(current.model)  # the original Summarizer stays as it was
-        base_name = self.source
-        if base_name is not None:
-            model.config._name_or_path = base_name  # what peft records as the adapter's base
-        module = _prepare(
-            implementation,
-            registry.methods[method].source,
-            model,
-            method_options,
-            current.tokenizer,
-        )
-        is_peft = hasattr(module, "peft_config")
-        if is_peft and base_name is None:
-            raise ConfigError(
-                "This model exists only in memory, so an adapter trained on it could not record "
-                "its base model. Save it first (save(dir)), load it with from_pretrained(dir), and "
-                "fine-tune that."
-            )
-        train_features, truncation = tokenize_examples(
-            train_examples, current.tokenizer, data_options
-        )
-        eval_features = (
-            tokenize_examples(eval_examples, current.tokenizer, data_options)[0]
-            if eval_examples
-            else None
-        )
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
+            training_options = plan.training
             if run_dir is None:
                 training_options = training_options.model_copy(update={"save_strategy": "no"})
-            checkpoint_dir = run_dir / "checkpoints" if run_dir is not None else Path(scratch)
             result = run_training(
-                module,
-                current.tokenizer,
-                train_features,
-                eval_features,
+                plan.module,
+                plan.tokenizer,
+                plan.train_features,
+                plan.eval_features,
                 training_options,
-                learning_rate=training_options.learning_rate
-                or implementation.default_learning_rate,
-                checkpoint_dir=checkpoint_dir,
-                max_target_length=data_options.max_target_length,
+                learning_rate=plan.learning_rate,
+                checkpoint_dir=run_dir / "checkpoints" if run_dir is not None else Path(scratch),
+                max_target_length=plan.data.max_target_length,
             )
-        module.eval()  # the Trainer leaves the model in training mode (dropout on)
-        result.metrics["truncation"] = truncation.as_dict()
+        plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
+        result.metrics["truncation"] = plan.truncation.as_dict()
+        result.metrics["wall_seconds"] = time.perf_counter() - started
         manifest = ModelManifest(
             method=method,
-            base_model=base_name or self.manifest.base_model,
-            peft=is_peft,
-            data=data_options,
+            base_model=plan.base_name or self.manifest.base_model,
+            peft=plan.is_peft,
+            data=plan.data,
         )
         tuned = Summarizer(
-            TorchPredictor(module, current.tokenizer, manifest, progress=current.progress),
+            TorchPredictor(plan.module, plan.tokenizer, manifest, progress=plan.training.progress),
             backend="torch",
             source=None,
             plugins=self._plugins,
         )
         tuned.training = result
-        if eval_examples and training_options.eval_strategy != "no":
-            scores = tuned.evaluate(eval_examples)
+        if plan.eval_examples and plan.training.eval_strategy != "no":
+            scores = tuned.evaluate(plan.eval_examples)
             result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
         if run_dir is not None and is_main_process():
             tuned.save(run_dir / "model", overwrite=True)
             _write_json(
                 run_dir / "metrics.json", {**result.metrics, "log_history": result.log_history}
             )
-            _write_json(
-                run_dir / "train_config.json",
-                {
-                    "method": method,
-                    "options": method_options.model_dump(),
-                    "training": training_options.model_dump(),
-                    "data": data_options.model_dump(),
-                    "base_model": manifest.base_model,
-                },
-            )
+            _write_json(run_dir / "train_config.json", plan.config())
+            write_run_report(run_dir, plan, result)
             tuned.source = str((run_dir / "model").resolve())
         return tuned
+
+    def estimate(
+        self,
+        train: DataSource,
+        *,
+        method: str = "lora",
+        options: Mapping[str, Any] | BaseModel | None = None,
+        training: Mapping[str, Any] | TrainingOptions | None = None,
+        data: Mapping[str, Any] | DataOptions | None = None,
+        steps: int = 5,
+    ) -> Estimate:
+        """Run a few real training steps and project the whole run's wall time (and price).
+
+        Takes the same arguments as :meth:`finetune`; nothing is saved and this Summarizer is
+        unchanged. With ``training={"hourly_cost": ...}`` the estimate includes the price.
+        """
+        from dialogsum.runs import estimate_run, plan_run
+
+        plan = plan_run(self, train, method, options, None, training, data)
+        return estimate_run(plan, steps=steps)
 
     # -- using ---------------------------------------------------------------------------------
 
@@ -372,39 +346,6 @@ class Summarizer:
         return save_model(
             torch_side.model, torch_side.tokenizer, self.manifest, path, overwrite=overwrite
         )
-
-
-def parse_training(training: Mapping[str, Any] | TrainingOptions | None) -> TrainingOptions:
-    """Validate training options, naming the bad field."""
-    result = validate_options("training", TrainingOptions, training)
-    assert isinstance(result, TrainingOptions)
-    return result
-
-
-def parse_data(data: Mapping[str, Any] | DataOptions | None) -> DataOptions:
-    """Validate data options (prompt, lengths), naming the bad field."""
-    result = validate_options("data", DataOptions, data)
-    assert isinstance(result, DataOptions)
-    return result
-
-
-def _prepare(
-    method: FinetuneMethod, source: str, model: Any, options: BaseModel, tokenizer: Any
-) -> Any:
-    kwargs = (
-        {"tokenizer": tokenizer}
-        if "tokenizer" in inspect.signature(method.prepare).parameters
-        else {}
-    )
-    try:
-        return method.prepare(model, options, **kwargs)
-    except DialogsumError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"Method '{method.name}' ({source}) failed to prepare the model: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:

@@ -62,6 +62,9 @@ class TrainingOptions(BaseModel):
     )
     report_to: list[str] = Field(default_factory=list, description="e.g. ['tensorboard'].")
     progress: bool = Field(True, description="Show progress bars.")
+    hourly_cost: float | None = Field(
+        None, ge=0, description="Price of this machine per hour: reports and estimates show cost."
+    )
 
     @field_validator("precision")
     @classmethod
@@ -105,6 +108,7 @@ def train(
     learning_rate: float,
     checkpoint_dir: Path,
     max_target_length: int,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``."""
     import torch
@@ -169,6 +173,8 @@ def train(
     if options.progress:
         trainer.add_callback(QuietProgress())
     trainer.add_callback(LogToLogger())
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
     try:
         output = trainer.train(resume_from_checkpoint=options.resume_from_checkpoint or None)
     except ValueError as exc:

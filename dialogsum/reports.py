@@ -1,0 +1,150 @@
+"""Run reports: the loss curve and a Hugging Face model card written into every run folder."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dialogsum.errors import logger
+
+if TYPE_CHECKING:
+    from dialogsum.runs import RunPlan
+    from dialogsum.training import TrainResult
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def hardware_description() -> str:
+    """CPU model and cores, plus the GPU when one is used: what a run's numbers depend on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu} ({os.cpu_count()} cores)"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", GPU {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    except ImportError:
+        pass
+    return text
+
+
+def plot_losses(log_history: list[dict[str, Any]], path: Path) -> bool:
+    """Write the training (and evaluation) loss curve as a PNG; False when nothing was logged."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evaluation = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    if not train:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, safe on servers
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    axis.plot(*zip(*train, strict=True), label="training loss")
+    if evaluation:
+        axis.plot(*zip(*evaluation, strict=True), marker="o", label="validation loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
+    """A model card (README.md with YAML front matter) in the Hugging Face format."""
+    metrics = result.metrics
+    seconds = float(metrics.get("wall_seconds", metrics.get("train_runtime", 0.0)))
+    samples = metrics.get("train_samples_per_second")
+    cost = plan.training.hourly_cost
+    scores = {key: metrics[f"eval_{key}"] for key in ROUGE_KEYS if f"eval_{key}" in metrics}
+    tags = ["dialogsum", "summarization", "dialogue-summarization", plan.method]
+    lines = ["---", "library_name: dialogsum"]
+    if plan.base_name:
+        lines.append(f"base_model: {plan.base_name}")
+    lines += ["pipeline_tag: summarization", "tags:", *(f"- {tag}" for tag in tags)]
+    if scores:
+        lines += [
+            "model-index:",
+            "- name: dialogsum model",
+            "  results:",
+            "  - task: {type: summarization, name: Dialogue summarization}",
+            f"    dataset: {{name: {plan.eval_description or 'validation data'}, type: dialogsum}}",
+            "    metrics:",
+            *(f"    - {{type: {key}, value: {value:.2f}}}" for key, value in scores.items()),
+        ]
+    lines += ["---", "", f"# {plan.method} fine-tune of {plan.base_name or 'a local model'}", ""]
+    lines += [
+        f"Fine-tuned with [dialogsum](https://pypi.org/project/dialogsum/) using the "
+        f"`{plan.method}` method.",
+        "",
+        "## Training",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| base model | {plan.base_name or 'in-memory model'} |",
+        f"| method | `{plan.method}` {_options(plan.method_options.model_dump())} |",
+        f"| training data | {plan.train_description} ({len(plan.train_features):,} pairs) |",
+        f"| truncated | {plan.truncation.dialogues_truncated} dialogues, "
+        f"{plan.truncation.summaries_truncated} summaries |",
+        f"| epochs / steps | {plan.training.epochs} / {metrics.get('global_step', '-')} |",
+        f"| learning rate | {plan.learning_rate:g} |",
+        f"| batch size | {plan.training.batch_size} x {plan.training.gradient_accumulation_steps} "
+        f"accumulation |",
+        f"| prompt | `{plan.data.prompt!r}` |",
+        f"| max lengths | source {plan.data.max_source_length}, "
+        f"target {plan.data.max_target_length} |",
+        f"| wall time | {seconds / 60:.1f} min |",
+        f"| samples/s | {samples:.2f} |" if isinstance(samples, float) else "| samples/s | - |",
+        f"| hardware | {hardware} |",
+    ]
+    if cost is not None:
+        lines.append(f"| cost | {seconds / 3600 * cost:.2f} (at {cost:g} per hour) |")
+    lines += ["", "## Evaluation", ""]
+    if scores:
+        lines += [
+            f"ROUGE on {plan.eval_description} (rouge-score, stemmed; percent; with several "
+            f"references, the mean over references):",
+            "",
+            "| " + " | ".join(scores) + " |",
+            "|" + "---|" * len(scores),
+            "| " + " | ".join(f"{value:.2f}" for value in scores.values()) + " |",
+        ]
+    else:
+        lines.append("No validation data was given; run `dialogsum evaluate` to score it.")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from dialogsum import Summarizer",
+        'Summarizer.from_pretrained("path/to/this/folder").summarize(["#Person1#: ..."])',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _options(options: dict[str, Any]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else ""
+
+
+def write_run_report(run_dir: Path, plan: RunPlan, result: TrainResult) -> None:
+    """Write ``loss_curve.png`` and the model card (into the run and its ``model/`` folder)."""
+    if plot_losses(result.log_history, run_dir / "loss_curve.png"):
+        logger.info("wrote %s", run_dir / "loss_curve.png")
+    card = model_card(plan, result, hardware_description())
+    (run_dir / "README.md").write_text(card, encoding="utf-8")
+    if (run_dir / "model").is_dir():
+        (run_dir / "model" / "README.md").write_text(card, encoding="utf-8")
