@@ -141,7 +141,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def read_dialogue_lines(handle: IO[str], name: str) -> Iterator[tuple[Any, str]]:
     """``(id, dialogue)`` pairs from JSON lines of objects with ``dialogue`` (or plain strings)."""
-    for number, line in enumerate(handle, start=1):
+    lines = iter(handle)
+    number = 0
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{name}: not UTF-8 text ({exc.reason}); send UTF-8.") from None
+        number += 1
         if not line.strip():
             continue
         try:
@@ -163,9 +172,11 @@ def read_dialogue_lines(handle: IO[str], name: str) -> Iterator[tuple[Any, str]]
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from dialogsum.summarizer import Summarizer
+    from dialogsum.summarizer import Summarizer, check_output_file
 
     config: SummarizeConfig = build_config(SummarizeConfig, args.config, flags_to_settings(args))
+    if config.output != "-":
+        check_output_file(config.output)
     if config.input == "-":
         rows = list(read_dialogue_lines(sys.stdin, "<stdin>"))
     else:

@@ -173,6 +173,17 @@ def split_file(folder: Path, split: str) -> Path:
 
 def read_rows(path: Path) -> Iterator[tuple[str, Any]]:
     """Yield ``(where, row)`` pairs from a JSON Lines, JSON or CSV file; ``where`` is file:line."""
+    try:
+        yield from _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+
+
+def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
     if path.suffix.lower() == ".csv":
         return _csv_rows(path)
     if path.suffix.lower() == ".json":
@@ -247,6 +258,6 @@ def group_references(examples: Iterable[Example]) -> list[Example]:
         if known is None:
             merged[example.dialogue] = example
         else:
-            extra = tuple(r for r in example.references if r not in known.references)
-            merged[example.dialogue] = Example(known.dialogue, known.references + extra, known.id)
+            references = known.references + example.references
+            merged[example.dialogue] = Example(known.dialogue, references, known.id)
     return list(merged.values())

@@ -8,7 +8,6 @@ they run where torch is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from dialogsum.generation import GenerationOptions
@@ -68,7 +67,8 @@ def process_scores(
     return scores
 
 
-def _cut(tokens: list[int], eos: int) -> list[int]:
+def cut_at_eos(tokens: list[int], eos: int) -> list[int]:
+    """``tokens`` up to and including the first end-of-sequence token."""
     return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
 
 
@@ -90,7 +90,7 @@ def greedy(
         if finished.all() or generated + 1 == limit:
             break
         logits, cache = steps.step(chosen, cache)
-    return [_cut(row[1:].tolist(), eos) for row in history]
+    return [cut_at_eos(row[1:].tolist(), eos) for row in history]
 
 
 def _log_softmax(logits: Any) -> Any:
@@ -172,7 +172,4 @@ def beam_search(
         rows = (np.arange(batch)[:, None] * beams + parent).reshape(-1)
         cache = steps.reorder(cache, rows)
         logits, cache = steps.step(running[:, :, cur_len - 1].reshape(-1), cache)
-    return [_cut(sequences[b, 0, 1:].tolist(), eos) for b in range(batch)]
-
-
-Decoder = Callable[[Steps, int, int, GenerationOptions, int, int, int], list[list[int]]]
+    return [cut_at_eos(sequences[b, 0, 1:].tolist(), eos) for b in range(batch)]

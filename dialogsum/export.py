@@ -58,6 +58,19 @@ def quiet_exporters() -> None:
     transformers_logging.set_verbosity_error()
 
 
+def _cpu_float32(model: Any) -> Any:
+    """The model on the CPU in float32: what ONNX export and the fp32 parity gate need.
+
+    A model served on a GPU (in bfloat16) is copied; the caller's model stays where it is.
+    """
+    import torch
+
+    parameter = next(model.parameters())
+    if parameter.device.type == "cpu" and parameter.dtype == torch.float32:
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+
+
 def _plain_model(model: Any) -> tuple[Any, Any]:
     """A plain transformers model to export, and the soft prompt to bake (or None)."""
     if not hasattr(model, "peft_config"):
@@ -162,6 +175,7 @@ def export_onnx(
     from dialogsum import __version__
 
     quiet_exporters()
+    model = _cpu_float32(model)
     plain, prompt = _plain_model(model)
     plain.eval()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,16 +183,22 @@ def export_onnx(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     )
     try:
-        onnx_export_from_model(
-            plain,
-            output=staging,
-            task="text2text-generation-with-past",
-            # Separate decoder and decoder-with-past files: faster on CPU than the merged one.
-            no_post_process=True,
-            do_validation=False,
-        )
-        if prompt is not None:
-            _export_prompted_encoder(plain, prompt, staging / "encoder_model.onnx")
+        try:
+            onnx_export_from_model(
+                plain,
+                output=staging,
+                task="text2text-generation-with-past",
+                # Separate decoder and decoder-with-past files: faster on CPU than the merged one.
+                no_post_process=True,
+                do_validation=False,
+            )
+            if prompt is not None:
+                _export_prompted_encoder(plain, prompt, staging / "encoder_model.onnx")
+        except Exception as exc:
+            raise ModelError(
+                f"The ONNX exporter failed on this {type(plain).__name__}: {type(exc).__name__}: "
+                f"{exc}. Nothing was written."
+            ) from exc
         missing = [name for name in ONNX_FILES if not (staging / name).exists()]
         if missing:
             raise ModelError(f"The ONNX exporter did not write {', '.join(missing)}.")
@@ -202,7 +222,13 @@ def export_onnx(
             fp32 = staging.with_name(staging.name + "-fp32")
             shutil.copytree(staging, fp32)
             try:
-                _quantize(staging)
+                try:
+                    _quantize(staging)
+                except Exception as exc:
+                    raise ModelError(
+                        f"int8 quantization failed: {type(exc).__name__}: {exc}. Nothing was "
+                        f"written; the fp32 export (quantize=None) is unaffected."
+                    ) from exc
                 info.parity["int8"] = check_parity(
                     model, tokenizer, staging, manifest, dialogues=parity_dialogues, reference=fp32
                 )

@@ -66,5 +66,9 @@ class InferenceBackend(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     @abstractmethod
-    def load(self, model_dir: Path, options: Any) -> Predictor:
-        """Load the model in ``model_dir`` and return a :class:`Predictor` for it."""
+    def load(self, model_dir: Path | str, options: Any) -> Predictor:
+        """Load the model in ``model_dir`` and return a :class:`Predictor` for it.
+
+        ``model_dir`` is a :class:`~pathlib.Path` for an existing folder; otherwise the string
+        the user gave (a hub id, for backends that can fetch one).
+        """

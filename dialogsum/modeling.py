@@ -225,8 +225,13 @@ def save_model(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     )
     try:
+        # Saved models summarize at their tuned length, not transformers' default of 20 tokens.
+        previous = model.generation_config.max_new_tokens
         model.generation_config.max_new_tokens = manifest.data.max_target_length
-        model.save_pretrained(str(staging), safe_serialization=True)
+        try:
+            model.save_pretrained(str(staging), safe_serialization=True)
+        finally:
+            model.generation_config.max_new_tokens = previous
         tokenizer.save_pretrained(str(staging))
         manifest = manifest.model_copy(update={"dialogsum_version": __version__})
         (staging / MANIFEST_NAME).write_text(
@@ -251,11 +256,20 @@ def check_writable(target: Path, *, overwrite: bool) -> None:
 
 def replace_folder(staging: Path, target: Path) -> None:
     """Move a completed ``staging`` folder to ``target``, replacing what was there."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
+    if not target.exists():
         staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        return
+    # A unique name for the old folder: concurrent saves must not collide on it, and it is put
+    # back if the new folder cannot be moved in, so a failed overwrite loses nothing.
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old.rmdir()
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old)
     else:
-        staging.rename(target)
+        old.unlink()

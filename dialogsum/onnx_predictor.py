@@ -39,7 +39,7 @@ class _TokenizerAdapter:
 
 
 class OnnxPredictor:
-    """Greedy summarization with onnxruntime over an export folder."""
+    """Summarization (greedy or beam search) with onnxruntime over an export folder."""
 
     def __init__(
         self,
@@ -92,13 +92,20 @@ class OnnxPredictor:
                     f"was written for another onnxruntime; export the model again."
                 ) from exc
         self.encoder, self.decoder, self.decoder_with_past = sessions
-        generation = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+        try:
+            generation = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception on a corrupt file
+            raise ModelError(
+                f"The export in {folder} has a corrupt generation_config.json or tokenizer.json "
+                f"({exc}); export the model again."
+            ) from exc
         self.eos_token_id = _single_id(generation.get("eos_token_id"), 1)
         self.pad_token_id = _single_id(generation.get("pad_token_id"), 0)
         self.start_token_id = _single_id(
             generation.get("decoder_start_token_id"), self.pad_token_id
         )
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer = tokenizer
         self.progress = progress
         self.model_dir = folder
         self._past_names = [
@@ -110,7 +117,7 @@ class OnnxPredictor:
         ]
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
-        """One summary per dialogue, in input order (greedy decoding)."""
+        """One summary per dialogue, in input order (greedy or beam search)."""
         from tqdm.auto import tqdm
 
         texts = check_dialogues(dialogues)

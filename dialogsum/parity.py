@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dialogsum.decoding import cut_at_eos
 from dialogsum.errors import ModelError
 from dialogsum.features import pad_batch
 from dialogsum.generation import GenerationOptions
@@ -30,10 +31,6 @@ def default_dialogues(count: int = 8) -> list[str]:
     return [e.dialogue for e in load_examples(sample_path("test"), "test")[:count]]
 
 
-def _until_eos(tokens: list[int], eos: int) -> list[int]:
-    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
-
-
 def _torch_decode(
     model: Any, sources: list[list[int]], eos: int, new_tokens: int, beams: int
 ) -> list[list[int]]:
@@ -51,7 +48,7 @@ def _torch_decode(
                 length_penalty=1.0,
                 early_stopping=False,
             )
-            results.append(_until_eos(output[0, 1:].tolist(), eos))
+            results.append(cut_at_eos(output[0, 1:].tolist(), eos))
     return results
 
 
@@ -70,7 +67,7 @@ def _torch_first_logits(model: Any, ids: list[list[int]], mask: list[list[int]],
 def _onnx_decode(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
     options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
     return [
-        _until_eos(onnx.generate_ids([s], [[1] * len(s)], options)[0], onnx.eos_token_id)
+        cut_at_eos(onnx.generate_ids([s], [[1] * len(s)], options)[0], onnx.eos_token_id)
         for s in sources
     ]
 

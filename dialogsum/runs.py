@@ -83,7 +83,8 @@ class RunPlan:
             return self.training.max_steps
         world = int(os.environ.get("WORLD_SIZE", "1"))
         batches = math.ceil(len(self.train_features) / (self.training.batch_size * world))
-        per_epoch = max(1, batches // self.training.gradient_accumulation_steps)
+        # The Trainer rounds a partial accumulation at the end of an epoch up to a step.
+        per_epoch = max(1, math.ceil(batches / self.training.gradient_accumulation_steps))
         return math.ceil(self.training.epochs * per_epoch)
 
 

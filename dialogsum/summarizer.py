@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
-from dialogsum.errors import ConfigError, DialogsumError, PluginError, logger
+from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, logger
 from dialogsum.evaluate import rouge
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import DEFAULT_MODEL, ModelManifest, check_writable, save_model
@@ -73,13 +73,18 @@ class Summarizer:
         path = Path(name_or_path).expanduser()
         source = str(path.resolve()) if path.exists() else str(name_or_path)
         try:
-            predictor = implementation.load(Path(source) if path.exists() else source, options)  # type: ignore[arg-type]
+            predictor = implementation.load(Path(source) if path.exists() else source, options)
         except DialogsumError:
             raise
         except ImportError as exc:
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) is missing a "
                 f"dependency: {exc}. Install the backend's extra."
+            ) from exc
+        except Exception as exc:
+            raise BackendError(
+                f"Backend '{backend}' ({registry.backends[backend].source}) failed to load "
+                f"'{name_or_path}': {type(exc).__name__}: {exc}"
             ) from exc
         if not isinstance(predictor, Predictor):
             raise PluginError(
@@ -248,6 +253,8 @@ class Summarizer:
         ``rougeL``, ``rougeLsum``, ``n`` (dialogues), ``references`` and timing.
         """
         examples = group_references(load_examples(data, split))
+        if predictions_file is not None:
+            check_output_file(predictions_file)  # before the work, not after it
         started = time.perf_counter()
         predictions = self.summarize([e.dialogue for e in examples], **generation)
         seconds = time.perf_counter() - started
@@ -345,6 +352,17 @@ class Summarizer:
         torch_side = self._torch("save")
         return save_model(
             torch_side.model, torch_side.tokenizer, self.manifest, path, overwrite=overwrite
+        )
+
+
+def check_output_file(path: str | Path) -> None:
+    """Fail before any work when ``path`` cannot be written (missing folder, a directory)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"Output file {target} is a folder; give a file name.")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"Cannot write {target}: its folder {target.parent} does not exist; create it first."
         )
 
 

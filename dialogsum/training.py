@@ -66,6 +66,12 @@ class TrainingOptions(BaseModel):
         None, ge=0, description="Price of this machine per hour: reports and estimates show cost."
     )
 
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # `--report-to tensorboard` gives one string; a list is what the Trainer takes.
+        return [value] if isinstance(value, str) else value
+
     @field_validator("precision")
     @classmethod
     def _no_fp16(cls, value: str) -> str:

@@ -137,3 +137,10 @@ def test_prompt_without_placeholder_is_a_config_error() -> None:
         parse_data({"prompt": "Summarize this"})
     with pytest.raises(ConfigError, match=r"max_source_length"):
         parse_data({"max_source_length": 0})
+
+
+def test_non_utf8_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"dialogue": "caf\xe9", "summary": "s"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl: not UTF-8 text"):
+        load_examples(path)

@@ -113,3 +113,26 @@ def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
         Summarizer.from_pretrained(tiny_model_dir, backend="onnx")
     with pytest.raises(ConfigError, match=r"backend 'torch': devise: Extra inputs"):
         Summarizer.from_pretrained(tiny_model_dir, backend_options={"devise": "cpu"})
+
+
+def test_predictions_file_in_a_missing_folder_fails_before_work(base: Summarizer, sample_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"its folder .*nowhere does not exist"):
+        base.evaluate(sample_dir, "test", predictions_file=tmp_path / "nowhere" / "p.jsonl")
+
+
+def test_overwrite_failure_keeps_the_old_model(base: Summarizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = base.save(tmp_path / "model")
+    before = sorted(p.name for p in target.iterdir())
+    real_rename = Path.rename
+
+    def failing_rename(self: Path, destination: Path) -> Path:  # the new folder cannot move in
+        if self.name.endswith(".partial"):
+            raise OSError("disk went away")
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk went away"):
+        base.save(target, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or .old left behind

@@ -22,7 +22,7 @@ class OnnxRuntimeOptions(Options):
 
 
 class OnnxRuntimeBackend(InferenceBackend):
-    """Greedy generation with onnxruntime, numpy and tokenizers; no torch at serve time."""
+    """Greedy or beam-search generation with onnxruntime, numpy and tokenizers; no torch."""
 
     name = "onnxruntime"
     Options = OnnxRuntimeOptions
