@@ -49,10 +49,16 @@ class GenerationOptions(BaseModel):
         return kwargs
 
 
-def parse_generation(generation: Mapping[str, Any]) -> GenerationOptions:
-    """Validate ``**generation`` keyword arguments, naming the bad option and the valid ones."""
+def parse_generation(
+    generation: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> GenerationOptions:
+    """Validate ``**generation`` keyword arguments, naming the bad option and the valid ones.
+
+    ``defaults`` are the model's own decoding settings (saved with it); what the caller passes
+    overrides them.
+    """
     try:
-        return GenerationOptions.model_validate(dict(generation))
+        return GenerationOptions.model_validate({**(defaults or {}), **generation})
     except ValidationError as exc:
         from dialogsum.registry import format_validation_error
 

@@ -53,6 +53,8 @@ class ModelManifest(BaseModel):
     peft: bool = False
     #: True when adapter weights were folded into the base weights (``merge``).
     merged: bool = False
+    #: Decoding defaults for summarize() (GenerationOptions fields); callers override them.
+    generation: dict[str, Any] = Field(default_factory=dict)
     #: Set in ONNX export folders.
     export: ExportInfo | None = None
     data: DataOptions = DataOptions()
@@ -67,11 +69,32 @@ class LoadedModel:
     manifest: ModelManifest
 
 
+#: Models that ship inside the package, loadable offline by name.
+BUNDLED_MODELS = ("dialogsum-tiny",)
+
+
+def bundled_model_dir(name: str) -> Path | None:
+    """The folder of a model shipped inside the package, or None if ``name`` is not one."""
+    if name not in BUNDLED_MODELS:
+        return None
+    folder = Path(__file__).resolve().parent / "models" / name
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"The bundled model '{name}' is missing from this installation ({folder}); "
+            f"reinstall dialogsum, or rebuild it with recipes/train_dialogsum_tiny.py."
+        )
+    return folder
+
+
 def resolve_model_dir(name_or_path: str | Path) -> Path | None:
     """The local folder to load, or ``None`` for a hub id.
 
-    A training run's output folder is accepted too: its final model lives in ``model/``.
+    A bundled model's name (``dialogsum-tiny``) resolves to its folder inside the package, and a
+    training run's output folder is accepted too: its final model lives in ``model/``.
     """
+    bundled = bundled_model_dir(str(name_or_path)) if isinstance(name_or_path, str) else None
+    if bundled is not None and not Path(name_or_path).exists():
+        return bundled
     path = Path(name_or_path).expanduser()
     if not path.exists():
         text = str(name_or_path)

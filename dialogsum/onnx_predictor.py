@@ -121,7 +121,7 @@ class OnnxPredictor:
         from tqdm.auto import tqdm
 
         texts = check_dialogues(dialogues)
-        options = parse_generation(generation)
+        options = parse_generation(generation, self.manifest.generation)
         _check_supported(options)
         if not texts:
             return []

@@ -46,7 +46,7 @@ class TorchPredictor:
         from tqdm.auto import tqdm
 
         texts = check_dialogues(dialogues)
-        options = parse_generation(generation)
+        options = parse_generation(generation, self.manifest.generation)
         if not texts:
             return []
         sources, truncated = encode_sources(texts, self.tokenizer, self.data_options)

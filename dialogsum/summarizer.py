@@ -186,6 +186,7 @@ class Summarizer:
             base_model=plan.base_name or self.manifest.base_model,
             peft=plan.is_peft,
             data=plan.data,
+            generation=self.manifest.generation,  # the base model's decoding defaults carry over
         )
         tuned = Summarizer(
             TorchPredictor(plan.module, plan.tokenizer, manifest, progress=plan.training.progress),
@@ -344,14 +345,28 @@ class Summarizer:
             source_model=self.source or self.manifest.base_model,
         )
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        generation: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Save the model, tokenizer and manifest to ``path`` (adapter only for PEFT methods).
 
-        Written atomically; an existing folder is replaced only with ``overwrite=True``.
+        ``generation`` records decoding defaults (e.g. ``{"num_beams": 4}``) that
+        :meth:`summarize` uses for this model unless the caller overrides them. Written
+        atomically; an existing folder is replaced only with ``overwrite=True``.
         """
+        from dialogsum.generation import parse_generation
+
         torch_side = self._torch("save")
+        manifest = self.manifest
+        if generation is not None:
+            defaults = parse_generation(generation).model_dump(exclude_unset=True)
+            manifest = manifest.model_copy(update={"generation": defaults})
         return save_model(
-            torch_side.model, torch_side.tokenizer, self.manifest, path, overwrite=overwrite
+            torch_side.model, torch_side.tokenizer, manifest, path, overwrite=overwrite
         )
 
 

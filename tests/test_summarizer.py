@@ -136,3 +136,13 @@ def test_overwrite_failure_keeps_the_old_model(base: Summarizer, tmp_path: Path,
     monkeypatch.undo()
     assert sorted(p.name for p in target.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or .old left behind
+
+
+def test_saved_generation_defaults_apply_and_yield_to_the_caller(base: Summarizer, tmp_path: Path) -> None:
+    folder = base.save(tmp_path / "m", generation={"num_beams": 3, "max_new_tokens": 5})
+    assert json.loads((folder / "dialogsum.json").read_text())["generation"] == {"num_beams": 3, "max_new_tokens": 5}
+    reloaded = Summarizer.from_pretrained(folder, backend_options={"progress": False})
+    assert reloaded.summarize([DIALOGUE]) == base.summarize([DIALOGUE], num_beams=3, max_new_tokens=5)
+    assert reloaded.summarize([DIALOGUE], num_beams=1, max_new_tokens=7) == base.summarize([DIALOGUE], max_new_tokens=7)
+    with pytest.raises(ConfigError, match="num_beams"):
+        base.save(tmp_path / "bad", generation={"num_beams": 0})
