@@ -246,6 +246,24 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quickstart(args: argparse.Namespace) -> int:
+    from dialogsum.quickstart import main_quickstart
+
+    print(
+        main_quickstart(
+            model=args.model,
+            data=args.data,
+            output_dir=args.output,
+            overwrite=args.overwrite,
+            train_samples=args.train_samples,
+            test_samples=args.test_samples,
+            epochs=args.epochs,
+            show=args.show,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dialogsum`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -313,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend-option", dest="backend_option", action="append", metavar="KEY=VALUE"
         )
         add_model_flags(sub, GenerationOptions, "generation")
+    quickstart = commands.add_parser(
+        "quickstart",
+        help="Offline demo: evaluate, LoRA-tune, export int8 ONNX, serve, compare side by side.",
+    )
+    quickstart.set_defaults(handler=_quickstart)
+    quickstart.add_argument(
+        "--model", default="dialogsum-tiny", help="Bundled name, folder or hub id."
+    )
+    quickstart.add_argument("--data", help="DialogSum folder or hub id (default: bundled sample).")
+    quickstart.add_argument("--output", default="dialogsum-quickstart", help="Folder for the run.")
+    quickstart.add_argument("--overwrite", action="store_true", help="Replace an earlier run.")
+    quickstart.add_argument("--train-samples", type=int, default=400)
+    quickstart.add_argument("--test-samples", type=int, default=40)
+    quickstart.add_argument("--epochs", type=float, default=2.0)
+    quickstart.add_argument("--show", type=int, default=3, help="Dialogues shown side by side.")
+
     compare = commands.add_parser("compare", help="Compare models side by side with ROUGE.")
     compare.set_defaults(handler=_compare)
     compare.add_argument("--model", action="append", required=True, help="Repeat per model.")

@@ -1,0 +1,44 @@
+"""``dialogsum quickstart``: evaluate, LoRA-tune, export int8, serve, side by side (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialogsum.cli import main
+from dialogsum.errors import ModelError
+from dialogsum.modeling import bundled_model_dir
+
+
+def test_quickstart_tells_the_whole_story(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs"),
+                 "--train-samples", "16", "--test-samples", "4", "--epochs", "1", "--show", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("Human baseline summary:") == 2
+    for name in ("original", "tuned (PyTorch)", "tuned (ONNX int8)"):
+        assert f"Model summary, {name}:" in out
+        assert any(line.startswith(name) for line in out.splitlines())  # its ROUGE row
+    assert "ROUGE on 4 test dialogues" in out and "What it cost" in out and "total" in out
+    assert (tmp_path / "qs" / "onnx-int8" / "encoder_model.onnx").exists()
+    assert (tmp_path / "qs" / "lora-run" / "README.md").exists()
+    # A second run refuses to overwrite without the flag.
+    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs")]) == 2
+
+
+def test_unknown_bundled_name_is_not_bundled() -> None:
+    assert bundled_model_dir("flan-t5-base") is None
+
+
+def test_bundled_demo_model_loads_offline() -> None:
+    try:
+        folder = bundled_model_dir("dialogsum-tiny")
+    except ModelError:
+        pytest.skip("dialogsum-tiny weights are not bundled in this checkout")
+    from dialogsum import Summarizer
+
+    assert folder is not None
+    summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
+    [summary] = summarizer.summarize(["#Person1#: Shall we have lunch at noon?\n#Person2#: Sure, at the cafe."])
+    assert summary.strip()
