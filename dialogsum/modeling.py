@@ -80,8 +80,9 @@ def bundled_model_dir(name: str) -> Path | None:
     folder = Path(__file__).resolve().parent / "models" / name
     if not (folder / "config.json").is_file():
         raise ModelError(
-            f"The bundled model '{name}' is missing from this installation ({folder}); "
-            f"reinstall dialogsum, or rebuild it with recipes/train_dialogsum_tiny.py."
+            f"The model '{name}' is not bundled with this version of dialogsum (no weights in "
+            f"{folder}). Pass a local model folder or, online, a hub id such as "
+            f"{DEFAULT_MODEL}; or build it with recipes/train_dialogsum_tiny.py into that folder."
         )
     return folder
 

@@ -26,7 +26,9 @@ def lead3(examples: list) -> list[str]:  # type: ignore[type-arg]
     return ["\n".join(e.dialogue.splitlines()[:3]) for e in examples]
 
 
-def denoising_examples(train: list, drop: float, target_words: int, seed: int = 0) -> list[dict[str, str]]:  # type: ignore[type-arg]
+def denoising_examples(
+    train: list, drop: float, target_words: int, seed: int = 0  # type: ignore[type-arg]
+) -> list[dict[str, str]]:
     """Dialogues with a share of words dropped, to be restored to their opening words.
 
     A summarizer trained from scratch on 12k dialogues tends to learn the summaries' language
