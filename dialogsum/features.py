@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +120,33 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     """Indices grouped into batches of similar length, longest first, to waste little padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def summarize_batches(
+    sources: Sequence[list[int]],
+    batch_size: int,
+    pad_id: int,
+    run_batch: Callable[[list[list[int]], list[list[int]]], list[str]],
+    *,
+    progress: bool = True,
+) -> list[str]:
+    """Summaries of ``sources`` in input order, generated in length-sorted, padded batches.
+
+    ``run_batch(ids, mask)`` generates and decodes one padded batch; every backend's
+    ``summarize`` shares this loop and its progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    summaries = [""] * len(sources)
+    batches = length_sorted_batches([len(s) for s in sources], batch_size)
+    disable = not progress or len(batches) < 2
+    with tqdm(total=len(sources), desc="summarizing", unit="dialogue", disable=disable) as bar:
+        for batch in batches:
+            ids, mask = pad_batch([sources[i] for i in batch], pad_id)
+            for index, text in zip(batch, run_batch(ids, mask), strict=True):
+                summaries[index] = text.strip()
+            bar.update(len(batch))
+    return summaries
 
 
 def pad_batch(

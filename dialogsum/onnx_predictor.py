@@ -15,12 +15,7 @@ from typing import Any
 
 from dialogsum.decoding import beam_search, greedy
 from dialogsum.errors import ConfigError, ModelError
-from dialogsum.features import (
-    encode_sources,
-    length_sorted_batches,
-    pad_batch,
-    warn_truncated_inputs,
-)
+from dialogsum.features import encode_sources, summarize_batches, warn_truncated_inputs
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.modeling import ONNX_FILES, ModelManifest, read_manifest
 
@@ -118,7 +113,6 @@ class OnnxPredictor:
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """One summary per dialogue, in input order (greedy or beam search)."""
-        from tqdm.auto import tqdm
 
         texts = check_dialogues(dialogues)
         options = parse_generation(generation, self.manifest.generation)
@@ -126,21 +120,13 @@ class OnnxPredictor:
         if not texts:
             return []
         sources = self.encode(texts)
-        summaries = [""] * len(texts)
-        batches = length_sorted_batches([len(s) for s in sources], options.batch_size)
-        with tqdm(
-            total=len(texts),
-            desc="summarizing",
-            unit="dialogue",
-            disable=not self.progress or len(batches) < 2,
-        ) as bar:
-            for batch in batches:
-                ids, mask = pad_batch([sources[i] for i in batch], self.pad_token_id)
-                tokens = self.generate_ids(ids, mask, options)
-                for index, text in zip(batch, self.tokenizer.decode_batch(tokens), strict=True):
-                    summaries[index] = text.strip()
-                bar.update(len(batch))
-        return summaries
+
+        def run_batch(ids: list[list[int]], mask: list[list[int]]) -> list[str]:
+            return list(self.tokenizer.decode_batch(self.generate_ids(ids, mask, options)))
+
+        return summarize_batches(
+            sources, options.batch_size, self.pad_token_id, run_batch, progress=self.progress
+        )
 
     def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
         """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``)."""

@@ -9,12 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dialogsum.data import DataOptions
-from dialogsum.features import (
-    encode_sources,
-    length_sorted_batches,
-    pad_batch,
-    warn_truncated_inputs,
-)
+from dialogsum.features import encode_sources, summarize_batches, warn_truncated_inputs
 from dialogsum.generation import check_dialogues, parse_generation
 from dialogsum.modeling import ModelManifest
 
@@ -43,7 +38,6 @@ class TorchPredictor:
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """One summary per dialogue, in input order."""
         import torch
-        from tqdm.auto import tqdm
 
         texts = check_dialogues(dialogues)
         options = parse_generation(generation, self.manifest.generation)
@@ -52,28 +46,22 @@ class TorchPredictor:
         sources, truncated = encode_sources(texts, self.tokenizer, self.data_options)
         warn_truncated_inputs(truncated, len(texts), self.data_options)
         kwargs = options.generate_kwargs(self.data_options.max_target_length)
-        summaries: list[str] = [""] * len(texts)
-        batches = length_sorted_batches([len(s) for s in sources], options.batch_size)
         self.model.eval()
         device = self.device
-        with (
-            torch.inference_mode(),
-            tqdm(
-                total=len(texts),
-                desc="summarizing",
-                unit="dialogue",
-                disable=not self.progress or len(batches) < 2,
-            ) as bar,
-        ):
-            for batch in batches:
-                ids, mask = pad_batch([sources[i] for i in batch], self.tokenizer.pad_token_id)
+
+        def run_batch(ids: list[list[int]], mask: list[list[int]]) -> list[str]:
+            with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=torch.tensor(ids, device=device),
                     attention_mask=torch.tensor(mask, device=device),
                     **kwargs,
                 )
-                decoded = self.tokenizer.batch_decode(output, skip_special_tokens=True)
-                for index, text in zip(batch, decoded, strict=True):
-                    summaries[index] = text.strip()
-                bar.update(len(batch))
-        return summaries
+            return list(self.tokenizer.batch_decode(output, skip_special_tokens=True))
+
+        return summarize_batches(
+            sources,
+            options.batch_size,
+            self.tokenizer.pad_token_id,
+            run_batch,
+            progress=self.progress,
+        )
