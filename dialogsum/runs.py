@@ -186,6 +186,8 @@ class Estimate:
     examples: int
     hardware: str
     hourly_cost: float | None = None
+    #: 1-minute load average when measuring started (other work skews the projection).
+    load_before: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -208,6 +210,7 @@ class Estimate:
             "hourly_cost": self.hourly_cost,
             "projected_cost": self.cost,
             "hardware": self.hardware,
+            "load_before": self.load_before,
         }
 
     def message(self) -> str:
@@ -219,7 +222,15 @@ class Estimate:
         )
         if self.cost is not None:
             text += f", costing about {self.cost:,.2f} at {self.hourly_cost:,.2f} per hour"
-        return text + " (evaluation and saving not included)."
+        text += " (evaluation and saving not included)."
+        cores = os.cpu_count() or 1
+        if self.load_before is not None and self.load_before >= 0.5 * cores:
+            text += (
+                f" The machine was already busy when measuring (load average "
+                f"{self.load_before:.1f} on {cores} cores): other work slows training steps, so "
+                f"this projection is likely too long; measure again on an idle machine."
+            )
+        return text
 
 
 def format_duration(seconds: float) -> str:
@@ -259,6 +270,7 @@ def estimate_run(plan: RunPlan, *, steps: int = 5) -> Estimate:
             "report_to": [],
         }
     )
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory(prefix="dialogsum-estimate-") as scratch:
         train(
             plan.module,
@@ -279,4 +291,5 @@ def estimate_run(plan: RunPlan, *, steps: int = 5) -> Estimate:
         examples=len(plan.train_features),
         hardware=hardware_description(),
         hourly_cost=plan.training.hourly_cost,
+        load_before=load_before,
     )

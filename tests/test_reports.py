@@ -77,3 +77,13 @@ def test_compare_writes_markdown_and_html(base: Summarizer, few_examples, tmp_pa
     assert markdown.count("| human baseline |") == 2 and str(saved) in markdown
     page = (tmp_path / "cmp.html").read_text()
     assert page.startswith("<!doctype html>") and page.count("<th>human baseline</th>") == 2
+
+
+def test_estimate_warns_when_the_machine_is_busy() -> None:
+    from dialogsum.runs import Estimate
+
+    common = {"measured_steps": 3, "seconds_per_step": 2.0, "total_steps": 10, "examples": 80, "hardware": "cpu"}
+    busy = Estimate(**common, load_before=64.0)  # type: ignore[arg-type]
+    idle = Estimate(**common, load_before=0.0)  # type: ignore[arg-type]
+    assert "already busy when measuring (load average 64.0" in busy.message()
+    assert "busy" not in idle.message() and idle.as_dict()["load_before"] == 0.0
