@@ -34,6 +34,9 @@ class TrainingOptions(BaseModel):
     batch_size: int = Field(8, gt=0, description="Examples per device per step.")
     eval_batch_size: int | None = Field(None, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
+    optimizer: Literal["adamw_torch", "adafactor", "sgd"] = Field(
+        "adamw_torch", description="adafactor is what T5 was pre-trained with."
+    )
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -133,6 +136,7 @@ def train(
         per_device_train_batch_size=options.batch_size,
         per_device_eval_batch_size=options.eval_batch_size or options.batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
+        optim=options.optimizer,
         warmup_ratio=options.warmup_ratio,
         weight_decay=options.weight_decay,
         label_smoothing_factor=options.label_smoothing,

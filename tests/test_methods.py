@@ -231,3 +231,13 @@ def test_prompt_tuning_cannot_merge(base: Summarizer, few_examples) -> None:  # 
     with pytest.raises(ConfigError, match=r"no adapter weights to merge.*bakes the prompt"):
         tuned.merge()
     assert base.merge() is base
+
+
+def test_adafactor_trains(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
+    tuned = base.finetune(few_examples * 2, method="full", training={
+        "optimizer": "adafactor", "max_steps": 16, "batch_size": 4, "logging_steps": 1, "progress": False,
+        "learning_rate": 1e-2, "save_strategy": "no"})
+    losses = tuned.training.losses
+    assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
+    with pytest.raises(ConfigError, match=r"optimizer: Input should be 'adamw_torch', 'adafactor' or 'sgd'"):
+        base.finetune(few_examples, training={"optimizer": "lion"})
