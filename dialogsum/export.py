@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +23,7 @@ from dialogsum.modeling import (
     ExportInfo,
     ModelManifest,
     check_writable,
-    replace_folder,
+    staged_folder,
 )
 
 QUANTIZE_VALUES = (None, "int8")
@@ -178,11 +177,7 @@ def export_onnx(
     model = _cpu_float32(model)
     plain, prompt = _plain_model(model)
     plain.eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
-    try:
+    with staged_folder(target) as staging:
         try:
             onnx_export_from_model(
                 plain,
@@ -237,9 +232,5 @@ def export_onnx(
         (staging / MANIFEST_NAME).write_text(
             export_manifest.model_copy(update={"export": info}).model_dump_json(indent=2) + "\n"
         )
-        replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("exported %s to %s", "int8 ONNX" if quantize else "ONNX", target)
     return target

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -244,11 +246,7 @@ def save_model(
 
     target = Path(path).expanduser()
     check_writable(target, overwrite=overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
-    try:
+    with staged_folder(target) as staging:
         # Saved models summarize at their tuned length, not transformers' default of 20 tokens.
         previous = model.generation_config.max_new_tokens
         model.generation_config.max_new_tokens = manifest.data.max_target_length
@@ -261,10 +259,6 @@ def save_model(
         (staging / MANIFEST_NAME).write_text(
             manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
         )
-        replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("saved %s model to %s", manifest.method or "base", target)
     return target
 
@@ -276,6 +270,25 @@ def check_writable(target: Path, *, overwrite: bool) -> None:
             f"{target} already exists and is not empty; choose another folder or pass "
             f"overwrite=True (CLI: --overwrite) to replace it."
         )
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A temporary sibling folder to write into, moved to ``target`` when the block completes.
+
+    On any error the temporary folder is removed and ``target`` is left as it was, so an
+    interrupted save or export leaves nothing half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    try:
+        yield staging
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def replace_folder(staging: Path, target: Path) -> None:
