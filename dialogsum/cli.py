@@ -18,7 +18,7 @@ from dialogsum.config import (
     build_config,
     flags_to_settings,
 )
-from dialogsum.data import DataOptions
+from dialogsum.data import DataOptions, json_lines
 from dialogsum.errors import DataError, DialogsumError
 from dialogsum.generation import GenerationOptions
 from dialogsum.registry import Registered
@@ -61,11 +61,14 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend_options(config: EvaluateConfig | SummarizeConfig) -> dict[str, Any]:
-    options = dict(config.backend_options)
-    if config.base_model is not None:
-        options["base_model"] = config.base_model
-    return options
+def _backend_options(
+    base_model: str | None, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Backend options with ``--base-model`` folded in (for an adapter whose base moved)."""
+    result = dict(options or {})
+    if base_model is not None:
+        result["base_model"] = base_model
+    return result
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
     eval_data = load_examples(config.eval, "validation") if config.eval else None
     if not config.training.resume_from_checkpoint and not args.estimate:
         check_writable(Path(config.output_dir), overwrite=config.overwrite)
-    backend_options = {"base_model": config.base_model} if config.base_model else None
+    backend_options = _backend_options(config.base_model)
     summarizer = Summarizer.from_pretrained(config.model, backend_options=backend_options)
     if args.estimate:
         estimate = summarizer.estimate(
@@ -123,7 +126,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     examples = load_examples(config.data, config.split)
     summarizer = Summarizer.from_pretrained(
-        config.model, backend=config.backend, backend_options=_backend_options(config)
+        config.model,
+        backend=config.backend,
+        backend_options=_backend_options(config.base_model, config.backend_options),
     )
     scores = summarizer.evaluate(
         examples,
@@ -141,30 +146,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def read_dialogue_lines(handle: IO[str], name: str) -> Iterator[tuple[Any, str]]:
     """``(id, dialogue)`` pairs from JSON lines of objects with ``dialogue`` (or plain strings)."""
-    lines = iter(handle)
-    number = 0
-    while True:
-        try:
-            line = next(lines)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{name}: not UTF-8 text ({exc.reason}); send UTF-8.") from None
-        number += 1
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{name}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
-            ) from None
-        if isinstance(row, str):
-            row = {"dialogue": row}
+    for number, value in json_lines(handle, name):
+        row = {"dialogue": value} if isinstance(value, str) else value
         if not isinstance(row, dict) or not isinstance(row.get("dialogue"), str):
             raise DataError(
                 f"{name}:{number}: expected an object with a string field 'dialogue' "
-                f"(or a JSON string), got {line.strip()[:60]!r}."
+                f"(or a JSON string), got {json.dumps(value)[:60]!r}."
             )
         if not row["dialogue"].strip():
             raise DataError(f"{name}:{number}: field 'dialogue' is empty.")
@@ -186,7 +173,9 @@ def _summarize(args: argparse.Namespace) -> int:
         with path.open(encoding="utf-8") as handle:
             rows = list(read_dialogue_lines(handle, str(path)))
     summarizer = Summarizer.from_pretrained(
-        config.model, backend=config.backend, backend_options=_backend_options(config)
+        config.model,
+        backend=config.backend,
+        backend_options=_backend_options(config.base_model, config.backend_options),
     )
     summaries = summarizer.summarize(
         [dialogue for _, dialogue in rows], **config.generation.model_dump(exclude_unset=True)
@@ -209,7 +198,7 @@ def _export(args: argparse.Namespace) -> int:
 
     check_quantize(args.quantize)
     check_writable(Path(args.output), overwrite=args.overwrite)
-    backend_options = {"base_model": args.base_model} if args.base_model else None
+    backend_options = _backend_options(args.base_model)
     summarizer = Summarizer.from_pretrained(args.model, backend_options=backend_options)
     folder = summarizer.export(args.output, quantize=args.quantize, overwrite=args.overwrite)
     from dialogsum.modeling import read_manifest

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -202,16 +202,33 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _json_lines(path: Path) -> Iterator[tuple[str, Any]]:
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
-                ) from None
+        for number, row in json_lines(handle, str(path)):
             yield f"{path}:{number}", row
+
+
+def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of JSON Lines text in ``handle``.
+
+    ``name`` (a path, or ``<stdin>``) goes into errors: ``name:line: invalid JSON``.
+    """
+    lines = iter(handle)
+    number = 0
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{name}: not UTF-8 text ({exc.reason}); save it as UTF-8.") from None
+        number += 1
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{name}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
+            ) from None
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:

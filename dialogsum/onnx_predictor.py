@@ -149,16 +149,8 @@ class OnnxPredictor:
 
     def first_step_logits(self, ids: list[list[int]], mask: list[list[int]]) -> Any:
         """Logits of the first decoder step (for parity checks against PyTorch)."""
-        import numpy as np
-
         hidden, encoder_mask = self._encode_batch(ids, mask)
-        start = np.full((len(ids), 1), self.start_token_id, dtype=np.int64)
-        feeds = {
-            "input_ids": start,
-            "encoder_attention_mask": encoder_mask,
-            "encoder_hidden_states": hidden,
-        }
-        return self.decoder.run(["logits"], feeds)[0][:, -1]
+        return _OnnxSteps(self, hidden, encoder_mask, 1).start(len(ids))[0]
 
     def generate_ids(
         self, ids: list[list[int]], mask: list[list[int]], options: GenerationOptions
