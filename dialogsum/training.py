@@ -34,8 +34,13 @@ class TrainingOptions(BaseModel):
     batch_size: int = Field(8, gt=0, description="Examples per device per step.")
     eval_batch_size: int | None = Field(None, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
-    optimizer: Literal["adamw_torch", "adafactor", "sgd"] = Field(
-        "adamw_torch", description="adafactor is what T5 was pre-trained with."
+    optimizer: Literal["adamw_torch", "adafactor", "adafactor_scaled", "sgd"] = Field(
+        "adamw_torch",
+        description=(
+            "adafactor: updates of learning_rate's absolute size (fine-tuning). adafactor_scaled: "
+            "updates scaled by each weight's RMS, as in T5's pre-training; use it to train a T5 "
+            "from scratch, whose initial weights differ in scale by 10x."
+        ),
     )
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -107,6 +112,27 @@ def use_bf16(precision: str) -> bool:
     )
 
 
+def optimizer_override(options: TrainingOptions, learning_rate: float) -> Any:
+    """The (class, kwargs) pair for an optimizer the Trainer's ``optim`` names cannot express.
+
+    T5 folds attention's 1/sqrt(d_kv) into the initial query weights, so a from-scratch T5 has
+    weights whose scales differ by 10x. An optimizer that moves every weight by about the learning
+    rate (AdamW, plain Adafactor) rewrites the small ones first; scaling each update by the
+    weight's RMS (``scale_parameter``) keeps the relative change even, as T5's pre-training did.
+    """
+    if options.optimizer != "adafactor_scaled":
+        return None
+    from transformers.optimization import Adafactor
+
+    kwargs = {
+        "lr": learning_rate,
+        "scale_parameter": True,
+        "relative_step": False,
+        "warmup_init": False,
+    }
+    return Adafactor, kwargs
+
+
 def train(
     module: Any,
     tokenizer: Any,
@@ -136,7 +162,8 @@ def train(
         per_device_train_batch_size=options.batch_size,
         per_device_eval_batch_size=options.eval_batch_size or options.batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
-        optim=options.optimizer,
+        # adafactor_scaled is transformers' Adafactor with other settings, passed below.
+        optim="adafactor" if options.optimizer == "adafactor_scaled" else options.optimizer,
         warmup_ratio=options.warmup_ratio,
         weight_decay=options.weight_decay,
         label_smoothing_factor=options.label_smoothing,
@@ -176,6 +203,8 @@ def train(
         data_collator=collator,
         processing_class=tokenizer,
     )
+    # Seq2SeqTrainer does not take optimizer_cls_and_kwargs; Trainer.create_optimizer reads it.
+    trainer.optimizer_cls_and_kwargs = optimizer_override(options, learning_rate)
     # Training logs go to the 'dialogsum' logger (stderr in the CLI), not to stdout, where
     # commands print their results.
     trainer.remove_callback(PrinterCallback)

@@ -239,5 +239,5 @@ def test_adafactor_trains(base: Summarizer, few_examples) -> None:  # type: igno
         "learning_rate": 1e-2, "save_strategy": "no"})
     losses = tuned.training.losses
     assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
-    with pytest.raises(ConfigError, match=r"optimizer: Input should be 'adamw_torch', 'adafactor' or 'sgd'"):
+    with pytest.raises(ConfigError, match=r"optimizer: Input should be 'adamw_torch', 'adafactor', 'adafactor_scaled' or 'sgd'"):
         base.finetune(few_examples, training={"optimizer": "lion"})
