@@ -241,3 +241,22 @@ def test_adafactor_trains(base: Summarizer, few_examples) -> None:  # type: igno
     assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
     with pytest.raises(ConfigError, match=r"optimizer: Input should be 'adamw_torch', 'adafactor', 'adafactor_scaled' or 'sgd'"):
         base.finetune(few_examples, training={"optimizer": "lion"})
+
+
+@pytest.mark.parametrize(("optimizer", "low", "high"), [("adafactor_scaled", 0.5, 2.0), ("adafactor", 2.0, 100.0)])
+def test_adafactor_scaled_moves_weights_in_proportion(
+    base: Summarizer, few_examples, optimizer: str, low: float, high: float  # type: ignore[no-untyped-def]
+) -> None:
+    # T5 starts its query weights sqrt(d_kv) times smaller than its key weights. RMS-scaled updates
+    # change both by the same share; absolute updates change the queries sqrt(d_kv) = 4x more.
+    tuned = base.finetune(few_examples, method="full", training={
+        "optimizer": optimizer, "max_steps": 1, "batch_size": 8, "progress": False, "learning_rate": 1e-2,
+        "lr_scheduler": "constant", "save_strategy": "no"})
+    before, after = dict(base.model.named_parameters()), dict(tuned.model.named_parameters())
+
+    def relative_change(name: str) -> float:
+        return float((after[name] - before[name]).norm() / before[name].norm())
+
+    ratio = relative_change("encoder.block.0.layer.0.SelfAttention.q.weight") / relative_change(
+        "encoder.block.0.layer.0.SelfAttention.k.weight")
+    assert low < ratio < high, ratio
