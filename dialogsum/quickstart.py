@@ -8,6 +8,7 @@ table and what each stage cost.
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from collections.abc import Callable
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dialogsum.data import DataSource, Example, group_references, load_examples
+from dialogsum.errors import logger
 from dialogsum.evaluate import ROUGE_TYPES
 
 T = TypeVar("T")
 DEFAULT_MODEL = "dialogsum-tiny"
+#: Written last into the output folder: the scores, timings and summaries of the run.
+RESULTS_FILE = "quickstart.json"
 
 
 @dataclass
@@ -65,6 +69,11 @@ def run_quickstart(
     from dialogsum.testing import sample_path
 
     output = Path(output_dir).expanduser()
+    # Running the quickstart again replaces its own earlier results (marked by quickstart.json),
+    # so the README's command can be repeated; any other folder is refused unless overwrite.
+    if (output / RESULTS_FILE).is_file() and not overwrite:
+        logger.warning("replacing the earlier quickstart run in %s", output)
+        overwrite = True
     check_writable(output, overwrite=overwrite)
     source: DataSource = data if data is not None else sample_path("train").parent
     train = load_examples(source, "train")[:train_samples]
@@ -110,6 +119,16 @@ def run_quickstart(
 
     references = [e.references for e in test]
     scores = {name: rouge(texts_, references) for name, texts_ in predictions.items()}
+    record = {
+        "model": str(model),
+        "data": str(source),
+        "train_dialogues": len(train),
+        "test_dialogues": len(test),
+        "rouge": scores,
+        "seconds": {stage.name: round(stage.seconds, 2) for stage in stages},
+        "predictions": predictions,
+    }
+    (output / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return QuickstartResult(test, predictions, scores, stages, export_dir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,17 @@ def test_quickstart_tells_the_whole_story(tiny_model_dir: Path, tmp_path: Path, 
     assert "ROUGE on 4 test dialogues" in out and "What it cost" in out and "total" in out
     assert (tmp_path / "qs" / "onnx-int8" / "encoder_model.onnx").exists()
     assert (tmp_path / "qs" / "lora-run" / "README.md").exists()
-    # A second run refuses to overwrite without the flag.
-    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs")]) == 2
+    record = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    assert set(record["rouge"]) == {"original", "tuned (PyTorch)", "tuned (ONNX int8)"}
+    assert len(record["predictions"]["original"]) == 4 and record["seconds"]
+    # Running it again replaces its own earlier run, but never another folder of the user's.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs"),
+                 "--train-samples", "8", "--test-samples", "2", "--epochs", "1", "--show", "1"]) == 0
+    assert len(json.loads((tmp_path / "qs" / "quickstart.json").read_text())["predictions"]["original"]) == 2
 
 
 def test_unknown_bundled_name_is_not_bundled() -> None:
