@@ -35,20 +35,34 @@ def _torch_decode(
     model: Any, sources: list[list[int]], eos: int, new_tokens: int, beams: int
 ) -> list[list[int]]:
     import torch
+    from transformers import GenerationConfig
 
+    # Decode with a fresh config in place of the model's own: decoding defaults a model ships
+    # with (no-repeat n-grams, minimum lengths) would otherwise apply on this side only, and the
+    # two sides would differ in their search, not in their numbers. Passing the fresh config to
+    # generate() is not enough: transformers fills its default-valued fields from the model's.
+    shipped = model.generation_config
+    model.generation_config = GenerationConfig(
+        max_new_tokens=new_tokens,
+        num_beams=beams,
+        do_sample=False,
+        length_penalty=1.0,
+        early_stopping=False,
+        eos_token_id=eos,
+        pad_token_id=model.config.pad_token_id,
+        decoder_start_token_id=model.config.decoder_start_token_id,
+    )
     results = []
-    with torch.inference_mode():
-        for ids in sources:  # one by one: padding must not be what makes the two differ
-            output = model.generate(
-                input_ids=torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                max_new_tokens=new_tokens,
-                num_beams=beams,
-                do_sample=False,
-                length_penalty=1.0,
-                early_stopping=False,
-            )
-            results.append(cut_at_eos(output[0, 1:].tolist(), eos))
+    try:
+        with torch.inference_mode():
+            for ids in sources:  # one by one: padding must not be what makes the two differ
+                output = model.generate(
+                    input_ids=torch.tensor([ids]),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                )
+                results.append(cut_at_eos(output[0, 1:].tolist(), eos))
+    finally:
+        model.generation_config = shipped
     return results
 
 
