@@ -203,3 +203,15 @@ def test_parity_gate_on_the_real_flan_t5_small_architecture(
         "export"
     ]
     assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
+
+
+def test_bundled_model_exports_and_serves_with_its_decoding_defaults(tmp_path: Path) -> None:
+    # dialogsum-tiny ships decoding defaults (4 beams, no repeated trigrams) in its generation
+    # config; parity must compare the two runtimes' search, not those defaults on one side only.
+    model = Summarizer.from_pretrained("dialogsum-tiny", backend_options=SERVE)
+    folder = model.export(tmp_path / "tiny")
+    parity = json.loads((folder / "dialogsum.json").read_text())["export"]["parity"]
+    assert parity["passed"] and parity["greedy_identical"] == 1.0
+    served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
+    dialogues = default_dialogues(6)
+    assert served.summarize(dialogues) == model.summarize(dialogues)

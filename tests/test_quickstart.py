@@ -50,5 +50,12 @@ def test_bundled_demo_model_loads_offline() -> None:
 
     assert folder is not None
     summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
-    [summary] = summarizer.summarize(["#Person1#: Shall we have lunch at noon?\n#Person2#: Sure, at the cafe."])
-    assert summary.strip()
+    dialogues = [
+        "#Person1#: Shall we have lunch at noon?\n#Person2#: Sure, at the cafe near the office.",
+        "#Person1#: My flight to Paris was cancelled.\n#Person2#: I can book you on tomorrow's train.",
+    ]
+    lunch, flight = summarizer.summarize(dialogues)
+    assert lunch.strip() and flight.strip() and lunch != flight
+    # It serves with the decoding it was scored with, which ships beside the weights.
+    assert summarizer.manifest.generation["num_beams"] == 4
+    assert (folder / "README.md").is_file() and (folder / "model.safetensors").stat().st_size < 30 * 2**20
