@@ -41,16 +41,18 @@ def _torch_decode(
     # with (no-repeat n-grams, minimum lengths) would otherwise apply on this side only, and the
     # two sides would differ in their search, not in their numbers. Passing the fresh config to
     # generate() is not enough: transformers fills its default-valued fields from the model's.
-    shipped = model.generation_config
-    model.generation_config = GenerationConfig(
+    # A peft model generates through its base model, whose config is the one read.
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    shipped = owner.generation_config
+    owner.generation_config = GenerationConfig(
         max_new_tokens=new_tokens,
         num_beams=beams,
         do_sample=False,
         length_penalty=1.0,
         early_stopping=False,
         eos_token_id=eos,
-        pad_token_id=model.config.pad_token_id,
-        decoder_start_token_id=model.config.decoder_start_token_id,
+        pad_token_id=owner.config.pad_token_id,
+        decoder_start_token_id=owner.config.decoder_start_token_id,
     )
     results = []
     try:
@@ -62,7 +64,7 @@ def _torch_decode(
                 )
                 results.append(cut_at_eos(output[0, 1:].tolist(), eos))
     finally:
-        model.generation_config = shipped
+        owner.generation_config = shipped
     return results
 
 

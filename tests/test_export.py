@@ -205,13 +205,22 @@ def test_parity_gate_on_the_real_flan_t5_small_architecture(
     assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
 
 
-def test_bundled_model_exports_and_serves_with_its_decoding_defaults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["none", "lora", "prompt_tuning"])
+def test_bundled_model_exports_and_serves_with_its_decoding_defaults(
+    method: str, few_examples, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
     # dialogsum-tiny ships decoding defaults (4 beams, no repeated trigrams) in its generation
-    # config; parity must compare the two runtimes' search, not those defaults on one side only.
+    # config; parity must compare the two runtimes' search, not those defaults on one side only,
+    # also when an adapter wraps the model (what the quickstart exports).
     model = Summarizer.from_pretrained("dialogsum-tiny", backend_options=SERVE)
+    if method != "none":
+        model = model.finetune(few_examples, method=method, training={
+            "max_steps": 2, "progress": False, "save_strategy": "no"})
     folder = model.export(tmp_path / "tiny")
     parity = json.loads((folder / "dialogsum.json").read_text())["export"]["parity"]
     assert parity["passed"] and parity["greedy_identical"] == 1.0
     served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
     dialogues = default_dialogues(6)
     assert served.summarize(dialogues) == model.summarize(dialogues)
+    # Parity borrowed the model's generation config and gave it back.
+    assert model.model.generation_config.no_repeat_ngram_size == 3
