@@ -178,6 +178,11 @@ def export_onnx(
     plain, prompt = _plain_model(model)
     plain.eval()
     with staged_folder(target) as staging:
+        # optimum copies the tokenizer from config._name_or_path, which may be a hub id (or a
+        # bundled model's name) and would cost minutes of retries offline. Point it at the
+        # staging folder, which holds our tokenizer already; the name is not written to disk.
+        tokenizer.save_pretrained(str(staging))
+        plain.config._name_or_path = str(staging)
         try:
             onnx_export_from_model(
                 plain,
@@ -197,7 +202,6 @@ def export_onnx(
         missing = [name for name in ONNX_FILES if not (staging / name).exists()]
         if missing:
             raise ModelError(f"The ONNX exporter did not write {', '.join(missing)}.")
-        tokenizer.save_pretrained(str(staging))
         plain.generation_config.max_new_tokens = manifest.data.max_target_length
         plain.generation_config.save_pretrained(str(staging))
         info = ExportInfo(

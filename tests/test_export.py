@@ -207,7 +207,7 @@ def test_parity_gate_on_the_real_flan_t5_small_architecture(
 
 @pytest.mark.parametrize("method", ["none", "lora", "prompt_tuning"])
 def test_bundled_model_exports_and_serves_with_its_decoding_defaults(
-    method: str, few_examples, tmp_path: Path  # type: ignore[no-untyped-def]
+    method: str, few_examples, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
     # dialogsum-tiny ships decoding defaults (4 beams, no repeated trigrams) in its generation
     # config; parity must compare the two runtimes' search, not those defaults on one side only,
@@ -216,7 +216,17 @@ def test_bundled_model_exports_and_serves_with_its_decoding_defaults(
     if method != "none":
         model = model.finetune(few_examples, method=method, training={
             "max_steps": 2, "progress": False, "save_strategy": "no"})
+    # optimum copies preprocessors from the model's name_or_path: here "dialogsum-tiny", which
+    # is no hub repo. It must be pointed at a local folder, or offline exports retry for minutes.
+    import optimum.exporters.onnx.convert as convert
+
+    sources: list[tuple[str, bool]] = []
+    copy_preprocessors = convert.maybe_save_preprocessors
+    monkeypatch.setattr(convert, "maybe_save_preprocessors",
+                        lambda source, *a, **k: sources.append((source, Path(source).is_dir()))
+                        or copy_preprocessors(source, *a, **k))
     folder = model.export(tmp_path / "tiny")
+    assert sources and all(local for _, local in sources), sources
     parity = json.loads((folder / "dialogsum.json").read_text())["export"]["parity"]
     assert parity["passed"] and parity["greedy_identical"] == 1.0
     served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
