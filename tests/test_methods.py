@@ -255,7 +255,7 @@ def test_adafactor_scaled_moves_weights_in_proportion(
     before, after = dict(base.model.named_parameters()), dict(tuned.model.named_parameters())
 
     def relative_change(name: str) -> float:
-        return float((after[name] - before[name]).norm() / before[name].norm())
+        return float(((after[name] - before[name]).norm() / before[name].norm()).detach())
 
     ratio = relative_change("encoder.block.0.layer.0.SelfAttention.q.weight") / relative_change(
         "encoder.block.0.layer.0.SelfAttention.k.weight")
