@@ -69,7 +69,7 @@ def worker(engine: str, batch: int, repeats: int, work: Path) -> dict[str, float
                 )
     else:
         from dialogsum.generation import GenerationOptions
-        from dialogsum.onnx_predictor import OnnxPredictor
+        from dialogsum.onnx.predictor import OnnxPredictor
 
         folder = work / ("onnx-fp32" if engine.endswith("fp32") else "onnx-int8")
         predictor = OnnxPredictor(folder, threads=THREADS, progress=False)

@@ -32,7 +32,7 @@ def tuned_variants(work: Path) -> list[dict[str, object]]:
     import torch
 
     from dialogsum import Summarizer
-    from dialogsum.testing import sample_path
+    from dialogsum.data import sample_path
 
     base_dir = random_model_exports(config_path("small"), work / "small")["pytorch"]
     base = Summarizer.from_pretrained(base_dir, backend_options={"progress": False})

@@ -6,22 +6,29 @@ model is first loaded, so ``import dialogsum`` stays fast.
 
 from __future__ import annotations
 
+from dialogsum._version import __version__
 from dialogsum.data import DataOptions, Example, load_examples
 from dialogsum.errors import (
     BackendError,
     ConfigError,
     DataError,
     DialogsumError,
+    MissingDependencyError,
     ModelError,
     PluginError,
 )
 from dialogsum.generation import GenerationOptions
 from dialogsum.hookspecs import hookimpl
-from dialogsum.interfaces import FinetuneMethod, InferenceBackend, NoOptions, Options, Predictor
+from dialogsum.interfaces import (
+    FinetuneMethod,
+    InferenceBackend,
+    NoOptions,
+    Options,
+    Predictor,
+    TorchModelPredictor,
+)
 from dialogsum.summarizer import Summarizer
-from dialogsum.training import TrainingOptions
-
-__version__ = "0.1.0"
+from dialogsum.training.options import TrainingOptions
 
 __all__ = [
     "BackendError",
@@ -33,12 +40,14 @@ __all__ = [
     "FinetuneMethod",
     "GenerationOptions",
     "InferenceBackend",
+    "MissingDependencyError",
     "ModelError",
     "NoOptions",
     "Options",
     "PluginError",
     "Predictor",
     "Summarizer",
+    "TorchModelPredictor",
     "TrainingOptions",
     "__version__",
     "hookimpl",

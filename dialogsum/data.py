@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
@@ -278,3 +279,32 @@ def group_references(examples: Iterable[Example]) -> list[Example]:
             references = known.references + example.references
             merged[example.dialogue] = Example(known.dialogue, references, known.id)
     return list(merged.values())
+
+
+#: The splits of DialogSum, and of the sample shipped in ``dialogsum/sample/``.
+SPLITS: tuple[str, str, str] = ("train", "validation", "test")
+
+
+def sample_path(split: str) -> Path:
+    """The file of the DialogSum sample shipped inside the package for ``split``.
+
+    ``dialogsum/sample/<split>.jsonl``: 200 train, 40 validation and 40 test dialogues
+    (CC BY-NC-SA 4.0, see its README). Raises :class:`DataError` for an unknown split or when
+    the package was installed without its sample.
+    """
+    if split not in SPLITS:
+        raise DataError(f"Unknown split {split!r}; the sample has {', '.join(SPLITS)}.")
+    # One step at a time: Python 3.11's namespace-package reader takes a single name per step.
+    path = Path(str(resources.files("dialogsum") / "sample" / f"{split}.jsonl"))
+    if not path.is_file():
+        raise DataError(
+            f"The DialogSum sample file {path} is missing; reinstall dialogsum (pip install "
+            f"--force-reinstall dialogsum) or give a data file of your own."
+        )
+    return path
+
+
+def sample_rows(split: str = "train") -> list[dict[str, Any]]:
+    """The rows of one split of the shipped sample, as stored (``fname``, ``dialogue``, ...)."""
+    with sample_path(split).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

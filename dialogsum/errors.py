@@ -33,3 +33,50 @@ class ModelError(DialogsumError):
 
 class BackendError(DialogsumError):
     """An inference backend could not load or run a model."""
+
+
+class MissingDependencyError(DialogsumError, ImportError):
+    """An optional dependency is not installed; :attr:`extra` names the extra that brings it.
+
+    Raise it through :func:`require`, so every missing package is reported the same way, with
+    the exact ``pip install`` command.
+    """
+
+    def __init__(self, message: str, *, extra: str | None, missing: str | None = None) -> None:
+        super().__init__(message)
+        #: The dialogsum extra (``train``, ``export``, ``cpu-serve``, ``hub``), or None when the
+        #: package is a plugin's own dependency.
+        self.extra = extra
+        #: The top-level module that failed to import.
+        self.missing = missing
+
+
+def install_command(extra: str, distribution: str = "dialogsum") -> str:
+    """The pip command that installs ``distribution`` with ``extra``."""
+    return f"pip install '{distribution}[{extra}]'"
+
+
+def require(
+    modules: str | tuple[str, ...],
+    *,
+    extra: str,
+    purpose: str,
+    distribution: str = "dialogsum",
+) -> None:
+    """Import ``modules`` or raise :class:`MissingDependencyError` naming the extra to install.
+
+    ``purpose`` says what needs them (``"Exporting to ONNX"``); the message reads
+    "Exporting to ONNX needs optimum (No module named 'optimum'): pip install 'dialogsum[export]'."
+    """
+    import importlib
+
+    for module in (modules,) if isinstance(modules, str) else modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing = exc.name or module
+            raise MissingDependencyError(
+                f"{purpose} needs {module} ({exc}): {install_command(extra, distribution)}.",
+                extra=extra,
+                missing=missing,
+            ) from exc

@@ -7,9 +7,17 @@ the corpus authors report it. Scores are percentages (0-100).
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from statistics import fmean
+from typing import Any
+
+from dialogsum.data import Example
+from dialogsum.errors import ConfigError
+from dialogsum.interfaces import Predictor
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -43,3 +51,50 @@ def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> di
         for name in ROUGE_TYPES:
             totals[name].append(fmean(score[name].fmeasure for score in per_reference))
     return {name: 100.0 * fmean(values) for name, values in totals.items()}
+
+
+def check_output_file(path: str | Path) -> None:
+    """Fail before any work when ``path`` cannot be written (missing folder, a directory)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"Output file {target} is a folder; give a file name.")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"Cannot write {target}: its folder {target.parent} does not exist; create it first."
+        )
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    examples: Sequence[Example],
+    *,
+    predictions_file: str | Path | None = None,
+    **generation: Any,
+) -> dict[str, float]:
+    """Summarize ``examples`` with ``predictor`` and score the summaries with :func:`rouge`.
+
+    Returns ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum``, ``n`` (dialogues),
+    ``references`` and timing; with ``predictions_file``, writes one JSON line per dialogue
+    (id, dialogue, prediction, references).
+    """
+    if predictions_file is not None:
+        check_output_file(predictions_file)  # before the work, not after it
+    started = time.perf_counter()
+    predictions = predictor.summarize([e.dialogue for e in examples], **generation)
+    seconds = time.perf_counter() - started
+    scores: dict[str, float] = rouge(predictions, [e.references for e in examples])
+    scores.update(
+        n=len(examples),
+        references=sum(len(e.references) for e in examples),
+        seconds=seconds,
+        dialogues_per_second=len(examples) / seconds if seconds > 0 else float("inf"),
+    )
+    if predictions_file is not None:
+        rows = [
+            {"id": e.id, "dialogue": e.dialogue, "prediction": p, "references": list(e.references)}
+            for e, p in zip(examples, predictions, strict=True)
+        ]
+        Path(predictions_file).write_text(
+            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+        )
+    return scores

@@ -1,13 +1,16 @@
-"""Generation options shared by every backend, and input checks for ``summarize``."""
+"""What every backend shares when it summarizes: generation options, input checks, prompting and
+truncation of the inputs, and the length-sorted batching loop with its progress bar."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from dialogsum.errors import ConfigError, DataError
+from dialogsum.data import DataOptions
+from dialogsum.errors import DataError, logger
+from dialogsum.validation import validate_options
 
 
 class GenerationOptions(BaseModel):
@@ -57,15 +60,7 @@ def parse_generation(
     ``defaults`` are the model's own decoding settings (saved with it); what the caller passes
     overrides them.
     """
-    try:
-        return GenerationOptions.model_validate({**(defaults or {}), **generation})
-    except ValidationError as exc:
-        from dialogsum.registry import format_validation_error
-
-        raise ConfigError(
-            f"Invalid generation option: {format_validation_error(exc)}. "
-            f"Valid options: {', '.join(GenerationOptions.model_fields)}."
-        ) from None
+    return validate_options("generation", GenerationOptions, generation, defaults=defaults)
 
 
 def check_dialogues(dialogues: Any) -> list[str]:
@@ -89,3 +84,79 @@ def check_dialogues(dialogues: Any) -> list[str]:
         if not item.strip():
             raise DataError(f"dialogues[{index}] is empty; every dialogue needs text to summarize.")
     return items
+
+
+def cut_to_length(ids: list[int], limit: int, eos_id: int | None) -> tuple[list[int], bool]:
+    """``ids`` cut to ``limit`` tokens (keeping a closing eos), and whether anything was cut."""
+    if len(ids) <= limit:
+        return ids, False
+    # Keep the end-of-sequence token: T5 was trained to see it closing every input and target.
+    if eos_id is not None and ids and ids[-1] == eos_id:
+        return [*ids[: limit - 1], eos_id], True
+    return ids[:limit], True
+
+
+def encode_sources(
+    dialogues: Sequence[str], tokenizer: Any, options: DataOptions
+) -> tuple[list[list[int]], int]:
+    """Token ids of the prompted dialogues, cut to ``max_source_length``; and how many were cut."""
+    encoded = tokenizer(
+        [options.render(d) for d in dialogues], add_special_tokens=True, verbose=False
+    )["input_ids"]
+    cut = [cut_to_length(ids, options.max_source_length, tokenizer.eos_token_id) for ids in encoded]
+    return [ids for ids, _ in cut], sum(flag for _, flag in cut)
+
+
+def warn_truncated_inputs(truncated: int, total: int, options: DataOptions) -> None:
+    """Log how many dialogues were cut before summarizing (never silent)."""
+    if truncated:
+        logger.warning(
+            "%d of %d dialogues were longer than max_source_length=%d tokens and were "
+            "truncated before summarizing.",
+            truncated,
+            total,
+            options.max_source_length,
+        )
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first, to waste little padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def summarize_batches(
+    sources: Sequence[list[int]],
+    batch_size: int,
+    pad_id: int,
+    run_batch: Callable[[list[list[int]], list[list[int]]], list[str]],
+    *,
+    progress: bool = True,
+) -> list[str]:
+    """Summaries of ``sources`` in input order, generated in length-sorted, padded batches.
+
+    ``run_batch(ids, mask)`` generates and decodes one padded batch; every backend's
+    ``summarize`` shares this loop and its progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    summaries = [""] * len(sources)
+    batches = length_sorted_batches([len(s) for s in sources], batch_size)
+    disable = not progress or len(batches) < 2
+    with tqdm(total=len(sources), desc="summarizing", unit="dialogue", disable=disable) as bar:
+        for batch in batches:
+            ids, mask = pad_batch([sources[i] for i in batch], pad_id)
+            for index, text in zip(batch, run_batch(ids, mask), strict=True):
+                summaries[index] = text.strip()
+            bar.update(len(batch))
+    return summaries
+
+
+def pad_batch(
+    sequences: Sequence[list[int]], pad_id: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Right-pad ``sequences`` to the longest in the batch; returns ids and attention mask."""
+    width = max(len(s) for s in sequences)
+    ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
+    mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
+    return ids, mask

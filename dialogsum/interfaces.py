@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import torch
 
+    from dialogsum.modeling import ModelManifest
+
+#: The learning rate of a method that declares no ``default_learning_rate``: the usual AdamW
+#: rate for fine-tuning every weight of a T5. Adapter methods should declare a larger one.
+FALLBACK_LEARNING_RATE = 5e-5
+
 
 class Options(BaseModel):
     """Base class for a method's or backend's options: unknown fields are rejected."""
@@ -41,7 +47,7 @@ class FinetuneMethod(ABC):
     #: Pydantic model of the method's options; must forbid unknown fields.
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: Learning rate used when the user gives none; adapters want larger rates than full tuning.
-    default_learning_rate: ClassVar[float] = 5e-5
+    default_learning_rate: ClassVar[float] = FALLBACK_LEARNING_RATE
 
     @abstractmethod
     def prepare(self, model: Any, options: Any) -> torch.nn.Module:
@@ -51,6 +57,26 @@ class FinetuneMethod(ABC):
 @runtime_checkable
 class Predictor(Protocol):
     """What a backend's ``load`` returns: something that summarizes dialogues."""
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        """Summarize each dialogue; one summary per input, in input order."""
+        ...
+
+
+@runtime_checkable
+class TorchModelPredictor(Protocol):
+    """A predictor exposing its PyTorch model: what fine-tuning, saving, merging, export need.
+
+    The built-in ``torch`` backend returns one, and so may any third party's backend: the
+    :class:`~dialogsum.Summarizer` checks this capability, never a class, before it tunes,
+    saves, merges or exports. ``model`` is a transformers seq2seq model (or a peft model around
+    one), ``tokenizer`` a transformers tokenizer, ``manifest`` the
+    :class:`~dialogsum.modeling.ModelManifest` read from the model's folder.
+    """
+
+    model: Any
+    tokenizer: Any
+    manifest: ModelManifest
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """Summarize each dialogue; one summary per input, in input order."""

@@ -25,21 +25,27 @@ MANIFEST_NAME = "dialogsum.json"
 MANIFEST_FORMAT = 1
 DEFAULT_MODEL = "google/flan-t5-base"
 
-
-ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+#: The backend that serves a folder whose manifest has no export record.
+DEFAULT_BACKEND = "torch"
 
 
 class ExportInfo(BaseModel):
-    """What an export folder's manifest records about the export."""
+    """What an export folder's manifest records about the export.
+
+    ``backend`` names the backend that serves the folder, so a loader picks it from the
+    manifest instead of guessing from file names.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     format: Literal["onnx"] = "onnx"
+    #: Exports written before this field existed were all onnxruntime exports.
+    backend: str = "onnxruntime"
     quantize: Literal["int8"] | None = None
     prompt_tokens: int = Field(0, description="Soft-prompt length baked into the encoder.")
     onnxruntime_version: str = ""
     source_model: str | None = None
-    files: list[str] = Field(default_factory=lambda: list(ONNX_FILES))
+    files: list[str] = Field(default_factory=list)
     parity: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -131,6 +137,19 @@ def read_manifest(model_dir: Path) -> ModelManifest:
             f"up to {MANIFEST_FORMAT}); upgrade: pip install -U dialogsum."
         )
     return manifest
+
+
+def default_backend(name_or_path: str | Path) -> str:
+    """The backend that serves ``name_or_path``: the one its export record names, else torch.
+
+    A hub id, a bundled model and a folder that ``save`` wrote are served by torch; an export
+    folder by the backend its manifest records (``onnxruntime`` for ONNX exports).
+    """
+    model_dir = resolve_model_dir(name_or_path)
+    if model_dir is None:
+        return DEFAULT_BACKEND
+    export = read_manifest(model_dir).export
+    return export.backend if export is not None else DEFAULT_BACKEND
 
 
 def load_model(
@@ -242,7 +261,7 @@ def save_model(
     interrupted save leaves nothing half-written. An existing ``path`` is replaced only with
     ``overwrite=True``.
     """
-    from dialogsum import __version__
+    from dialogsum._version import __version__
 
     target = Path(path).expanduser()
     check_writable(target, overwrite=overwrite)

@@ -9,8 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from dialogsum.data import DataOptions
-from dialogsum.features import encode_sources, summarize_batches, warn_truncated_inputs
-from dialogsum.generation import check_dialogues, parse_generation
+from dialogsum.generation import (
+    check_dialogues,
+    encode_sources,
+    parse_generation,
+    summarize_batches,
+    warn_truncated_inputs,
+)
 from dialogsum.modeling import ModelManifest
 
 

@@ -64,9 +64,9 @@ def run_quickstart(
     overwrite: bool = False,
 ) -> QuickstartResult:
     """Run the quickstart; ``data`` defaults to the DialogSum sample shipped in the package."""
+    from dialogsum.data import sample_path
     from dialogsum.modeling import check_writable
     from dialogsum.summarizer import Summarizer
-    from dialogsum.testing import sample_path
 
     output = Path(output_dir).expanduser()
     # Running the quickstart again replaces its own earlier results (marked by quickstart.json),

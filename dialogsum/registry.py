@@ -11,26 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from dialogsum.errors import ConfigError, PluginError
-from dialogsum.interfaces import FinetuneMethod, InferenceBackend
+from dialogsum.errors import PluginError
+from dialogsum.interfaces import FALLBACK_LEARNING_RATE, FinetuneMethod, InferenceBackend
 from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager
+from dialogsum.validation import format_validation_error, validate_options
+
+__all__ = ["Registered", "Registry", "format_validation_error", "get_registry", "validate_options"]
 
 Kind = Literal["method", "backend"]
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
-
-#: Plugins dialogsum knows about but that may not be installed, with how to get them.
-KNOWN_PROVIDERS: dict[Kind, dict[str, str]] = {
-    "method": {
-        "ia3": "pip install ./plugins/dialogsum-ia3 (from the dialogsum repository)",
-    },
-    "backend": {
-        "onnxruntime": "pip install 'dialogsum[cpu-serve]'",
-    },
-}
 
 _CALLABLE: dict[Kind, str] = {"method": "prepare", "backend": "load"}
 
@@ -42,41 +35,6 @@ class Registered(Generic[T]):
     name: str
     obj: T
     source: str
-
-
-def format_validation_error(error: ValidationError) -> str:
-    """One line per pydantic error: ``field: message``."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(options)"
-        lines.append(f"{where}: {item['msg']}")
-    return "; ".join(lines)
-
-
-def validate_options(
-    label: str, options_cls: type[BaseModel], options: Mapping[str, Any] | BaseModel | None
-) -> BaseModel:
-    """Validate user-given ``options`` against an ``Options`` model.
-
-    ``label`` names what the options are for (``"method 'lora'"``, ``"training"``). Raises
-    :class:`ConfigError` naming it, the bad field and the valid ones.
-    """
-    if isinstance(options, options_cls):
-        return options
-    if isinstance(options, BaseModel):
-        options = options.model_dump()
-    if options is not None and not isinstance(options, Mapping):
-        raise ConfigError(
-            f"Options for {label} must be a mapping of field names to values, "
-            f"got {type(options).__name__}."
-        )
-    try:
-        return options_cls.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        fields = ", ".join(options_cls.model_fields) or "none"
-        raise ConfigError(
-            f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
-        ) from None
 
 
 class Registry:
@@ -141,11 +99,14 @@ class Registry:
         if name in table:
             return table[name]
         available = ", ".join(sorted(table)) or "none"
-        message = f"Unknown {kind} '{name}'. Available {kind}s: {available}."
-        hint = KNOWN_PROVIDERS[kind].get(name)
-        if hint:
-            message += f" '{name}' is provided by an optional plugin: {hint}"
-        raise PluginError(message)
+        # No table of known plugins here: the core cannot know every third party's name, so it
+        # says where plugins come from instead (docs/plugins.md lists the known ones).
+        raise PluginError(
+            f"Unknown {kind} '{name}'. Available {kind}s: {available}. A {kind} from a plugin "
+            f"appears once its distribution is installed; plugins are published as "
+            f"dialogsum-<name> by convention (pip install dialogsum-{name}; see "
+            f"docs/plugins.md), and `dialogsum plugins` lists what is loaded."
+        )
 
     def method_options(self, name: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
         """Validate options for method ``name`` (unknown method or bad field: clear error)."""
@@ -187,6 +148,17 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
     if not callable(getattr(obj, method, None)):
         raise PluginError(f"The {kind} '{name}' registered by {source} has no {method}() method.")
     if kind == "method":
+        if not hasattr(obj, "default_learning_rate"):
+            # Documented fallback (docs/plugins.md): a duck-typed method need not declare one.
+            # Set on the object, so every later look-up sees the same rate.
+            try:
+                obj.default_learning_rate = FALLBACK_LEARNING_RATE
+            except AttributeError as exc:  # __slots__ or a read-only object
+                raise PluginError(
+                    f"The method '{name}' registered by {source} declares no "
+                    f"default_learning_rate and cannot be given the fallback "
+                    f"({FALLBACK_LEARNING_RATE:g}): {exc}. Declare default_learning_rate."
+                ) from exc
         rate = getattr(obj, "default_learning_rate", None)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise PluginError(

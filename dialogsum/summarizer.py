@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-import copy
-import json
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
-from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, logger
-from dialogsum.evaluate import rouge
-from dialogsum.interfaces import Predictor
-from dialogsum.modeling import DEFAULT_MODEL, ModelManifest, check_writable, save_model
+from dialogsum.errors import BackendError, ConfigError, DialogsumError, ModelError, PluginError
+from dialogsum.interfaces import Predictor, TorchModelPredictor
+from dialogsum.modeling import (
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    ModelManifest,
+    check_writable,
+    default_backend,
+    save_model,
+)
 from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
-from dialogsum.runs import Estimate
-from dialogsum.training import TrainingOptions, TrainResult
+from dialogsum.training.options import TrainingOptions
+
+if TYPE_CHECKING:
+    from dialogsum.training.estimates import Estimate
+    from dialogsum.training.planning import RunPlan
+    from dialogsum.training.trainer import TrainResult
 
 
 class Summarizer:
@@ -58,16 +64,23 @@ class Summarizer:
         cls,
         name_or_path: str | Path = DEFAULT_MODEL,
         *,
-        backend: str = "torch",
+        backend: str | None = None,
         backend_options: Mapping[str, Any] | BaseModel | None = None,
         plugins: DialogsumPluginManager | None = None,
     ) -> Summarizer:
         """Load a hub id (``google/flan-t5-base``) or a folder that :meth:`save` wrote.
 
         A PEFT folder holds adapter weights only; its base model is loaded from where the folder
-        records it (``backend_options={"base_model": ...}`` overrides that).
+        records it (``backend_options={"base_model": ...}`` overrides that). ``backend``
+        defaults to the one the folder's manifest names: ``onnxruntime`` for an ONNX export,
+        ``torch`` for everything else.
         """
         registry = get_registry(plugins)
+        if backend is None:
+            try:
+                backend = default_backend(name_or_path)
+            except ModelError:  # no such folder, a corrupt manifest: the backend says so below
+                backend = DEFAULT_BACKEND
         implementation = registry.backend(backend)
         options = registry.backend_options(backend, backend_options)
         path = Path(name_or_path).expanduser()
@@ -77,9 +90,13 @@ class Summarizer:
         except DialogsumError:
             raise
         except ImportError as exc:
+            # A plugin says how to install what it needs; dialogsum cannot know it.
+            hint = getattr(implementation, "install_hint", None) or (
+                f"install what {registry.backends[backend].source} depends on"
+            )
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) is missing a "
-                f"dependency: {exc}. Install the backend's extra."
+                f"dependency: {exc}. To fix: {hint}."
             ) from exc
         except Exception as exc:
             raise BackendError(
@@ -100,13 +117,14 @@ class Summarizer:
         """The backend object that summarizes."""
         return self._predictor
 
-    def _torch(self, action: str) -> Any:
-        from dialogsum.predictor import TorchPredictor
-
-        if not isinstance(self._predictor, TorchPredictor):
+    def _torch(self, action: str) -> TorchModelPredictor:
+        # A capability, not a class: any backend whose predictor exposes its torch model,
+        # tokenizer and manifest can be tuned, saved, merged and exported.
+        if not isinstance(self._predictor, TorchModelPredictor):
             raise ConfigError(
                 f"{action} needs the PyTorch model, but this Summarizer serves through backend "
-                f"'{self.backend}'. Load the model with backend='torch' to {action}."
+                f"'{self.backend}', whose predictor does not expose one (model, tokenizer, "
+                f"manifest). Load the model with backend='torch' to {action}."
             )
         return self._predictor
 
@@ -133,6 +151,34 @@ class Summarizer:
 
     # -- fine-tuning ---------------------------------------------------------------------------
 
+    def _plan(
+        self,
+        train: DataSource,
+        method: str,
+        options: Mapping[str, Any] | BaseModel | None,
+        eval_data: DataSource | None,
+        training: Mapping[str, Any] | TrainingOptions | None,
+        data: Mapping[str, Any] | DataOptions | None,
+    ) -> RunPlan:
+        from dialogsum.training.planning import plan_run
+
+        registry = get_registry(self._plugins)
+        registry.method_options(method, options)  # a bad name or option fails before anything
+        torch_side = self._torch("finetune")
+        return plan_run(
+            model=torch_side.model,
+            tokenizer=torch_side.tokenizer,
+            manifest=self.manifest,
+            source=self.source,
+            registry=registry,
+            train=train,
+            method=method,
+            options=options,
+            eval_data=eval_data,
+            training=training,
+            data=data,
+        )
+
     def finetune(
         self,
         train: DataSource,
@@ -153,58 +199,18 @@ class Summarizer:
         ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the final model to
         ``output_dir/model``, with ``metrics.json`` and ``train_config.json`` beside them.
         """
-        from dialogsum.predictor import TorchPredictor
-        from dialogsum.reports import write_run_report
-        from dialogsum.runs import plan_run
-        from dialogsum.training import is_main_process
-        from dialogsum.training import train as run_training
+        from dialogsum.training.run import run_finetune
 
-        plan = plan_run(self, train, method, options, eval_data, training, data)
+        plan = self._plan(train, method, options, eval_data, training, data)
         run_dir = Path(output_dir).expanduser() if output_dir is not None else None
         if run_dir is not None and not plan.training.resume_from_checkpoint:
             check_writable(run_dir, overwrite=overwrite)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
-            training_options = plan.training
-            if run_dir is None:
-                training_options = training_options.model_copy(update={"save_strategy": "no"})
-            result = run_training(
-                plan.module,
-                plan.tokenizer,
-                plan.train_features,
-                plan.eval_features,
-                training_options,
-                learning_rate=plan.learning_rate,
-                checkpoint_dir=run_dir / "checkpoints" if run_dir is not None else Path(scratch),
-                max_target_length=plan.data.max_target_length,
-            )
-        plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
-        result.metrics["truncation"] = plan.truncation.as_dict()
-        result.metrics["wall_seconds"] = time.perf_counter() - started
-        manifest = ModelManifest(
-            method=method,
-            base_model=plan.base_name or self.manifest.base_model,
-            peft=plan.is_peft,
-            data=plan.data,
-            generation=self.manifest.generation,  # the base model's decoding defaults carry over
+        predictor, result = run_finetune(
+            plan, output_dir=run_dir, generation=self.manifest.generation
         )
-        tuned = Summarizer(
-            TorchPredictor(plan.module, plan.tokenizer, manifest, progress=plan.training.progress),
-            backend="torch",
-            source=None,
-            plugins=self._plugins,
-        )
+        tuned = Summarizer(predictor, backend="torch", source=None, plugins=self._plugins)
         tuned.training = result
-        if plan.eval_examples and plan.training.eval_strategy != "no":
-            scores = tuned.evaluate(plan.eval_examples)
-            result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
-        if run_dir is not None and is_main_process():
-            tuned.save(run_dir / "model", overwrite=True)
-            _write_json(
-                run_dir / "metrics.json", {**result.metrics, "log_history": result.log_history}
-            )
-            _write_json(run_dir / "train_config.json", plan.config())
-            write_run_report(run_dir, plan, result)
+        if run_dir is not None and (run_dir / "model").is_dir():
             tuned.source = str((run_dir / "model").resolve())
         return tuned
 
@@ -223,10 +229,9 @@ class Summarizer:
         Takes the same arguments as :meth:`finetune`; nothing is saved and this Summarizer is
         unchanged. With ``training={"hourly_cost": ...}`` the estimate includes the price.
         """
-        from dialogsum.runs import estimate_run, plan_run
+        from dialogsum.training.estimates import estimate_run
 
-        plan = plan_run(self, train, method, options, None, training, data)
-        return estimate_run(plan, steps=steps)
+        return estimate_run(self._plan(train, method, options, None, training, data), steps=steps)
 
     # -- using ---------------------------------------------------------------------------------
 
@@ -253,34 +258,12 @@ class Summarizer:
         does, one reference per row) are merged first. Returns ``rouge1``, ``rouge2``,
         ``rougeL``, ``rougeLsum``, ``n`` (dialogues), ``references`` and timing.
         """
+        from dialogsum.evaluate import evaluate_predictor
+
         examples = group_references(load_examples(data, split))
-        if predictions_file is not None:
-            check_output_file(predictions_file)  # before the work, not after it
-        started = time.perf_counter()
-        predictions = self.summarize([e.dialogue for e in examples], **generation)
-        seconds = time.perf_counter() - started
-        scores: dict[str, float] = rouge(predictions, [e.references for e in examples])
-        scores.update(
-            n=len(examples),
-            references=sum(len(e.references) for e in examples),
-            seconds=seconds,
-            dialogues_per_second=len(examples) / seconds if seconds > 0 else float("inf"),
+        return evaluate_predictor(
+            self._predictor, examples, predictions_file=predictions_file, **generation
         )
-        if predictions_file is not None:
-            rows = [
-                {
-                    "id": e.id,
-                    "dialogue": e.dialogue,
-                    "prediction": p,
-                    "references": list(e.references),
-                }
-                for e, p in zip(examples, predictions, strict=True)
-            ]
-            Path(predictions_file).write_text(
-                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
-                encoding="utf-8",
-            )
-        return scores
 
     def merge(self) -> Summarizer:
         """Fold the adapter (LoRA, IA3, any peft method that merges) into the base weights.
@@ -289,28 +272,26 @@ class Summarizer:
         and exports without peft. A model without an adapter is returned as it is. Prompt tuning
         has no weights to fold: :meth:`export` bakes its soft prompt into the exported encoder.
         """
+        from dialogsum.adapters import is_prompt_learning, merged_copy
+        from dialogsum.predictor import TorchPredictor
+
         torch_side = self._torch("merge")
         if not self.manifest.peft:
             return self
-        if (
-            getattr(torch_side.model, "peft_config", None)
-            and torch_side.model.active_peft_config.is_prompt_learning
-        ):
+        if is_prompt_learning(torch_side.model):
             raise ConfigError(
                 f"A '{self.method}' model has no adapter weights to merge: its soft prompt is an "
                 f"input, not a weight. Export it instead (export(dir)), which bakes the prompt "
                 f"into the exported encoder."
             )
-        from dialogsum.predictor import TorchPredictor
-
-        merged = copy.deepcopy(torch_side.model).merge_and_unload()
         manifest = self.manifest.model_copy(update={"peft": False, "merged": True})
-        result = Summarizer(
-            TorchPredictor(merged, torch_side.tokenizer, manifest, progress=torch_side.progress),
-            backend="torch",
-            source=None,
-            plugins=self._plugins,
+        merged = TorchPredictor(
+            merged_copy(torch_side.model),
+            torch_side.tokenizer,
+            manifest,
+            progress=getattr(torch_side, "progress", True),
         )
+        result = Summarizer(merged, backend="torch", source=None, plugins=self._plugins)
         result.training = self.training
         return result
 
@@ -329,7 +310,7 @@ class Summarizer:
         results recorded in its ``dialogsum.json``. Serve it with
         ``Summarizer.from_pretrained(path, backend="onnxruntime")``.
         """
-        from dialogsum.export import check_quantize, export_onnx
+        from dialogsum.onnx.export import check_quantize, export_onnx
 
         if format != "onnx":
             raise ConfigError(f"Unsupported export format {format!r}; the supported one is 'onnx'.")
@@ -368,19 +349,3 @@ class Summarizer:
         return save_model(
             torch_side.model, torch_side.tokenizer, manifest, path, overwrite=overwrite
         )
-
-
-def check_output_file(path: str | Path) -> None:
-    """Fail before any work when ``path`` cannot be written (missing folder, a directory)."""
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise ConfigError(f"Output file {target} is a folder; give a file name.")
-    if not target.parent.is_dir():
-        raise ConfigError(
-            f"Cannot write {target}: its folder {target.parent} does not exist; create it first."
-        )
-
-
-def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    logger.info("wrote %s", path)

@@ -140,8 +140,8 @@ def main() -> int:
     from dialogsum import Summarizer
     from dialogsum.data import load_examples
     from dialogsum.evaluate import rouge
-    from dialogsum.reports import hardware_description
-    from dialogsum.testing import build_tiny_tokenizer
+    from dialogsum.training.reports import hardware_description
+    from dialogsum.training.scratch import build_tiny_tokenizer
 
     started = time.perf_counter()
     train = load_examples(args.data, "train")

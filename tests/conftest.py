@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogsum.data import Example, load_examples
-from dialogsum.testing import sample_path, save_tiny_t5
+from dialogsum.data import Example, load_examples, sample_path
+from dialogsum.training.scratch import save_tiny_t5
 
 # Keep test runs quiet and offline: no hub calls, no telemetry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

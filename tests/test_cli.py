@@ -235,7 +235,7 @@ def test_evaluate_unknown_generation_option_value(
 
 def test_report_to_takes_one_name_or_a_list() -> None:
     from dialogsum.cli import build_parser
-    from dialogsum.config import TrainConfig, build_config, flags_to_settings
+    from dialogsum.cli.config import TrainConfig, build_config, flags_to_settings
 
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "tensorboard"])
     assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == ["tensorboard"]

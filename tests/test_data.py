@@ -9,7 +9,7 @@ import pytest
 
 from dialogsum.data import DataOptions, Example, group_references, load_examples
 from dialogsum.errors import ConfigError, DataError
-from dialogsum.runs import parse_data
+from dialogsum.training.planning import parse_data
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:

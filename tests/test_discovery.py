@@ -345,12 +345,19 @@ def test_ia3_when_autoload_is_disabled_hints_at_the_plugin(
         get_registry(make_plugin_manager()).method_options("ia3", {})
 
 
-def test_onnxruntime_backend_hints_at_the_extra() -> None:
-    with pytest.raises(PluginError) as info:
-        get_registry(builtins_manager()).backend_options("onnxruntime", None)
-    message = str(info.value)
-    assert "Unknown backend 'onnxruntime'" in message
-    assert "dialogsum[cpu-serve]" in message
+def test_a_backend_whose_dependency_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    from dialogsum import MissingDependencyError, Summarizer
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(MissingDependencyError) as info:
+        Summarizer.from_pretrained(tmp_path, backend="onnxruntime")
+    assert info.value.extra == "cpu-serve"
+    assert "pip install 'dialogsum[cpu-serve]'" in str(info.value)
+    assert "The onnxruntime backend needs onnxruntime" in str(info.value)
 
 
 # -- environment switches -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from dialogsum import Summarizer
 from dialogsum.cli import main
 from dialogsum.errors import ConfigError, ModelError
-from dialogsum.parity import default_dialogues
+from dialogsum.onnx.parity import default_dialogues
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("optimum.exporters.onnx")

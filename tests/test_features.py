@@ -8,7 +8,8 @@ import pytest
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
 from dialogsum.data import DataOptions, Example
-from dialogsum.features import IGNORE_INDEX, length_sorted_batches, tokenize_examples
+from dialogsum.generation import length_sorted_batches
+from dialogsum.training.features import IGNORE_INDEX, tokenize_examples
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from dialogsum import Summarizer
-from dialogsum.testing import sample_path
+from dialogsum.data import sample_path
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -10,7 +10,7 @@ import pytest
 from dialogsum import Summarizer
 from dialogsum.cli import main
 from dialogsum.errors import ConfigError
-from dialogsum.runs import format_duration
+from dialogsum.training.estimates import format_duration
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_compare_writes_markdown_and_html(base: Summarizer, few_examples, tmp_pa
 
 
 def test_estimate_warns_when_the_machine_is_busy() -> None:
-    from dialogsum.runs import Estimate
+    from dialogsum.training.estimates import Estimate
 
     common = {"measured_steps": 3, "seconds_per_step": 2.0, "total_steps": 10, "examples": 80, "hardware": "cpu"}
     busy = Estimate(**common, load_before=64.0)  # type: ignore[arg-type]

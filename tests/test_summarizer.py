@@ -47,7 +47,7 @@ def test_bad_dialogues(base: Summarizer, dialogues: object, message: str) -> Non
 
 def test_unknown_generation_option(base: Summarizer) -> None:
     with pytest.raises(
-        ConfigError, match=r"max_tokens: Extra inputs.*Valid options: max_new_tokens"
+        ConfigError, match=r"generation: max_tokens: Extra inputs.*Valid fields: max_new_tokens"
     ):
         base.summarize([DIALOGUE], max_tokens=5)
     with pytest.raises(ConfigError, match=r"num_beams: Input should be greater than or equal to 1"):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dialogsum.errors import BackendError
+from dialogsum.errors import require
 from dialogsum.hookspecs import hookimpl
 from dialogsum.interfaces import InferenceBackend, Options
 
@@ -29,15 +29,8 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     def load(self, model_dir: Path | str, options: OnnxRuntimeOptions) -> Any:
         """Load an export folder written by ``export`` / ``dialogsum export``."""
-        try:
-            import onnxruntime  # noqa: F401
-            import tokenizers  # noqa: F401
-        except ImportError as exc:
-            raise BackendError(
-                f"The onnxruntime backend needs onnxruntime and tokenizers ({exc}): "
-                f"pip install 'dialogsum[cpu-serve]'."
-            ) from exc
-        from dialogsum.onnx_predictor import OnnxPredictor
+        require(("onnxruntime", "tokenizers"), extra="cpu-serve", purpose="The onnxruntime backend")
+        from dialogsum.onnx.predictor import OnnxPredictor
 
         return OnnxPredictor(
             model_dir,

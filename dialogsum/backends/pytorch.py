@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dialogsum.errors import BackendError
+from dialogsum.errors import BackendError, require
 from dialogsum.hookspecs import hookimpl
 from dialogsum.interfaces import InferenceBackend, Options
 
@@ -37,16 +37,9 @@ class TorchBackend(InferenceBackend):
 
     def load(self, model_dir: Path | str, options: TorchOptions) -> Any:
         """Load ``model_dir`` (a folder save() wrote, or a hub id) for summarizing."""
-        try:
-            import peft  # noqa: F401
-            import torch
-            import transformers  # noqa: F401
-        except ImportError as exc:
-            raise BackendError(
-                f"The torch backend needs PyTorch, transformers and peft ({exc}): "
-                f"pip install 'dialogsum[train]' (or serve an ONNX export with "
-                f"backend='onnxruntime')."
-            ) from exc
+        require(("torch", "transformers", "peft"), extra="train", purpose="The torch backend")
+        import torch
+
         from dialogsum.modeling import load_model
         from dialogsum.predictor import TorchPredictor
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from dialogsum import ConfigError, Summarizer
 from dialogsum.registry import get_registry
-from dialogsum.testing import save_tiny_t5
+from dialogsum.training.scratch import save_tiny_t5
 
 import dialogsum_ia3
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from dialogsum.config import (
+from dialogsum.cli.config import (
     EvaluateConfig,
     SummarizeConfig,
     TrainConfig,
@@ -22,7 +22,7 @@ from dialogsum.data import DataOptions, json_lines
 from dialogsum.errors import DataError, DialogsumError
 from dialogsum.generation import GenerationOptions
 from dialogsum.registry import Registered
-from dialogsum.training import TrainingOptions
+from dialogsum.training.options import TrainingOptions
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -159,7 +159,8 @@ def read_dialogue_lines(handle: IO[str], name: str) -> Iterator[tuple[Any, str]]
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from dialogsum.summarizer import Summarizer, check_output_file
+    from dialogsum.evaluate import check_output_file
+    from dialogsum.summarizer import Summarizer
 
     config: SummarizeConfig = build_config(SummarizeConfig, args.config, flags_to_settings(args))
     if config.output != "-":
@@ -192,8 +193,8 @@ def _summarize(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from dialogsum.export import check_quantize
     from dialogsum.modeling import check_writable
+    from dialogsum.onnx.export import check_quantize
     from dialogsum.summarizer import Summarizer
 
     check_quantize(args.quantize)

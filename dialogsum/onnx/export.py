@@ -16,15 +16,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from dialogsum.errors import ConfigError, ModelError, logger
+from dialogsum.adapters import base_of, is_prompt_learning, merged_copy, prompt_length
+from dialogsum.errors import ConfigError, ModelError, logger, require
 from dialogsum.modeling import (
     MANIFEST_NAME,
-    ONNX_FILES,
     ExportInfo,
     ModelManifest,
     check_writable,
     staged_folder,
 )
+from dialogsum.onnx.format import ONNX_BACKEND, ONNX_FILES
 
 QUANTIZE_VALUES = (None, "int8")
 
@@ -72,14 +73,12 @@ def _cpu_float32(model: Any) -> Any:
 
 def _plain_model(model: Any) -> tuple[Any, Any]:
     """A plain transformers model to export, and the soft prompt to bake (or None)."""
-    if not hasattr(model, "peft_config"):
-        return copy.deepcopy(model), None
-    if model.active_peft_config.is_prompt_learning:
-        length = model.active_peft_config.num_virtual_tokens
+    if is_prompt_learning(model):
+        length = prompt_length(model)
         # Exactly what peft's generate() prepends to the encoder input embeddings.
         prompt = model.get_prompt(batch_size=1)[0, :length].detach().clone()
-        return copy.deepcopy(model.get_base_model()), prompt
-    return copy.deepcopy(model).merge_and_unload(), None
+        return copy.deepcopy(base_of(model)), prompt
+    return merged_copy(model), None
 
 
 def _export_prompted_encoder(model: Any, prompt: Any, path: Path) -> None:
@@ -128,26 +127,6 @@ def _export_prompted_encoder(model: Any, prompt: Any, path: Path) -> None:
     )
 
 
-def _quantize(folder: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    for name in ONNX_FILES:
-        source = folder / name
-        prepared = folder / f"{name}.pre.onnx"
-        # Shape inference and graph clean-up first: it lets every MatMul (the LM head included)
-        # be quantized and roughly halves int8 latency against quantizing the raw export.
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        quantize_dynamic(
-            model_input=str(prepared),
-            model_output=str(source),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-        )
-        prepared.unlink()
-
-
 def export_onnx(
     model: Any,
     tokenizer: Any,
@@ -163,15 +142,17 @@ def export_onnx(
     quantize = check_quantize(quantize)
     target = Path(output_dir).expanduser()
     check_writable(target, overwrite=overwrite)
-    try:
-        import onnxruntime
-        from optimum.exporters.onnx import onnx_export_from_model
-    except ImportError as exc:
-        raise ConfigError(
-            f"Exporting to ONNX needs optimum's exporter and onnxruntime ({exc}): "
-            f"pip install 'dialogsum[export]'."
-        ) from exc
-    from dialogsum import __version__
+    require(
+        ("onnxruntime", "optimum.exporters.onnx", "onnx"),
+        extra="export",
+        purpose="Exporting to ONNX",
+    )
+    import onnxruntime
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    from dialogsum._version import __version__
+    from dialogsum.onnx.parity import check_parity
+    from dialogsum.onnx.quantize import quantize_int8
 
     quiet_exporters()
     model = _cpu_float32(model)
@@ -205,6 +186,8 @@ def export_onnx(
         plain.generation_config.max_new_tokens = manifest.data.max_target_length
         plain.generation_config.save_pretrained(str(staging))
         info = ExportInfo(
+            backend=ONNX_BACKEND,
+            files=list(ONNX_FILES),
             quantize=quantize,
             prompt_tokens=0 if prompt is None else int(prompt.shape[0]),
             onnxruntime_version=onnxruntime.__version__,
@@ -214,15 +197,13 @@ def export_onnx(
             update={"dialogsum_version": __version__, "peft": False, "export": info}
         )
         (staging / MANIFEST_NAME).write_text(export_manifest.model_dump_json(indent=2) + "\n")
-        from dialogsum.parity import check_parity
-
         info.parity = check_parity(model, tokenizer, staging, manifest, dialogues=parity_dialogues)
         if quantize == "int8":
             fp32 = staging.with_name(staging.name + "-fp32")
             shutil.copytree(staging, fp32)
             try:
                 try:
-                    _quantize(staging)
+                    quantize_int8(staging)
                 except Exception as exc:
                     raise ModelError(
                         f"int8 quantization failed: {type(exc).__name__}: {exc}. Nothing was "

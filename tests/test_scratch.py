@@ -1,4 +1,4 @@
-"""Tests of dialogsum.testing: the tiny, offline T5 models and tokenizers used by other tests."""
+"""Tests of dialogsum.training.scratch: tiny, offline T5 models and tokenizers built in-process."""
 
 from __future__ import annotations
 
@@ -15,17 +15,14 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
 
-from dialogsum.testing import (
+from dialogsum.data import SPLITS, sample_path, sample_rows
+from dialogsum.training.scratch import (
     EOS_TOKEN_ID,
     PAD_TOKEN_ID,
-    SPLITS,
     UNK_TOKEN_ID,
     TinyT5,
     build_tiny_t5,
     build_tiny_tokenizer,
-    sample_dialogues,
-    sample_path,
-    sample_rows,
     save_tiny_t5,
 )
 
@@ -61,13 +58,13 @@ def saved_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sample_dialogues_are_the_train_rows() -> None:
-    rows = sample_dialogues()
+    rows = sample_rows("train")
     assert len(rows) == 200
     assert all(row["dialogue"].startswith("#Person1#:") for row in rows)
     assert all(isinstance(row["summary"], str) and row["summary"] for row in rows)
     assert rows == sample_rows("train")
     rows[0]["dialogue"] = "changed"  # a fresh copy every call
-    assert sample_dialogues()[0]["dialogue"] != "changed"
+    assert sample_rows("train")[0]["dialogue"] != "changed"
 
 
 def test_sample_path_and_splits() -> None:
@@ -80,7 +77,7 @@ def test_sample_path_and_splits() -> None:
     assert len(test_rows) == 40
     assert {"summary1", "summary2", "summary3"} <= set(test_rows[0])
     assert len(sample_rows("validation")) == 40
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(ValueError, match="Unknown split"):
         sample_path("dev")
 
 
@@ -107,7 +104,7 @@ def test_tokenizer_special_ids_match_t5() -> None:
 
 def test_encoding_appends_a_single_eos() -> None:
     tokenizer = build_tiny_tokenizer()
-    dialogue = sample_dialogues()[0]["dialogue"]
+    dialogue = sample_rows("train")[0]["dialogue"]
     ids = tokenizer(dialogue).input_ids
     assert ids[-1] == EOS_TOKEN_ID
     assert ids.count(EOS_TOKEN_ID) == 1
@@ -180,7 +177,7 @@ def test_tokenizer_is_identical_across_processes() -> None:
     # the module re-scores them so that every process, with any thread count, gets one tokenizer.
     script = (
         "import hashlib\n"
-        "from dialogsum.testing import build_tiny_tokenizer\n"
+        "from dialogsum.training.scratch import build_tiny_tokenizer\n"
         "tokenizer_json = build_tiny_tokenizer().backend_tokenizer.to_str()\n"
         "print(hashlib.sha256(tokenizer_json.encode()).hexdigest())\n"
     )
@@ -198,7 +195,7 @@ def test_tokenizer_is_identical_across_processes() -> None:
 
 
 def test_custom_texts_and_vocab_size() -> None:
-    texts = [row["summary"] for row in sample_dialogues()]
+    texts = [row["summary"] for row in sample_rows("train")]
     tokenizer = build_tiny_tokenizer(iter(texts), vocab_size=250)
     assert len(tokenizer) == 250
     assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2)
@@ -217,7 +214,7 @@ def test_tokenizer_round_trips_through_save_pretrained(tmp_path: Path) -> None:
     assert reloaded.is_fast
     assert len(reloaded) == len(tokenizer)
     assert reloaded.all_special_ids == tokenizer.all_special_ids
-    dialogue = sample_dialogues()[3]["dialogue"]
+    dialogue = sample_rows("train")[3]["dialogue"]
     assert reloaded(dialogue).input_ids == tokenizer(dialogue).input_ids
 
 
@@ -277,7 +274,7 @@ def test_model_options() -> None:
 
 
 def test_forward_pass_gives_a_finite_loss(tiny: TinyT5) -> None:
-    row = sample_dialogues()[0]
+    row = sample_rows("train")[0]
     batch = tiny.tokenizer([row["dialogue"]], return_tensors="pt", truncation=True)
     labels = tiny.tokenizer([row["summary"]], return_tensors="pt").input_ids
     with torch.no_grad():
@@ -302,7 +299,7 @@ def test_saved_model_generates_like_the_in_memory_one(saved_dir: Path, tiny: Tin
     assert type(model).__name__ == "T5ForConditionalGeneration"
     assert not model.training
 
-    dialogues = [row["dialogue"] for row in sample_dialogues()[:2]]
+    dialogues = [row["dialogue"] for row in sample_rows("train")[:2]]
     options = {"return_tensors": "pt", "padding": True, "truncation": True, "max_length": 96}
     batch = tokenizer(dialogues, **options)
     expected = tiny.tokenizer(dialogues, **options)

@@ -2,9 +2,9 @@
 
 Nothing here imports torch, transformers, peft or optimum, so a serving image needs only
 ``pip install 'dialogsum[cpu-serve]'``. Decoding (greedy or beam search, in
-:mod:`dialogsum.decoding`) runs over three sessions: the encoder (which, for a prompt-tuned model,
-prepends the baked soft prompt and returns the widened attention mask), the first decoder step,
-and the decoder with past key values for every later step.
+:mod:`dialogsum.onnx.decoding`) runs over three sessions: the encoder (which, for a prompt-tuned
+model, prepends the baked soft prompt and returns the widened attention mask), the first decoder
+step, and the decoder with past key values for every later step.
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dialogsum.decoding import beam_search, greedy
 from dialogsum.errors import ConfigError, ModelError
-from dialogsum.features import encode_sources, summarize_batches, warn_truncated_inputs
-from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
-from dialogsum.modeling import ONNX_FILES, ModelManifest, read_manifest
-
-REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
+from dialogsum.generation import (
+    GenerationOptions,
+    check_dialogues,
+    encode_sources,
+    parse_generation,
+    summarize_batches,
+    warn_truncated_inputs,
+)
+from dialogsum.modeling import ModelManifest, read_manifest
+from dialogsum.onnx.decoding import beam_search, greedy
+from dialogsum.onnx.format import ONNX_FILES, REQUIRED_FILES
 
 
 class _TokenizerAdapter:
@@ -167,7 +172,7 @@ class OnnxPredictor:
 
 
 class _OnnxSteps:
-    """Decoder steps over the two decoder sessions, for :mod:`dialogsum.decoding`."""
+    """Decoder steps over the two decoder sessions, for :mod:`dialogsum.onnx.decoding`."""
 
     def __init__(
         self, predictor: OnnxPredictor, hidden: Any, encoder_mask: Any, beams: int

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.decoding import cut_at_eos
+from dialogsum.adapters import base_of
 from dialogsum.errors import ModelError
-from dialogsum.features import pad_batch
-from dialogsum.generation import GenerationOptions
+from dialogsum.generation import GenerationOptions, pad_batch
 from dialogsum.modeling import ModelManifest
+from dialogsum.onnx.decoding import cut_at_eos
 
 #: Logits may differ by this much, relative to the largest logit magnitude (at least 1).
 LOGITS_TOLERANCE = 1e-4
@@ -25,8 +25,7 @@ PARITY_NEW_TOKENS = 32
 
 def default_dialogues(count: int = 8) -> list[str]:
     """The fixed dialogues parity runs on: the first of the shipped DialogSum test sample."""
-    from dialogsum.data import load_examples
-    from dialogsum.testing import sample_path
+    from dialogsum.data import load_examples, sample_path
 
     return [e.dialogue for e in load_examples(sample_path("test"), "test")[:count]]
 
@@ -42,7 +41,7 @@ def _torch_decode(
     # two sides would differ in their search, not in their numbers. Passing the fresh config to
     # generate() is not enough: transformers fills its default-valued fields from the model's.
     # A peft model generates through its base model, whose config is the one read.
-    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    owner = base_of(model)
     shipped = owner.generation_config
     owner.generation_config = GenerationConfig(
         max_new_tokens=new_tokens,
@@ -107,7 +106,7 @@ def check_parity(
     """
     import numpy as np
 
-    from dialogsum.onnx_predictor import OnnxPredictor
+    from dialogsum.onnx.predictor import OnnxPredictor
 
     model.eval()  # dropout off: the reference must be deterministic
     texts = dialogues or default_dialogues()

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from dialogsum.errors import logger
 
 if TYPE_CHECKING:
-    from dialogsum.runs import RunPlan
-    from dialogsum.training import TrainResult
+    from dialogsum.training.planning import RunPlan
+    from dialogsum.training.trainer import TrainResult
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 

@@ -20,8 +20,8 @@ from dialogsum.data import DataOptions
 from dialogsum.errors import ConfigError
 from dialogsum.generation import GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
-from dialogsum.registry import format_validation_error
-from dialogsum.training import TrainingOptions
+from dialogsum.training.options import TrainingOptions
+from dialogsum.validation import format_validation_error
 
 
 class _Strict(BaseModel):

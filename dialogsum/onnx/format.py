@@ -1,0 +1,15 @@
+"""The files of an ONNX export folder, as the exporter writes them and the predictor reads them.
+
+The folder's manifest (``dialogsum.json``) carries an export record
+(:class:`~dialogsum.modeling.ExportInfo`) naming the format, the quantization, the parity
+results and the backend that serves it.
+"""
+
+from __future__ import annotations
+
+#: The encoder, the first decoder step, and the decoder with past key values.
+ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+#: Everything the onnxruntime backend reads from an export folder.
+REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
+#: The backend that serves an ONNX export.
+ONNX_BACKEND = "onnxruntime"

@@ -1,0 +1,88 @@
+"""The options of a fine-tuning run: the fields of ``finetune(training=...)`` and the flags of
+``dialogsum train``. Only pydantic is imported here, so reading them costs nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dialogsum.validation import validate_options
+
+FP16_REFUSAL = (
+    "fp16 is refused for T5 models: T5's activations overflow float16's range, so training "
+    "diverges to NaN. Use precision='bf16' on a GPU that supports it (Ampere or newer), or 'fp32'."
+)
+
+
+class TrainingOptions(BaseModel):
+    """Hyper-parameters and run settings of ``finetune``; the flags of ``dialogsum train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many steps (overrides epochs)."
+    )
+    learning_rate: float | None = Field(None, gt=0, description="Default: the method's own.")
+    batch_size: int = Field(8, gt=0, description="Examples per device per step.")
+    eval_batch_size: int | None = Field(None, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    optimizer: Literal["adamw_torch", "adafactor", "adafactor_scaled", "sgd"] = Field(
+        "adamw_torch",
+        description=(
+            "adafactor: updates of learning_rate's absolute size (fine-tuning). adafactor_scaled: "
+            "updates scaled by each weight's RMS, as in T5's pre-training; use it to train a T5 "
+            "from scratch, whose initial weights differ in scale by 10x."
+        ),
+    )
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler: Literal[
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+    ] = "linear"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a CUDA GPU that supports it, else fp32."
+    )
+    seed: int = 42
+    logging_steps: int = Field(10, gt=0)
+    save_strategy: Literal["no", "epoch", "steps"] = "epoch"
+    save_steps: int = Field(500, gt=0)
+    save_total_limit: int | None = Field(2, gt=0)
+    eval_strategy: Literal["no", "epoch", "steps"] = "epoch"
+    eval_steps: int | None = Field(None, gt=0)
+    gradient_checkpointing: bool = False
+    resume_from_checkpoint: bool | str = Field(
+        False, description="True: the newest checkpoint in the output folder; or a checkpoint path."
+    )
+    report_to: list[str] = Field(default_factory=list, description="e.g. ['tensorboard'].")
+    progress: bool = Field(True, description="Show progress bars.")
+    hourly_cost: float | None = Field(
+        None, ge=0, description="Price of this machine per hour: reports and estimates show cost."
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # `--report-to tensorboard` gives one string; a list is what the Trainer takes.
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("precision")
+    @classmethod
+    def _no_fp16(cls, value: str) -> str:
+        if value == "fp16":
+            raise ValueError(FP16_REFUSAL)
+        return value
+
+
+def parse_training(training: Mapping[str, Any] | BaseModel | None) -> TrainingOptions:
+    """Validate training options, naming the bad field."""
+    return validate_options("training", TrainingOptions, training)

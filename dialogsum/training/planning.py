@@ -1,0 +1,169 @@
+"""Planning a fine-tuning run: every input validated, the data tokenized, the model prepared.
+
+``finetune`` and ``estimate`` share :func:`plan_run`, so an estimate measures exactly the run
+that ``finetune`` would start: same method, data, lengths and batch settings. The plan takes
+explicit arguments (model, tokenizer, manifest, registry), never a Summarizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from dialogsum.adapters import is_peft
+from dialogsum.data import DataOptions, DataSource, Example, load_examples
+from dialogsum.errors import ConfigError, DialogsumError, PluginError
+from dialogsum.interfaces import FinetuneMethod
+from dialogsum.modeling import ModelManifest
+from dialogsum.registry import Registry
+from dialogsum.training.features import TruncationReport, tokenize_examples
+from dialogsum.training.options import TrainingOptions, parse_training
+from dialogsum.validation import validate_options
+
+
+def parse_data(data: Mapping[str, Any] | BaseModel | None) -> DataOptions:
+    """Validate data options (prompt, lengths), naming the bad field."""
+    return validate_options("data", DataOptions, data)
+
+
+@dataclass
+class RunPlan:
+    """Everything a training run needs, validated and prepared."""
+
+    method: str
+    method_options: BaseModel
+    training: TrainingOptions
+    data: DataOptions
+    module: Any
+    tokenizer: Any
+    is_peft: bool
+    base_name: str | None
+    learning_rate: float
+    train_description: str
+    eval_description: str | None
+    train_features: list[dict[str, list[int]]]
+    truncation: TruncationReport
+    eval_examples: list[Example] | None
+    eval_features: list[dict[str, list[int]]] | None
+
+    def config(self) -> dict[str, Any]:
+        """The validated configuration, as written to ``train_config.json``."""
+        return {
+            "method": self.method,
+            "options": self.method_options.model_dump(),
+            "training": self.training.model_dump(),
+            "data": self.data.model_dump(),
+            "base_model": self.base_name,
+            "train_data": self.train_description,
+            "learning_rate": self.learning_rate,
+        }
+
+    def total_steps(self) -> int:
+        """Optimizer steps the run will take (what the Trainer will count)."""
+        if self.training.max_steps:
+            return self.training.max_steps
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        batches = math.ceil(len(self.train_features) / (self.training.batch_size * world))
+        # The Trainer rounds a partial accumulation at the end of an epoch up to a step.
+        per_epoch = max(1, math.ceil(batches / self.training.gradient_accumulation_steps))
+        return math.ceil(self.training.epochs * per_epoch)
+
+
+def describe_source(source: DataSource) -> str:
+    """A short, human-readable name for a data source (for configs and model cards)."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"{len(source)} in-memory examples"
+
+
+def plan_run(
+    *,
+    model: Any,
+    tokenizer: Any,
+    manifest: ModelManifest,
+    source: str | None,
+    registry: Registry,
+    train: DataSource,
+    method: str,
+    options: Mapping[str, Any] | BaseModel | None = None,
+    eval_data: DataSource | None = None,
+    training: Mapping[str, Any] | TrainingOptions | None = None,
+    data: Mapping[str, Any] | DataOptions | None = None,
+) -> RunPlan:
+    """Validate every input, load and tokenize the data and prepare a copy of ``model``.
+
+    ``manifest`` is the model's own record (its prompt, lengths and, for an adapter, its
+    base); ``source`` is where the model was loaded from (recorded as an adapter's base), or
+    None for a model that exists only in memory. ``model`` itself is never changed.
+    """
+    # Everything the user gave is validated before any work starts.
+    implementation = registry.method(method)
+    method_options = registry.method_options(method, options)
+    training_options = parse_training(training)
+    data_options = parse_data(data) if data is not None else manifest.data
+    if manifest.peft or is_peft(model):
+        raise ConfigError(
+            f"This model is a '{manifest.method}' adapter; fine-tuning an adapter again is not "
+            f"supported. Fine-tune its base model ('{manifest.base_model}') instead."
+        )
+    train_examples = load_examples(train, "train")
+    eval_examples = load_examples(eval_data, "validation") if eval_data is not None else None
+
+    copied = copy.deepcopy(model)  # the caller's model stays as it was
+    if source is not None:
+        copied.config._name_or_path = source  # what peft records as the adapter's base
+    module = _prepare(
+        implementation, registry.methods[method].source, copied, method_options, tokenizer
+    )
+    peft = is_peft(module)
+    if peft and source is None:
+        raise ConfigError(
+            "This model exists only in memory, so an adapter trained on it could not record "
+            "its base model. Save it first (save(dir)), load it with from_pretrained(dir), and "
+            "fine-tune that."
+        )
+    train_features, truncation = tokenize_examples(train_examples, tokenizer, data_options)
+    eval_features = (
+        tokenize_examples(eval_examples, tokenizer, data_options)[0] if eval_examples else None
+    )
+    return RunPlan(
+        method=method,
+        method_options=method_options,
+        training=training_options,
+        data=data_options,
+        module=module,
+        tokenizer=tokenizer,
+        is_peft=peft,
+        base_name=source or manifest.base_model,
+        learning_rate=training_options.learning_rate or implementation.default_learning_rate,
+        train_description=describe_source(train),
+        eval_description=None if eval_data is None else describe_source(eval_data),
+        train_features=train_features,
+        truncation=truncation,
+        eval_examples=eval_examples,
+        eval_features=eval_features,
+    )
+
+
+def _prepare(
+    method: FinetuneMethod, source: str, model: Any, options: BaseModel, tokenizer: Any
+) -> Any:
+    accepts_tokenizer = "tokenizer" in inspect.signature(method.prepare).parameters
+    kwargs = {"tokenizer": tokenizer} if accepts_tokenizer else {}
+    try:
+        return method.prepare(model, options, **kwargs)
+    except DialogsumError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"Method '{method.name}' ({source}) failed to prepare the model: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

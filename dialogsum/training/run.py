@@ -1,0 +1,91 @@
+"""A whole fine-tuning run: train the planned module, score it, and write the run folder.
+
+The run folder (``output_dir``) holds ``checkpoints/``, the final ``model/``, ``metrics.json``,
+``train_config.json``, the loss curve and the model card. The Summarizer delegates here and
+owns none of these files.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dialogsum.errors import logger
+from dialogsum.evaluate import evaluate_predictor
+from dialogsum.modeling import ModelManifest, save_model
+from dialogsum.predictor import TorchPredictor
+from dialogsum.training.planning import RunPlan
+from dialogsum.training.trainer import TrainResult, is_main_process, train
+
+
+def run_finetune(
+    plan: RunPlan, *, output_dir: Path | None, generation: Mapping[str, Any]
+) -> tuple[TorchPredictor, TrainResult]:
+    """Train ``plan`` and return the tuned model as a predictor, with the run's metrics.
+
+    ``generation`` is the base model's decoding defaults; the tuned model keeps them. With
+    ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the model, metrics, config
+    and report are written beside them (on the main process of a distributed launch only).
+    """
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
+        options = plan.training
+        if output_dir is None:
+            options = options.model_copy(update={"save_strategy": "no"})
+        result = train(
+            plan.module,
+            plan.tokenizer,
+            plan.train_features,
+            plan.eval_features,
+            options,
+            learning_rate=plan.learning_rate,
+            checkpoint_dir=output_dir / "checkpoints" if output_dir is not None else Path(scratch),
+            max_target_length=plan.data.max_target_length,
+        )
+    plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
+    result.metrics["truncation"] = plan.truncation.as_dict()
+    result.metrics["wall_seconds"] = time.perf_counter() - started
+    manifest = ModelManifest(
+        method=plan.method,
+        base_model=plan.base_name,
+        peft=plan.is_peft,
+        data=plan.data,
+        generation=dict(generation),
+    )
+    predictor = TorchPredictor(
+        plan.module, plan.tokenizer, manifest, progress=plan.training.progress
+    )
+    if plan.eval_examples and plan.training.eval_strategy != "no":
+        scores = evaluate_predictor(predictor, plan.eval_examples)
+        result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
+    if output_dir is not None and is_main_process():
+        write_run_folder(output_dir, plan, predictor, result)
+    return predictor, result
+
+
+def write_run_folder(
+    output_dir: Path, plan: RunPlan, predictor: TorchPredictor, result: TrainResult
+) -> None:
+    """Save the tuned model into ``output_dir/model`` and the run's records beside it."""
+    from dialogsum.training.reports import write_run_report
+
+    save_model(
+        predictor.model,
+        predictor.tokenizer,
+        predictor.manifest,
+        output_dir / "model",
+        overwrite=True,
+    )
+    write_json(output_dir / "metrics.json", {**result.metrics, "log_history": result.log_history})
+    write_json(output_dir / "train_config.json", plan.config())
+    write_run_report(output_dir, plan, result)
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` as indented JSON (values JSON cannot hold become strings)."""
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    logger.info("wrote %s", path)

@@ -1,0 +1,59 @@
+"""One validator for every user-given options mapping: method and backend options, training,
+data and generation options, command settings.
+
+Each failure is a :class:`~dialogsum.errors.ConfigError` that names what the options are for,
+the field at fault and the valid fields, so a misspelt key never passes silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from dialogsum.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One clause per pydantic error, ``field: message``, joined by semicolons."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(options)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def validate_options(
+    label: str,
+    options_cls: type[ModelT],
+    options: Mapping[str, Any] | BaseModel | None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> ModelT:
+    """Validate user-given ``options`` against the pydantic model ``options_cls``.
+
+    ``label`` names what the options are for (``"method 'lora'"``, ``"training"``,
+    ``"generation"``); ``defaults`` (a model's saved decoding settings, a config file) are
+    overridden by ``options``. Raises :class:`ConfigError` naming the label, the bad field and
+    the valid fields.
+    """
+    if isinstance(options, options_cls) and not defaults:
+        return options
+    if isinstance(options, BaseModel):
+        # With defaults underneath, only what the caller set may override them.
+        options = options.model_dump(exclude_unset=bool(defaults))
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(
+            f"Options for {label} must be a mapping of field names to values, "
+            f"got {type(options).__name__}."
+        )
+    try:
+        return options_cls.model_validate({**(defaults or {}), **(options or {})})
+    except ValidationError as exc:
+        fields = ", ".join(options_cls.model_fields) or "none"
+        raise ConfigError(
+            f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
+        ) from None
