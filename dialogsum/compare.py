@@ -51,7 +51,7 @@ def to_markdown(comparison: Comparison, show: int = 3) -> str:
     for index, example in enumerate(comparison.examples[:show]):
         lines += [
             "",
-            f"### {example.id or f'dialogue {index + 1}'}",
+            f"### {example.id if example.id is not None else f'dialogue {index + 1}'}",
             "",
             "```",
             example.dialogue,
@@ -83,7 +83,8 @@ def to_html(comparison: Comparison, show: int = 3) -> str:
         parts.append(f"<tr><td>{escape(name)}</td>{cells}</tr>")
     parts.append("</table>")
     for index, example in enumerate(comparison.examples[:show]):
-        parts.append(f"<h3>{escape(example.id or f'dialogue {index + 1}')}</h3>")
+        title = str(example.id) if example.id is not None else f"dialogue {index + 1}"
+        parts.append(f"<h3>{escape(title)}</h3>")
         parts.append(f"<pre>{escape(example.dialogue)}</pre><table>")
         parts.append(f"<tr><th>human baseline</th><td>{escape(example.references[0])}</td></tr>")
         for name in names:

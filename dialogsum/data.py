@@ -39,7 +39,9 @@ class Example:
 
     dialogue: str
     references: tuple[str, ...] = ()
-    id: str | None = None
+    #: The row's ``fname`` (DialogSum's id) or ``id``; a whole number stays a number, so ids
+    #: written back (predictions, summaries) have the type the user gave.
+    id: str | int | None = None
 
     @property
     def summary(self) -> str | None:
@@ -104,7 +106,9 @@ def example_from_row(row: Any, where: str, *, require_references: bool = True) -
             f"'summary2', ...). Fields present: {present}."
         )
     raw_id = row.get("fname", row.get("id"))
-    return Example(dialogue, references, None if raw_id is None else str(raw_id))
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+        raw_id = str(raw_id)
+    return Example(dialogue, references, raw_id)
 
 
 def _text_field(row: Mapping[str, Any], key: str, where: str) -> str:
@@ -155,6 +159,24 @@ def load_examples(
     if not examples:
         raise DataError(f"{source}: no examples found (split '{split}').")
     return examples
+
+
+def read_dialogues(source: str | Path, split: str = "test") -> list[Example]:
+    """Dialogues to summarize, references optional: a file, a folder's ``split``, or ``-``.
+
+    ``-`` reads JSON Lines from standard input (objects with ``dialogue``, or JSON strings);
+    anything else goes through :func:`load_examples`, so every format and error message is the
+    same as for training data. An input with no dialogue is an error, never a silent no-op.
+    """
+    if str(source) == "-":
+        import sys
+
+        rows = ((f"<stdin>:{number}", row) for number, row in json_lines(sys.stdin, "<stdin>"))
+        examples = [example_from_row(row, where, require_references=False) for where, row in rows]
+        if not examples:
+            raise DataError("<stdin>: no dialogues to summarize (the input is empty).")
+        return examples
+    return load_examples(source, split, require_references=False)
 
 
 def split_file(folder: Path, split: str) -> Path:

@@ -212,7 +212,7 @@ def test_summarize_bad_input_line(tiny_model_dir: Path, tmp_path: Path, capsys) 
     code, _, err = run(
         ["summarize", "--model", str(tiny_model_dir), "--input", str(source)], capsys
     )
-    assert code == 2 and f"{source}:2: expected an object with a string field 'dialogue'" in err
+    assert code == 2 and f"{source}:2: field 'dialogue' is missing. Fields present: text." in err
 
 
 def test_evaluate_unknown_generation_option_value(

@@ -234,3 +234,39 @@ def test_bundled_model_exports_and_serves_with_its_decoding_defaults(
     assert served.summarize(dialogues) == model.summarize(dialogues)
     # Parity borrowed the model's generation config and gave it back.
     assert model.model.generation_config.no_repeat_ngram_size == 3
+
+
+def test_the_backend_comes_from_the_export_manifest(
+    lora: Summarizer, lora_export: Path, sample_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    manifest = json.loads((lora_export / "dialogsum.json").read_text())
+    assert manifest["export"]["backend"] == "onnxruntime"
+    assert Summarizer.from_pretrained(lora_export).backend == "onnxruntime"
+    # No --backend: the CLI reads the manifest instead of guessing from file names.
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"dialogue": "#Person1#: Hi."}\n'))
+    assert main(["summarize", "--model", str(lora_export), "--max-new-tokens", "4"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == 1
+    saved = lora.save(tmp_path / "adapter")
+    base_copy = tmp_path / "base-copy"
+    import shutil
+
+    shutil.copytree(str(lora.manifest.base_model), base_copy)
+    # compare mixes an adapter (torch, with --base-model) and an export (onnxruntime).
+    args = ["compare", "--model", str(saved), "--model", str(lora_export), "--base-model",
+            str(base_copy), "--data", str(sample_dir), "--limit", "2", "--show", "1",
+            "--output", str(tmp_path / "cmp"), "--max-new-tokens", "4"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert str(lora_export) in (tmp_path / "cmp.md").read_text()
+
+
+def test_export_takes_a_config_file(lora: Summarizer, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    saved = lora.save(tmp_path / "adapter")
+    config = tmp_path / "export.yaml"
+    config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\nquantise: int8\n")
+    assert main(["export", "--config", str(config)]) == 2
+    assert "quantise: Extra inputs are not permitted" in capsys.readouterr().err
+    config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\n")
+    assert main(["export", "--config", str(config), "--quantize", "int8"]) == 0
+    assert json.loads(capsys.readouterr().out)["quantize"] == "int8"

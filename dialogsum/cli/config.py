@@ -1,8 +1,9 @@
-"""Command configurations: the pydantic models behind ``dialogsum train|evaluate|summarize``.
+"""Command configurations: the pydantic models behind every ``dialogsum`` command.
 
-A YAML or JSON file given with ``--config`` mirrors the flags (``--max-steps 10`` is
-``training: {max_steps: 10}`` in a file) and is validated by the same models; flags override
-the file.
+Every command takes its settings the same way: a YAML or JSON file given with ``--config``
+mirrors the flags (``--max-steps 10`` is ``training: {max_steps: 10}`` in a file), flags
+override the file, and one model per command validates the result, so a bad setting gets the
+same error whichever way it came.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,6 +23,8 @@ from dialogsum.generation import GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.training.options import TrainingOptions
 from dialogsum.validation import format_validation_error
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -50,7 +53,7 @@ class EvaluateConfig(_Strict):
     base_model: str | None = None
     data: str = Field(description="Data with references: file, folder or hub id.")
     split: str = "test"
-    backend: str = "torch"
+    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
     backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     predictions: str | None = Field(None, description="Write predictions (JSON lines) here.")
@@ -63,9 +66,47 @@ class SummarizeConfig(_Strict):
     base_model: str | None = None
     input: str = "-"
     output: str = "-"
-    backend: str = "torch"
+    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
     backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
+
+
+class ExportConfig(_Strict):
+    """``dialogsum export``: a saved or tuned model to a self-contained ONNX folder."""
+
+    model: str = Field(description="Folder save() or train wrote (or a hub id).")
+    base_model: str | None = Field(None, description="Local copy of an adapter's base model.")
+    output: str = Field(description="Export folder to create.")
+    quantize: Literal["int8"] | None = Field(
+        None, description="int8: onnxruntime dynamic quantization."
+    )
+    overwrite: bool = False
+
+
+class CompareConfig(_Strict):
+    """``dialogsum compare``: models side by side, with ROUGE each."""
+
+    model: list[str] = Field(min_length=1, description="The models to compare.")
+    base_model: str | None = Field(None, description="Local copy of adapters' base model.")
+    data: str = Field(description="Data with references: file, folder or hub id.")
+    split: str = "test"
+    limit: int | None = Field(None, gt=0, description="Score only the first N dialogues.")
+    show: int = Field(3, ge=0, description="Dialogues shown side by side.")
+    output: str = Field("comparison", description="Writes OUTPUT.md and OUTPUT.html.")
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+
+
+class QuickstartConfig(_Strict):
+    """``dialogsum quickstart``: the offline demo, end to end."""
+
+    model: str = Field("dialogsum-tiny", description="Bundled name, folder or hub id.")
+    data: str | None = Field(None, description="DialogSum folder or hub id (default: the sample).")
+    output: str = Field("dialogsum-quickstart", description="Folder for the run.")
+    overwrite: bool = False
+    train_samples: int = Field(400, gt=0, description="Train dialogues for the LoRA tune.")
+    test_samples: int = Field(40, gt=0, description="Test dialogues scored before and after.")
+    epochs: float = Field(2.0, gt=0, description="Epochs of the LoRA tune.")
+    show: int = Field(3, ge=0, description="Dialogues shown side by side.")
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -99,7 +140,7 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
-def build_config(model: type[BaseModel], file: str | None, flags: Mapping[str, Any]) -> Any:
+def build_config(model: type[ConfigT], file: str | None, flags: Mapping[str, Any]) -> ConfigT:
     """Validate file settings overridden by flags; errors name the field and the file."""
     settings = merge(read_config_file(file) if file else {}, flags)
     try:
@@ -107,6 +148,49 @@ def build_config(model: type[BaseModel], file: str | None, flags: Mapping[str, A
     except ValidationError as exc:
         where = f" (config file {file} and flags)" if file else ""
         raise ConfigError(f"Invalid settings{where}: {format_validation_error(exc)}.") from None
+
+
+def load_settings(model: type[ConfigT], namespace: argparse.Namespace) -> ConfigT:
+    """The command's settings: its ``--config`` file (if any) overridden by its flags."""
+    return build_config(model, getattr(namespace, "config", None), flags_to_settings(namespace))
+
+
+def backend_options(config: Any) -> dict[str, Any]:
+    """A command's backend options with ``--base-model`` folded in (an adapter's base moved)."""
+    result = dict(getattr(config, "backend_options", None) or {})
+    if getattr(config, "base_model", None) is not None:
+        result["base_model"] = config.base_model
+    return result
+
+
+def add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--base-model``, ``--backend`` and ``--backend-option``: what serves."""
+    keep = argparse.SUPPRESS  # unset flags must not override the config file
+    parser.add_argument(
+        "--model", default=keep, help="Hub id, bundled name, saved folder or export folder."
+    )
+    parser.add_argument(
+        "--base-model", dest="base_model", default=keep, help="Local copy of an adapter's base."
+    )
+    parser.add_argument(
+        "--backend",
+        default=keep,
+        help="torch, onnxruntime or a plugin's; default: the one the model's manifest names.",
+    )
+    parser.add_argument(
+        "--backend-option",
+        dest="backend_option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="A backend option, e.g. threads=2.",
+    )
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``: the settings file every command takes."""
+    parser.add_argument(
+        "--config", help="YAML or JSON file mirroring these flags; flags override it."
+    )
 
 
 def parse_value(text: str) -> Any:

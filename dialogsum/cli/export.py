@@ -1,0 +1,45 @@
+"""``dialogsum export``: a saved or tuned model to a self-contained ONNX folder for CPU serving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dialogsum.cli.config import ExportConfig, add_config_flag, backend_options, load_settings
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``export`` command."""
+    parser = commands.add_parser("export", help="Export a model to ONNX for CPU serving.")
+    parser.set_defaults(handler=run)
+    add_config_flag(parser)
+    keep = argparse.SUPPRESS
+    parser.add_argument("--model", default=keep, help="Folder save() or train wrote.")
+    parser.add_argument(
+        "--base-model", dest="base_model", default=keep, help="Local copy of an adapter's base."
+    )
+    parser.add_argument("--output", default=keep, help="Export folder to create.")
+    parser.add_argument(
+        "--quantize", choices=["int8"], default=keep, help="onnxruntime dynamic int8 quantization."
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", default=keep, help="Replace an existing folder."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Refuse a taken output folder before loading, export, and print the export record."""
+    from dialogsum.modeling import check_writable, read_manifest
+    from dialogsum.summarizer import Summarizer
+
+    config = load_settings(ExportConfig, args)
+    check_writable(Path(config.output).expanduser(), overwrite=config.overwrite)
+    summarizer = Summarizer.from_pretrained(
+        config.model, backend="torch", backend_options=backend_options(config)
+    )
+    folder = summarizer.export(config.output, quantize=config.quantize, overwrite=config.overwrite)
+    export = read_manifest(folder).export
+    print(json.dumps({"output": str(folder), **(export.model_dump() if export else {})}, indent=2))
+    return 0

@@ -1,0 +1,150 @@
+"""Capabilities, not classes: a third party's torch backend gets every ability the built-in has.
+
+The Summarizer decides whether a model can be fine-tuned, saved, merged and exported by the
+``TorchModelPredictor`` protocol, never by ``isinstance`` against the built-in predictor; and a
+method that declares no learning rate gets the documented fallback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dialogsum import (
+    ConfigError,
+    InferenceBackend,
+    NoOptions,
+    Summarizer,
+    TorchModelPredictor,
+    hookimpl,
+)
+from dialogsum.interfaces import FALLBACK_LEARNING_RATE
+from dialogsum.plugins import make_plugin_manager
+from dialogsum.registry import get_registry
+
+PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
+
+
+class ThirdPartyPredictor:
+    """A predictor of the third party's own: greedy decoding written here, not dialogsum's."""
+
+    def __init__(self, model: Any, tokenizer: Any, manifest: Any) -> None:
+        self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
+        self.calls = 0
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        import torch
+
+        self.calls += 1
+        summaries = []
+        for dialogue in dialogues:
+            ids = self.tokenizer([self.manifest.data.render(dialogue)], return_tensors="pt")
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **ids, num_beams=1, do_sample=False,
+                    max_new_tokens=generation.get("max_new_tokens", 8),
+                )
+            summaries.append(self.tokenizer.decode(output[0], skip_special_tokens=True).strip())
+        return summaries
+
+
+class ThirdPartyTorchBackend(InferenceBackend):
+    name = "acme-torch"
+    Options = NoOptions
+
+    def load(self, model_dir: Path | str, options: Any) -> ThirdPartyPredictor:
+        from dialogsum.modeling import load_model
+
+        loaded = load_model(model_dir)
+        return ThirdPartyPredictor(loaded.model, loaded.tokenizer, loaded.manifest)
+
+
+class AcmePlugin:
+    @hookimpl
+    def register_backends(self, register: Callable[[Any], None]) -> None:
+        register(ThirdPartyTorchBackend())
+
+
+@pytest.fixture(scope="module")
+def plugins() -> Any:
+    manager = make_plugin_manager()  # the built-ins and installed plugins
+    manager.register(AcmePlugin(), name="acme")
+    return manager
+
+
+def test_a_third_party_torch_backend_can_be_tuned_saved_merged_and_exported(
+    plugins: Any, tiny_model_dir: Path, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("optimum.exporters.onnx")
+    acme = Summarizer.from_pretrained(tiny_model_dir, backend="acme-torch", plugins=plugins)
+    assert isinstance(acme.predictor, ThirdPartyPredictor)
+    assert isinstance(acme.predictor, TorchModelPredictor)
+    assert acme.summarize(PROBE) and acme.predictor.calls == 1  # its own code serves
+
+    tuned = acme.finetune(
+        few_examples,
+        method="lora",
+        options={"r": 4},
+        training={"max_steps": 4, "logging_steps": 1, "progress": False, "learning_rate": 1e-2,
+                  "save_strategy": "no"},
+        data={"max_source_length": 128, "max_target_length": 32},
+    )
+    assert tuned.method == "lora" and len(tuned.training.losses) >= 4  # type: ignore[union-attr]
+
+    saved = tuned.save(tmp_path / "adapter")
+    manifest = json.loads((saved / "dialogsum.json").read_text())
+    assert manifest["peft"] is True and manifest["base_model"] == str(tiny_model_dir.resolve())
+    reloaded = Summarizer.from_pretrained(saved, backend="acme-torch", plugins=plugins)
+    assert reloaded.method == "lora" and reloaded.manifest.peft
+
+    merged = reloaded.merge()
+    assert not merged.manifest.peft and merged.manifest.merged
+
+    folder = reloaded.export(tmp_path / "onnx")
+    export = json.loads((folder / "dialogsum.json").read_text())["export"]
+    assert export["parity"]["passed"] is True and export["backend"] == "onnxruntime"
+    served = Summarizer.from_pretrained(folder, plugins=plugins)
+    assert served.backend == "onnxruntime"
+    expected = merged.summarize(PROBE, max_new_tokens=8, num_beams=1)
+    assert served.summarize(PROBE, max_new_tokens=8, num_beams=1) == expected
+
+
+def test_a_predictor_without_a_torch_model_cannot_be_tuned() -> None:
+    class TextOnly:
+        def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+            return ["summary"] * len(dialogues)
+
+    summarizer = Summarizer(TextOnly(), backend="text-only")
+    assert not isinstance(TextOnly(), TorchModelPredictor)
+    for action in (
+        lambda: summarizer.finetune([{"dialogue": "a", "summary": "b"}]),
+        lambda: summarizer.save("never-written"),
+        summarizer.merge,
+        lambda: summarizer.export("never-written"),
+    ):
+        with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'text-only'"):
+            action()
+    assert not Path("never-written").exists()
+
+
+def test_a_method_without_a_default_learning_rate_gets_the_fallback() -> None:
+    class Bare:
+        name = "bare"
+        Options = NoOptions
+
+        def prepare(self, model: Any, options: Any) -> Any:
+            return model
+
+    class BarePlugin:
+        @hookimpl
+        def register_methods(self, register: Callable[[Any], None]) -> None:
+            register(Bare())
+
+    manager = make_plugin_manager(load_entry_points=False)
+    manager.register(BarePlugin(), name="bare")
+    method = get_registry(manager).method("bare")
+    assert method.default_learning_rate == FALLBACK_LEARNING_RATE == 5e-5
