@@ -21,7 +21,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import pluggy
 
-from dialogsum import hookspecs
+import dialogsum.hookspecs as hookspecs
 from dialogsum.errors import PluginError
 
 ENTRY_POINT_GROUP = "dialogsum"
