@@ -8,10 +8,6 @@ was tuned with, so that a reload summarizes exactly as the tuned model did.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +15,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import ConfigError, ModelError, logger
+from dialogsum.errors import ModelError, logger
+from dialogsum.files import check_writable, staged_folder
+from dialogsum.hub import hub_reachable, offline_reason, pretrained, refuse_pickles
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_BACKEND",
+    "DEFAULT_MODEL",
+    "MANIFEST_NAME",
+    "ExportInfo",
+    "LoadedModel",
+    "ModelManifest",
+    "check_writable",
+    "default_backend",
+    "load_model",
+    "read_manifest",
+    "resolve_model_dir",
+    "save_model",
+]
 
 MANIFEST_NAME = "dialogsum.json"
 MANIFEST_FORMAT = 1
@@ -188,17 +202,23 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 def _from_pretrained(cls: Any, source: str, what: str) -> Any:
     try:
-        return cls.from_pretrained(source)
+        return pretrained(cls, source, weights=what == "model")
+    except ModelError:
+        raise
     except Exception as exc:  # corrupt files raise anything from OSError to SafetensorError
-        where = (
-            "its folder"
-            if Path(source).exists()
-            else "the Hugging Face hub (it is not a local folder; are you offline?)"
-        )
+        if Path(source).exists():
+            where = "its folder"
+        elif not hub_reachable():
+            where = (
+                f"the local cache: it is not a local folder, and {offline_reason()}, so the "
+                f"hub was not tried"
+            )
+        else:
+            where = "the Hugging Face hub (it is not a local folder)"
         raise ModelError(
             f"Could not load the {what} '{source}' from {where}: {type(exc).__name__}: "
-            f"{first_line(exc)}. Give a folder that save() wrote, or a "
-            f"hub id such as {DEFAULT_MODEL} when online."
+            f"{first_line(exc)}. Give a folder that save() wrote, the bundled "
+            f"'dialogsum-tiny', or a hub id such as {DEFAULT_MODEL} when online."
         ) from exc
 
 
@@ -208,6 +228,7 @@ def _load_adapter(
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForSeq2SeqLM
 
+    refuse_pickles(model_dir)
     try:
         config = PeftConfig.from_pretrained(str(model_dir))
     except Exception as exc:
@@ -218,8 +239,21 @@ def _load_adapter(
             f"The adapter in {model_dir} does not record its base model; pass base_model= "
             f"(CLI: --base-model) naming the model it was tuned from."
         )
+    # The base may be a bundled model's name (dialogsum-tiny) or a folder: resolve it the way
+    # every other model name is resolved, so neither is looked up on the hub.
     try:
-        base_module = AutoModelForSeq2SeqLM.from_pretrained(base)
+        base_dir = resolve_model_dir(base)
+    except ModelError as exc:
+        raise ModelError(
+            f"The adapter in {model_dir} was tuned from '{base}', which could not be loaded "
+            f"({exc}). Pass base_model= (CLI: --base-model) pointing to a local copy of that "
+            f"model."
+        ) from exc
+    base_source = str(base_dir) if base_dir is not None else str(base)
+    try:
+        base_module = pretrained(AutoModelForSeq2SeqLM, base_source)
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(
             f"The adapter in {model_dir} was tuned from '{base}', which could not be loaded "
@@ -230,8 +264,8 @@ def _load_adapter(
         model = PeftModel.from_pretrained(base_module, str(model_dir))
     except Exception as exc:
         raise ModelError(f"Could not load the adapter weights in {model_dir}: {exc}") from exc
-    tokenizer_source = str(model_dir) if (model_dir / "tokenizer_config.json").exists() else base
-    return model, tokenizer_source
+    has_tokenizer = (model_dir / "tokenizer_config.json").exists()
+    return model, str(model_dir) if has_tokenizer else base_source
 
 
 def _load_tokenizer(source: str, model_dir: Path | None) -> Any:
@@ -265,7 +299,7 @@ def save_model(
 
     target = Path(path).expanduser()
     check_writable(target, overwrite=overwrite)
-    with staged_folder(target) as staging:
+    with staged_folder(target, overwrite=overwrite) as staging:
         # Saved models summarize at their tuned length, not transformers' default of 20 tokens.
         previous = model.generation_config.max_new_tokens
         model.generation_config.max_new_tokens = manifest.data.max_target_length
@@ -280,52 +314,3 @@ def save_model(
         )
     logger.info("saved %s model to %s", manifest.method or "base", target)
     return target
-
-
-def check_writable(target: Path, *, overwrite: bool) -> None:
-    """Refuse to replace an existing, non-empty folder unless ``overwrite`` is set."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise ConfigError(
-            f"{target} already exists and is not empty; choose another folder or pass "
-            f"overwrite=True (CLI: --overwrite) to replace it."
-        )
-
-
-@contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
-    """A temporary sibling folder to write into, moved to ``target`` when the block completes.
-
-    On any error the temporary folder is removed and ``target`` is left as it was, so an
-    interrupted save or export leaves nothing half-written.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
-    try:
-        yield staging
-        replace_folder(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def replace_folder(staging: Path, target: Path) -> None:
-    """Move a completed ``staging`` folder to ``target``, replacing what was there."""
-    if not target.exists():
-        staging.rename(target)
-        return
-    # A unique name for the old folder: concurrent saves must not collide on it, and it is put
-    # back if the new folder cannot be moved in, so a failed overwrite loses nothing.
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    old.rmdir()
-    target.rename(old)
-    try:
-        staging.rename(target)
-    except BaseException:
-        old.rename(target)
-        raise
-    if old.is_dir():
-        shutil.rmtree(old)
-    else:
-        old.unlink()

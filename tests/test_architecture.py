@@ -62,7 +62,7 @@ PLUGIN_LAYER = frozenset(
 )
 CORE = frozenset(
     f"{PACKAGE}.{name}"
-    for name in ("data", "generation", "evaluate", "modeling", "adapters", "predictor")
+    for name in ("data", "generation", "evaluate", "modeling", "adapters", "predictor", "files", "hub")
 )
 TRAINING, ONNX = f"{PACKAGE}.training", f"{PACKAGE}.onnx"
 BUILT_INS = (f"{PACKAGE}.methods", f"{PACKAGE}.backends")

@@ -158,7 +158,7 @@ def export_onnx(
     model = _cpu_float32(model)
     plain, prompt = _plain_model(model)
     plain.eval()
-    with staged_folder(target) as staging:
+    with staged_folder(target, overwrite=overwrite) as staging:
         # optimum copies the tokenizer from config._name_or_path, which may be a hub id (or a
         # bundled model's name) and would cost minutes of retries offline. Point it at the
         # staging folder, which holds our tokenizer already; the name is not written to disk.

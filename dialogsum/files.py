@@ -1,0 +1,160 @@
+"""Writes a user depends on, made safe: atomic, readable as the umask says, never clobbering.
+
+Every folder dialogsum writes (a saved model, an export, a run's model) is built under a
+temporary sibling name and renamed into place when complete; every file (metrics, predictions,
+reports) is written to a temporary sibling and renamed. An interrupted or failed write (Ctrl-C,
+kill, a full disk) therefore leaves the previous state as it was. Temporary folders are created
+private (``mkdtemp`` makes them 0700); they are given the mode the user's umask asks for before
+they become visible, so other users and service accounts can read what was written.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dialogsum.errors import ConfigError, DialogsumError
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give ``path`` (and a folder's contents) the modes a plain ``mkdir``/``open`` would have."""
+    mask = current_umask()
+    folder_mode, file_mode = 0o777 & ~mask, 0o666 & ~mask
+    if path.is_dir():
+        for root, folders, files in os.walk(path):
+            os.chmod(root, folder_mode)
+            for name in folders:
+                os.chmod(os.path.join(root, name), folder_mode)
+            for name in files:
+                os.chmod(os.path.join(root, name), file_mode)
+    else:
+        os.chmod(path, file_mode)
+
+
+def check_writable(target: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an existing, non-empty folder unless ``overwrite`` is set."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise ConfigError(
+            f"{target} already exists and is not empty; choose another folder or pass "
+            f"overwrite=True (CLI: --overwrite) to replace it."
+        )
+
+
+def disk_full_error(target: Path, exc: OSError) -> DialogsumError:
+    """The error for a write that ran out of space (or quota): nothing was replaced."""
+    return DialogsumError(
+        f"Writing {target} failed: {exc.strerror or exc} (the disk or your quota is full). "
+        f"Nothing was replaced: what was there before is intact. Free some space and run again."
+    )
+
+
+@contextmanager
+def _parent_lock(parent: Path) -> Iterator[None]:
+    # Held only while a finished write is moved into place, so two writers into one folder
+    # cannot both see it free and both report success for work one of them then loses.
+    handle = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+
+
+@contextmanager
+def staged_folder(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary sibling folder to write into, moved to ``target`` when the block completes.
+
+    On any error the temporary folder is removed and ``target`` is left as it was. Without
+    ``overwrite``, a ``target`` that another process filled while this block ran is a
+    :class:`ConfigError` (never a silent replacement); with it, the newest write wins.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    try:
+        yield staging
+        apply_umask(staging)
+        with _parent_lock(target.parent):
+            if not overwrite and target.exists() and (not target.is_dir() or any(target.iterdir())):
+                raise ConfigError(
+                    f"{target} was written by another process while this one was working; "
+                    f"this result was not saved, so nothing of the other one is lost. Choose "
+                    f"another folder, or pass overwrite=True (CLI: --overwrite) to replace it."
+                )
+            replace_folder(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full_error(target, exc) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Move a completed ``staging`` folder to ``target``, replacing what was there."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        if target.exists():
+            target.rmdir()  # an empty folder the user made for the result
+        staging.rename(target)
+        return
+    # A unique name for the old folder: concurrent saves must not collide on it, and it is put
+    # back if the new folder cannot be moved in, so a failed overwrite loses nothing.
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old.rmdir()
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def write_text(path: Path, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary sibling renamed into place).
+
+    Without ``overwrite`` an existing file is a :class:`ConfigError`. A failed write (a full
+    disk) leaves the previous file intact and says so.
+    """
+    path = Path(path).expanduser()
+    if not overwrite and path.exists():
+        raise ConfigError(f"{path} already exists; choose another name or allow overwriting it.")
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".partial", dir=path.parent
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        apply_umask(Path(temporary))
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full_error(path, exc) from exc
+        raise
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
