@@ -15,7 +15,6 @@ from dialogsum.modeling import (
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
     ModelManifest,
-    check_writable,
     default_backend,
     save_model,
 )
@@ -203,8 +202,12 @@ class Summarizer:
 
         plan = self._plan(train, method, options, eval_data, training, data)
         run_dir = Path(output_dir).expanduser() if output_dir is not None else None
-        if run_dir is not None and not plan.training.resume_from_checkpoint:
-            check_writable(run_dir, overwrite=overwrite)
+        if run_dir is not None:
+            from dialogsum.training.checkpoints import prepare_run_folder
+
+            prepare_run_folder(
+                run_dir, overwrite=overwrite, resume=plan.training.resume_from_checkpoint
+            )
         predictor, result = run_finetune(
             plan, output_dir=run_dir, generation=self.manifest.generation
         )

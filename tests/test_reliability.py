@@ -79,11 +79,13 @@ def test_saved_models_follow_the_umask(tmp_path: Path, tiny_model_dir: Path) -> 
 
 def test_a_folder_written_meanwhile_is_never_replaced_silently(tmp_path: Path) -> None:
     target = tmp_path / "export"
-    with pytest.raises(ConfigError, match=r"written by another process while this one"):
-        with staged_folder(target) as first:
-            (first / "who").write_text("first")
-            with staged_folder(target) as second:  # another process, finishing first
-                (second / "who").write_text("second")
+    with (
+        pytest.raises(ConfigError, match=r"written by another process while this one"),
+        staged_folder(target) as first,
+    ):
+        (first / "who").write_text("first")
+        with staged_folder(target) as second:  # another process, finishing first
+            (second / "who").write_text("second")
     assert (target / "who").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging left behind
     with staged_folder(target, overwrite=True) as third:  # asked for: replaced

@@ -12,7 +12,7 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -217,7 +217,19 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], gro
     section = parser.add_argument_group(f"{group} options")
     for name, field in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
+        if field.annotation == (bool | str):
+            # --resume-from-checkpoint alone means True; with a value, a checkpoint path.
+            section.add_argument(
+                flag,
+                dest=f"{group}.{name}",
+                nargs="?",
+                const=True,
+                type=parse_value,
+                default=argparse.SUPPRESS,
+                metavar="CHECKPOINT",
+                help=field.description,
+            )
+        elif field.annotation is bool:
             section.add_argument(
                 flag,
                 dest=f"{group}.{name}",
@@ -227,7 +239,7 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], gro
             )
         else:
             # Text fields stay text: a prompt such as "{dialogue}" is not YAML to parse.
-            textual = field.annotation in (str, str | None)
+            textual = field.annotation in (str, str | None) or _string_choices(field.annotation)
             section.add_argument(
                 flag,
                 dest=f"{group}.{name}",
@@ -236,6 +248,13 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], gro
                 metavar=name.upper(),
                 help=field.description,
             )
+
+
+def _string_choices(annotation: Any) -> bool:
+    # Literal["no", "epoch", "steps"]: the value stays text (YAML would read "no" as False).
+    return get_origin(annotation) is Literal and all(
+        isinstance(choice, str) for choice in get_args(annotation)
+    )
 
 
 #: Flags that steer the command itself and are not settings of the config models.

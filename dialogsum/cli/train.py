@@ -59,17 +59,21 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything cheap, load the model, then train (or estimate)."""
     from dialogsum.data import load_examples
-    from dialogsum.modeling import check_writable
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
+    from dialogsum.training.checkpoints import check_run_folder
 
     config = load_settings(TrainConfig, args)
     # Validate everything cheap before the (slow) model load.
     options = get_registry().method_options(config.method, config.options)
     train_data = load_examples(config.train, "train")
     eval_data = load_examples(config.eval, "validation") if config.eval else None
-    if not config.training.resume_from_checkpoint and not args.estimate:
-        check_writable(Path(config.output_dir), overwrite=config.overwrite)
+    if not args.estimate:
+        check_run_folder(
+            Path(config.output_dir).expanduser(),
+            overwrite=config.overwrite,
+            resume=config.training.resume_from_checkpoint,
+        )
     summarizer = Summarizer.from_pretrained(config.model, backend_options=backend_options(config))
     if args.estimate:
         estimate = summarizer.estimate(

@@ -117,6 +117,11 @@ def plan_run(
     train_examples = load_examples(train, "train")
     eval_examples = load_examples(eval_data, "validation") if eval_data is not None else None
 
+    # Seed before the method prepares the model: adapters draw their initial weights from the
+    # global RNG, and the Trainer only seeds it later, in its own constructor.
+    from transformers import set_seed
+
+    set_seed(training_options.seed)
     copied = copy.deepcopy(model)  # the caller's model stays as it was
     if source is not None:
         copied.config._name_or_path = source  # what peft records as the adapter's base

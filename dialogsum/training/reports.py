@@ -98,7 +98,7 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
         f"| training data | {plan.train_description} ({len(plan.train_features):,} pairs) |",
         f"| truncated | {plan.truncation.dialogues_truncated} dialogues, "
         f"{plan.truncation.summaries_truncated} summaries |",
-        f"| epochs / steps | {plan.training.epochs} / {metrics.get('global_step', '-')} |",
+        _length(plan, metrics),
         f"| learning rate | {plan.learning_rate:g} |",
         f"| batch size | {plan.training.batch_size} x {plan.training.gradient_accumulation_steps} "
         f"accumulation |",
@@ -134,6 +134,15 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _length(plan: RunPlan, metrics: dict[str, Any]) -> str:
+    steps = metrics.get("global_step", "-")
+    if plan.training.max_steps:  # max_steps overrides epochs: the card says what ran
+        epochs = metrics.get("epoch")
+        ran = f" ({epochs:.2f} epochs)" if isinstance(epochs, float) else ""
+        return f"| steps | {steps} of max_steps {plan.training.max_steps}{ran} |"
+    return f"| epochs / steps | {plan.training.epochs:g} / {steps} |"
 
 
 def _options(options: dict[str, Any]) -> str:

@@ -7,11 +7,12 @@ checkpoints and resume, logging integrations, and multi-GPU launch with ``torchr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, MissingDependencyError, install_command, logger
 from dialogsum.training.options import TrainingOptions
 
 
@@ -77,9 +78,12 @@ def train(
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from dialogsum.training.callbacks import LogToLogger, QuietProgress
+    from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
+    from dialogsum.training.checkpoints import resume_point
     from dialogsum.training.features import IGNORE_INDEX
 
+    check_reporting(options.report_to)
+    resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -139,22 +143,80 @@ def train(
     if options.progress:
         trainer.add_callback(QuietProgress())
     trainer.add_callback(LogToLogger())
+    totals = RunTotals(trainer, previous_loss_sum(resume))
+    trainer.add_callback(totals)
     for callback in callbacks or []:
         trainer.add_callback(callback)
     try:
-        output = trainer.train(resume_from_checkpoint=options.resume_from_checkpoint or None)
-    except ValueError as exc:
-        if "checkpoint" in str(exc).lower():
-            raise ConfigError(
-                f"Cannot resume: {exc}. Checkpoints are looked for in {checkpoint_dir}; pass a "
-                f"checkpoint folder as resume_from_checkpoint, or start without resuming."
-            ) from exc
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except KeyboardInterrupt:
+        interrupted(checkpoint_dir, trainer.state.global_step)
         raise
     metrics = dict(output.metrics)
+    metrics["global_step"] = output.global_step
+    if resume is not None and output.global_step:
+        # The Trainer's own figure divides only the losses since the resume by every step.
+        metrics["train_loss"] = totals.total() / output.global_step
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     if evaluations:
         metrics["eval_loss"] = evaluations[-1]["eval_loss"]
     return TrainResult(metrics=metrics, log_history=list(trainer.state.log_history))
+
+
+def check_reporting(report_to: list[str]) -> None:
+    """Fail before training when a ``report_to`` integration is unknown or not installed."""
+    from transformers.integrations import integration_utils
+
+    known = integration_utils.INTEGRATION_TO_CALLBACK
+    for name in report_to:
+        if name in ("none", "all"):
+            continue
+        if name not in known:
+            raise ConfigError(
+                f"Invalid options for training: report_to {name!r} is not an integration "
+                f"transformers knows; use one of {', '.join(sorted(known))}, or 'none'."
+            )
+    if "tensorboard" in report_to and not integration_utils.is_tensorboard_available():
+        raise MissingDependencyError(
+            f"report_to tensorboard needs the tensorboard package: "
+            f"{install_command('tensorboard')}.",
+            extra="tensorboard",
+            missing="tensorboard",
+        )
+    available = set(integration_utils.get_available_reporting_integrations())
+    missing = sorted(set(report_to) - available - {"none", "all", "tensorboard"})
+    if missing:
+        raise MissingDependencyError(
+            f"report_to {', '.join(missing)} needs that package installed: "
+            f"pip install {' '.join(missing)}.",
+            extra=None,
+            missing=missing[0],
+        )
+
+
+def previous_loss_sum(checkpoint: Path | None) -> float:
+    """The loss summed before ``checkpoint`` (0 when starting fresh or when it was not recorded)."""
+    from dialogsum.training.checkpoints import STATE_FILE
+
+    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
+        return 0.0
+    return float(json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))["loss_sum"])
+
+
+def interrupted(checkpoint_dir: Path, step: int) -> None:
+    """Tell the user, on Ctrl-C, where the run stopped and how to continue it."""
+    from dialogsum.training.checkpoints import checkpoints
+
+    saved = checkpoints(checkpoint_dir)
+    if saved:
+        logger.warning(
+            "interrupted at step %d; the newest checkpoint is %s. Continue the run with "
+            "resume_from_checkpoint=True (CLI: --resume-from-checkpoint).",
+            step,
+            saved[-1],
+        )
+    else:
+        logger.warning("interrupted at step %d, before any checkpoint was saved.", step)
 
 
 def is_main_process() -> bool:

@@ -1,0 +1,135 @@
+"""Run folders and their checkpoints: start fresh, or resume from the last checkpoint that is whole.
+
+A run killed mid-save (kill -9, a full disk, Ctrl-C) can leave its newest checkpoint truncated.
+Resuming checks each checkpoint's files before the Trainer reads them, skips damaged ones with a
+warning that names them, and says which checkpoint the run continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+from dialogsum.errors import ConfigError, logger
+from dialogsum.files import check_writable
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+#: Written next to the Trainer's files in every checkpoint: what dialogsum needs to continue
+#: exactly (the summed training loss, so ``train_loss`` covers the whole run after a resume).
+STATE_FILE = "dialogsum_state.json"
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in ``folder``, oldest (smallest N) first."""
+    if not folder.is_dir():
+        return []
+    found = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if path.is_dir() and (match := _CHECKPOINT.match(path.name))
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def damage(checkpoint: Path) -> str | None:
+    """What is wrong with ``checkpoint`` (a truncated or unreadable file), or None when whole."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json is unreadable ({exc})"
+    from safetensors import safe_open
+
+    for weights in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 - safe_open has keys(), no iteration
+                    handle.get_tensor(key)
+        except Exception as exc:  # safetensors raises its own SafetensorError, or OSError
+            return f"{weights.name} is truncated or corrupt ({type(exc).__name__}: {exc})"
+    # torch.save writes zip archives: a truncated one fails the archive's own check.
+    for archive in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                broken = handle.testzip()
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{archive.name} is truncated or corrupt ({exc})"
+        if broken is not None:
+            return f"{archive.name} is corrupt (member {broken})"
+    return None
+
+
+def resume_point(checkpoint_dir: Path, resume: bool | str) -> Path | None:
+    """The checkpoint to resume from, checked whole; None when not resuming.
+
+    ``resume=True`` takes the newest whole checkpoint in ``checkpoint_dir`` (damaged newer ones
+    are skipped with a warning); a path must name a whole checkpoint.
+    """
+    if resume is False:
+        return None
+    if resume is not True:
+        chosen = Path(resume).expanduser()
+        if not chosen.is_dir():
+            raise ConfigError(
+                f"Cannot resume: {chosen} is not a checkpoint folder. Checkpoints of this run "
+                f"are in {checkpoint_dir}; pass resume_from_checkpoint=True to take the newest."
+            )
+        problem = damage(chosen)
+        if problem:
+            raise ConfigError(
+                f"Cannot resume from {chosen}: {problem}. Pass resume_from_checkpoint=True to "
+                f"continue from the newest whole checkpoint instead."
+            )
+        logger.info("resuming from %s", chosen)
+        return chosen
+    found = checkpoints(checkpoint_dir)
+    if not found:
+        raise ConfigError(
+            f"Cannot resume: there is no checkpoint in {checkpoint_dir}. Start without resuming "
+            f"(it saves checkpoints as it goes: save_strategy 'epoch' or 'steps')."
+        )
+    for candidate in reversed(found):
+        problem = damage(candidate)
+        if problem is None:
+            logger.info("resuming from %s", candidate)
+            return candidate
+        logger.warning("skipping damaged checkpoint %s: %s", candidate, problem)
+    raise ConfigError(
+        f"Cannot resume: every checkpoint in {checkpoint_dir} is damaged (the newest, "
+        f"{found[-1].name}: {damage(found[-1])}). Start again with overwrite=True "
+        f"(CLI: --overwrite)."
+    )
+
+
+def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> None:
+    """Fail when a run may not write ``run_dir`` (it changes nothing).
+
+    A folder holding checkpoints of a run that never finished (killed, interrupted) is refused
+    with the advice to resume it, not to throw it away.
+    """
+    if resume is not False:
+        return
+    existing = checkpoints(run_dir / "checkpoints")
+    if not overwrite and existing and not (run_dir / "model").is_dir():
+        raise ConfigError(
+            f"{run_dir} holds checkpoints of a run that did not finish (newest: "
+            f"{existing[-1].name}). To continue it, resume: resume_from_checkpoint=True (CLI: "
+            f"--resume-from-checkpoint). To discard it and start over: overwrite=True "
+            f"(CLI: --overwrite)."
+        )
+    check_writable(run_dir, overwrite=overwrite)
+
+
+def prepare_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> None:
+    """:func:`check_run_folder`, then, with ``overwrite``, drop the old run's checkpoints."""
+    check_run_folder(run_dir, overwrite=overwrite, resume=resume)
+    if resume is False and overwrite and (run_dir / "checkpoints").exists():
+        # Left in place, the old run's checkpoints would be what a later resume picks up.
+        logger.info("removing the previous run's checkpoints in %s", run_dir / "checkpoints")
+        shutil.rmtree(run_dir / "checkpoints")

@@ -1,0 +1,193 @@
+"""Runs that can be reproduced and resumed exactly: same seed, same weights; kill -9, resume,
+same result; a damaged newest checkpoint skipped; advice that points to resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dialogsum import ConfigError, Summarizer
+from dialogsum.cli import main
+
+#: 12 steps of 4 over 40 dialogues: the run crosses an epoch boundary, so a resume may land
+#: mid-epoch (batches to skip) or on an epoch's edge.
+RUN = ["--method", "lora", "--option", "r=4", "--max-steps", "12", "--batch-size", "4",
+       "--save-strategy", "steps", "--save-steps", "1", "--save-total-limit", "20",
+       "--logging-steps", "1", "--seed", "3", "--learning-rate", "0.01", "--no-progress",
+       "--max-source-length", "96", "--max-target-length", "24", "--eval-strategy", "no"]
+
+
+def train_command(model: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
+            str(data), "--output-dir", str(run_dir), *RUN, *extra]
+
+
+def environment() -> dict[str, str]:
+    # One thread: the same arithmetic order in every run, and no contention with pytest.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def adapter_weights(run_dir: Path) -> dict[str, object]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    history = json.loads((run_dir / "metrics.json").read_text())["log_history"]
+    return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+
+
+def max_difference(first: dict[str, object], second: dict[str, object]) -> float:
+    assert first.keys() == second.keys()
+    return max(float((first[k] - second[k]).abs().max()) for k in first)  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path) -> Path:
+    """An uninterrupted run, the one every other run must reproduce."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_the_same_seed_gives_the_same_weights_bit_for_bit(
+    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    again = tmp_path / "again"
+    command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", again)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert max_difference(adapter_weights(reference), adapter_weights(again)) == 0.0
+    assert losses(reference) == losses(again)
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_result(
+    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("DIALOGSUM_KILL_SEED", "20261126"))
+    kill_after = random.Random(seed).randint(2, 10)
+    run_dir = tmp_path / "killed"
+    command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=environment())
+    marker = run_dir / "checkpoints" / f"checkpoint-{kill_after}" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"the run ended before step {kill_after}"
+    assert not (run_dir / "model").exists()
+
+    # Re-running without resuming must point to resuming, not to --overwrite.
+    advice = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    assert advice.returncode == 2
+    assert "did not finish" in advice.stderr and "--resume-from-checkpoint" in advice.stderr
+
+    resumed = subprocess.run([*command, "--resume-from-checkpoint"], capture_output=True,
+                             text=True, env=environment(), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    difference = max_difference(adapter_weights(reference), adapter_weights(run_dir))
+    assert difference <= 1e-6, f"killed after step {kill_after} (seed {seed}): {difference}"
+    assert losses(run_dir) == losses(reference), kill_after  # logged rounded: equal
+    expected = json.loads((reference / "metrics.json").read_text())["train_loss"]
+    assert json.loads((run_dir / "metrics.json").read_text())["train_loss"] == pytest.approx(
+        expected, abs=1e-6
+    )
+
+
+FAST = {"batch_size": 4, "progress": False, "logging_steps": 1, "learning_rate": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+
+
+def test_overwrite_starts_a_new_run_instead_of_resuming_the_old_one(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    steps = {**FAST, "save_strategy": "steps", "save_steps": 2, "save_total_limit": 10}
+    base.finetune(few_examples, method="lora", output_dir=run, training={**steps, "max_steps": 6})
+    assert (run / "checkpoints" / "checkpoint-6").is_dir()
+    base.finetune(few_examples, method="lora", output_dir=run, overwrite=True,
+                  training={**steps, "max_steps": 2, "seed": 7})
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["checkpoint-2"]
+    resumed = base.finetune(few_examples, method="lora", output_dir=run,
+                            training={**steps, "max_steps": 4, "seed": 7,
+                                      "resume_from_checkpoint": True})
+    assert resumed.training.metrics["global_step"] == 4  # type: ignore[union-attr]
+    assert len(resumed.training.losses) >= 4  # type: ignore[union-attr]
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_and_named(
+    base: Summarizer, few_examples, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    steps = {**FAST, "save_strategy": "steps", "save_steps": 2, "save_total_limit": 10}
+    base.finetune(few_examples, method="lora", output_dir=run, training={**steps, "max_steps": 4})
+    newest = run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # as a kill -9 mid-save leaves it
+    with pytest.raises(ConfigError, match=r"Cannot resume from .*checkpoint-4: adapter_model"):
+        base.finetune(few_examples, method="lora", output_dir=run,
+                      training={**steps, "max_steps": 6,
+                                "resume_from_checkpoint": str(newest.parent)})
+    caplog.set_level("INFO", logger="dialogsum")
+    resumed = base.finetune(few_examples, method="lora", output_dir=run,
+                            training={**steps, "max_steps": 6, "resume_from_checkpoint": True})
+    assert "skipping damaged checkpoint" in caplog.text and "checkpoint-4" in caplog.text
+    assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    assert resumed.training.metrics["global_step"] == 6  # type: ignore[union-attr]
+
+
+def test_the_run_card_says_how_many_steps_ran(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    base.finetune(few_examples, method="lora", output_dir=run,
+                  training={**FAST, "max_steps": 3, "save_strategy": "no"})
+    card = (run / "README.md").read_text()
+    assert "| steps | 3 of max_steps 3 (1.50 epochs) |" in card
+    assert "3.0 / -" not in card
+
+
+def test_report_to_an_integration_that_is_not_installed(
+    base: Summarizer, few_examples, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from transformers.integrations import integration_utils
+
+    from dialogsum import MissingDependencyError
+
+    monkeypatch.setattr(integration_utils, "is_tensorboard_available", lambda: False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dialogsum\[tensorboard\]'"):
+        base.finetune(few_examples, training={**FAST, "max_steps": 1, "report_to": "tensorboard"})
+    with pytest.raises(ConfigError, match=r"report_to 'tensorbored' is not an integration"):
+        base.finetune(few_examples, training={**FAST, "max_steps": 1, "report_to": "tensorbored"})
+
+
+def test_the_cli_flag_alone_means_resume(tmp_path: Path) -> None:
+    from dialogsum.cli import build_parser
+    from dialogsum.cli.config import TrainConfig, build_config, flags_to_settings
+
+    base_args = ["train", "--train", "t.jsonl", "--output-dir", "r"]
+    for extra, expected in (([], False), (["--resume-from-checkpoint"], True),
+                            (["--resume-from-checkpoint", "r/checkpoints/checkpoint-2"],
+                             "r/checkpoints/checkpoint-2"),
+                            (["--eval-strategy", "no"], False)):
+        args = build_parser().parse_args([*base_args, *extra])
+        config = build_config(TrainConfig, None, flags_to_settings(args))
+        assert config.training.resume_from_checkpoint == expected
+    args = build_parser().parse_args([*base_args, "--eval-strategy", "no"])
+    assert build_config(TrainConfig, None, flags_to_settings(args)).training.eval_strategy == "no"
+    assert main(["train", "--train", str(tmp_path / "t.jsonl"), "--output-dir", "r"]) == 2
