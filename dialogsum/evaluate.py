@@ -17,6 +17,7 @@ from typing import Any
 
 from dialogsum.data import Example
 from dialogsum.errors import ConfigError
+from dialogsum.files import write_text
 from dialogsum.interfaces import Predictor
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -53,11 +54,17 @@ def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> di
     return {name: 100.0 * fmean(values) for name, values in totals.items()}
 
 
-def check_output_file(path: str | Path) -> None:
-    """Fail before any work when ``path`` cannot be written (missing folder, a directory)."""
+def check_output_file(path: str | Path, *, overwrite: bool = True) -> None:
+    """Fail before any work when ``path`` cannot be written (missing folder, a directory, or
+    an existing file without ``overwrite``)."""
     target = Path(path).expanduser()
     if target.is_dir():
         raise ConfigError(f"Output file {target} is a folder; give a file name.")
+    if target.exists() and not overwrite:
+        raise ConfigError(
+            f"{target} already exists; choose another file or pass overwrite=True "
+            f"(CLI: --overwrite) to replace it."
+        )
     if not target.parent.is_dir():
         raise ConfigError(
             f"Cannot write {target}: its folder {target.parent} does not exist; create it first."
@@ -69,6 +76,7 @@ def evaluate_predictor(
     examples: Sequence[Example],
     *,
     predictions_file: str | Path | None = None,
+    overwrite: bool = True,
     **generation: Any,
 ) -> dict[str, float]:
     """Summarize ``examples`` with ``predictor`` and score the summaries with :func:`rouge`.
@@ -78,7 +86,7 @@ def evaluate_predictor(
     (id, dialogue, prediction, references).
     """
     if predictions_file is not None:
-        check_output_file(predictions_file)  # before the work, not after it
+        check_output_file(predictions_file, overwrite=overwrite)  # before the work
     started = time.perf_counter()
     predictions = predictor.summarize([e.dialogue for e in examples], **generation)
     seconds = time.perf_counter() - started
@@ -94,7 +102,6 @@ def evaluate_predictor(
             {"id": e.id, "dialogue": e.dialogue, "prediction": p, "references": list(e.references)}
             for e, p in zip(examples, predictions, strict=True)
         ]
-        Path(predictions_file).write_text(
-            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
-        )
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_text(Path(predictions_file), lines, overwrite=overwrite)
     return scores

@@ -23,16 +23,24 @@ class GenerationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int | None = Field(None, gt=0, description="Longest summary, in tokens.")
-    min_new_tokens: int = Field(0, ge=0)
+    min_new_tokens: int = Field(0, ge=0, description="Shortest summary, in tokens.")
     num_beams: int = Field(1, ge=1, description="1 is greedy decoding.")
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(50, ge=0)
-    no_repeat_ngram_size: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, gt=0)
-    length_penalty: float = 1.0
-    early_stopping: bool = False
+    do_sample: bool = Field(False, description="Sample instead of searching (torch only).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Sampling: nucleus probability mass.")
+    top_k: int = Field(50, ge=0, description="Sampling: only the k likeliest tokens.")
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, description="Never repeat an n-gram of this size (0: off)."
+    )
+    repetition_penalty: float = Field(
+        1.0, gt=0, description="Above 1 discourages tokens already generated."
+    )
+    length_penalty: float = Field(
+        1.0, description="Beam search: above 0 favours longer summaries, below 0 shorter."
+    )
+    early_stopping: bool = Field(
+        False, description="Beam search: stop when num_beams finished candidates exist."
+    )
     batch_size: int = Field(8, gt=0, description="Dialogues per generation batch.")
 
     def generate_kwargs(self, default_max_new_tokens: int) -> dict[str, Any]:

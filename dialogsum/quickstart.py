@@ -9,6 +9,7 @@ table and what each stage cost.
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 import time
 from collections.abc import Callable
@@ -162,9 +163,28 @@ def render(result: QuickstartResult, show: int = 3, width: int = 100) -> str:
         lines += [
             "",
             f"The int8 ONNX export is in {result.export_dir}; serve it with",
-            f"  dialogsum summarize --model {result.export_dir} --backend onnxruntime",
+            f"  {command_name()} summarize --model {result.export_dir}",
         ]
     return "\n".join(lines)
+
+
+def command_name() -> str:
+    """How the user can run ``dialogsum`` again: the name when it is on PATH, else its path.
+
+    The README installs into ``.venv``, whose ``bin`` is usually not on PATH.
+    """
+    import shutil
+    import sys
+
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("dialogsum")
+    if script is not None and script.name == "dialogsum":
+        if on_path and Path(on_path).resolve() == script:
+            return "dialogsum"
+        return shlex.quote(str(script))
+    if on_path:
+        return "dialogsum"
+    return f"{shlex.quote(sys.executable)} -m dialogsum"
 
 
 def main_quickstart(**kwargs: Any) -> str:

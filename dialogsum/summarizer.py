@@ -252,6 +252,7 @@ class Summarizer:
         split: str = "test",
         *,
         predictions_file: str | Path | None = None,
+        overwrite: bool = True,
         **generation: Any,
     ) -> dict[str, float]:
         """ROUGE (percent, stemmed) of this model's summaries against the references in ``data``.
@@ -265,7 +266,11 @@ class Summarizer:
 
         examples = group_references(load_examples(data, split))
         return evaluate_predictor(
-            self._predictor, examples, predictions_file=predictions_file, **generation
+            self._predictor,
+            examples,
+            predictions_file=predictions_file,
+            overwrite=overwrite,
+            **generation,
         )
 
     def merge(self) -> Summarizer:

@@ -221,6 +221,7 @@ def test_the_backend_comes_from_the_export_manifest(
 
     manifest = json.loads((lora_export / "dialogsum.json").read_text())
     assert manifest["export"]["backend"] == "onnxruntime"
+    assert manifest["merged"] is True and manifest["peft"] is False  # the LoRA was merged
     assert Summarizer.from_pretrained(lora_export).backend == "onnxruntime"
     # No --backend: the CLI reads the manifest instead of guessing from file names.
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"dialogue": "#Person1#: Hi."}\n'))

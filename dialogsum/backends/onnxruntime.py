@@ -17,8 +17,10 @@ class OnnxRuntimeOptions(Options):
     """onnxruntime session settings."""
 
     threads: int | None = Field(None, gt=0, description="Intra-op threads; default: all cores.")
-    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
-    progress: bool = True
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime graph optimisation level."
+    )
+    progress: bool = Field(True, description="Show a progress bar over batches.")
 
 
 class OnnxRuntimeBackend(InferenceBackend):

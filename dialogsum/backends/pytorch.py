@@ -26,7 +26,7 @@ class TorchOptions(Options):
         None,
         description="For an adapter folder: load its base from here instead of the recorded one.",
     )
-    progress: bool = True
+    progress: bool = Field(True, description="Show a progress bar over batches.")
 
 
 class TorchBackend(InferenceBackend):

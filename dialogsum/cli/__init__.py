@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # dialogsum's own progress at INFO; other libraries' INFO chatter (onnxruntime's quantizer
+    # logs dozens of lines to the root logger) stays below the threshold.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dialogsum").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -11,8 +11,10 @@ from dialogsum.cli.config import (
     CompareConfig,
     add_config_flag,
     add_model_flags,
+    add_output_flags,
     backend_options,
     load_settings,
+    serving_backend,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -34,6 +36,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--limit", type=int, default=keep, help="Score only the first N.")
     parser.add_argument("--show", type=int, default=keep, help="Dialogues shown side by side.")
     parser.add_argument("--output", default=keep, help="Writes OUTPUT.md and OUTPUT.html.")
+    add_output_flags(parser, "existing OUTPUT.md and OUTPUT.html")
     add_model_flags(parser, GenerationOptions, "generation")
 
 
@@ -41,25 +44,27 @@ def run(args: argparse.Namespace) -> int:
     """Load the data, then every model (backend from its manifest), compare and write."""
     from dialogsum.compare import compare, to_html, to_markdown
     from dialogsum.data import group_references, load_examples
-    from dialogsum.modeling import default_backend
+    from dialogsum.evaluate import check_output_file
+    from dialogsum.files import write_text
     from dialogsum.summarizer import Summarizer
 
     config = load_settings(CompareConfig, args)
+    output = Path(config.output).expanduser()
+    for page in (output.with_suffix(".md"), output.with_suffix(".html")):
+        check_output_file(page, overwrite=config.overwrite)  # before any model loads
     examples = group_references(load_examples(config.data, config.split))
     if config.limit:
         examples = examples[: config.limit]
     models = {}
     for name in config.model:
-        # --base-model is a torch backend option (for adapters); exports are served as they are.
-        backend = default_backend(name)
-        options = backend_options(config) if backend == "torch" else {}
-        models[name] = Summarizer.from_pretrained(name, backend=backend, backend_options=options)
+        backend = serving_backend(config, name)
+        models[name] = Summarizer.from_pretrained(
+            name, backend=backend, backend_options=backend_options(config, backend)
+        )
     result = compare(models, examples, **config.generation.model_dump(exclude_unset=True))
     markdown = to_markdown(result, show=config.show)
-    output = Path(config.output).expanduser()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    output.with_suffix(".html").write_text(to_html(result, show=config.show), encoding="utf-8")
+    write_text(output.with_suffix(".md"), markdown, overwrite=config.overwrite)
+    write_text(output.with_suffix(".html"), to_html(result, show=config.show), overwrite=True)
     print(markdown)
     print(f"wrote {output.with_suffix('.md')} and {output.with_suffix('.html')}", file=sys.stderr)
     return 0

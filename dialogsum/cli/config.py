@@ -57,6 +57,8 @@ class EvaluateConfig(_Strict):
     backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     predictions: str | None = Field(None, description="Write predictions (JSON lines) here.")
+    overwrite: bool = Field(False, description="Replace an existing predictions file.")
+    progress: bool = Field(True, description="Show progress bars.")
 
 
 class SummarizeConfig(_Strict):
@@ -69,6 +71,8 @@ class SummarizeConfig(_Strict):
     backend: str | None = Field(None, description="Default: the one the model's manifest names.")
     backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    overwrite: bool = Field(False, description="Replace an existing output file.")
+    progress: bool = Field(True, description="Show progress bars.")
 
 
 class ExportConfig(_Strict):
@@ -94,6 +98,8 @@ class CompareConfig(_Strict):
     show: int = Field(3, ge=0, description="Dialogues shown side by side.")
     output: str = Field("comparison", description="Writes OUTPUT.md and OUTPUT.html.")
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    overwrite: bool = Field(False, description="Replace existing OUTPUT.md and OUTPUT.html.")
+    progress: bool = Field(True, description="Show progress bars.")
 
 
 class QuickstartConfig(_Strict):
@@ -140,9 +146,50 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
+def _groups(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The nested option groups of a settings model: ``{"training": TrainingOptions, ...}``."""
+    groups = {}
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                groups[name] = candidate
+    return groups
+
+
+def nest_flat_keys(model: type[BaseModel], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept a config file written like the flags: ``max_steps: 10`` (or ``max-steps``)
+    goes where ``--max-steps`` goes, ``training: {max_steps: 10}``.
+
+    A key that is neither a setting of ``model`` nor a field of exactly one of its groups is
+    left where it is, for validation to report.
+    """
+    groups = _groups(model)
+    nested: dict[str, Any] = {}
+    for raw_key, value in settings.items():
+        key = raw_key.replace("-", "_") if isinstance(raw_key, str) else raw_key
+        if key in groups and isinstance(value, Mapping):
+            continue  # a nested section: merged over the flat keys below
+        if key in model.model_fields:
+            nested[key] = value
+            continue
+        owners = [group for group, options in groups.items() if key in options.model_fields]
+        if len(owners) == 1:
+            section = nested.setdefault(owners[0], {})
+            if isinstance(section, dict):
+                section.setdefault(key, value)
+                continue
+        nested[raw_key] = value
+    # A nested section in the file wins over a flat key for the same setting.
+    for group in groups:
+        if isinstance(settings.get(group), Mapping):
+            nested[group] = merge(nested.get(group) or {}, settings[group])
+    return nested
+
+
 def build_config(model: type[ConfigT], file: str | None, flags: Mapping[str, Any]) -> ConfigT:
     """Validate file settings overridden by flags; errors name the field and the file."""
-    settings = merge(read_config_file(file) if file else {}, flags)
+    from_file = nest_flat_keys(model, read_config_file(file)) if file else {}
+    settings = merge(from_file, flags)
     try:
         return model.model_validate(settings)
     except ValidationError as exc:
@@ -155,12 +202,43 @@ def load_settings(model: type[ConfigT], namespace: argparse.Namespace) -> Config
     return build_config(model, getattr(namespace, "config", None), flags_to_settings(namespace))
 
 
-def backend_options(config: Any) -> dict[str, Any]:
-    """A command's backend options with ``--base-model`` folded in (an adapter's base moved)."""
+def backend_options(config: Any, backend: str = "torch") -> dict[str, Any]:
+    """A command's options for ``backend``: ``--backend-option`` values, plus ``--base-model``
+    and ``--no-progress`` where that backend takes them (an export needs no base model)."""
+    from dialogsum.registry import get_registry
+
     result = dict(getattr(config, "backend_options", None) or {})
-    if getattr(config, "base_model", None) is not None:
-        result["base_model"] = config.base_model
+    fields = get_registry().backend(backend).Options.model_fields
+    if getattr(config, "base_model", None) is not None and "base_model" in fields:
+        result.setdefault("base_model", config.base_model)
+    if getattr(config, "progress", True) is False and "progress" in fields:
+        result.setdefault("progress", False)
     return result
+
+
+def serving_backend(config: Any, model: str) -> str:
+    """The backend a command serves ``model`` with: ``--backend``, else the manifest's."""
+    from dialogsum.errors import ModelError
+    from dialogsum.modeling import DEFAULT_BACKEND, default_backend
+
+    if getattr(config, "backend", None):
+        return str(config.backend)
+    try:
+        return default_backend(model)
+    except ModelError:  # a missing folder: loading it reports that, with the right words
+        return DEFAULT_BACKEND
+
+
+def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite`` (for ``what``) and ``--progress/--no-progress``."""
+    keep = argparse.SUPPRESS
+    parser.add_argument("--overwrite", action="store_true", default=keep, help=f"Replace {what}.")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="Show progress bars (--no-progress: none).",
+    )
 
 
 def add_serving_flags(parser: argparse.ArgumentParser) -> None:

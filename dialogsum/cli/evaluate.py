@@ -10,9 +10,11 @@ from dialogsum.cli.config import (
     EvaluateConfig,
     add_config_flag,
     add_model_flags,
+    add_output_flags,
     add_serving_flags,
     backend_options,
     load_settings,
+    serving_backend,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -30,22 +32,28 @@ def add_parser(commands: Any) -> None:
         "--predictions", default=keep, help="Write each prediction (JSON lines) to this file."
     )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    add_output_flags(parser, "an existing predictions file")
     add_model_flags(parser, GenerationOptions, "generation")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, then the model, and print the scores."""
     from dialogsum.data import load_examples
+    from dialogsum.evaluate import check_output_file
     from dialogsum.summarizer import Summarizer
 
     config = load_settings(EvaluateConfig, args)
     examples = load_examples(config.data, config.split)
+    if config.predictions is not None:
+        check_output_file(config.predictions, overwrite=config.overwrite)
+    backend = serving_backend(config, config.model)
     summarizer = Summarizer.from_pretrained(
-        config.model, backend=config.backend, backend_options=backend_options(config)
+        config.model, backend=backend, backend_options=backend_options(config, backend)
     )
     scores = summarizer.evaluate(
         examples,
         predictions_file=config.predictions,
+        overwrite=config.overwrite,
         **config.generation.model_dump(exclude_unset=True),
     )
     if args.json:

@@ -12,9 +12,11 @@ from dialogsum.cli.config import (
     SummarizeConfig,
     add_config_flag,
     add_model_flags,
+    add_output_flags,
     add_serving_flags,
     backend_options,
     load_settings,
+    serving_backend,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -30,6 +32,7 @@ def add_parser(commands: Any) -> None:
         "--input", default=keep, help="JSON lines, JSON or CSV file; or - for stdin (default)."
     )
     parser.add_argument("--output", default=keep, help="JSON lines file, or - for stdout.")
+    add_output_flags(parser, "an existing output file")
     add_model_flags(parser, GenerationOptions, "generation")
 
 
@@ -37,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
     """Read every dialogue first (a bad line fails before the model loads), then summarize."""
     from dialogsum.data import read_dialogues
     from dialogsum.evaluate import check_output_file
+    from dialogsum.files import write_text
     from dialogsum.summarizer import Summarizer
 
     config = load_settings(SummarizeConfig, args)
     if config.output != "-":
-        check_output_file(config.output)
+        check_output_file(config.output, overwrite=config.overwrite)
     examples = read_dialogues(config.input)
+    backend = serving_backend(config, config.model)
     summarizer = Summarizer.from_pretrained(
-        config.model, backend=config.backend, backend_options=backend_options(config)
+        config.model, backend=backend, backend_options=backend_options(config, backend)
     )
     summaries = summarizer.summarize(
         [e.dialogue for e in examples], **config.generation.model_dump(exclude_unset=True)
@@ -60,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     if config.output == "-":
         sys.stdout.write(lines)
     else:
-        Path(config.output).write_text(lines, encoding="utf-8")
+        write_text(Path(config.output), lines, overwrite=config.overwrite)
     return 0

@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             overwrite=config.overwrite,
             resume=config.training.resume_from_checkpoint,
         )
-    summarizer = Summarizer.from_pretrained(config.model, backend_options=backend_options(config))
+    summarizer = Summarizer.from_pretrained(
+        config.model, backend="torch", backend_options=backend_options(config)
+    )
     if args.estimate:
         estimate = summarizer.estimate(
             train_data,

@@ -17,13 +17,15 @@ class LoraOptions(Options):
 
     r: int = Field(32, gt=0, description="Rank of the update matrices.")
     alpha: int = Field(32, gt=0, description="Scaling numerator: updates are scaled by alpha/r.")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q", "v"],
         min_length=1,
         description="Module names to adapt; T5 attention uses q, k, v, o and FFN wi_0, wi_1, wo.",
     )
-    bias: Literal["none", "all", "lora_only"] = "none"
+    bias: Literal["none", "all", "lora_only"] = Field(
+        "none", description="Which biases train: none, all, or those of adapted modules."
+    )
 
 
 class Lora(FinetuneMethod):

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from dialogsum.adapters import base_of, is_prompt_learning, merged_copy, prompt_length
+from dialogsum.adapters import base_of, is_peft, is_prompt_learning, merged_copy, prompt_length
 from dialogsum.errors import ConfigError, ModelError, logger, require
 from dialogsum.modeling import (
     MANIFEST_NAME,
@@ -193,8 +193,15 @@ def export_onnx(
             onnxruntime_version=onnxruntime.__version__,
             source_model=source_model,
         )
+        # An adapter merged here (LoRA, IA3) makes the export a merged model, as merge() does.
+        merged = manifest.merged or (is_peft(model) and not is_prompt_learning(model))
         export_manifest = manifest.model_copy(
-            update={"dialogsum_version": __version__, "peft": False, "export": info}
+            update={
+                "dialogsum_version": __version__,
+                "peft": False,
+                "merged": merged,
+                "export": info,
+            }
         )
         (staging / MANIFEST_NAME).write_text(export_manifest.model_dump_json(indent=2) + "\n")
         info.parity = check_parity(model, tokenizer, staging, manifest, dialogues=parity_dialogues)

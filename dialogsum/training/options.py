@@ -27,8 +27,12 @@ class TrainingOptions(BaseModel):
     )
     learning_rate: float | None = Field(None, gt=0, description="Default: the method's own.")
     batch_size: int = Field(8, gt=0, description="Examples per device per step.")
-    eval_batch_size: int | None = Field(None, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
+    eval_batch_size: int | None = Field(
+        None, gt=0, description="Examples per device per evaluation step (default: batch_size)."
+    )
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, description="Batches whose gradients add up to one optimizer step."
+    )
     optimizer: Literal["adamw_torch", "adafactor", "adafactor_scaled", "sgd"] = Field(
         "adamw_torch",
         description=(
@@ -37,9 +41,13 @@ class TrainingOptions(BaseModel):
             "from scratch, whose initial weights differ in scale by 10x."
         ),
     )
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    warmup_ratio: float = Field(
+        0.0, ge=0, lt=1, description="Share of the steps over which the rate rises from 0."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Share of target probability spread over the vocabulary."
+    )
     lr_scheduler: Literal[
         "linear",
         "cosine",
@@ -48,18 +56,28 @@ class TrainingOptions(BaseModel):
         "constant",
         "constant_with_warmup",
         "inverse_sqrt",
-    ] = "linear"
+    ] = Field("linear", description="How the learning rate changes over the run.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a CUDA GPU that supports it, else fp32."
     )
-    seed: int = 42
-    logging_steps: int = Field(10, gt=0)
-    save_strategy: Literal["no", "epoch", "steps"] = "epoch"
-    save_steps: int = Field(500, gt=0)
-    save_total_limit: int | None = Field(2, gt=0)
-    eval_strategy: Literal["no", "epoch", "steps"] = "epoch"
-    eval_steps: int | None = Field(None, gt=0)
-    gradient_checkpointing: bool = False
+    seed: int = Field(42, description="Seeds adapter initialisation, dropout and data order.")
+    logging_steps: int = Field(10, gt=0, description="Log the loss every this many steps.")
+    save_strategy: Literal["no", "epoch", "steps"] = Field(
+        "epoch", description="When to save a checkpoint (resume needs one)."
+    )
+    save_steps: int = Field(500, gt=0, description="With save_strategy steps: every N steps.")
+    save_total_limit: int | None = Field(
+        2, gt=0, description="Keep at most this many checkpoints (the newest)."
+    )
+    eval_strategy: Literal["no", "epoch", "steps"] = Field(
+        "epoch", description="When to compute validation loss (with --eval data)."
+    )
+    eval_steps: int | None = Field(
+        None, gt=0, description="With eval_strategy steps: every N steps."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, slower."
+    )
     resume_from_checkpoint: bool | str = Field(
         False, description="True: the newest checkpoint in the output folder; or a checkpoint path."
     )
