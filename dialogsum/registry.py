@@ -6,6 +6,7 @@ track of where it came from, rejects name clashes and answers look-ups with help
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -160,10 +161,16 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
                     f"({FALLBACK_LEARNING_RATE:g}): {exc}. Declare default_learning_rate."
                 ) from exc
         rate = getattr(obj, "default_learning_rate", None)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not math.isfinite(rate)
+            or not rate > 0
+        ):
             raise PluginError(
                 f"The method '{name}' registered by {source} has default_learning_rate "
-                f"{rate!r}; it must be a positive number (the rate used when the user gives none)."
+                f"{rate!r}; it must be a positive, finite number (the rate used when the user "
+                f"gives none)."
             )
 
 

@@ -1,41 +1,19 @@
-"""Shared fixtures: a tiny FLAN-T5-shaped model saved once per session, and sample data."""
+"""Shared fixtures: dialogsum's own test kit, as plugin authors use it, plus the full corpus.
+
+``dialogsum.testing`` provides ``tiny_model_dir``, ``tiny_model``, ``tiny_tokenizer``,
+``plugin_manager``, ``sample_dir``, ``few_examples`` and ``one_torch_thread``, and keeps the
+session offline (no hub calls, no telemetry).
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from dialogsum.data import Example, load_examples, sample_path
-from dialogsum.training.scratch import save_tiny_t5
-
-# Keep test runs quiet and offline: no hub calls, no telemetry.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+pytest_plugins = ["dialogsum.testing"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dialogsum"
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny T5 model and tokenizer saved in a folder, shared read-only by the session."""
-    return save_tiny_t5(tmp_path_factory.mktemp("models") / "tiny-t5")
-
-
-@pytest.fixture(scope="session")
-def sample_dir() -> Path:
-    """The DialogSum sample folder shipped inside the package (train/validation/test)."""
-    return sample_path("train").parent
-
-
-@pytest.fixture(scope="session")
-def few_examples() -> list[Example]:
-    """Eight short training examples: enough for loss to fall within a few steps."""
-    examples = load_examples(sample_path("train"))
-    return sorted(examples, key=lambda e: len(e.dialogue))[:8]
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +25,5 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread() -> None:
-    # Tiny models gain nothing from threads, and on a busy 2-core machine two torch threads
-    # contend with other processes and make generate() many times slower.
-    import torch
-
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread (the kit's ``one_torch_thread`` says why)."""

@@ -23,7 +23,9 @@ def test_cpu_resolves_to_float32() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
 def test_asking_for_cuda_without_a_gpu(tiny_model_dir: Path) -> None:
-    with pytest.raises(BackendError, match=r"device='cuda' was asked for, but PyTorch sees no CUDA GPU"):
+    with pytest.raises(
+        BackendError, match=r"device='cuda' was asked for, but PyTorch sees no CUDA GPU"
+    ):
         Summarizer.from_pretrained(tiny_model_dir, backend_options={"device": "cuda"})
 
 
@@ -34,8 +36,12 @@ def test_cuda_serves_in_bf16_and_agrees_with_cpu(tiny_model_dir: Path) -> None:
     parameter = next(gpu.model.parameters())
     assert parameter.device.type == "cuda"
     assert parameter.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
-    fp32 = Summarizer.from_pretrained(tiny_model_dir, backend_options={"device": "cuda", "dtype": "float32", "progress": False})
-    cpu = Summarizer.from_pretrained(tiny_model_dir, backend_options={"device": "cpu", "progress": False})
+    fp32 = Summarizer.from_pretrained(
+        tiny_model_dir, backend_options={"device": "cuda", "dtype": "float32", "progress": False}
+    )
+    cpu = Summarizer.from_pretrained(
+        tiny_model_dir, backend_options={"device": "cpu", "progress": False}
+    )
     assert fp32.summarize(PROBE, max_new_tokens=12) == cpu.summarize(PROBE, max_new_tokens=12)
     assert len(gpu.summarize(PROBE * 3, max_new_tokens=12, num_beams=4)) == 3
 
@@ -44,8 +50,18 @@ def test_cuda_serves_in_bf16_and_agrees_with_cpu(tiny_model_dir: Path) -> None:
 @cuda
 def test_cuda_finetune_trains_in_bf16(tiny_model_dir: Path, few_examples) -> None:  # type: ignore[no-untyped-def]
     base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
-    tuned = base.finetune(few_examples * 2, method="lora", options={"r": 4},
-                          training={"max_steps": 12, "logging_steps": 1, "progress": False, "learning_rate": 1e-2, "save_strategy": "no"})
+    tuned = base.finetune(
+        few_examples * 2,
+        method="lora",
+        options={"r": 4},
+        training={
+            "max_steps": 12,
+            "logging_steps": 1,
+            "progress": False,
+            "learning_rate": 1e-2,
+            "save_strategy": "no",
+        },
+    )
     losses = tuned.training.losses  # type: ignore[union-attr]
     assert sum(losses[-3:]) < sum(losses[:3])
     assert next(tuned.model.parameters()).device.type == "cuda"

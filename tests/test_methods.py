@@ -1,4 +1,4 @@
-"""Every built-in method trains with falling loss, saves, reloads and generates the same tokens."""
+"""Fine-tuning, saving, merging and resuming with the built-in methods, beyond the kit's battery."""
 
 from __future__ import annotations
 
@@ -46,20 +46,20 @@ def base(tiny_model_dir: Path) -> Summarizer:
     return Summarizer.from_pretrained(tiny_model_dir)
 
 
+# Falling loss, an untouched original and a reload with the same greedy tokens are checked for
+# every registered method by the test kit's battery (tests/test_contract.py); this checks what a
+# saved folder holds.
 @pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
-def test_method_trains_saves_and_reloads(
+def test_saved_folder_holds_the_weights_and_manifest_the_method_needs(
     method: str, base: Summarizer, few_examples, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    before = base.summarize(PROBE, max_new_tokens=12)
-    tuned = tune(base, few_examples, method)
-    losses = tuned.training.losses
-    assert len(losses) >= 20
-    assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
-
-    assert tuned.method == method
-    assert base.summarize(PROBE, max_new_tokens=12) == before  # the original is left untouched
-    expected = tuned.summarize(PROBE, max_new_tokens=12)
-
+    tuned = base.finetune(
+        few_examples[:4],
+        method=method,
+        options=METHOD_OPTIONS[method],
+        training={"max_steps": 1, "progress": False, "save_strategy": "no"},
+        data={"max_source_length": 128, "max_target_length": 32},
+    )
     folder = tuned.save(tmp_path / "saved")
     manifest = json.loads((folder / "dialogsum.json").read_text())
     assert manifest["method"] == method and manifest["data"]["max_source_length"] == 128
@@ -69,10 +69,6 @@ def test_method_trains_saves_and_reloads(
         assert not (folder / "model.safetensors").exists()
         assert (folder / "adapter_model.safetensors").exists()
         assert manifest["peft"] is True and manifest["base_model"] == base.source
-
-    reloaded = Summarizer.from_pretrained(folder)
-    assert reloaded.method == method
-    assert reloaded.summarize(PROBE, max_new_tokens=12) == expected
 
 
 def test_save_refuses_to_overwrite(base: Summarizer, tmp_path: Path) -> None:
@@ -213,7 +209,9 @@ def test_adapter_cannot_be_tuned_again(base: Summarizer, few_examples, tmp_path:
         Summarizer.from_pretrained(adapter).finetune(few_examples, method="lora")
 
 
-def test_merge_folds_lora_into_plain_weights(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_merge_folds_lora_into_plain_weights(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     tuned = tune(base, few_examples, "lora")
     merged = tuned.merge()
     assert not hasattr(merged.model, "peft_config")
@@ -222,41 +220,77 @@ def test_merge_folds_lora_into_plain_weights(base: Summarizer, few_examples, tmp
     assert (folder / "model.safetensors").exists() and not (folder / "adapter_config.json").exists()
     manifest = json.loads((folder / "dialogsum.json").read_text())
     assert manifest["method"] == "lora" and manifest["merged"] is True and manifest["peft"] is False
-    assert Summarizer.from_pretrained(folder).summarize(PROBE, max_new_tokens=12) == merged.summarize(PROBE, max_new_tokens=12)
+    assert Summarizer.from_pretrained(folder).summarize(
+        PROBE, max_new_tokens=12
+    ) == merged.summarize(PROBE, max_new_tokens=12)
 
 
 def test_prompt_tuning_cannot_merge(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
-    tuned = base.finetune(few_examples[:4], method="prompt_tuning", options={"num_virtual_tokens": 4},
-                          training={"max_steps": 1, "progress": False, "save_strategy": "no"})
+    tuned = base.finetune(
+        few_examples[:4],
+        method="prompt_tuning",
+        options={"num_virtual_tokens": 4},
+        training={"max_steps": 1, "progress": False, "save_strategy": "no"},
+    )
     with pytest.raises(ConfigError, match=r"no adapter weights to merge.*bakes the prompt"):
         tuned.merge()
     assert base.merge() is base
 
 
 def test_adafactor_trains(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
-    tuned = base.finetune(few_examples * 2, method="full", training={
-        "optimizer": "adafactor", "max_steps": 16, "batch_size": 4, "logging_steps": 1, "progress": False,
-        "learning_rate": 1e-2, "save_strategy": "no"})
+    tuned = base.finetune(
+        few_examples * 2,
+        method="full",
+        training={
+            "optimizer": "adafactor",
+            "max_steps": 16,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "progress": False,
+            "learning_rate": 1e-2,
+            "save_strategy": "no",
+        },
+    )
     losses = tuned.training.losses
     assert fmean(losses[-4:]) < fmean(losses[:4]) * 0.97, losses
-    with pytest.raises(ConfigError, match=r"optimizer: Input should be 'adamw_torch', 'adafactor', 'adafactor_scaled' or 'sgd'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer: Input should be 'adamw_torch', 'adafactor', 'adafactor_scaled' or 'sgd'",
+    ):
         base.finetune(few_examples, training={"optimizer": "lion"})
 
 
-@pytest.mark.parametrize(("optimizer", "low", "high"), [("adafactor_scaled", 0.5, 2.0), ("adafactor", 2.0, 100.0)])
+@pytest.mark.parametrize(
+    ("optimizer", "low", "high"), [("adafactor_scaled", 0.5, 2.0), ("adafactor", 2.0, 100.0)]
+)
 def test_adafactor_scaled_moves_weights_in_proportion(
-    base: Summarizer, few_examples, optimizer: str, low: float, high: float  # type: ignore[no-untyped-def]
+    base: Summarizer,
+    few_examples,
+    optimizer: str,
+    low: float,
+    high: float,  # type: ignore[no-untyped-def]
 ) -> None:
     # T5 starts its query weights sqrt(d_kv) times smaller than its key weights. RMS-scaled updates
     # change both by the same share; absolute updates change the queries sqrt(d_kv) = 4x more.
-    tuned = base.finetune(few_examples, method="full", training={
-        "optimizer": optimizer, "max_steps": 1, "batch_size": 8, "progress": False, "learning_rate": 1e-2,
-        "lr_scheduler": "constant", "save_strategy": "no"})
+    tuned = base.finetune(
+        few_examples,
+        method="full",
+        training={
+            "optimizer": optimizer,
+            "max_steps": 1,
+            "batch_size": 8,
+            "progress": False,
+            "learning_rate": 1e-2,
+            "lr_scheduler": "constant",
+            "save_strategy": "no",
+        },
+    )
     before, after = dict(base.model.named_parameters()), dict(tuned.model.named_parameters())
 
     def relative_change(name: str) -> float:
         return float(((after[name] - before[name]).norm() / before[name].norm()).detach())
 
     ratio = relative_change("encoder.block.0.layer.0.SelfAttention.q.weight") / relative_change(
-        "encoder.block.0.layer.0.SelfAttention.k.weight")
+        "encoder.block.0.layer.0.SelfAttention.k.weight"
+    )
     assert low < ratio < high, ratio

@@ -12,9 +12,26 @@ from dialogsum.errors import ModelError
 from dialogsum.modeling import bundled_model_dir
 
 
-def test_quickstart_tells_the_whole_story(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs"),
-                 "--train-samples", "16", "--test-samples", "4", "--epochs", "1", "--show", "2"])
+def test_quickstart_tells_the_whole_story(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "quickstart",
+            "--model",
+            str(tiny_model_dir),
+            "--output",
+            str(tmp_path / "qs"),
+            "--train-samples",
+            "16",
+            "--test-samples",
+            "4",
+            "--epochs",
+            "1",
+            "--show",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("Human baseline summary:") == 2
@@ -30,11 +47,37 @@ def test_quickstart_tells_the_whole_story(tiny_model_dir: Path, tmp_path: Path, 
     # Running it again replaces its own earlier run, but never another folder of the user's.
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "mine")]) == 2
+    assert (
+        main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "mine")])
+        == 2
+    )
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
-    assert main(["quickstart", "--model", str(tiny_model_dir), "--output", str(tmp_path / "qs"),
-                 "--train-samples", "8", "--test-samples", "2", "--epochs", "1", "--show", "1"]) == 0
-    assert len(json.loads((tmp_path / "qs" / "quickstart.json").read_text())["predictions"]["original"]) == 2
+    assert (
+        main(
+            [
+                "quickstart",
+                "--model",
+                str(tiny_model_dir),
+                "--output",
+                str(tmp_path / "qs"),
+                "--train-samples",
+                "8",
+                "--test-samples",
+                "2",
+                "--epochs",
+                "1",
+                "--show",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        len(
+            json.loads((tmp_path / "qs" / "quickstart.json").read_text())["predictions"]["original"]
+        )
+        == 2
+    )
 
 
 def test_unknown_bundled_name_is_not_bundled() -> None:
@@ -58,4 +101,6 @@ def test_bundled_demo_model_loads_offline() -> None:
     assert lunch.strip() and flight.strip() and lunch != flight
     # It serves with the decoding it was scored with, which ships beside the weights.
     assert summarizer.manifest.generation["num_beams"] == 4
-    assert (folder / "README.md").is_file() and (folder / "model.safetensors").stat().st_size < 30 * 2**20
+    assert (folder / "README.md").is_file() and (
+        folder / "model.safetensors"
+    ).stat().st_size < 30 * 2**20

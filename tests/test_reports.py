@@ -20,15 +20,34 @@ def base(tiny_model_dir: Path) -> Summarizer:
 
 def test_run_folder_has_the_full_report(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = tmp_path / "run"
-    base.finetune(few_examples, method="lora", options={"r": 4}, eval_data=few_examples[:3], output_dir=run,
-                  training={"max_steps": 4, "batch_size": 4, "logging_steps": 1, "progress": False, "hourly_cost": 3.0})
+    base.finetune(
+        few_examples,
+        method="lora",
+        options={"r": 4},
+        eval_data=few_examples[:3],
+        output_dir=run,
+        training={
+            "max_steps": 4,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "progress": False,
+            "hourly_cost": 3.0,
+        },
+    )
     png = (run / "loss_curve.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     card = (run / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dialogsum\nbase_model: ")
     assert "- lora" in card and "type: rouge1, value:" in card
-    for needle in ("| method | `lora` (r=4", "| training data | 8 in-memory examples (8 pairs) |", "| wall time |",
-                   "| samples/s |", "| hardware |", "| cost |", "at 3 per hour"):
+    for needle in (
+        "| method | `lora` (r=4",
+        "| training data | 8 in-memory examples (8 pairs) |",
+        "| wall time |",
+        "| samples/s |",
+        "| hardware |",
+        "| cost |",
+        "at 3 per hour",
+    ):
         assert needle in card, needle
     assert (run / "model" / "README.md").read_text() == card
     config = json.loads((run / "train_config.json").read_text())
@@ -38,9 +57,13 @@ def test_run_folder_has_the_full_report(base: Summarizer, few_examples, tmp_path
 
 
 def test_estimate_projects_the_whole_run(base: Summarizer, sample_dir: Path) -> None:
-    estimate = base.estimate(sample_dir / "train.jsonl", method="lora", steps=2,
-                             training={"epochs": 3, "batch_size": 8, "progress": False, "hourly_cost": 2.0},
-                             data={"max_source_length": 64})
+    estimate = base.estimate(
+        sample_dir / "train.jsonl",
+        method="lora",
+        steps=2,
+        training={"epochs": 3, "batch_size": 8, "progress": False, "hourly_cost": 2.0},
+        data={"max_source_length": 64},
+    )
     assert estimate.total_steps == 3 * 25 and estimate.examples == 200
     assert estimate.measured_steps == 2 and estimate.seconds_per_step > 0
     assert estimate.seconds == pytest.approx(estimate.seconds_per_step * 75)
@@ -50,13 +73,33 @@ def test_estimate_projects_the_whole_run(base: Summarizer, sample_dir: Path) -> 
         base.estimate(sample_dir / "train.jsonl", steps=0)
 
 
-def test_estimate_from_the_cli_trains_nothing(tiny_model_dir: Path, sample_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    code = main(["train", "--model", str(tiny_model_dir), "--train", str(sample_dir / "train.jsonl"),
-                 "--output-dir", str(tmp_path / "run"), "--estimate", "--estimate-steps", "2",
-                 "--max-steps", "1000", "--hourly-cost", "1.5", "--max-source-length", "64", "--no-progress"])
+def test_estimate_from_the_cli_trains_nothing(
+    tiny_model_dir: Path, sample_dir: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(sample_dir / "train.jsonl"),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--estimate",
+            "--estimate-steps",
+            "2",
+            "--max-steps",
+            "1000",
+            "--hourly-cost",
+            "1.5",
+            "--max-source-length",
+            "64",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "The run is 1,000 steps" in out
-    assert json.loads(out[out.index("{"):])["total_steps"] == 1000
+    assert json.loads(out[out.index("{") :])["total_steps"] == 1000
     assert not (tmp_path / "run").exists()
 
 
@@ -66,11 +109,34 @@ def test_format_duration() -> None:
     assert format_duration(90) == "2 min" and format_duration(12) == "12 s"
 
 
-def test_compare_writes_markdown_and_html(base: Summarizer, few_examples, tmp_path: Path, sample_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    tuned = base.finetune(few_examples, method="full", training={"max_steps": 2, "progress": False, "save_strategy": "no"})
+def test_compare_writes_markdown_and_html(
+    base: Summarizer, few_examples, tmp_path: Path, sample_dir: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    tuned = base.finetune(
+        few_examples,
+        method="full",
+        training={"max_steps": 2, "progress": False, "save_strategy": "no"},
+    )
     saved = tuned.save(tmp_path / "tuned")
-    code = main(["compare", "--model", str(base.source), "--model", str(saved), "--data", str(sample_dir),
-                 "--limit", "4", "--show", "2", "--output", str(tmp_path / "cmp"), "--max-new-tokens", "6"])
+    code = main(
+        [
+            "compare",
+            "--model",
+            str(base.source),
+            "--model",
+            str(saved),
+            "--data",
+            str(sample_dir),
+            "--limit",
+            "4",
+            "--show",
+            "2",
+            "--output",
+            str(tmp_path / "cmp"),
+            "--max-new-tokens",
+            "6",
+        ]
+    )
     assert code == 0
     markdown = (tmp_path / "cmp.md").read_text()
     assert markdown.startswith("## ROUGE on 4 dialogues")
@@ -82,7 +148,13 @@ def test_compare_writes_markdown_and_html(base: Summarizer, few_examples, tmp_pa
 def test_estimate_warns_when_the_machine_is_busy() -> None:
     from dialogsum.training.estimates import Estimate
 
-    common = {"measured_steps": 3, "seconds_per_step": 2.0, "total_steps": 10, "examples": 80, "hardware": "cpu"}
+    common = {
+        "measured_steps": 3,
+        "seconds_per_step": 2.0,
+        "total_steps": 10,
+        "examples": 80,
+        "hardware": "cpu",
+    }
     busy = Estimate(**common, load_before=64.0)  # type: ignore[arg-type]
     idle = Estimate(**common, load_before=0.0)  # type: ignore[arg-type]
     assert "already busy when measuring (load average 64.0" in busy.message()

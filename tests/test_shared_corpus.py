@@ -23,10 +23,15 @@ def test_full_corpus_loads_with_every_reference(shared_data: Path) -> None:
     assert len(test) == 500 and all(len(e.references) == 3 for e in test)
 
 
-def test_lora_on_the_corpus_from_python(shared_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_lora_on_the_corpus_from_python(
+    shared_data: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
     tuned = base.finetune(
-        shared_data, method="lora", options={"r": 8}, output_dir=tmp_path / "run",
+        shared_data,
+        method="lora",
+        options={"r": 8},
+        output_dir=tmp_path / "run",
         training={"max_steps": 3, "batch_size": 4, "progress": False},
     )
     assert (tmp_path / "run" / "model" / "adapter_config.json").exists()
@@ -36,13 +41,49 @@ def test_lora_on_the_corpus_from_python(shared_data: Path, tiny_model_dir: Path,
     assert scores["n"] == 500 and scores["references"] == 1500
 
 
-def test_lora_on_the_corpus_from_the_cli(shared_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lora_on_the_corpus_from_the_cli(
+    shared_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--model", str(tiny_model_dir), "--train", str(shared_data), "--method", "lora",
-                 "--max-steps", "3", "--batch-size", "4", "--no-progress", "--output-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(shared_data),
+                "--method",
+                "lora",
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--no-progress",
+                "--output-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(run), "--data", str(shared_data / "test.jsonl"),
-                 "--max-new-tokens", "4", "--batch-size", "50", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run),
+                "--data",
+                str(shared_data / "test.jsonl"),
+                "--max-new-tokens",
+                "4",
+                "--batch-size",
+                "50",
+                "--json",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out)
     assert scores["n"] == 500 and scores["references"] == 1500
 
@@ -56,7 +97,10 @@ def test_bundled_model_card_states_what_the_model_scores(shared_data: Path) -> N
         pytest.skip("dialogsum-tiny weights are not bundled in this checkout")
     assert folder is not None
     card = (folder / "README.md").read_text()
-    stated = {m.group(1): float(m.group(2)) for m in re.finditer(r"- \{type: (rouge\w+), value: ([\d.]+)\}", card)}
+    stated = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"- \{type: (rouge\w+), value: ([\d.]+)\}", card)
+    }
     model = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
     test = load_examples(shared_data, "test")
     predictions = model.summarize([e.dialogue for e in test], batch_size=32)

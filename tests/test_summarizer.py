@@ -115,12 +115,16 @@ def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
         Summarizer.from_pretrained(tiny_model_dir, backend_options={"devise": "cpu"})
 
 
-def test_predictions_file_in_a_missing_folder_fails_before_work(base: Summarizer, sample_dir: Path, tmp_path: Path) -> None:
+def test_predictions_file_in_a_missing_folder_fails_before_work(
+    base: Summarizer, sample_dir: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match=r"its folder .*nowhere does not exist"):
         base.evaluate(sample_dir, "test", predictions_file=tmp_path / "nowhere" / "p.jsonl")
 
 
-def test_overwrite_failure_keeps_the_old_model(base: Summarizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overwrite_failure_keeps_the_old_model(
+    base: Summarizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = base.save(tmp_path / "model")
     before = sorted(p.name for p in target.iterdir())
     real_rename = Path.rename
@@ -138,11 +142,20 @@ def test_overwrite_failure_keeps_the_old_model(base: Summarizer, tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or .old left behind
 
 
-def test_saved_generation_defaults_apply_and_yield_to_the_caller(base: Summarizer, tmp_path: Path) -> None:
+def test_saved_generation_defaults_apply_and_yield_to_the_caller(
+    base: Summarizer, tmp_path: Path
+) -> None:
     folder = base.save(tmp_path / "m", generation={"num_beams": 3, "max_new_tokens": 5})
-    assert json.loads((folder / "dialogsum.json").read_text())["generation"] == {"num_beams": 3, "max_new_tokens": 5}
+    assert json.loads((folder / "dialogsum.json").read_text())["generation"] == {
+        "num_beams": 3,
+        "max_new_tokens": 5,
+    }
     reloaded = Summarizer.from_pretrained(folder, backend_options={"progress": False})
-    assert reloaded.summarize([DIALOGUE]) == base.summarize([DIALOGUE], num_beams=3, max_new_tokens=5)
-    assert reloaded.summarize([DIALOGUE], num_beams=1, max_new_tokens=7) == base.summarize([DIALOGUE], max_new_tokens=7)
+    assert reloaded.summarize([DIALOGUE]) == base.summarize(
+        [DIALOGUE], num_beams=3, max_new_tokens=5
+    )
+    assert reloaded.summarize([DIALOGUE], num_beams=1, max_new_tokens=7) == base.summarize(
+        [DIALOGUE], max_new_tokens=7
+    )
     with pytest.raises(ConfigError, match="num_beams"):
         base.save(tmp_path / "bad", generation={"num_beams": 0})

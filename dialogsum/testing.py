@@ -1,1 +1,0 @@
-"""Placeholder while the test kit is rebuilt."""

@@ -1,0 +1,41 @@
+"""dialogsum's test kit for plugin authors: pytest fixtures and one contract battery.
+
+Register it once, in the ``conftest.py`` at the root of your tests (pytest accepts
+``pytest_plugins`` only in a conftest it loads before collection)::
+
+    pytest_plugins = ["dialogsum.testing"]
+
+then subclass the battery for your method or backend; pytest collects the ``Test*`` subclasses,
+never the bases::
+
+    from dialogsum.testing import BackendContract, MethodContract
+
+    class TestIA3Contract(MethodContract):
+        method = "ia3"
+
+    class TestMyBackendContract(BackendContract):
+        backend = "my-backend"
+
+The fixtures (:mod:`dialogsum.testing.fixtures`) are ``tiny_model_dir``, ``tiny_model``,
+``tiny_tokenizer``, ``plugin_manager``, ``sample_dir``, ``few_examples`` and
+``one_torch_thread``; the kit also keeps the session offline (``HF_HUB_OFFLINE=1`` unless set).
+
+The kit imports dialogsum, never the reverse. Importing it is cheap: torch and transformers are
+imported inside the fixtures and tests that use them.
+"""
+
+from __future__ import annotations
+
+from dialogsum.testing.backends import BackendContract, contract_dialogues
+from dialogsum.testing.methods import LEARNING_RATE_FACTOR, MethodContract, greedy_tokens
+
+#: Registering this package registers the fixtures module too.
+pytest_plugins = ["dialogsum.testing.fixtures"]
+
+__all__ = [
+    "LEARNING_RATE_FACTOR",
+    "BackendContract",
+    "MethodContract",
+    "contract_dialogues",
+    "greedy_tokens",
+]

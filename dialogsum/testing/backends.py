@@ -1,0 +1,148 @@
+"""``BackendContract``: the battery every inference backend passes, built-in or a plugin's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from dialogsum import ConfigError, DataError, DialogsumError, Predictor, Summarizer
+from dialogsum.data import sample_rows
+from dialogsum.plugins import DialogsumPluginManager, make_plugin_manager
+from dialogsum.registry import get_registry
+
+__all__ = ["BackendContract", "contract_dialogues"]
+
+
+def contract_dialogues() -> list[str]:
+    """Five test dialogues of the shipped sample, all of different lengths, not in length order.
+
+    Short enough to need no truncation: a backend that batches by length (as the built-ins do)
+    must still hand the summaries back in input order.
+    """
+    by_length: dict[int, str] = {}
+    for row in sample_rows("test"):
+        by_length.setdefault(len(row["dialogue"]), row["dialogue"])
+    shortest = [by_length[length] for length in sorted(by_length)[:15:3]]
+    return [shortest[i] for i in (2, 0, 4, 1, 3)]
+
+
+class BackendContract:
+    """What every inference backend promises, as tests; subclass it as ``Test<Name>Contract``.
+
+    Set :attr:`backend` (and :attr:`backend_options`). Override the class-scoped fixture
+    ``model_dir`` when the backend serves something other than a saved torch model (an export,
+    say), and ``contract_plugin_manager`` to register an uninstalled plugin in-process. Needs
+    the kit's fixtures: ``pytest_plugins = ["dialogsum.testing"]`` in your root conftest.
+    """
+
+    #: The registered backend name under test.
+    backend: ClassVar[str]
+    #: Options passed as ``backend_options=``.
+    backend_options: ClassVar[dict[str, Any]] = {}
+    #: Greedy decoding, short: deterministic, so batched and one-by-one results must agree.
+    generation: ClassVar[dict[str, Any]] = {
+        "num_beams": 1,
+        "do_sample": False,
+        "max_new_tokens": 16,
+    }
+
+    @pytest.fixture(autouse=True)
+    def _contract_one_torch_thread(self, one_torch_thread: None) -> None:
+        """Every battery test runs torch (where installed) on one thread."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def backend_name(cls) -> str:
+        """The backend under test: :attr:`backend`."""
+        name = getattr(cls, "backend", None)
+        if not isinstance(name, str):
+            pytest.fail(f"{cls.__name__} must set backend = '<registered backend name>'.")
+        return name
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model_dir(cls, tiny_model_dir: Path) -> Path | str:
+        """The model the backend serves; default: the kit's tiny torch model folder."""
+        return tiny_model_dir
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_plugin_manager(cls) -> DialogsumPluginManager:
+        """The plugins the battery runs with: a fresh manager loaded from entry points."""
+        return make_plugin_manager()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def served(
+        cls,
+        model_dir: Path | str,
+        backend_name: str,
+        contract_plugin_manager: DialogsumPluginManager,
+    ) -> Summarizer:
+        """A Summarizer serving ``model_dir`` through the backend under test."""
+        return Summarizer.from_pretrained(
+            model_dir,
+            backend=backend_name,
+            backend_options=cls.backend_options,
+            plugins=contract_plugin_manager,
+        )
+
+    def test_load_returns_a_predictor(
+        self,
+        model_dir: Path | str,
+        backend_name: str,
+        contract_plugin_manager: DialogsumPluginManager,
+    ) -> None:
+        registry = get_registry(contract_plugin_manager)
+        backend = registry.backend(backend_name)
+        options = registry.backend_options(backend_name, self.backend_options)
+        where = Path(model_dir) if Path(model_dir).exists() else model_dir
+        assert isinstance(backend.load(where, options), Predictor)
+
+    def test_summaries_come_back_one_per_dialogue_in_input_order(self, served: Summarizer) -> None:
+        dialogues = contract_dialogues()
+        batched = served.summarize(dialogues, batch_size=2, **self.generation)
+        one_by_one = [served.summarize([d], **self.generation)[0] for d in dialogues]
+        assert isinstance(batched, list) and all(isinstance(s, str) for s in batched)
+        assert batched == one_by_one
+        # Otherwise a mix-up of the order could not show: serve a model that tells them apart.
+        assert len(set(one_by_one)) > 1, f"the model gives every dialogue one summary: {batched}"
+
+    def test_no_dialogues_give_no_summaries(self, served: Summarizer) -> None:
+        assert served.summarize([], **self.generation) == []
+
+    @pytest.mark.parametrize(
+        "dialogues",
+        [
+            pytest.param("#Person1#: Hi.", id="a-single-string"),
+            pytest.param(["#Person1#: Hi.", ""], id="an-empty-dialogue"),
+            pytest.param(["#Person1#: Hi.", " \n "], id="a-blank-dialogue"),
+            pytest.param(["#Person1#: Hi.", 3], id="a-non-string"),
+        ],
+    )
+    def test_bad_dialogues_are_a_data_error(self, served: Summarizer, dialogues: Any) -> None:
+        with pytest.raises(DataError):
+            served.summarize(dialogues, **self.generation)
+
+    def test_unknown_generation_option_is_a_config_error(self, served: Summarizer) -> None:
+        with pytest.raises(ConfigError, match="num_beam"):
+            served.summarize(["#Person1#: Hi.\n#Person2#: Hello."], num_beam=2)
+
+    def test_missing_model_folder_is_a_dialogsum_error(
+        self,
+        backend_name: str,
+        contract_plugin_manager: DialogsumPluginManager,
+        tmp_path: Path,
+    ) -> None:
+        missing = tmp_path / "no-such-model"
+        with pytest.raises(DialogsumError) as error:
+            Summarizer.from_pretrained(
+                missing,
+                backend=backend_name,
+                backend_options=self.backend_options,
+                plugins=contract_plugin_manager,
+            )
+        assert type(error.value) is not DialogsumError  # a typed subclass: ModelError, ...
+        assert "no-such-model" in str(error.value)
