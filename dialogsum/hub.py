@@ -55,9 +55,13 @@ def hub_reachable() -> bool:
     return True
 
 
+#: Whether dialogsum itself switched this process offline (the hub did not answer).
+_switched_offline = False
+
+
 def offline_reason() -> str:
     """Why the hub is not used, for error messages."""
-    if offline_by_setting():
+    if offline_by_setting() and not _switched_offline:
         return "offline mode is set (HF_HUB_OFFLINE)"
     return "the Hugging Face hub cannot be reached from this machine"
 
@@ -94,5 +98,24 @@ def pretrained(cls: Any, source: str, *, weights: bool = True) -> Any:
             refuse_pickles(Path(source))
         kwargs["use_safetensors"] = True
     if not local and not hub_reachable():
+        work_offline()
         kwargs["local_files_only"] = True
     return cls.from_pretrained(source, **kwargs)
+
+
+def work_offline() -> None:
+    """Put huggingface_hub (and so transformers) in offline mode for this process.
+
+    ``local_files_only`` alone is not enough: transformers still probes the hub for an
+    ``adapter_config.json`` beside a model, with five retries. The hub is unreachable anyway,
+    so every later request would fail the same slow way.
+    """
+    global _switched_offline
+    if not offline_by_setting():
+        _switched_offline = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return
+    constants.HF_HUB_OFFLINE = True

@@ -128,7 +128,7 @@ def test_offline_hub_names_fail_fast_and_say_why(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
-    assert time.perf_counter() - started < 45
+    assert time.perf_counter() - started < 20  # import, one refused connection, the error
     assert result.stdout.startswith("ModelError"), result.stdout + result.stderr[-2000:]
     assert "cannot be reached" in result.stdout and "someone/mymodel" in result.stdout
 
