@@ -71,18 +71,42 @@ def test_export_serves_like_pytorch(
     )
 
 
-def test_int8_export_reports_agreement(lora: Summarizer, tmp_path: Path, lora_export: Path) -> None:
+def test_int8_export_is_batch_invariant_and_reports_agreement(
+    lora: Summarizer, tmp_path: Path, lora_export: Path, sample_dir: Path
+) -> None:
     folder = lora.export(tmp_path / "int8", quantize="int8")
     export = json.loads((folder / "dialogsum.json").read_text())["export"]
     assert export["quantize"] == "int8"
+    assert export["parity"]["int8"]["batch_invariant"] is True
     assert 0.0 <= export["parity"]["int8"]["greedy_agreement_with_fp32"] <= 1.0
     graph = (folder / "decoder_model.onnx").read_bytes()
-    assert b"DynamicQuantizeLinear" in graph or b"MatMulInteger" in graph
-    assert (folder / "decoder_model.onnx").stat().st_size < (
-        lora_export / "decoder_model.onnx"
-    ).stat().st_size
-    served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
-    assert len(served.summarize(default_dialogues(2), max_new_tokens=8)) == 2
+    assert b"MatMulIntegerToFloat" in graph and b"DynamicQuantizeLinear" not in graph
+    served = Summarizer.from_pretrained(folder, backend_options=SERVE)
+    dialogues = [e["dialogue"] for e in map(json.loads, (sample_dir / "test.jsonl").open())]
+    for beams in (1, 4):
+        alone = served.summarize(dialogues, batch_size=1, num_beams=beams, max_new_tokens=12)
+        for batch in (8, 32):
+            assert served.summarize(
+                dialogues, batch_size=batch, num_beams=beams, max_new_tokens=12
+            ) == alone, (beams, batch)
+
+
+def test_the_gate_refuses_an_int8_export_that_depends_on_the_batch(
+    lora: Summarizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from dialogsum.onnx import quantize
+    from dialogsum.onnx.format import ONNX_FILES
+
+    def per_tensor(folder: Path, **_: object) -> None:  # what int8 export used to do
+        for name in ONNX_FILES:
+            quantize_dynamic(str(folder / name), str(folder / name), weight_type=QuantType.QInt8)
+
+    monkeypatch.setattr(quantize, "quantize_int8", per_tensor)
+    with pytest.raises(ModelError, match=r"different summary in a batch than alone"):
+        lora.export(tmp_path / "dynamic", quantize="int8")
+    assert not (tmp_path / "dynamic").exists()
 
 
 def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ def check_quantize(value: Any) -> Literal["int8"] | None:
     """Validate a ``quantize`` value, naming the supported ones."""
     if value not in QUANTIZE_VALUES:
         raise ConfigError(
-            f"Unsupported quantize value {value!r}: use None (fp32) or 'int8' (onnxruntime "
-            f"dynamic quantization)."
+            f"Unsupported quantize value {value!r}: use None (fp32) or 'int8' (int8 weights, "
+            f"activations quantized per row: summaries do not depend on the batch)."
         )
     return value
 

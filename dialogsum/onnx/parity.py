@@ -87,6 +87,13 @@ def _onnx_decode(onnx: Any, sources: list[list[int]], beams: int) -> list[list[i
     ]
 
 
+def _onnx_decode_batched(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
+    """All ``sources`` decoded as one padded batch (each row's own result, cut at eos)."""
+    options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
+    ids, mask = pad_batch(sources, onnx.pad_token_id)
+    return [cut_at_eos(row, onnx.eos_token_id) for row in onnx.generate_ids(ids, mask, options)]
+
+
 def _agreement(first: list[list[int]], second: list[list[int]]) -> float:
     return sum(a == b for a, b in zip(first, second, strict=True)) / len(first)
 
@@ -115,9 +122,21 @@ def check_parity(
     greedy = _onnx_decode(onnx, sources, 1)
     if reference is not None:
         fp32 = OnnxPredictor(reference, progress=False)
+        # A server batches strangers' requests together: a summary must not depend on them.
+        invariant = _onnx_decode_batched(onnx, sources, 1) == greedy and _onnx_decode_batched(
+            onnx, sources, BEAMS
+        ) == _onnx_decode(onnx, sources, BEAMS)
+        if not invariant:
+            raise ModelError(
+                f"The int8 export gives some of {len(texts)} dialogues a different summary in "
+                f"a batch than alone, so served summaries would depend on other requests. "
+                f"Nothing was written; export without quantize (fp32), and please report this "
+                f"with the model's config."
+            )
         return {
             "dialogues": len(texts),
             "greedy_agreement_with_fp32": _agreement(greedy, _onnx_decode(fp32, sources, 1)),
+            "batch_invariant": invariant,
         }
     eos = onnx.eos_token_id
     ids, mask = pad_batch(sources, onnx.pad_token_id)

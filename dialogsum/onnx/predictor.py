@@ -180,20 +180,28 @@ class _OnnxSteps:
         import numpy as np
 
         self.predictor = predictor
+        self.hidden = hidden
+        self.beams = beams
+        self.item_mask = encoder_mask
         # Beam search runs batch x beams rows; each beam attends to its item's encoder output.
-        self.hidden = np.repeat(hidden, beams, axis=0) if beams > 1 else hidden
         self.encoder_mask = np.repeat(encoder_mask, beams, axis=0) if beams > 1 else encoder_mask
 
     def start(self, rows: int) -> tuple[Any, dict[str, Any]]:
         import numpy as np
 
         predictor = self.predictor
+        items = self.hidden.shape[0]
+        # Every beam of an item starts from the same token, so the first step is computed once
+        # per item and its outputs repeated per beam: the cross-attention keys and values (the
+        # bulk of the work) are not computed beams times over.
         feeds = {
-            "input_ids": np.full((rows, 1), predictor.start_token_id, dtype=np.int64),
-            "encoder_attention_mask": self.encoder_mask,
+            "input_ids": np.full((items, 1), predictor.start_token_id, dtype=np.int64),
+            "encoder_attention_mask": self.item_mask,
             "encoder_hidden_states": self.hidden,
         }
         outputs = predictor.decoder.run(None, feeds)
+        if rows != items:
+            outputs = [np.repeat(output, rows // items, axis=0) for output in outputs]
         named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
         # Cross-attention keys and values never change after the first step: they are kept.
         cache = {
