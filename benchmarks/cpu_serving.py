@@ -1,12 +1,19 @@
-"""CPU serving speed: PyTorch eager vs onnxruntime fp32 vs onnxruntime int8, in one run.
+"""CPU serving speed, in one run: PyTorch eager vs dialogsum's onnxruntime int8 vs CTranslate2.
 
-FLAN-T5-base architecture with random weights (from ../shared/models), 200-token inputs, exactly
-32 new tokens (greedy, min_new_tokens=32), 2 threads, batch 1 and batch 8. Each configuration
-runs in its own process, one after another, so timings do not contend and peak memory (max RSS)
-is the configuration's own. Writes benchmarks/results/cpu_serving.json, docs/benchmarks.md's
-table and docs/benchmarks.png.
+Two models:
 
-    python benchmarks/cpu_serving.py            # about 10 minutes on 2 cores
+- the FLAN-T5-base architecture with random weights (from ../shared/models), random 200- and
+  512-token inputs, exactly 32 new tokens, greedy and 4 beams, batch 1 and 8;
+- the bundled dialogsum-tiny with its own decoding defaults (4 beams, no repeated trigrams),
+  16 DialogSum test dialogues summarized one at a time and as one batch of 16.
+
+Engines: PyTorch eager (transformers ``generate``), dialogsum's onnxruntime backend on the int8
+export (batch-invariant int8), and the dialogsum-ctranslate2 plugin (CTranslate2 int8). All on
+2 threads. Every cell runs in its own process, one after another, so timings do not contend;
+ratios are against PyTorch in the same run. Writes benchmarks/results/cpu_serving.json and
+prints the table for docs/benchmarks.md.
+
+    python benchmarks/cpu_serving.py            # about 15 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -15,174 +22,211 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, ROOT, config_path, random_model_exports
+from common import RESULTS, config_path, random_model_exports
 
-INPUT_TOKENS = 200
 NEW_TOKENS = 32
 THREADS = 2
-ENGINES = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
+ENGINES = ("pytorch", "onnxruntime-int8", "ctranslate2-int8")
 
 
-def inputs(batch: int, vocab: int) -> list[list[int]]:
+def random_inputs(batch: int, tokens: int) -> list[list[int]]:
     import numpy as np
 
-    rng = np.random.default_rng(batch)
-    return [[*rng.integers(3, vocab, INPUT_TOKENS - 1).tolist(), 1] for _ in range(batch)]
+    rng = np.random.default_rng(batch * 1000 + tokens)
+    return [[*rng.integers(3, 32000, tokens - 1).tolist(), 1] for _ in range(batch)]
 
 
-def peak_rss_mb() -> float:
-    """This process's own peak resident memory (VmHWM; ru_maxrss survives fork and exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def worker(engine: str, batch: int, repeats: int, work: Path) -> dict[str, float]:
-    """Time one engine at one batch size in this process."""
+def base_runner(engine: str, batch: int, beams: int, tokens: int, work: Path) -> Any:
+    """A no-argument function that decodes one batch with ``engine`` (FLAN-T5-base)."""
+    ids = random_inputs(batch, tokens)
     if engine == "pytorch":
         import torch
         from transformers import T5ForConditionalGeneration
 
         torch.set_num_threads(THREADS)
         model = T5ForConditionalGeneration.from_pretrained(work / "pytorch").eval()
-        ids = torch.tensor(inputs(batch, 32000))
+        tensor = torch.tensor(ids)
 
         def run() -> None:
             with torch.inference_mode():
                 model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
+                    input_ids=tensor,
+                    attention_mask=torch.ones_like(tensor),
                     do_sample=False,
-                    num_beams=1,
+                    num_beams=beams,
                     max_new_tokens=NEW_TOKENS,
                     min_new_tokens=NEW_TOKENS,
                 )
-    else:
+
+        return run
+    if engine == "onnxruntime-int8":
         from dialogsum.generation import GenerationOptions
         from dialogsum.onnx.predictor import OnnxPredictor
 
-        folder = work / ("onnx-fp32" if engine.endswith("fp32") else "onnx-int8")
-        predictor = OnnxPredictor(folder, threads=THREADS, progress=False)
-        ids = inputs(batch, 32000)
+        predictor = OnnxPredictor(work / "onnx-int8", threads=THREADS, progress=False)
         mask = [[1] * len(row) for row in ids]
-        options = GenerationOptions(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+        options = GenerationOptions(
+            max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=beams
+        )
+        return lambda: predictor.generate_ids(ids, mask, options)
+    import ctranslate2
+    from dialogsum_ctranslate2.convert import converted_model
 
-        def run() -> None:
-            predictor.generate_ids(ids, mask, options)
+    folder = converted_model(work / "pytorch", compute_type="int8", cache_dir=str(work / "ct2"))
+    translator = ctranslate2.Translator(
+        str(folder), device="cpu", compute_type="int8", intra_threads=THREADS
+    )
+    vocabulary = json.loads((folder / "shared_vocabulary.json").read_text())
+    tokens_in = [[vocabulary[i] for i in row] for row in ids]
+    return lambda: translator.translate_batch(
+        tokens_in,
+        beam_size=beams,
+        max_decoding_length=NEW_TOKENS,
+        min_decoding_length=NEW_TOKENS,
+        max_input_length=0,
+    )
 
+
+def tiny_runner(engine: str, batch: int, work: Path) -> Any:
+    """Summarize 16 test dialogues with dialogsum-tiny's defaults, ``batch`` at a time."""
+    from dialogsum import Summarizer
+    from dialogsum.data import load_examples, sample_path
+
+    texts = [e.dialogue for e in load_examples(sample_path("test"))[:16]]
+    if engine == "pytorch":
+        import torch
+
+        torch.set_num_threads(THREADS)
+        summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
+    elif engine == "onnxruntime-int8":
+        summarizer = Summarizer.from_pretrained(
+            work / "tiny-int8", backend_options={"progress": False, "threads": THREADS}
+        )
+    else:
+        summarizer = Summarizer.from_pretrained(
+            "dialogsum-tiny",
+            backend="ctranslate2",
+            backend_options={"progress": False, "threads": THREADS, "cache_dir": str(work / "ct2")},
+        )
+    if batch == 1:
+        return lambda: [summarizer.summarize([text], batch_size=1) for text in texts]
+    return lambda: summarizer.summarize(texts, batch_size=batch)
+
+
+def worker(cell: dict[str, Any], repeats: int, work: Path) -> dict[str, float]:
+    """Time one cell in this process: a warm-up, then the median of ``repeats`` runs."""
+    if cell["model"] == "flan-t5-base":
+        run = base_runner(cell["engine"], cell["batch"], cell["beams"], cell["tokens"], work)
+    else:
+        run = tiny_runner(cell["engine"], cell["batch"], work)
     run()  # warm-up: first-call allocations and graph set-up are not serving cost
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    median = statistics.median(times)
-    return {
-        "median_s": median,
-        "min_s": min(times),
-        "tokens_per_s": batch * NEW_TOKENS / median,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
-def plot(rows: list[dict[str, object]], path: Path) -> None:
-    import matplotlib
+def cells(tokens: list[int]) -> list[dict[str, Any]]:
+    """Every measured configuration, in the order they run."""
+    result = []
+    for length in tokens:
+        for beams in (1, 4):
+            for batch in (1, 8):
+                for engine in ENGINES:
+                    result.append(
+                        {"model": "flan-t5-base", "engine": engine, "tokens": length,
+                         "beams": beams, "batch": batch}
+                    )
+    for batch in (1, 16):
+        for engine in ENGINES:
+            result.append({"model": "dialogsum-tiny", "engine": engine, "batch": batch})
+    return result
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    batches = sorted({int(r["batch"]) for r in rows})  # type: ignore[call-overload]
-    figure, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 3.6))
-    for axis, batch in zip(axes, batches, strict=True):
-        subset = [r for r in rows if r["batch"] == batch]
-        names = [str(r["engine"]) for r in subset]
-        speed = [float(r["tokens_per_s"]) for r in subset]  # type: ignore[arg-type]
-        bars = axis.bar(names, speed, color=["#8c8c8c", "#4c72b0", "#55a868"])
-        for bar, row in zip(bars, subset, strict=True):
-            axis.annotate(
-                f"{float(row['speedup']):.1f}x",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),  # type: ignore[arg-type]
-                ha="center",
-                va="bottom",
-            )
-        axis.set_title(f"batch {batch}")
-        axis.set_ylabel("generated tokens / s")
-    figure.suptitle(
-        f"FLAN-T5-base architecture, {INPUT_TOKENS}-token input, {NEW_TOKENS} new tokens, {THREADS} threads"
-    )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+def prepare(work: Path) -> None:
+    """The FLAN-T5-base exports, dialogsum-tiny's int8 export and CTranslate2 conversions."""
+    from dialogsum_ctranslate2.convert import converted_model
+
+    from dialogsum import Summarizer
+
+    random_model_exports(config_path("base"), work)
+    if not (work / "tiny-int8" / "dialogsum.json").exists():
+        Summarizer.from_pretrained("dialogsum-tiny").export(
+            work / "tiny-int8", quantize="int8", overwrite=True
+        )
+    converted_model(work / "pytorch", compute_type="int8", cache_dir=str(work / "ct2"))
+
+
+def label(row: dict[str, Any]) -> str:
+    if row["model"] == "flan-t5-base":
+        decoding = "greedy" if row["beams"] == 1 else f"{row['beams']} beams"
+        return f"flan-t5-base | {row['tokens']} | {decoding} | {row['batch']}"
+    mode = "one at a time" if row["batch"] == 1 else f"one batch of {row['batch']}"
+    return f"dialogsum-tiny | 16 dialogues | defaults | {mode}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=config_path("base"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/dialogsum-bench"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[200, 512])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.repeats, args.work)))
+        print(json.dumps(worker(json.loads(args.worker), args.repeats, args.work)))
         return 0
-    if not args.config.is_file():
-        print(f"no model config at {args.config}", file=sys.stderr)
+    if not config_path("base").is_file():
+        print(f"no model config at {config_path('base')}", file=sys.stderr)
         return 1
-    random_model_exports(args.config, args.work)
-    rows: list[dict[str, object]] = []
-    for batch in args.batches:
-        for engine in ENGINES:
-            command = [
-                sys.executable,
-                __file__,
-                "--work",
-                str(args.work),
-                "--repeats",
-                str(args.repeats),
-                "--worker",
-                engine,
-                str(batch),
-            ]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            result = json.loads(output.strip().splitlines()[-1])
-            rows.append({"engine": engine, "batch": batch, **result})
-            print(
-                f"batch {batch} {engine:18} median {result['median_s'] * 1000:8.0f} ms  "
-                f"{result['tokens_per_s']:7.1f} tok/s  peak {result['peak_rss_mb']:6.0f} MB",
-                flush=True,
-            )
+    prepare(args.work)
+    rows: list[dict[str, Any]] = []
+    environment = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    for cell in cells(args.tokens):
+        command = [sys.executable, __file__, "--work", str(args.work), "--repeats",
+                   str(args.repeats), "--worker", json.dumps(cell)]
+        output = subprocess.run(
+            command, check=True, capture_output=True, text=True, env=environment
+        ).stdout
+        rows.append({**cell, **json.loads(output.strip().splitlines()[-1])})
+        print(f"{label(cell)} | {cell['engine']}: {rows[-1]['median_s'] * 1000:.0f} ms", flush=True)
     for row in rows:
-        baseline = next(r for r in rows if r["batch"] == row["batch"] and r["engine"] == "pytorch")
-        row["speedup"] = float(baseline["median_s"]) / float(row["median_s"])  # type: ignore[arg-type]
-    RESULTS.mkdir(parents=True, exist_ok=True)
+        same = {k: v for k, v in row.items() if k in ("model", "tokens", "beams", "batch")}
+        baseline = next(
+            r for r in rows if r["engine"] == "pytorch" and all(r.get(k) == v for k, v in same.items())
+        )
+        row["speedup_vs_pytorch"] = baseline["median_s"] / row["median_s"]
     meta = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "repeats": args.repeats,
-        "input_tokens": INPUT_TOKENS,
-        "new_tokens": NEW_TOKENS,
         "threads": THREADS,
-        "config": args.config.name,
+        "repeats": args.repeats,
+        "new_tokens": NEW_TOKENS,
     }
-    (RESULTS / "cpu_serving.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    )
-    plot(rows, ROOT / "docs" / "benchmarks.png")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cpu_serving.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print("\n| model | input tokens | decoding | batch | PyTorch | dialogsum int8 | CTranslate2 int8 |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(
-            f"| {row['batch']} | {row['engine']} | {float(row['median_s']) * 1000:.0f} | "  # type: ignore[arg-type]
-            f"{float(row['tokens_per_s']):.1f} | {float(row['speedup']):.2f}x | {float(row['peak_rss_mb']):.0f} |"
-        )  # type: ignore[arg-type]
+        if row["engine"] != "pytorch":
+            continue
+        key = label(row)
+        by_engine = {r["engine"]: r for r in rows if label(r) == key}
+        cells_text = [f"{by_engine['pytorch']['median_s'] * 1000:.0f} ms"] + [
+            f"{by_engine[e]['median_s'] * 1000:.0f} ms ({by_engine[e]['speedup_vs_pytorch']:.2f}x)"
+            for e in ENGINES[1:]
+        ]
+        print(f"| {key} | {' | '.join(cells_text)} |")
     return 0
 
 
