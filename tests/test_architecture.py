@@ -45,7 +45,7 @@ PACKAGE_DIR = ROOT / PACKAGE
 #: The torch stack a CPU serving install does not carry.
 TORCH_STACK = frozenset({"torch", "transformers", "peft", "optimum"})
 #: What ``import dialogsum`` and ``dialogsum plugins`` must not load.
-HEAVY = TORCH_STACK | {"onnxruntime"}
+HEAVY = TORCH_STACK | {"onnxruntime", "fastapi", "uvicorn"}
 TORCH_FREE_ONNX = ("dialogsum.onnx.format", "dialogsum.onnx.predictor", "dialogsum.onnx.decoding")
 
 PLUGIN_LAYER = frozenset(
@@ -66,7 +66,8 @@ CORE = frozenset(
 )
 TRAINING, ONNX = f"{PACKAGE}.training", f"{PACKAGE}.onnx"
 BUILT_INS = (f"{PACKAGE}.methods", f"{PACKAGE}.backends")
-ROOMS = (TRAINING, ONNX, *BUILT_INS)
+SERVE = f"{PACKAGE}.serve"
+ROOMS = (TRAINING, ONNX, SERVE, *BUILT_INS)
 FACE = frozenset(
     {PACKAGE, *(f"{PACKAGE}.{name}" for name in ("summarizer", "quickstart", "compare"))}
 )

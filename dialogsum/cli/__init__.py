@@ -18,6 +18,7 @@ from dialogsum.cli import (
     export,
     list_plugins,
     quickstart,
+    serve,
     summarize,
     train,
 )
@@ -26,7 +27,7 @@ from dialogsum.errors import DialogsumError
 Handler = Callable[[argparse.Namespace], int]
 
 #: The commands, in the order ``dialogsum --help`` lists them.
-COMMANDS = (list_plugins, train, export, evaluate, summarize, quickstart, compare)
+COMMANDS = (list_plugins, train, export, evaluate, summarize, serve, quickstart, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

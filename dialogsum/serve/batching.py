@@ -1,0 +1,140 @@
+"""Micro-batching: concurrent requests gathered into one model call, answers returned to each.
+
+Requests wait in a bounded queue. One collector takes the first waiting request, then gathers
+others with the *same generation parameters* until ``max_batch_size`` dialogues are in hand or
+``max_wait_ms`` has passed, and runs the batch on a worker thread, so the event loop never
+blocks. The backend sorts the batch's dialogues by length. Each request's summaries go back to
+that request alone, in its own order. dialogsum's summaries do not depend on their batch (int8
+included), so strangers' requests can share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+Summarize = Callable[..., list[str]]
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` requests already."""
+
+
+@dataclass
+class Job:
+    """One request's dialogues, generation parameters and where its answer goes."""
+
+    texts: list[str]
+    parameters: dict[str, Any]
+    future: asyncio.Future[list[str]]
+    key: str = field(init=False)
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.key = json.dumps(self.parameters, sort_keys=True, default=str)
+
+
+class MicroBatcher:
+    """Runs ``summarize(texts, **parameters)`` over batches of queued jobs."""
+
+    def __init__(
+        self,
+        summarize: Summarize,
+        *,
+        batching: bool,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.summarize = summarize
+        self.batching = batching
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.pending: list[Job] = []
+        self.arrived = asyncio.Event()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dialogsum-model")
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self.pending)
+
+    def start(self) -> None:
+        """Start the collector on the running event loop."""
+        self.task = asyncio.get_running_loop().create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Finish every accepted request, then stop."""
+        self.closing = True
+        self.arrived.set()
+        if self.task is not None:
+            await self.task
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, texts: list[str], parameters: dict[str, Any]) -> list[str]:
+        """Queue one request and wait for its summaries."""
+        if len(self.pending) >= self.max_queue or self.closing:
+            raise QueueFull
+        job = Job(texts, parameters, asyncio.get_running_loop().create_future())
+        self.pending.append(job)
+        self.arrived.set()
+        return await job.future
+
+    def _take(self) -> list[Job]:
+        first = self.pending.pop(0)
+        taken, size = [first], len(first.texts)
+        if not self.batching:
+            return taken
+        for job in list(self.pending):
+            if job.key == first.key and size + len(job.texts) <= self.max_batch_size:
+                self.pending.remove(job)
+                taken.append(job)
+                size += len(job.texts)
+        return taken
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.pending:
+                if self.closing:
+                    return
+                self.arrived.clear()
+                await self.arrived.wait()
+                continue
+            if self.batching and self.max_wait > 0:
+                # Give concurrent requests a moment to arrive and join this batch.
+                waited = time.perf_counter() - self.pending[0].queued_at
+                if waited < self.max_wait and sum(len(j.texts) for j in self.pending) < (
+                    self.max_batch_size
+                ):
+                    await asyncio.sleep(self.max_wait - waited)
+            jobs = [job for job in self._take() if not job.future.cancelled()]
+            if not jobs:
+                continue
+            texts = [text for job in jobs for text in job.texts]
+            if self.on_batch is not None:
+                self.on_batch(len(jobs), len(texts))
+            try:
+                call = functools.partial(self.summarize, texts, **jobs[0].parameters)
+                summaries = await loop.run_in_executor(self.executor, call)
+            except Exception as exc:  # the model failed: every request in the batch hears it
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            start = 0
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(summaries[start : start + len(job.texts)])
+                start += len(job.texts)

@@ -1,0 +1,108 @@
+"""Reading a summarize request: schema, limits and generation options checked before the model
+sees anything, and input tokens counted so over-long dialogues are reported (or refused)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pydantic import ValidationError
+
+from dialogsum.errors import ConfigError, DataError
+from dialogsum.generation import check_dialogues, parse_generation
+from dialogsum.serve.schema import SummarizeRequest
+from dialogsum.validation import format_validation_error
+
+if TYPE_CHECKING:
+    from dialogsum.serve.settings import ServeSettings
+    from dialogsum.summarizer import Summarizer
+
+
+class Rejected(Exception):
+    """A request answered with an error status before it reaches the model."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def request_inputs(
+    body: bytes, settings: ServeSettings, summarizer: Summarizer
+) -> tuple[list[str], dict[str, Any]]:
+    """The dialogues and generation options of a request, or :class:`Rejected` saying why not."""
+    try:
+        request = SummarizeRequest.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        raise Rejected(422, f"Invalid request: {format_validation_error(exc)}.") from None
+    texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
+    if not texts:
+        raise Rejected(422, "inputs: give a dialogue or a non-empty list of dialogues.")
+    if len(texts) > settings.max_inputs:
+        raise Rejected(
+            413, f"inputs: {len(texts)} dialogues; this server takes at most {settings.max_inputs}."
+        )
+    try:
+        check_dialogues(texts)
+    except DataError as exc:
+        raise Rejected(422, f"inputs: {exc}") from None
+    generate = dict((request.parameters and request.parameters.generate_parameters) or {})
+    if "batch_size" in generate:
+        raise Rejected(
+            422, "parameters.generate_parameters.batch_size: the server sets the batch size."
+        )
+    try:
+        parse_generation(generate, summarizer.manifest.generation)
+    except ConfigError as exc:
+        raise Rejected(422, f"parameters.generate_parameters: {exc}") from None
+    return texts, generate
+
+
+class Counts(NamedTuple):
+    """Input tokens of a request and which inputs are over the model's length."""
+
+    tokens: int
+    truncated: list[int]
+    limit: int
+
+
+class InputMeter:
+    """Counts tokens with the served model's own tokenizer, where its predictor exposes one."""
+
+    def __init__(self, encode: Any, data: Any) -> None:
+        self.encode = encode
+        self.data = data
+
+    @classmethod
+    def of(cls, summarizer: Summarizer) -> InputMeter:
+        """A meter for ``summarizer`` (one that counts nothing when no tokenizer is exposed)."""
+        tokenizer: Any = getattr(summarizer.predictor, "tokenizer", None)
+        encode = None
+        if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer (onnxruntime backend)
+
+            def encode(texts: list[str]) -> list[list[int]]:
+                return [e.ids for e in tokenizer.encode_batch(texts)]
+        elif callable(tokenizer):  # a transformers tokenizer (torch backend)
+
+            def encode(texts: list[str]) -> list[list[int]]:
+                return list(tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
+
+        return cls(encode, summarizer.manifest.data)
+
+    @property
+    def available(self) -> bool:
+        """Whether tokens can be counted for this model."""
+        return self.encode is not None
+
+    def measure(self, texts: list[str]) -> Counts | None:
+        """Prompted input tokens and the positions of inputs over ``max_source_length``."""
+        if self.encode is None:
+            return None
+        ids = self.encode([self.data.render(text) for text in texts])
+        limit = self.data.max_source_length
+        over = [index for index, row in enumerate(ids) if len(row) > limit]
+        return Counts(sum(min(len(row), limit) for row in ids), over, limit)
+
+    def count(self, texts: list[str]) -> int:
+        """Tokens in ``texts`` (summaries)."""
+        return sum(len(row) for row in self.encode(texts)) if self.encode is not None else 0

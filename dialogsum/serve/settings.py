@@ -1,0 +1,57 @@
+"""The settings of ``dialogsum serve``: one pydantic model for flags, config files and the
+``DIALOGSUM_SERVE_*`` environment variables (flags win over the file, the file over the
+environment)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "DIALOGSUM_SERVE_"
+
+
+class ServeSettings(BaseModel):
+    """How the service runs: where it listens, how it batches, its limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to bind (loopback by default).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to bind (0: any free port).")
+    batching: bool = Field(True, description="Gather concurrent requests into one batch.")
+    max_batch_size: int = Field(16, gt=0, description="Most dialogues in one batch.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a batch waits for more requests before it runs."
+    )
+    max_queue: int = Field(
+        256, gt=0, description="Requests waiting at most; more are answered 503 Retry-After."
+    )
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body (413).")
+    max_inputs: int = Field(64, gt=0, description="Most dialogues in one request (413).")
+    over_length: Literal["truncate", "reject"] = Field(
+        "truncate",
+        description="Dialogues over the model's input length: truncate (and say so in the "
+        "X-Dialogsum-Truncated header) or reject with 422.",
+    )
+    request_timeout_s: float = Field(60.0, gt=0, description="Answer 504 after this long.")
+    api_key_env: str | None = Field(
+        None, description="Name of an environment variable holding the API key (401 without)."
+    )
+    log_requests: bool = Field(True, description="One JSON log line per request.")
+
+    @classmethod
+    def environment(cls) -> dict[str, Any]:
+        """Settings from ``DIALOGSUM_SERVE_<FIELD>`` environment variables (strings)."""
+        found: dict[str, Any] = {}
+        for name in cls.model_fields:
+            value = os.environ.get(ENV_PREFIX + name.upper())
+            if value is not None:
+                found[name] = value
+        return found
+
+    def api_key(self) -> str | None:
+        """The API key the requests must carry, or None when the service is open."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None

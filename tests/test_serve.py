@@ -1,0 +1,235 @@
+"""dialogsum serve: a real uvicorn server on 127.0.0.1, driven by huggingface_hub's client and
+httpx; every answer is checked against what summarize() gives offline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.data import load_examples
+from dialogsum.serve import ServeSettings, create_app
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+GREEDY = {"num_beams": 1, "max_new_tokens": 12}
+
+
+class Server:
+    """A uvicorn server in a thread of this process, on a free loopback port."""
+
+    def __init__(self, summarizer: Any, settings: ServeSettings) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            create_app(summarizer, settings), host="127.0.0.1", port=0, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started, "the server did not start"
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+
+
+@pytest.fixture(scope="module")
+def dialogues(sample_dir: Path) -> list[str]:
+    return [e.dialogue for e in load_examples(sample_dir / "test.jsonl")[:16]]
+
+
+@pytest.fixture(scope="module")
+def url(summarizer: Summarizer) -> Iterator[str]:
+    settings = ServeSettings(max_wait_ms=20, max_inputs=8, max_body_bytes=60_000)
+    with Server(summarizer, settings) as address:
+        yield address
+
+
+def post(url: str, payload: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/summarize", json=payload, timeout=60, **kwargs)
+
+
+def test_the_hugging_face_client_works_unchanged(
+    url: str, summarizer: Summarizer, dialogues: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import InferenceClient, constants
+    from huggingface_hub.utils import reset_sessions
+
+    # The suite runs with the hub offline; this client only talks to 127.0.0.1.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    reset_sessions()
+
+    client = InferenceClient(model=f"{url}/v1/summarize")
+    result = client.summarization(dialogues[0], generate_parameters=GREEDY)
+    assert result.summary_text == summarizer.summarize([dialogues[0]], **GREEDY)[0]
+
+
+def test_concurrent_requests_are_batched_and_answered_each_their_own(
+    url: str, summarizer: Summarizer, dialogues: list[str]
+) -> None:
+    expected = summarizer.summarize(dialogues, **GREEDY)
+
+    def ask(index: int) -> str:
+        response = post(url, {"inputs": dialogues[index],
+                              "parameters": {"generate_parameters": GREEDY}})
+        assert response.status_code == 200, response.text
+        return response.json()[0]["summary_text"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(len(dialogues))))
+    assert answers == expected  # none lost, none swapped
+    metrics = httpx.get(f"{url}/metrics").text
+    batches = [line for line in metrics.splitlines()
+               if line.startswith("dialogsum_batch_requests_bucket") and 'le="1.0"' in line]
+    count = [line for line in metrics.splitlines()
+             if line.startswith("dialogsum_batch_requests_count")]
+    assert float(batches[0].split()[-1]) < float(count[0].split()[-1])  # some batch held >1
+    assert 'dialogsum_requests_total{route="/v1/summarize",status="200"}' in metrics
+
+
+def test_a_list_comes_back_in_order(url: str, summarizer: Summarizer, dialogues: list[str]) -> None:
+    response = post(url, {"inputs": dialogues[:5], "parameters": {"generate_parameters": GREEDY}})
+    assert [r["summary_text"] for r in response.json()] == summarizer.summarize(
+        dialogues[:5], **GREEDY
+    )
+    assert response.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "needle"),
+    [
+        ({"inputs": "x", "parameters": {"generate_parameters": {"num_beams": 0}}}, 422,
+         "num_beams"),
+        ({"inputs": "x", "parameters": {"generate_parameters": {"beams": 2}}}, 422, "beams"),
+        ({"inputs": "x", "parameters": {"generate_parameters": {"batch_size": 2}}}, 422,
+         "batch_size"),
+        ({"text": "x"}, 422, "inputs"),
+        ({"inputs": ["ok", ""]}, 422, "dialogues[1] is empty"),
+        ({"inputs": []}, 422, "non-empty"),
+        ({"inputs": ["a"] * 9}, 413, "at most 8"),
+        ({"inputs": "x" * 70_000}, 413, "limit"),
+    ],
+)
+def test_bad_requests_get_a_clear_status(url: str, payload: Any, status: int, needle: str) -> None:
+    response = post(url, payload)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert needle in body["error"] and body["request_id"]
+
+
+def test_health_readiness_model_card_docs_and_page(url: str) -> None:
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    card = httpx.get(f"{url}/v1/model").json()
+    assert card["backend"] == "torch" and card["limits"]["max_inputs"] == 8
+    assert httpx.get(f"{url}/docs").status_code == 200
+    assert "/v1/summarize" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert "<textarea" in httpx.get(f"{url}/").text
+    assert len(httpx.get(f"{url}/v1/samples").json()) == 8
+
+
+class Slow:
+    """A predictor that takes its time, or fails, to test limits and faults."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.delay, self.fail_on = delay, fail_on
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+        time.sleep(self.delay)
+        if self.fail_on and any(self.fail_on in d for d in dialogues):
+            raise RuntimeError("boom")
+        return [d[::-1] for d in dialogues]
+
+
+def test_an_api_key_is_required_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_DIALOGSUM_KEY", "s3cret")
+    settings = ServeSettings(api_key_env="TEST_DIALOGSUM_KEY")
+    with Server(Summarizer(Slow()), settings) as address:
+        assert post(address, {"inputs": "abc"}).status_code == 401
+        assert post(address, {"inputs": "abc"}, headers={"X-API-Key": "nope"}).status_code == 401
+        good = post(address, {"inputs": "abc"}, headers={"Authorization": "Bearer s3cret"})
+        assert good.status_code == 200 and good.json() == [{"summary_text": "cba"}]
+        assert httpx.get(f"{address}/healthz").status_code == 200  # probes need no key
+
+
+def test_model_failure_timeout_and_full_queue() -> None:
+    settings = ServeSettings(request_timeout_s=0.5, max_queue=1, batching=False)
+    with Server(Summarizer(Slow(delay=0.3, fail_on="boom")), settings) as address:
+        failed = post(address, {"inputs": "boom"})
+        assert failed.status_code == 500 and "RuntimeError" in failed.json()["error"]
+        assert failed.json()["request_id"] == failed.headers["X-Request-Id"]
+        assert post(address, {"inputs": "fine"}).json() == [{"summary_text": "enif"}]
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(pool.map(lambda _: post(address, {"inputs": "x"}).status_code,
+                                       range(6)))
+        assert 503 in statuses and 200 in statuses
+        rejected = next(r for r in [post(address, {"inputs": "y"})] if r)
+        assert rejected.status_code == 200  # the queue drained: the server still serves
+    slow = ServeSettings(request_timeout_s=0.2)
+    with Server(Summarizer(Slow(delay=1.0)), slow) as address:
+        timed_out = post(address, {"inputs": "late"})
+        assert timed_out.status_code == 504 and "timeout" in timed_out.json()["error"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(tiny_model_dir),
+               "--port", str(port), "--no-log-requests"]
+    env = {**os.environ, "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        long_request = {
+            "inputs": [f"#Person1#: Hi {n}.\n#Person2#: Hello." for n in range(8)],
+            "parameters": {"generate_parameters": {"num_beams": 4, "max_new_tokens": 60,
+                                                   "min_new_tokens": 60}},
+        }
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(post, url, long_request)
+            time.sleep(0.3)  # accepted and running when the signal comes
+            process.send_signal(signal.SIGTERM)
+            answer = pending.result(timeout=60)
+        assert answer.status_code == 200 and len(answer.json()) == 8
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
