@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,38 +19,13 @@ import pytest
 
 from dialogsum import Summarizer
 from dialogsum.data import load_examples
-from dialogsum.serve import ServeSettings, create_app
+from dialogsum.serve import ServeSettings
+from dialogsum.testing.serving import Server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 GREEDY = {"num_beams": 1, "max_new_tokens": 12}
-
-
-class Server:
-    """A uvicorn server in a thread of this process, on a free loopback port."""
-
-    def __init__(self, summarizer: Any, settings: ServeSettings) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(
-            create_app(summarizer, settings), host="127.0.0.1", port=0, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert self.server.started, "the server did not start"
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,56 @@
+"""The web page at / in a real headless Chromium: pick a sample, summarize, read the result.
+
+Needs Debian's chromium (``apt-get install chromium``) and Playwright's Python client; .ci/run
+installs both. Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.serve import ServeSettings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytest.importorskip("playwright")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def test_the_page_summarizes_a_picked_sample(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from dialogsum.testing.serving import Server
+
+    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    with Server(summarizer, ServeSettings()) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(url + "/")
+            page.wait_for_selector("#facts table")
+            assert "torch" in page.inner_text("#facts")
+            page.wait_for_function("document.querySelector('#sample').options.length > 1")
+            page.select_option("#sample", index=1)
+            dialogue = page.input_value("#dialogue")
+            assert dialogue.startswith("#Person1#:")
+            page.select_option("#beams", "1")
+            page.fill("#length", "12")
+            page.click("#go")
+            page.wait_for_function("document.querySelector('#latency').textContent.endsWith('ms')")
+            shown = page.inner_text("#summary")
+            expected = summarizer.summarize([dialogue], num_beams=1, max_new_tokens=12)[0]
+            assert shown.strip() == expected
+            screenshot = tmp_path / "page.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
+            page.fill("#dialogue", "")
+            page.click("#go")
+            page.wait_for_function("document.querySelector('#error').textContent.length > 0")
+            assert "empty" in page.inner_text("#error")
+        finally:
+            browser.close()
