@@ -1,0 +1,189 @@
+"""Load test of ``dialogsum serve``: throughput and latency under concurrency, batching on and
+off, against a hand-written FastAPI + transformers pipeline peer, every answer checked.
+
+    python benchmarks/serve_load.py            # about 15 minutes on 2 cores
+
+Each server starts on 127.0.0.1 (a free port) in its own process; a bounded number of requests
+(one DialogSum test dialogue each) is sent at concurrency 1, 4, 16 and 32. Two models: the
+bundled dialogsum-tiny int8 export with its own decoding defaults, and the FLAN-T5-base
+architecture (random weights, int8, greedy, 32 forced tokens). Every response must equal what
+``summarize()`` gives offline for that dialogue: errors and wrong answers are counted. Writes
+benchmarks/results/serve_load.json and docs/serve_load.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, ROOT, config_path, random_model_exports
+
+WORK = Path("/tmp/dialogsum-bench")
+DATA = ROOT.parent / "shared" / "data" / "dialogsum"
+BASE_PARAMS = {"num_beams": 1, "max_new_tokens": 32, "min_new_tokens": 32}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    import httpx
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def load(port: int, texts: list[str], params: dict[str, Any], concurrency: int,
+         expected: list[str] | None) -> dict[str, Any]:
+    import httpx
+
+    client = httpx.Client(timeout=300)
+
+    def one(index: int) -> tuple[float, bool, bool]:
+        started = time.perf_counter()
+        try:
+            response = client.post(
+                f"http://127.0.0.1:{port}/v1/summarize",
+                json={"inputs": texts[index], "parameters": {"generate_parameters": params}},
+            )
+            ok = response.status_code == 200
+            right = ok and (
+                expected is None or response.json()[0]["summary_text"].strip() == expected[index]
+            )
+        except httpx.HTTPError:
+            ok = right = False
+        return time.perf_counter() - started, ok, right
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(len(texts))))
+    wall = time.perf_counter() - started
+    latencies = sorted(r[0] for r in results)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return {
+        "requests": len(texts),
+        "concurrency": concurrency,
+        "throughput": len(texts) / wall,
+        "p50_s": statistics.median(latencies),
+        "p95_s": pct(0.95),
+        "p99_s": pct(0.99),
+        "errors": sum(not r[1] for r in results),
+        "wrong": sum(r[1] and not r[2] for r in results),
+    }
+
+
+def main() -> int:
+    from dialogsum import Summarizer
+    from dialogsum.data import load_examples
+
+    if not DATA.is_dir():
+        print(f"no DialogSum corpus at {DATA}", file=sys.stderr)
+        return 1
+    folders = random_model_exports(config_path("base"), WORK)
+    tiny_int8 = WORK / "tiny-int8"
+    if not (tiny_int8 / "dialogsum.json").exists():
+        Summarizer.from_pretrained("dialogsum-tiny").export(tiny_int8, quantize="int8")
+    texts = [e.dialogue for e in load_examples(DATA, "test")]
+    models = {
+        "dialogsum-tiny": (tiny_int8, {}, Path(str(ROOT / "dialogsum" / "models" / "dialogsum-tiny"))),
+        "flan-t5-base": (folders["int8"], BASE_PARAMS, folders["pytorch"]),
+    }
+    rows: list[dict[str, Any]] = []
+    for name, (export, params, torch_dir) in models.items():
+        count = 96 if name == "dialogsum-tiny" else 64
+        sample = texts[:count]
+        offline = Summarizer.from_pretrained(export, backend_options={"progress": False})
+        expected = [s.strip() for s in offline.summarize(sample, **params)]
+        del offline
+        for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
+            port = free_port()
+            if engine == "peer":
+                command = [sys.executable, str(ROOT / "benchmarks" / "peer_fastapi.py"),
+                           str(torch_dir), str(port)]
+                levels, check = (1, 16), None  # PyTorch's summaries are not the int8 ones
+            else:
+                command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(export),
+                           "--port", str(port), "--no-log-requests", "--max-batch-size", "16",
+                           "--max-wait-ms", "5", "--backend-option", "threads=2",
+                           "--backend-option", "progress=false"]
+                if engine.endswith("no-batching"):
+                    command.append("--no-batching")
+                levels, check = (1, 4, 16, 32), expected
+            process = start(command, port)
+            try:
+                for concurrency in levels:
+                    n = count if engine != "peer" else min(count, 32)
+                    result = load(port, sample[:n], params, concurrency, check[:n] if check else None)
+                    result.update(model=name, engine=engine, peak_rss_mb=peak_rss_mb(process.pid))
+                    rows.append(result)
+                    print(json.dumps(result), flush=True)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=120)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_load.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, ROOT / "docs" / "serve_load.png")
+    return 0
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4))
+    for axis, model in zip(axes, models, strict=True):
+        for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
+            subset = [r for r in rows if r["model"] == model and r["engine"] == engine]
+            axis.plot([r["throughput"] for r in subset], [r["p95_s"] for r in subset],
+                      marker="o", label=engine)
+            for r in subset:
+                axis.annotate(str(r["concurrency"]), (r["throughput"], r["p95_s"]), fontsize=8)
+        axis.set_title(model)
+        axis.set_xlabel("summaries / s")
+        axis.set_ylabel("p95 latency (s)")
+        axis.set_yscale("log")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
