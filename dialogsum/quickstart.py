@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from dialogsum.data import DataSource, Example, group_references, load_examples
 from dialogsum.errors import logger
 from dialogsum.evaluate import ROUGE_TYPES
+from dialogsum.files import write_text
 
 T = TypeVar("T")
 DEFAULT_MODEL = "dialogsum-tiny"
@@ -129,7 +130,7 @@ def run_quickstart(
         "seconds": {stage.name: round(stage.seconds, 2) for stage in stages},
         "predictions": predictions,
     }
-    (output / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_text(output / RESULTS_FILE, json.dumps(record, indent=2) + "\n")
     return QuickstartResult(test, predictions, scores, stages, export_dir)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class ServeMetrics:
     """Requests, latency, queue depth, batch sizes, tokens and truncation."""
@@ -62,6 +60,3 @@ class ServeMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-    def __getattr__(self, name: str) -> Any:  # pragma: no cover - a clearer error for typos
-        raise AttributeError(f"ServeMetrics has no metric {name!r}")

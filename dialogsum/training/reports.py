@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.errors import logger
+from dialogsum.files import write_text
 
 if TYPE_CHECKING:
     from dialogsum.training.planning import RunPlan
@@ -154,6 +155,6 @@ def write_run_report(run_dir: Path, plan: RunPlan, result: TrainResult) -> None:
     if plot_losses(result.log_history, run_dir / "loss_curve.png"):
         logger.info("wrote %s", run_dir / "loss_curve.png")
     card = model_card(plan, result, hardware_description())
-    (run_dir / "README.md").write_text(card, encoding="utf-8")
+    write_text(run_dir / "README.md", card)
     if (run_dir / "model").is_dir():
-        (run_dir / "model" / "README.md").write_text(card, encoding="utf-8")
+        write_text(run_dir / "model" / "README.md", card)

@@ -16,6 +16,7 @@ from typing import Any
 
 from dialogsum.errors import logger
 from dialogsum.evaluate import evaluate_predictor
+from dialogsum.files import write_text
 from dialogsum.modeling import ModelManifest, save_model
 from dialogsum.predictor import TorchPredictor
 from dialogsum.training.planning import RunPlan
@@ -87,5 +88,5 @@ def write_run_folder(
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     """Write ``payload`` as indented JSON (values JSON cannot hold become strings)."""
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
     logger.info("wrote %s", path)

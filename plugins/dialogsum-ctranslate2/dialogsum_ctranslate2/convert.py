@@ -71,7 +71,8 @@ def converted_model(
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         _convert(folder, staging / "model", compute_type, base_model)
-        os.replace(staging / "model", target) if not target.exists() else None
+        if not target.exists():  # another process may have converted it meanwhile
+            os.replace(staging / "model", target)
     except BackendError:
         raise
     except Exception as exc:
