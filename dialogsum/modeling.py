@@ -157,12 +157,15 @@ def default_backend(name_or_path: str | Path) -> str:
     """The backend that serves ``name_or_path``: the one its export record names, else torch.
 
     A hub id, a bundled model and a folder that ``save`` wrote are served by torch; an export
-    folder by the backend its manifest records (``onnxruntime`` for ONNX exports).
+    folder by the backend its manifest records (``onnxruntime`` for ONNX exports). A folder
+    that cannot be read (missing, a corrupt manifest) also gets torch: loading it then reports
+    what is wrong, in that backend's words.
     """
-    model_dir = resolve_model_dir(name_or_path)
-    if model_dir is None:
+    try:
+        model_dir = resolve_model_dir(name_or_path)
+        export = read_manifest(model_dir).export if model_dir is not None else None
+    except ModelError:
         return DEFAULT_BACKEND
-    export = read_manifest(model_dir).export
     return export.backend if export is not None else DEFAULT_BACKEND
 
 

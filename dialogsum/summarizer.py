@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
-from dialogsum.errors import BackendError, ConfigError, DialogsumError, ModelError, PluginError
+from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError
 from dialogsum.interfaces import Predictor, TorchModelPredictor
 from dialogsum.modeling import (
-    DEFAULT_BACKEND,
     DEFAULT_MODEL,
     ModelManifest,
     default_backend,
@@ -76,10 +75,7 @@ class Summarizer:
         """
         registry = get_registry(plugins)
         if backend is None:
-            try:
-                backend = default_backend(name_or_path)
-            except ModelError:  # no such folder, a corrupt manifest: the backend says so below
-                backend = DEFAULT_BACKEND
+            backend = default_backend(name_or_path)
         implementation = registry.backend(backend)
         options = registry.backend_options(backend, backend_options)
         path = Path(name_or_path).expanduser()

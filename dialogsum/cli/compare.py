@@ -12,9 +12,8 @@ from dialogsum.cli.config import (
     add_config_flag,
     add_model_flags,
     add_output_flags,
-    backend_options,
     load_settings,
-    serving_backend,
+    load_summarizer,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -46,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.data import group_references, load_examples
     from dialogsum.evaluate import check_output_file
     from dialogsum.files import write_text
-    from dialogsum.summarizer import Summarizer
 
     config = load_settings(CompareConfig, args)
     output = Path(config.output).expanduser()
@@ -55,12 +53,7 @@ def run(args: argparse.Namespace) -> int:
     examples = group_references(load_examples(config.data, config.split))
     if config.limit:
         examples = examples[: config.limit]
-    models = {}
-    for name in config.model:
-        backend = serving_backend(config, name)
-        models[name] = Summarizer.from_pretrained(
-            name, backend=backend, backend_options=backend_options(config, backend)
-        )
+    models = {name: load_summarizer(config, name) for name in config.model}
     result = compare(models, examples, **config.generation.model_dump(exclude_unset=True))
     markdown = to_markdown(result, show=config.show)
     write_text(output.with_suffix(".md"), markdown, overwrite=config.overwrite)

@@ -216,17 +216,16 @@ def backend_options(config: Any, backend: str = "torch") -> dict[str, Any]:
     return result
 
 
-def serving_backend(config: Any, model: str) -> str:
-    """The backend a command serves ``model`` with: ``--backend``, else the manifest's."""
-    from dialogsum.errors import ModelError
-    from dialogsum.modeling import DEFAULT_BACKEND, default_backend
+def load_summarizer(config: Any, model: str) -> Any:
+    """Load ``model`` for a serving command: ``--backend``, else the one its manifest names,
+    with that backend's options from the command (see :func:`backend_options`)."""
+    from dialogsum.modeling import default_backend
+    from dialogsum.summarizer import Summarizer
 
-    if getattr(config, "backend", None):
-        return str(config.backend)
-    try:
-        return default_backend(model)
-    except ModelError:  # a missing folder: loading it reports that, with the right words
-        return DEFAULT_BACKEND
+    backend = getattr(config, "backend", None) or default_backend(model)
+    return Summarizer.from_pretrained(
+        model, backend=backend, backend_options=backend_options(config, backend)
+    )
 
 
 def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:

@@ -12,9 +12,8 @@ from dialogsum.cli.config import (
     add_model_flags,
     add_output_flags,
     add_serving_flags,
-    backend_options,
     load_settings,
-    serving_backend,
+    load_summarizer,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -40,16 +39,12 @@ def run(args: argparse.Namespace) -> int:
     """Load the data, then the model, and print the scores."""
     from dialogsum.data import load_examples
     from dialogsum.evaluate import check_output_file
-    from dialogsum.summarizer import Summarizer
 
     config = load_settings(EvaluateConfig, args)
     examples = load_examples(config.data, config.split)
     if config.predictions is not None:
         check_output_file(config.predictions, overwrite=config.overwrite)
-    backend = serving_backend(config, config.model)
-    summarizer = Summarizer.from_pretrained(
-        config.model, backend=backend, backend_options=backend_options(config, backend)
-    )
+    summarizer = load_summarizer(config, config.model)
     scores = summarizer.evaluate(
         examples,
         predictions_file=config.predictions,

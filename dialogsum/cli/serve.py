@@ -13,9 +13,8 @@ from dialogsum.cli.config import (
     add_config_flag,
     add_model_flags,
     add_serving_flags,
-    backend_options,
     load_settings,
-    serving_backend,
+    load_summarizer,
 )
 from dialogsum.serve.settings import ServeSettings
 
@@ -52,17 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     from dialogsum.cli.config import merge
     from dialogsum.serve import create_app
-    from dialogsum.summarizer import Summarizer
 
     config = load_settings(ServeConfig, args)
     environment = ServeSettings.environment()
     if environment:  # the environment is under the file and the flags
         server = merge(environment, config.server.model_dump(exclude_unset=True))
         config = config.model_copy(update={"server": ServeSettings.model_validate(server)})
-    backend = serving_backend(config, config.model)
-    summarizer = Summarizer.from_pretrained(
-        config.model, backend=backend, backend_options=backend_options(config, backend)
-    )
+    summarizer = load_summarizer(config, config.model)
     logging.getLogger("dialogsum.serve").setLevel(logging.INFO)
     app = create_app(summarizer, config.server)
     server = graceful_server(

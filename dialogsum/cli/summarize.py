@@ -14,9 +14,8 @@ from dialogsum.cli.config import (
     add_model_flags,
     add_output_flags,
     add_serving_flags,
-    backend_options,
     load_settings,
-    serving_backend,
+    load_summarizer,
 )
 from dialogsum.generation import GenerationOptions
 
@@ -41,16 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.data import read_dialogues
     from dialogsum.evaluate import check_output_file
     from dialogsum.files import write_text
-    from dialogsum.summarizer import Summarizer
 
     config = load_settings(SummarizeConfig, args)
     if config.output != "-":
         check_output_file(config.output, overwrite=config.overwrite)
     examples = read_dialogues(config.input)
-    backend = serving_backend(config, config.model)
-    summarizer = Summarizer.from_pretrained(
-        config.model, backend=backend, backend_options=backend_options(config, backend)
-    )
+    summarizer = load_summarizer(config, config.model)
     summaries = summarizer.summarize(
         [e.dialogue for e in examples], **config.generation.model_dump(exclude_unset=True)
     )
