@@ -67,7 +67,8 @@ CORE = frozenset(
 TRAINING, ONNX = f"{PACKAGE}.training", f"{PACKAGE}.onnx"
 BUILT_INS = (f"{PACKAGE}.methods", f"{PACKAGE}.backends")
 SERVE = f"{PACKAGE}.serve"
-ROOMS = (TRAINING, ONNX, SERVE, *BUILT_INS)
+BATCH = f"{PACKAGE}.batch"
+ROOMS = (TRAINING, ONNX, SERVE, BATCH, *BUILT_INS)
 FACE = frozenset(
     {PACKAGE, *(f"{PACKAGE}.{name}" for name in ("summarizer", "quickstart", "compare"))}
 )

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dialogsum.cli import (
+    batch,
     compare,
     evaluate,
     export,
@@ -27,7 +28,17 @@ from dialogsum.errors import DialogsumError
 Handler = Callable[[argparse.Namespace], int]
 
 #: The commands, in the order ``dialogsum --help`` lists them.
-COMMANDS = (list_plugins, train, export, evaluate, summarize, serve, quickstart, compare)
+COMMANDS = (
+    list_plugins,
+    train,
+    export,
+    evaluate,
+    summarize,
+    batch,
+    serve,
+    quickstart,
+    compare,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,206 @@
+"""A whole batch job: check the input and the output, pick the engine, prove exactly-once.
+
+Order of work: every row is checked first (a malformed row fails the job before any model
+loads, naming its file and line, unless rejects are being set aside), then the output is read
+for what an earlier run finished, then the engine summarizes the rest. At the end the output is
+read again: every input row must be in it exactly once, or the job fails saying which are not.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dialogsum.batch.local import Loader, Work, run_local
+from dialogsum.batch.output import LineWriter, check_output, written_ids
+from dialogsum.batch.rows import BatchRow, InputFile, input_files, is_uri, read_rows
+from dialogsum.batch.settings import BatchSettings
+from dialogsum.errors import BackendError, ConfigError, DataError, logger
+
+
+@dataclass
+class BatchReport:
+    """What a batch job did."""
+
+    engine: str
+    output: str
+    rows: int
+    already_done: int
+    summarized: int
+    rejected: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows summarized by this run per second of its wall time."""
+        return self.summarized / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values."""
+        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 3)}
+
+
+@dataclass(frozen=True)
+class _Scan:
+    ids: set[str | int]
+    rejected: int
+
+
+def run_batch(
+    source: str | Path,
+    output: str | Path,
+    load: Loader,
+    generation: Mapping[str, Any],
+    settings: BatchSettings,
+    *,
+    overwrite: bool = False,
+) -> BatchReport:
+    """Summarize every row of ``source`` (a JSON Lines file or a folder of them) into
+    ``output``; a rerun goes on where an earlier one stopped.
+
+    ``load`` builds the model (it runs once here, to fail early, and once per worker);
+    ``generation`` holds :class:`~dialogsum.generation.GenerationOptions` fields.
+    """
+    started = time.perf_counter()
+    if is_uri(str(output)):
+        raise ConfigError(
+            f"Output {output}: dialogsum batch writes to a local (or mounted) path, where it "
+            f"can read back what is done; inputs may be remote."
+        )
+    target = Path(output).expanduser()
+    check_output(target, engine=settings.engine, overwrite=overwrite)
+    files = input_files(source)
+    scan = _scan(files, settings)
+    done = written_ids(target)
+    stray = done - scan.ids
+    if stray:
+        example = next(iter(stray))
+        raise ConfigError(
+            f"{target} holds {len(stray)} summaries whose ids are not in {source} (e.g. "
+            f"{example!r}): it is the output of another input. Give another --output, or "
+            f"--overwrite to start it again."
+        )
+    if done:
+        logger.info(
+            "%s already has %d of %d rows; summarizing the other %d.",
+            target,
+            len(done),
+            len(scan.ids),
+            len(scan.ids) - len(done),
+        )
+    summarized = 0
+    if len(done) < len(scan.ids):
+        loaded = load()  # here first: a bad model fails with its own message, before workers
+        work = Work(load, dict(generation), settings.worker_threads())
+        summarized = _summarize(files, done, target, work, loaded, settings, len(scan.ids))
+    _check_exactly_once(target, scan.ids)
+    return BatchReport(
+        engine=settings.engine,
+        output=str(target),
+        rows=len(scan.ids),
+        already_done=len(done),
+        summarized=summarized,
+        rejected=scan.rejected,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _summarize(
+    files: list[InputFile],
+    done: set[str | int],
+    target: Path,
+    work: Work,
+    loaded: Any,
+    settings: BatchSettings,
+    total: int,
+) -> int:
+    if settings.engine == "ray":
+        from dialogsum.batch.ray_engine import run_ray
+
+        del loaded  # the actors load their own copies
+        target.mkdir(exist_ok=True)
+        run_ray(files, done, str(target), work, settings)
+        return total - len(done)
+    from tqdm.auto import tqdm
+
+    rows = (row for row in read_rows(files) if isinstance(row, BatchRow) and row.id not in done)
+    bar = tqdm(total=total, initial=len(done), unit="dialogue", disable=not settings.progress)
+    writer = LineWriter(target)
+    try:
+        return run_local(
+            rows,
+            writer,
+            work,
+            workers=settings.workers,
+            chunk_size=settings.chunk_size,
+            advance=bar.update,
+            loaded=loaded,
+        )
+    finally:
+        writer.close()
+        bar.close()
+
+
+def _scan(files: list[InputFile], settings: BatchSettings) -> _Scan:
+    """Check every row; set malformed ones aside in the rejects file, or fail on the first."""
+    ids: set[str | int] = set()
+    rejected = 0
+    rejects = None
+    if settings.rejects:
+        rejects_path = Path(settings.rejects).expanduser()
+        if not rejects_path.parent.is_dir():
+            raise ConfigError(
+                f"Cannot write the rejects file {rejects_path}: its folder does not exist; "
+                f"create it first."
+            )
+        handle, staging = tempfile.mkstemp(
+            prefix=f".{rejects_path.name}.", suffix=".partial", dir=rejects_path.parent
+        )
+        rejects = os.fdopen(handle, "w", encoding="utf-8")
+    try:
+        for row in read_rows(files):
+            if isinstance(row, BatchRow):
+                if row.numbered and settings.engine == "ray":
+                    raise DataError(
+                        f"{row.where}: the row has no 'id' (or 'fname'). The ray engine needs "
+                        f"one on every row, since its output is not in input order; add ids, "
+                        f"or use --engine local, which numbers rows by their line."
+                    )
+                ids.add(row.id)
+                continue
+            if rejects is None:
+                raise DataError(
+                    f"{row.error} Fix the row, or pass --rejects FILE to set malformed rows "
+                    f"aside and summarize the rest."
+                )
+            rejects.write(row.as_json())
+            rejected += 1
+    except BaseException:
+        if rejects is not None:
+            rejects.close()
+            Path(staging).unlink(missing_ok=True)
+        raise
+    if rejects is not None:
+        rejects.close()
+        os.replace(staging, rejects_path)
+        if rejected:
+            logger.warning("%d malformed rows set aside in %s.", rejected, rejects_path)
+    if not ids:
+        raise DataError("The input has no rows to summarize.")
+    return _Scan(ids, rejected)
+
+
+def _check_exactly_once(target: Path, ids: set[str | int]) -> None:
+    """Every input row is in the output (``written_ids`` already refuses a repeated id)."""
+    missing = ids - written_ids(target)
+    if missing:
+        example = next(iter(missing))
+        raise BackendError(
+            f"{len(missing)} rows have no summary in {target} (e.g. id {example!r}); rerun the "
+            f"same command to summarize them."
+        )

@@ -1,0 +1,131 @@
+"""The local engine: a bounded pool of worker processes on this machine.
+
+Rows are cut into chunks in input order; at most two chunks per worker are in flight, so memory
+stays flat however long the input is. Results are written in input order as they complete, so
+the output is the same whatever the number of workers, and a rerun after a crash finds a prefix
+of it done. One worker runs in this process (no pool to start).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from multiprocessing import get_context
+from typing import Any, Protocol
+
+from dialogsum.batch.output import LineWriter, summary_line
+from dialogsum.batch.rows import BatchRow
+from dialogsum.errors import BackendError, DialogsumError
+
+
+class Summarizes(Protocol):
+    """What a batch worker needs of a loaded model."""
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]: ...
+
+
+#: Builds the model in a worker. Picklable (a module-level function or a partial of one), since
+#: worker processes are started fresh.
+Loader = Callable[[], Summarizes]
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every worker does with a chunk: load this model once, then summarize like this."""
+
+    load: Loader
+    generation: Mapping[str, Any]
+    threads: int
+
+
+def chunks(rows: Iterable[BatchRow], size: int) -> Iterator[list[BatchRow]]:
+    """``rows`` in lists of ``size`` (the last may be shorter), lazily."""
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def run_local(
+    rows: Iterable[BatchRow],
+    writer: LineWriter,
+    work: Work,
+    *,
+    workers: int,
+    chunk_size: int,
+    advance: Callable[[int], None],
+    loaded: Summarizes | None = None,
+) -> int:
+    """Summarize ``rows`` with ``workers`` model copies and append them to ``writer`` in order;
+    returns how many were written. ``advance(n)`` is called as rows are written; ``loaded``
+    is the model already loaded here (used when ``workers`` is 1)."""
+    written = 0
+    if workers == 1:
+        start_worker(work, loaded)
+        for chunk in chunks(rows, chunk_size):
+            writer.write(_lines(chunk, summarize_chunk([r.dialogue for r in chunk])))
+            written += len(chunk)
+            advance(len(chunk))
+        return written
+    context = get_context("spawn")  # fork would copy a half-initialised thread pool
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=start_worker, initargs=(work,)
+    ) as pool:
+        pending: deque[tuple[list[BatchRow], Future[list[str]]]] = deque()
+        for chunk in chunks(rows, chunk_size):
+            pending.append((chunk, pool.submit(summarize_chunk, [r.dialogue for r in chunk])))
+            while len(pending) >= 2 * workers:
+                written += _write_oldest(pending, writer, advance)
+        while pending:
+            written += _write_oldest(pending, writer, advance)
+    return written
+
+
+def _write_oldest(
+    pending: deque[tuple[list[BatchRow], Future[list[str]]]],
+    writer: LineWriter,
+    advance: Callable[[int], None],
+) -> int:
+    chunk, future = pending.popleft()
+    try:
+        summaries = future.result()
+    except DialogsumError:
+        raise
+    except Exception as exc:
+        raise BackendError(
+            f"A worker failed on rows {chunk[0].where} to {chunk[-1].where}: "
+            f"{type(exc).__name__}: {exc}. What was written so far is kept; rerun the same "
+            f"command to go on from there."
+        ) from exc
+    writer.write(_lines(chunk, summaries))
+    advance(len(chunk))
+    return len(chunk)
+
+
+def _lines(chunk: list[BatchRow], summaries: list[str]) -> list[str]:
+    return [summary_line(row.id, summary) for row, summary in zip(chunk, summaries, strict=True)]
+
+
+#: The model of this worker process (set once by :func:`start_worker`).
+_worker: tuple[Summarizes, Mapping[str, Any]] | None = None
+
+
+def start_worker(work: Work, loaded: Summarizes | None = None) -> None:
+    """Load this process's model (or take ``loaded``) and set its thread count."""
+    global _worker
+    os.environ.setdefault("OMP_NUM_THREADS", str(work.threads))
+    _worker = (loaded if loaded is not None else work.load(), work.generation)
+    torch = sys.modules.get("torch")  # only when the backend loaded it: an export needs none
+    if torch is not None:
+        torch.set_num_threads(work.threads)
+
+
+def summarize_chunk(dialogues: list[str]) -> list[str]:
+    """Summaries of ``dialogues`` by this process's model."""
+    assert _worker is not None, "the worker was not started"
+    summarizer, generation = _worker
+    return summarizer.summarize(dialogues, **generation)

@@ -1,0 +1,119 @@
+"""The output of a batch job: JSON Lines of ``{"id": ..., "summary": ...}``.
+
+The local engine appends to one file in input order; the Ray engine writes a folder of part
+files. Either way a rerun first reads what is there: the ids already written are skipped, and a
+line cut short by a crash (the only thing a kill can leave half-written) is removed, so every row
+ends up in the output exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from dialogsum.errors import ConfigError, DataError, logger
+
+#: The suffix of the Ray engine's part files.
+PART_SUFFIX = ".jsonl"
+
+
+def summary_line(row_id: str | int, summary: str) -> str:
+    """One output line."""
+    return json.dumps({"id": row_id, "summary": summary}, ensure_ascii=False) + "\n"
+
+
+def written_ids(path: Path) -> set[str | int]:
+    """The ids in an output file (or a folder of part files), after removing a cut-short last
+    line. A line that is not a summary line is a :class:`DataError`: the file is not one this
+    command wrote, and it is never edited."""
+    files = part_files(path) if path.is_dir() else [path] if path.exists() else []
+    done: set[str | int] = set()
+    for file in files:
+        for row_id in _file_ids(file):
+            if row_id in done:
+                raise DataError(
+                    f"{file}: id {row_id!r} is written twice in {path}; this output was "
+                    f"changed by something else. Start again with --overwrite."
+                )
+            done.add(row_id)
+    return done
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The Ray engine's part files in ``folder`` (any other file is left alone)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == PART_SUFFIX)
+
+
+def _file_ids(file: Path) -> Iterator[str | int]:
+    with file.open("rb") as handle:
+        data = handle.read()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):
+        logger.warning(
+            "%s ends in a line cut short (an interrupted run); removing its %d bytes so that "
+            "row is summarized again.",
+            file,
+            len(data) - complete,
+        )
+        with file.open("r+b") as handle:
+            handle.truncate(complete)
+    for number, raw in enumerate(data[:complete].splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+            row_id = record["id"]
+            if not isinstance(record.get("summary"), str) or not isinstance(row_id, (str, int)):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise DataError(
+                f'{file}:{number}: not a line dialogsum batch writes ({{"id": ..., '
+                f'"summary": ...}}). Give another --output, or --overwrite to replace it.'
+            ) from None
+        yield row_id
+
+
+def check_output(path: Path, *, engine: str, overwrite: bool) -> None:
+    """Fail before any work when ``path`` cannot hold this engine's output; with ``overwrite``,
+    remove an earlier output first."""
+    if engine == "local" and path.is_dir():
+        raise ConfigError(
+            f"Output {path} is a folder; the local engine writes one JSON Lines file. Give a "
+            f"file name (the ray engine writes a folder of part files)."
+        )
+    if engine == "ray" and path.is_file():
+        raise ConfigError(
+            f"Output {path} is a file; the ray engine writes a folder of part files. Give a "
+            f"folder name."
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"Cannot write {path}: its folder {path.parent} does not exist; create it first."
+        )
+    if overwrite and path.exists():
+        if path.is_dir():
+            for part in part_files(path):
+                part.unlink()
+        else:
+            path.unlink()
+
+
+class LineWriter:
+    """Appends summary lines to the local engine's output file, flushed to disk per chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+
+    def write(self, lines: Iterable[str]) -> None:
+        """Append ``lines`` and make them durable before the next chunk starts."""
+        self._handle.write("".join(lines))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._handle.close()

@@ -1,0 +1,146 @@
+"""The Ray engine: Ray Data reads the input, an actor pool summarizes, part files come out.
+
+``read_text`` → ``map_batches`` (parse, drop rows done earlier or malformed) → ``map_batches``
+with an actor pool (one model per actor, loaded once) → a JSON Lines datasink. It runs on a
+local Ray started for the job, or on the cluster named by ``--ray-address`` / ``RAY_ADDRESS``;
+paths may be on any filesystem Ray and pyarrow read (local, ``s3://``, ``gs://``).
+
+Rows are read as lines rather than with ``read_json`` so that a malformed row is judged by the
+same rules as in the local engine (and dropped here after the driver has reported it), and so
+that an id keeps its JSON type (a number stays a number) on its way through Arrow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from dialogsum.batch.local import Work
+from dialogsum.batch.output import PART_SUFFIX, summary_line
+from dialogsum.batch.rows import InputFile, parse_row
+from dialogsum.batch.settings import BatchSettings
+from dialogsum.errors import BackendError, DataError, require
+
+
+def run_ray(
+    files: Iterable[InputFile],
+    done: set[str | int],
+    output: str,
+    work: Work,
+    settings: BatchSettings,
+) -> None:
+    """Summarize every row of ``files`` whose id is not in ``done`` into part files in
+    ``output``."""
+    require(("ray",), extra="ray", purpose="dialogsum batch --engine ray")
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    started_here = _connect(ray, settings)
+    try:
+        context = DataContext.get_current()
+        context.enable_progress_bars = settings.progress
+        dataset = ray.data.read_text([file.location for file in files])
+        dataset = dataset.map_batches(
+            _parse_lines,  # type: ignore[arg-type]  # ray's stubs do not see fn_kwargs
+            fn_kwargs={"done": done},
+            batch_format="numpy",
+        )
+        dataset = dataset.map_batches(
+            _SummarizeActor,
+            fn_constructor_kwargs={"work": work},
+            batch_size=settings.chunk_size,
+            compute=ActorPoolStrategy(size=settings.workers),
+            num_cpus=work.threads,
+            batch_format="numpy",
+        )
+        try:
+            dataset.write_datasink(_lines_sink(output))
+        except ray.exceptions.RayError as exc:
+            raise BackendError(
+                f"The Ray job failed: {exc}. Part files written so far in {output} are kept; "
+                f"rerun the same command to go on from there."
+            ) from exc
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _connect(ray: Any, settings: BatchSettings) -> bool:
+    """Join the cluster the settings or ``RAY_ADDRESS`` name, else start a local Ray; returns
+    whether a Ray was started (and so must be stopped) here."""
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **options)
+    else:
+        # Logical CPUs: one share per actor plus one, so that reading and parsing tasks are
+        # never starved by the actors holding every CPU.
+        cores = os.cpu_count() or 1
+        needed = settings.workers * settings.worker_threads() + 1
+        ray.init(num_cpus=max(cores, needed), **options)
+    return True
+
+
+def _parse_lines(batch: dict[str, Any], done: set[str | int]) -> dict[str, Any]:
+    """Rows of this batch still to summarize: id (as JSON, so its type survives) and dialogue.
+
+    A row the driver found malformed is dropped here too (the driver has already failed the job
+    or written it to the rejects file); rows whose id is already in the output are skipped.
+    """
+    import numpy as np
+
+    ids: list[str] = []
+    dialogues: list[str] = []
+    for line in batch["text"]:
+        try:
+            row = parse_row(str(line), "row")
+        except DataError:
+            continue
+        if row.id is None or row.id in done:
+            continue
+        ids.append(json.dumps(row.id))
+        dialogues.append(row.dialogue)
+    return {"id": np.array(ids, dtype=str), "dialogue": np.array(dialogues, dtype=str)}
+
+
+class _SummarizeActor:
+    """One model copy, loaded once per actor."""
+
+    def __init__(self, work: Work) -> None:
+        from dialogsum.batch.local import start_worker
+
+        start_worker(work)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from dialogsum.batch.local import summarize_chunk
+
+        dialogues = [str(d) for d in batch["dialogue"]]
+        summaries = summarize_chunk(dialogues) if dialogues else []
+        lines = [
+            summary_line(json.loads(str(row_id)), summary)
+            for row_id, summary in zip(batch["id"], summaries, strict=True)
+        ]
+        return {"line": np.array(lines, dtype=str)}
+
+
+def _lines_sink(output: str) -> Any:
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    class LinesSink(BlockBasedFileDatasink):
+        """Writes each block's ``line`` column as one JSON Lines part file."""
+
+        def __init__(self, path: str) -> None:
+            super().__init__(path, file_format=PART_SUFFIX.lstrip("."))
+
+        def write_block_to_file(self, block: Any, file: Any) -> None:
+            for line in block.to_arrow().column("line").to_pylist():
+                file.write(line.encode("utf-8"))
+
+    return LinesSink(output)

@@ -1,0 +1,179 @@
+"""The input of a batch job: which files, their rows in a fixed order, each row's id.
+
+Rows are read as a stream (never the whole file in memory). A row is a JSON object with a
+``dialogue`` (the same rules as every other dialogsum input); its id is its ``fname`` or ``id``,
+else its place in the input (the line number for one file, ``"file.jsonl:12"`` in a folder).
+Ids must be unique: they are how a rerun knows what is already done.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from dialogsum.data import example_from_row
+from dialogsum.errors import DataError, require
+
+#: Files a folder input is read from, in sorted order.
+INPUT_SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: a local path, or a URI pyarrow reads (``s3://``, ``gs://``, ...)."""
+
+    location: str
+    #: How ids of rows without one name this file (its path relative to a folder input).
+    label: str
+
+    def open(self) -> IO[str]:
+        """The file as UTF-8 text."""
+        if not is_uri(self.location):
+            return Path(self.location).open(encoding="utf-8")
+        filesystem, path = _filesystem(self.location)
+        return io.TextIOWrapper(filesystem.open_input_stream(path), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A row to summarize."""
+
+    id: str | int
+    dialogue: str
+    where: str
+    #: True when the id is the row's place in the input (the row has no ``id``/``fname``).
+    numbered: bool = False
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row that cannot be summarized, with why and the text as it was."""
+
+    where: str
+    error: str
+    text: str
+
+    def as_json(self) -> str:
+        """One line of the rejects file."""
+        record = {"where": self.where, "error": self.error, "text": self.text}
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def is_uri(location: str) -> bool:
+    """Whether ``location`` names a remote filesystem (``s3://...``) rather than a local path."""
+    return "://" in location and not location.startswith("file://")
+
+
+def _filesystem(location: str) -> tuple[Any, str]:
+    require(("pyarrow",), extra="ray", purpose=f"reading {location}")
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(location)
+
+
+def input_files(source: str | Path) -> list[InputFile]:
+    """The files of ``source``: one file, or a folder's ``*.jsonl``/``*.json`` files (sorted,
+    subfolders included)."""
+    location = str(source)
+    if is_uri(location):
+        return _remote_files(location)
+    path = Path(location.removeprefix("file://")).expanduser()
+    if path.is_file():
+        return [InputFile(str(path), path.name)]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
+        )
+        if not files:
+            raise DataError(
+                f"{path}: no .jsonl or .json files in this folder; give a JSON Lines file or a "
+                f"folder of them."
+            )
+        return [InputFile(str(p), p.relative_to(path).as_posix()) for p in files]
+    raise DataError(f"No such input file or folder: {path}.")
+
+
+def _remote_files(location: str) -> list[InputFile]:
+    from pyarrow import fs
+
+    filesystem, root = _filesystem(location)
+    scheme = location.split("://", 1)[0]
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        return [InputFile(location, root.rsplit("/", 1)[-1])]
+    if info.type != fs.FileType.Directory:
+        raise DataError(f"No such input file or folder: {location}.")
+    selector = fs.FileSelector(root, recursive=True)
+    found = sorted(
+        entry.path
+        for entry in filesystem.get_file_info(selector)
+        if entry.type == fs.FileType.File and entry.path.lower().endswith(INPUT_SUFFIXES)
+    )
+    if not found:
+        raise DataError(f"{location}: no .jsonl or .json files in this folder.")
+    return [InputFile(f"{scheme}://{path}", path[len(root) :].lstrip("/")) for path in found]
+
+
+def read_rows(files: Iterable[InputFile]) -> Iterator[BatchRow | Reject]:
+    """Every non-blank line of ``files``, in order, as a row or as a reject (bad JSON, no
+    dialogue, ...). A repeated id is a :class:`DataError`: the output could not say which row
+    a summary belongs to."""
+    files = list(files)
+    several = len(files) > 1
+    seen: set[str | int] = set()
+    for file in files:
+        for number, line in _lines(file):
+            where = f"{file.location}:{number}"
+            try:
+                row = parse_row(line, where)
+            except DataError as exc:
+                yield Reject(where, str(exc), line.rstrip("\n"))
+                continue
+            if row.id is None:
+                row_id: str | int = f"{file.label}:{number}" if several else number
+            else:
+                row_id = row.id
+            if row_id in seen:
+                raise DataError(
+                    f"{where}: id {row_id!r} is used by an earlier row too. Ids must be unique, "
+                    f"so that every summary names its row and a rerun can skip what is done; "
+                    f"give each row its own 'id' (or 'fname')."
+                )
+            seen.add(row_id)
+            yield BatchRow(row_id, row.dialogue, where, numbered=row.id is None)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    id: str | int | None
+    dialogue: str
+
+
+def parse_row(line: str, where: str) -> _Parsed:
+    """One JSON Lines row, checked like every dialogsum input; :class:`DataError` if malformed."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno}).") from None
+    example = example_from_row(value, where, require_references=False)
+    return _Parsed(example.id, example.dialogue)
+
+
+def _lines(file: InputFile) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        with file.open() as handle:
+            for line in handle:
+                number += 1
+                if line.strip():
+                    yield number, line
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{file.location}: not UTF-8 text after line {number} ({exc.reason}); save it as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{file.location}: cannot be read ({exc.strerror or exc}).") from None

@@ -1,0 +1,98 @@
+"""``dialogsum batch``: summarize JSON Lines of any size, streaming and resumable, on this
+machine (``--engine local``) or on Ray (``--engine ray``, ``pip install 'dialogsum[ray]'``)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from typing import Any
+
+from pydantic import Field
+
+from dialogsum.batch.settings import BatchSettings
+from dialogsum.cli.config import (
+    _Strict,
+    add_config_flag,
+    add_model_flags,
+    add_serving_flags,
+    backend_options,
+    load_settings,
+)
+from dialogsum.generation import GenerationOptions
+
+
+class BatchConfig(_Strict):
+    """``dialogsum batch``: what to summarize, with which model, how."""
+
+    model: str = Field("dialogsum-tiny", description="Bundled name, model folder or export.")
+    base_model: str | None = None
+    input: str = Field(description="JSON Lines file, or a folder of them (local or s3://...).")
+    output: str = Field(description="JSON Lines file (local engine) or folder (ray engine).")
+    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    overwrite: bool = Field(False, description="Start the output again instead of resuming it.")
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``batch`` command."""
+    parser = commands.add_parser(
+        "batch",
+        help="Summarize a JSON Lines file (or folder) of any size; a rerun resumes.",
+    )
+    parser.set_defaults(handler=run)
+    add_config_flag(parser)
+    add_serving_flags(parser)
+    keep = argparse.SUPPRESS
+    parser.add_argument(
+        "--input", default=keep, help="JSON Lines file, or a folder of .jsonl/.json files."
+    )
+    parser.add_argument(
+        "--output",
+        default=keep,
+        help="JSON Lines file (local engine) or folder of part files (ray engine).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=keep,
+        help="Start the output again (default: resume, skipping the ids already written).",
+    )
+    add_model_flags(parser, BatchSettings, "batch")
+    add_model_flags(parser, GenerationOptions, "generation")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check input and output, then summarize what is not done yet; print the report."""
+    from dialogsum.batch.job import run_batch
+    from dialogsum.modeling import default_backend
+    from dialogsum.registry import get_registry
+
+    config = load_settings(BatchConfig, args)
+    backend = config.backend or default_backend(config.model)
+    options = backend_options(config, backend)
+    fields = get_registry().backend(backend).Options.model_fields
+    if "progress" in fields:
+        options["progress"] = False  # the job has one bar over all rows
+    if "threads" in fields:
+        options.setdefault("threads", config.batch.worker_threads())
+    load = functools.partial(load_model, config.model, backend, options)
+    report = run_batch(
+        config.input,
+        config.output,
+        load,
+        config.generation.model_dump(exclude_unset=True),
+        config.batch,
+        overwrite=config.overwrite,
+    )
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def load_model(model: str, backend: str, options: dict[str, Any]) -> Any:
+    """Load ``model`` for a batch worker (a module-level function: workers import it)."""
+    from dialogsum.summarizer import Summarizer
+
+    return Summarizer.from_pretrained(model, backend=backend, backend_options=options)

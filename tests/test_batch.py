@@ -1,0 +1,231 @@
+"""``dialogsum batch``: every row exactly once, in order, after crashes; bad rows named; the
+local engine's worker pool and the Ray engine give the same summaries as ``summarize()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.cli import main
+from dialogsum.data import sample_path
+
+#: Short greedy summaries: the tests check bookkeeping, not quality, on the bundled model.
+DECODING = ["--num-beams", "1", "--max-new-tokens", "12", "--no-progress"]
+ROWS = 40
+
+
+def rows() -> list[dict[str, object]]:
+    with sample_path("test").open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()][:ROWS]
+
+
+def write_rows(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_output(path: Path) -> list[dict[str, object]]:
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    return [json.loads(line) for file in files for line in file.read_text().splitlines()]
+
+
+def batch(*args: str) -> int:
+    return main(["batch", "--model", "dialogsum-tiny", *DECODING, *args])
+
+
+@pytest.fixture(scope="module")
+def offline() -> dict[object, str]:
+    """What ``summarize()`` gives for each row, the answer every engine must reproduce."""
+    summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
+    records = rows()
+    summaries = summarizer.summarize(
+        [str(r["dialogue"]) for r in records], num_beams=1, max_new_tokens=12
+    )
+    return {r["fname"]: s for r, s in zip(records, summaries, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted local run over the rows."""
+    folder = tmp_path_factory.mktemp("complete")
+    data = write_rows(folder / "in.jsonl", rows())
+    assert batch("--input", str(data), "--output", str(folder / "out.jsonl"), "--chunk-size", "8") == 0
+    return folder / "out.jsonl"
+
+
+def test_local_engine_writes_every_row_once_in_input_order(
+    complete: Path, offline: dict[object, str]
+) -> None:
+    written = read_output(complete)
+    assert [r["id"] for r in written] == [r["fname"] for r in rows()]
+    assert {r["id"]: r["summary"] for r in written} == offline
+
+
+def test_a_pool_of_workers_writes_the_same_file(tmp_path: Path, complete: Path) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out.jsonl"
+    assert batch("--input", str(data), "--output", str(output), "--chunk-size", "8",
+                 "--workers", "2") == 0
+    assert output.read_bytes() == complete.read_bytes()
+
+
+def test_kill_9_then_rerun_gives_every_row_exactly_once(tmp_path: Path, complete: Path) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "dialogsum", "batch", "--model", "dialogsum-tiny",
+               "--input", str(data), "--output", str(output), "--chunk-size", "4", *DECODING]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and output.read_bytes().count(b"\n") >= 8:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    killed_at = output.read_bytes().count(b"\n")
+    assert 8 <= killed_at < ROWS
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads(rerun.stdout)
+    assert report["already_done"] == killed_at
+    assert report["summarized"] == ROWS - killed_at
+    assert output.read_bytes() == complete.read_bytes()
+
+
+def test_a_line_cut_short_is_removed_and_summarized_again(
+    tmp_path: Path, complete: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out.jsonl"
+    lines = complete.read_text().splitlines(keepends=True)
+    output.write_text("".join(lines[:5]) + lines[5][:20])
+    assert batch("--input", str(data), "--output", str(output)) == 0
+    assert output.read_bytes() == complete.read_bytes()
+    assert json.loads(capsys.readouterr().out)["already_done"] == 5
+
+
+def test_a_finished_output_is_left_as_it_is(tmp_path: Path, complete: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(complete.read_bytes())
+    assert batch("--input", str(data), "--output", str(output)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["already_done"], report["summarized"]) == (ROWS, 0)
+    assert output.read_bytes() == complete.read_bytes()
+
+
+def test_a_malformed_row_fails_the_job_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in.jsonl"
+    good = [json.dumps(r) for r in rows()[:3]]
+    data.write_text("\n".join([good[0], good[1], '{"dialogue": ', good[2]]) + "\n")
+    output = tmp_path / "out.jsonl"
+    assert batch("--input", str(data), "--output", str(output)) == 2
+    error = capsys.readouterr().err
+    assert f"{data}:3: invalid JSON" in error and "--rejects" in error
+    assert not output.exists()  # checked before any model loads or anything is written
+
+
+def test_rejects_set_malformed_rows_aside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "in.jsonl"
+    good = [json.dumps(r) for r in rows()[:3]]
+    data.write_text("\n".join([good[0], "not json", '{"summary": "x"}', good[1], good[2]]) + "\n")
+    output, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    assert batch("--input", str(data), "--output", str(output), "--rejects", str(rejects)) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == 2
+    assert [r["id"] for r in read_output(output)] == [r["fname"] for r in rows()[:3]]
+    set_aside = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["where"] for r in set_aside] == [f"{data}:2", f"{data}:3"]
+    assert set_aside[0]["text"] == "not json"
+    assert "field 'dialogue' is missing" in set_aside[1]["error"]
+
+
+def test_rows_without_ids_are_numbered_by_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    dialogues = [{"dialogue": str(r["dialogue"])} for r in rows()[:3]]
+    write_rows(folder / "a.jsonl", dialogues[:2])
+    (folder / "b.jsonl").write_text("\n" + json.dumps(dialogues[2]) + "\n")
+    output = tmp_path / "out.jsonl"
+    assert batch("--input", str(folder), "--output", str(output)) == 0
+    assert [r["id"] for r in read_output(output)] == ["a.jsonl:1", "a.jsonl:2", "b.jsonl:2"]
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([{"id": 1, "dialogue": "A: hi"}, {"id": 1, "dialogue": "B: hello"}],
+         ":2: id 1 is used by an earlier row too"),
+        ([], "no rows to summarize"),
+    ],
+)
+def test_bad_inputs_are_refused_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: list[dict[str, object]],
+    message: str,
+) -> None:
+    data = write_rows(tmp_path / "in.jsonl", records)
+    assert batch("--input", str(data), "--output", str(tmp_path / "out.jsonl")) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_outputs_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows()[:2])
+    assert batch("--input", str(data), "--output", str(tmp_path)) == 2
+    assert "is a folder; the local engine writes one JSON Lines file" in capsys.readouterr().err
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "elsewhere_1", "summary": "x"}) + "\n")
+    assert batch("--input", str(data), "--output", str(other)) == 2
+    assert "ids are not in" in capsys.readouterr().err
+    assert other.read_text().startswith('{"id": "elsewhere_1"')  # never edited
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text("a text file\n")
+    assert batch("--input", str(data), "--output", str(foreign)) == 2
+    assert f"{foreign}:1: not a line dialogsum batch writes" in capsys.readouterr().err
+    assert batch("--input", str(data), "--output", str(other), "--overwrite") == 0
+    assert [r["id"] for r in read_output(other)] == [r["fname"] for r in rows()[:2]]
+
+
+def test_ray_engine_needs_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_rows(tmp_path / "in.jsonl", [{"dialogue": "A: hi"}])
+    assert batch("--engine", "ray", "--input", str(data), "--output", str(tmp_path / "out")) == 2
+    assert ":1: the row has no 'id'" in capsys.readouterr().err
+
+
+def test_ray_engine_gives_the_same_summaries_and_resumes(
+    tmp_path: Path, offline: dict[object, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("ray")
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out"
+    args = ["--engine", "ray", "--workers", "2", "--threads", "1", "--input", str(data),
+            "--output", str(output), "--chunk-size", "8"]
+    assert batch(*args) == 0
+    written = read_output(output)
+    assert sorted(r["id"] for r in written) == sorted(offline)
+    assert {r["id"]: r["summary"] for r in written} == offline
+    capsys.readouterr()
+    # A crash mid-write: one part file lost, another cut short. The rerun fills in exactly those.
+    parts = sorted(output.glob("*.jsonl"))
+    assert len(parts) >= 2
+    parts[0].unlink()
+    cut = parts[1].read_text()
+    parts[1].write_text(cut[: cut.index("\n") + 10])
+    assert batch(*args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["already_done"] + report["summarized"] == ROWS
+    assert report["summarized"] > 0
+    rerun = read_output(output)
+    assert sorted(r["id"] for r in rerun) == sorted(offline)  # every row exactly once
+    assert {r["id"]: r["summary"] for r in rerun} == offline
