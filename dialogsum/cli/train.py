@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from dialogsum.cli.config import (
 )
 from dialogsum.data import DataOptions
 from dialogsum.training.options import TrainingOptions
+
+#: The exit status of a run its budget (--max-time, --max-cost) stopped: not an error, not a
+#: finished run either, so ``dialogsum train ... && dialogsum export ...`` does not go on.
+BUDGET_STOPPED = 3
 
 
 def add_parser(commands: Any) -> None:
@@ -102,4 +107,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuned.training.metrics if tuned.training else {}
     model = str(Path(config.output_dir) / "model")
     print(json.dumps({"model": model, **metrics}, indent=2, default=str))
+    if metrics.get("stopped") == "budget":
+        print(f"dialogsum train: {metrics['budget']['message']}", file=sys.stderr)
+        return BUDGET_STOPPED
     return 0
