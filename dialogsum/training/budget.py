@@ -149,7 +149,7 @@ class BudgetGuard(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         """Past the budget (and not at the last step anyway): save, log and stop."""
-        seconds = self.elapsed()
+        seconds = agreed_max(self.elapsed(), getattr(args, "device", None))
         limit = self.budget.exceeded(seconds)
         if limit is None or self.stop is not None or state.global_step >= state.max_steps:
             return control
@@ -252,7 +252,7 @@ def preflight(
         estimate = estimate_run(plan, steps=PREFLIGHT_STEPS)
     finally:
         _restore(plan.module, saved)
-    projected = clock() - started + estimate.seconds_per_step * remaining
+    projected = agreed_max(clock() - started + estimate.seconds_per_step * remaining)
     limit = budget.exceeded(projected)
     if limit is None:
         logger.info(
@@ -276,6 +276,25 @@ def preflight(
         f"max_steps), or pass force=True (CLI: --force) to train anyway and stop at the budget "
         f"with a checkpoint to resume from."
     )
+
+
+def agreed_max(seconds: float, device: Any = None) -> float:
+    """The largest ``seconds`` over the processes of a distributed launch (else ``seconds``).
+
+    Every process must take the same decision, or those that stop wait forever for those
+    that go on: the slowest process's clock decides for all.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return seconds
+    if device is None:
+        nccl = dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu"
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return float(value.item())
 
 
 def resumed_step(checkpoint_dir: Path, options: TrainingOptions) -> int:
