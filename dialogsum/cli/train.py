@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from dialogsum.cli.config import (
 )
 from dialogsum.data import DataOptions
 from dialogsum.training.options import TrainingOptions
+
+#: The exit status of a run its budget (--max-time, --max-cost) stopped: not an error, not a
+#: finished run either, so ``dialogsum train ... && dialogsum export ...`` does not go on.
+BUDGET_STOPPED = 3
 
 
 def add_parser(commands: Any) -> None:
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
     from dialogsum.training.checkpoints import check_run_folder
+    from dialogsum.training.trainer import is_main_process
 
     config = load_settings(TrainConfig, args)
     # Validate everything cheap before the (slow) model load.
@@ -102,4 +108,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = tuned.training.metrics if tuned.training else {}
     model = str(Path(config.output_dir) / "model")
     print(json.dumps({"model": model, **metrics}, indent=2, default=str))
+    if metrics.get("stopped") == "budget" and is_main_process():
+        # Rank 0 alone: a launcher such as torchrun stops every process when one fails, and
+        # the others must not fail while rank 0 is still writing the run folder.
+        print(f"dialogsum train: {metrics['budget']['message']}", file=sys.stderr)
+        return BUDGET_STOPPED
     return 0

@@ -116,7 +116,8 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
     if resume is not False:
         return
     existing = checkpoints(run_dir / "checkpoints")
-    if not overwrite and existing and not (run_dir / "model").is_dir():
+    unfinished = not (run_dir / "model").is_dir() or stopped_early(run_dir)
+    if not overwrite and existing and unfinished:
         raise ConfigError(
             f"{run_dir} holds checkpoints of a run that did not finish (newest: "
             f"{existing[-1].name}). To continue it, resume: resume_from_checkpoint=True (CLI: "
@@ -124,6 +125,15 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
             f"(CLI: --overwrite)."
         )
     check_writable(run_dir, overwrite=overwrite)
+
+
+def stopped_early(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` stopped before its end (its budget was reached)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and metrics.get("stopped") is not None
 
 
 def prepare_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> None:

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dialogsum.validation import validate_options
 
@@ -14,6 +15,27 @@ FP16_REFUSAL = (
     "fp16 is refused for T5 models: T5's activations overflow float16's range, so training "
     "diverges to NaN. Use precision='bf16' on a GPU that supports it (Ampere or newer), or 'fp32'."
 )
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+DURATION_FORMS = "a number of seconds (5400) or a duration such as 90s, 45m, 2h or 1h30m"
+
+
+def parse_duration(value: Any) -> float:
+    """``"1h30m"`` -> ``5400.0``; a number is seconds. Raises ValueError naming the forms."""
+    if isinstance(value, bool):  # bool is an int to Python, never a duration
+        raise ValueError(f"expected {DURATION_FORMS}, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise ValueError(f"expected {DURATION_FORMS}, got {value!r}")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 class TrainingOptions(BaseModel):
@@ -86,12 +108,48 @@ class TrainingOptions(BaseModel):
     hourly_cost: float | None = Field(
         None, ge=0, description="Price of this machine per hour: reports and estimates show cost."
     )
+    max_time: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Time budget of this invocation, in seconds or as 90s, 45m, 2h, 1h30m: refused "
+            "beforehand if projected over, stopped with a checkpoint when reached."
+        ),
+    )
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Cost budget of this invocation (needs hourly_cost): refused beforehand if projected "
+            "over, stopped with a checkpoint when reached."
+        ),
+    )
+    force: bool = Field(
+        False,
+        description="Train even when the projection exceeds max_time or max_cost; the budget "
+        "still stops the run when reached.",
+    )
 
     @field_validator("report_to", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         # `--report-to tensorboard` gives one string; a list is what the Trainer takes.
         return [value] if isinstance(value, str) else value
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _cost_needs_price(self) -> TrainingOptions:
+        if self.max_cost is not None and self.hourly_cost is None:
+            raise ValueError(
+                "max_cost needs hourly_cost: a cost budget is counted as hours run times "
+                "hourly_cost. Set hourly_cost (CLI: --hourly-cost) to this machine's price per "
+                "hour, or use max_time (CLI: --max-time) instead"
+            )
+        return self
 
     @field_validator("precision")
     @classmethod

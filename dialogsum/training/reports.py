@@ -86,6 +86,9 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
             *(f"    - {{type: {key}, value: {value:.2f}}}" for key, value in scores.items()),
         ]
     lines += ["---", "", f"# {plan.method} fine-tune of {plan.base_name or 'a local model'}", ""]
+    budget = metrics.get("budget") if isinstance(metrics.get("budget"), dict) else None
+    if metrics.get("stopped") == "budget" and budget is not None:
+        lines += [f"**Partial model.** {budget.get('message', 'Stopped by its budget.')}", ""]
     lines += [
         f"Fine-tuned with [dialogsum](https://pypi.org/project/dialogsum/) using the "
         f"`{plan.method}` method.",
@@ -112,8 +115,12 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
     ]
     if cost is not None:
         lines.append(f"| cost | {seconds / 3600 * cost:.2f} (at {cost:g} per hour) |")
+    if budget is not None:
+        lines.append(_budget_row(budget))
     lines += ["", "## Evaluation", ""]
-    if scores:
+    if metrics.get("stopped") == "budget":
+        lines.append("Not scored: training stopped at its budget. Resume the run to finish it.")
+    elif scores:
         lines += [
             f"ROUGE on {plan.eval_description} (rouge-score, stemmed; percent; with several "
             f"references, the mean over references):",
@@ -144,6 +151,23 @@ def _length(plan: RunPlan, metrics: dict[str, Any]) -> str:
         ran = f" ({epochs:.2f} epochs)" if isinstance(epochs, float) else ""
         return f"| steps | {steps} of max_steps {plan.training.max_steps}{ran} |"
     return f"| epochs / steps | {plan.training.epochs:g} / {steps} |"
+
+
+def _budget_row(budget: dict[str, Any]) -> str:
+    limits = []
+    if budget.get("max_time") is not None:
+        limits.append(f"max_time {budget['max_time']:g} s")
+    if budget.get("max_cost") is not None:
+        limits.append(f"max_cost {budget['max_cost']:g}")
+    stopped = budget.get("stopped")
+    if stopped:
+        outcome = (
+            f"reached ({stopped['limit']}): stopped at step {stopped['step']} of "
+            f"{stopped['total_steps']} after {stopped['seconds']:.1f} s"
+        )
+    else:
+        outcome = f"not reached ({budget['seconds']:.1f} s used)"
+    return f"| budget | {', '.join(limits)}; {outcome} |"
 
 
 def _options(options: dict[str, Any]) -> str:

@@ -32,11 +32,15 @@ def run_finetune(
     ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the model, metrics, config
     and report are written beside them (on the main process of a distributed launch only).
     """
+    from dialogsum.training.budget import record_budget, start_budget
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
         options = plan.training
         if output_dir is None:
             options = options.model_copy(update={"save_strategy": "no"})
+        checkpoint_dir = output_dir / "checkpoints" if output_dir is not None else Path(scratch)
+        budget = start_budget(plan, checkpoint_dir)  # refuses a run projected over its budget
         result = train(
             plan.module,
             plan.tokenizer,
@@ -44,10 +48,13 @@ def run_finetune(
             plan.eval_features,
             options,
             learning_rate=plan.learning_rate,
-            checkpoint_dir=output_dir / "checkpoints" if output_dir is not None else Path(scratch),
+            checkpoint_dir=checkpoint_dir,
             max_target_length=plan.data.max_target_length,
+            callbacks=[budget] if budget is not None else None,
         )
     plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
+    if budget is not None:
+        record_budget(budget, result.metrics, checkpoint_dir if output_dir is not None else None)
     result.metrics["truncation"] = plan.truncation.as_dict()
     result.metrics["wall_seconds"] = time.perf_counter() - started
     manifest = ModelManifest(
@@ -60,7 +67,9 @@ def run_finetune(
     predictor = TorchPredictor(
         plan.module, plan.tokenizer, manifest, progress=plan.training.progress
     )
-    if plan.eval_examples and plan.training.eval_strategy != "no":
+    # A run stopped by its budget is not scored: scoring would spend past the budget.
+    stopped = "stopped" in result.metrics
+    if plan.eval_examples and plan.training.eval_strategy != "no" and not stopped:
         scores = evaluate_predictor(predictor, plan.eval_examples)
         result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
     if output_dir is not None and is_main_process():
