@@ -229,3 +229,15 @@ def test_ray_engine_gives_the_same_summaries_and_resumes(
     rerun = read_output(output)
     assert sorted(r["id"] for r in rerun) == sorted(offline)  # every row exactly once
     assert {r["id"]: r["summary"] for r in rerun} == offline
+
+
+def test_overwrite_keeps_the_output_when_the_input_is_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"dialogue": \n')
+    output = tmp_path / "out.jsonl"
+    output.write_text(json.dumps({"id": 1, "summary": "kept"}) + "\n")
+    assert batch("--input", str(data), "--output", str(output), "--overwrite") == 2
+    assert "invalid JSON" in capsys.readouterr().err
+    assert output.read_text() == json.dumps({"id": 1, "summary": "kept"}) + "\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.batch.local import Loader, Work, run_local
-from dialogsum.batch.output import LineWriter, check_output, written_ids
+from dialogsum.batch.output import LineWriter, check_output, remove_output, written_ids
 from dialogsum.batch.rows import BatchRow, InputFile, input_files, is_uri, read_rows
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, ConfigError, DataError, logger
@@ -73,9 +73,11 @@ def run_batch(
             f"can read back what is done; inputs may be remote."
         )
     target = Path(output).expanduser()
-    check_output(target, engine=settings.engine, overwrite=overwrite)
+    check_output(target, engine=settings.engine)
     files = input_files(source)
     scan = _scan(files, settings)
+    if overwrite:  # only once the input has passed its checks
+        remove_output(target)
     done = written_ids(target)
     stray = done - scan.ids
     if stray:

@@ -76,9 +76,8 @@ def _file_ids(file: Path) -> Iterator[str | int]:
         yield row_id
 
 
-def check_output(path: Path, *, engine: str, overwrite: bool) -> None:
-    """Fail before any work when ``path`` cannot hold this engine's output; with ``overwrite``,
-    remove an earlier output first."""
+def check_output(path: Path, *, engine: str) -> None:
+    """Fail before any work when ``path`` cannot hold this engine's output."""
     if engine == "local" and path.is_dir():
         raise ConfigError(
             f"Output {path} is a folder; the local engine writes one JSON Lines file. Give a "
@@ -93,12 +92,15 @@ def check_output(path: Path, *, engine: str, overwrite: bool) -> None:
         raise ConfigError(
             f"Cannot write {path}: its folder {path.parent} does not exist; create it first."
         )
-    if overwrite and path.exists():
-        if path.is_dir():
-            for part in part_files(path):
-                part.unlink()
-        else:
-            path.unlink()
+
+
+def remove_output(path: Path) -> None:
+    """Remove an earlier output (``--overwrite``): the file, or a folder's part files."""
+    if path.is_dir():
+        for part in part_files(path):
+            part.unlink()
+    elif path.exists():
+        path.unlink()
 
 
 class LineWriter:
