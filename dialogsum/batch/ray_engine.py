@@ -22,7 +22,7 @@ from dialogsum.batch.local import Work
 from dialogsum.batch.output import PART_SUFFIX, summary_line
 from dialogsum.batch.rows import InputFile, parse_row
 from dialogsum.batch.settings import BatchSettings
-from dialogsum.errors import BackendError, DataError, require
+from dialogsum.errors import BackendError, ConfigError, DataError, require
 
 
 def run_ray(
@@ -76,7 +76,15 @@ def _connect(ray: Any, settings: BatchSettings) -> bool:
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, **options)
+        try:
+            ray.init(address=address, **options)
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"Cannot join the Ray cluster at {address!r} (from "
+                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): {exc}. Give "
+                f"the address 'ray start --head' printed (or 'auto' on a cluster node), or "
+                f"leave both unset to start a local Ray for the job."
+            ) from None
     else:
         # Logical CPUs: one share per actor plus one, so that reading and parsing tasks are
         # never starved by the actors holding every CPU.
