@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
     from dialogsum.training.checkpoints import check_run_folder
+    from dialogsum.training.distributed import is_main_process
 
     config = load_settings(TrainConfig, args)
     # Validate everything cheap before the (slow) model load.
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             data=config.data,
             steps=args.estimate_steps,
         )
+        if not is_main_process():
+            return 0
         print(estimate.message())
         print(json.dumps(estimate.as_dict(), indent=2))
         return 0
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         data=config.data,
         overwrite=config.overwrite,
     )
+    if not is_main_process():
+        return 0  # rank 0 prints the run's result, once
     metrics = tuned.training.metrics if tuned.training else {}
     model = str(Path(config.output_dir) / "model")
     print(json.dumps({"model": model, **metrics}, indent=2, default=str))

@@ -80,11 +80,13 @@ def train(
 
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
+    from dialogsum.training.distributed import cpu_only, world_size
     from dialogsum.training.features import IGNORE_INDEX
 
     check_reporting(options.report_to)
     resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"
+    on_cpu = cpu_only()
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=options.epochs,
@@ -121,6 +123,10 @@ def train(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without use_cpu, accelerate treats a torchrun launch on a machine without a GPU as
+        # N unrelated processes, each training alone; gloo is torch's CPU collective backend.
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and world_size() > 1 else None,
     )
     base = module.get_base_model() if hasattr(module, "get_base_model") else module
     collator = DataCollatorForSeq2Seq(
@@ -217,10 +223,3 @@ def interrupted(checkpoint_dir: Path, step: int) -> None:
         )
     else:
         logger.warning("interrupted at step %d, before any checkpoint was saved.", step)
-
-
-def is_main_process() -> bool:
-    """False on every process but rank 0 of a distributed launch."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
