@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,10 @@ def train(
 ) -> TrainResult:
     """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from dialogsum.training.batching import GlobalBatchTrainer, token_mean_loss
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
     from dialogsum.training.distributed import cpu_only, world_size
@@ -114,6 +116,7 @@ def train(
         report_to=options.report_to or "none",
         disable_tqdm=not options.progress,
         # Batches of similar length waste little padding; inputs are padded per batch only.
+        # (Training batches are grouped by GlobalBatchTrainer; this groups evaluation's.)
         group_by_length=True,
         # Evaluation-time generation must not stop at transformers' default of 20 tokens.
         generation_max_length=max_target_length,
@@ -132,13 +135,15 @@ def train(
     collator = DataCollatorForSeq2Seq(
         tokenizer, model=base, label_pad_token_id=IGNORE_INDEX, padding="longest"
     )
-    trainer = Seq2SeqTrainer(
+    trainer = GlobalBatchTrainer(
         model=module,
         args=args,
         train_dataset=train_features,
         eval_dataset=eval_features if evaluating else None,
         data_collator=collator,
         processing_class=tokenizer,
+        # The same loss whether a global batch is trained by one process or several.
+        compute_loss_func=partial(token_mean_loss, label_smoothing=options.label_smoothing),
     )
     # Seq2SeqTrainer does not take optimizer_cls_and_kwargs; Trainer.create_optimizer reads it.
     trainer.optimizer_cls_and_kwargs = optimizer_override(options, learning_rate)
