@@ -194,6 +194,7 @@ class Summarizer:
         ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the final model to
         ``output_dir/model``, with ``metrics.json`` and ``train_config.json`` beside them.
         """
+        from dialogsum.training.distributed import is_main_process
         from dialogsum.training.run import run_finetune
 
         plan = self._plan(train, method, options, eval_data, training, data)
@@ -209,7 +210,7 @@ class Summarizer:
         )
         tuned = Summarizer(predictor, backend="torch", source=None, plugins=self._plugins)
         tuned.training = result
-        if run_dir is not None and (run_dir / "model").is_dir():
+        if run_dir is not None and is_main_process() and (run_dir / "model").is_dir():
             tuned.source = str((run_dir / "model").resolve())
         return tuned
 

@@ -24,6 +24,7 @@ from dialogsum.cli import (
     train,
 )
 from dialogsum.errors import DialogsumError
+from dialogsum.training.distributed import quiet_other_ranks
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logs dozens of lines to the root logger) stays below the threshold.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("dialogsum").setLevel(logging.INFO)
+    quiet_other_ranks(logging.getLogger("dialogsum"))
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

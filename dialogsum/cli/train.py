@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
     from dialogsum.training.checkpoints import check_run_folder
-    from dialogsum.training.trainer import is_main_process
+    from dialogsum.training.distributed import is_main_process
 
     config = load_settings(TrainConfig, args)
     # Validate everything cheap before the (slow) model load.
@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
             data=config.data,
             steps=args.estimate_steps,
         )
+        if not is_main_process():
+            return 0
         print(estimate.message())
         print(json.dumps(estimate.as_dict(), indent=2))
         return 0
@@ -105,12 +107,14 @@ def run(args: argparse.Namespace) -> int:
         data=config.data,
         overwrite=config.overwrite,
     )
+    if not is_main_process():
+        return 0  # rank 0 prints the run's result, once
     metrics = tuned.training.metrics if tuned.training else {}
     model = str(Path(config.output_dir) / "model")
     print(json.dumps({"model": model, **metrics}, indent=2, default=str))
-    if metrics.get("stopped") == "budget" and is_main_process():
-        # Rank 0 alone: a launcher such as torchrun stops every process when one fails, and
-        # the others must not fail while rank 0 is still writing the run folder.
+    if metrics.get("stopped") == "budget":
+        # Rank 0 alone (the others returned 0 above): a launcher such as torchrun stops every
+        # process when one fails, and the others must not fail while rank 0 writes the run.
         print(f"dialogsum train: {metrics['budget']['message']}", file=sys.stderr)
         return BUDGET_STOPPED
     return 0

@@ -138,8 +138,11 @@ def stopped_early(run_dir: Path) -> bool:
 
 def prepare_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> None:
     """:func:`check_run_folder`, then, with ``overwrite``, drop the old run's checkpoints."""
+    from dialogsum.training.distributed import is_main_process
+
     check_run_folder(run_dir, overwrite=overwrite, resume=resume)
-    if resume is False and overwrite and (run_dir / "checkpoints").exists():
+    # In a distributed launch rank 0 alone removes them: two processes deleting one tree race.
+    if resume is False and overwrite and is_main_process() and (run_dir / "checkpoints").exists():
         # Left in place, the old run's checkpoints would be what a later resume picks up.
         logger.info("removing the previous run's checkpoints in %s", run_dir / "checkpoints")
         shutil.rmtree(run_dir / "checkpoints")

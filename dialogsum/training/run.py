@@ -19,8 +19,9 @@ from dialogsum.evaluate import evaluate_predictor
 from dialogsum.files import write_text
 from dialogsum.modeling import ModelManifest, save_model
 from dialogsum.predictor import TorchPredictor
+from dialogsum.training.distributed import is_main_process
 from dialogsum.training.planning import RunPlan
-from dialogsum.training.trainer import TrainResult, is_main_process, train
+from dialogsum.training.trainer import TrainResult, train
 
 
 def run_finetune(
@@ -30,7 +31,8 @@ def run_finetune(
 
     ``generation`` is the base model's decoding defaults; the tuned model keeps them. With
     ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the model, metrics, config
-    and report are written beside them (on the main process of a distributed launch only).
+    and report are written beside them. In a distributed launch every process trains, and only
+    rank 0 scores the model and writes the run folder.
     """
     from dialogsum.training.budget import record_budget, start_budget
 
@@ -67,12 +69,17 @@ def run_finetune(
     predictor = TorchPredictor(
         plan.module, plan.tokenizer, manifest, progress=plan.training.progress
     )
+    if not is_main_process():
+        # The other processes of a distributed launch hold the same weights; scoring and
+        # saving once is enough. Generation on rank 0 calls no collective, so they need not
+        # wait for it, and they return without ROUGE scores.
+        return predictor, result
     # A run stopped by its budget is not scored: scoring would spend past the budget.
     stopped = "stopped" in result.metrics
     if plan.eval_examples and plan.training.eval_strategy != "no" and not stopped:
         scores = evaluate_predictor(predictor, plan.eval_examples)
         result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
-    if output_dir is not None and is_main_process():
+    if output_dir is not None:
         write_run_folder(output_dir, plan, predictor, result)
     return predictor, result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,19 @@ def train(
 ) -> TrainResult:
     """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from dialogsum.training.batching import GlobalBatchTrainer, token_mean_loss
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
+    from dialogsum.training.distributed import cpu_only, world_size
     from dialogsum.training.features import IGNORE_INDEX
 
     check_reporting(options.report_to)
     resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"
+    on_cpu = cpu_only()
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=options.epochs,
@@ -112,6 +116,7 @@ def train(
         report_to=options.report_to or "none",
         disable_tqdm=not options.progress,
         # Batches of similar length waste little padding; inputs are padded per batch only.
+        # (Training batches are grouped by GlobalBatchTrainer; this groups evaluation's.)
         group_by_length=True,
         # Evaluation-time generation must not stop at transformers' default of 20 tokens.
         generation_max_length=max_target_length,
@@ -121,18 +126,24 @@ def train(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without use_cpu, accelerate treats a torchrun launch on a machine without a GPU as
+        # N unrelated processes, each training alone; gloo is torch's CPU collective backend.
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and world_size() > 1 else None,
     )
     base = module.get_base_model() if hasattr(module, "get_base_model") else module
     collator = DataCollatorForSeq2Seq(
         tokenizer, model=base, label_pad_token_id=IGNORE_INDEX, padding="longest"
     )
-    trainer = Seq2SeqTrainer(
+    trainer = GlobalBatchTrainer(
         model=module,
         args=args,
         train_dataset=train_features,
         eval_dataset=eval_features if evaluating else None,
         data_collator=collator,
         processing_class=tokenizer,
+        # The same loss whether a global batch is trained by one process or several.
+        compute_loss_func=partial(token_mean_loss, label_smoothing=options.label_smoothing),
     )
     # Seq2SeqTrainer does not take optimizer_cls_and_kwargs; Trainer.create_optimizer reads it.
     trainer.optimizer_cls_and_kwargs = optimizer_override(options, learning_rate)
@@ -217,10 +228,3 @@ def interrupted(checkpoint_dir: Path, step: int) -> None:
         )
     else:
         logger.warning("interrupted at step %d, before any checkpoint was saved.", step)
-
-
-def is_main_process() -> bool:
-    """False on every process but rank 0 of a distributed launch."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"

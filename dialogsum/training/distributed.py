@@ -1,0 +1,75 @@
+"""Which process of a distributed launch this is (torchrun, accelerate launch, Ray Train).
+
+Every process of a launch runs the same command. Training is shared by all of them; what comes
+after it (evaluation, the run folder, the result printed) is done once, by rank 0. Nothing here
+imports torch: the CLI asks before it loads anything heavy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def process_rank() -> int:
+    """This process's global rank: 0 outside a distributed launch.
+
+    The process group's own answer when one is running (Ray Train starts it itself), else the
+    ``RANK`` that torchrun and accelerate launch set.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return int(distributed.get_rank())
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes train together: 1 outside a distributed launch."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return int(distributed.get_world_size())
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """False on every process but rank 0 of a distributed launch."""
+    return process_rank() == 0
+
+
+def cpu_only() -> bool:
+    """True where torch sees no accelerator (CUDA, MPS, XPU, ...): training runs on the CPU.
+
+    The Trainer must be told (``use_cpu``): on a machine without one, accelerate otherwise
+    treats a torchrun launch as N unrelated single processes, each training alone.
+    """
+    import torch
+
+    return not torch.accelerator.is_available()
+
+
+def quiet_other_ranks(logger: logging.Logger) -> None:
+    """On ranks other than 0, keep ``logger`` to warnings and errors, marked with the rank.
+
+    Rank 0 reports the run; the others train the same steps on other batches and would only
+    repeat it. Their warnings still show, so a problem on one node is not hidden.
+    """
+    rank = process_rank()
+    if rank == 0:
+        return
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(existing, RankMarker) for existing in logger.filters):
+        logger.addFilter(RankMarker(rank))
+
+
+class RankMarker(logging.Filter):
+    """Starts each message with ``[rank N]``, so interleaved output says who wrote it."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mark ``record`` (it is never dropped)."""
+        record.msg = f"[rank {self.rank}] {record.msg}"
+        return True
