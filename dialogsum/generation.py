@@ -124,6 +124,8 @@ def warn_truncated_inputs(truncated: int, total: int, options: DataOptions) -> N
             truncated,
             total,
             options.max_source_length,
+            # For callers that add the counts up over many calls (dialogsum batch).
+            extra={"truncated": truncated, "dialogues": total},
         )
 
 

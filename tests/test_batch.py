@@ -4,11 +4,13 @@ local engine's worker pool and the Ray engine give the same summaries as ``summa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,15 +43,36 @@ def batch(*args: str) -> int:
     return main(["batch", "--model", "dialogsum-tiny", *DECODING, *args])
 
 
+class Truncations(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += getattr(record, "truncated", 0)
+
+
+@dataclass(frozen=True)
+class Offline:
+    summaries: dict[object, str]
+    truncated: int
+
+
 @pytest.fixture(scope="module")
-def offline() -> dict[object, str]:
+def offline() -> Offline:
     """What ``summarize()`` gives for each row, the answer every engine must reproduce."""
     summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
     records = rows()
-    summaries = summarizer.summarize(
-        [str(r["dialogue"]) for r in records], num_beams=1, max_new_tokens=12
-    )
-    return {r["fname"]: s for r, s in zip(records, summaries, strict=True)}
+    counter = Truncations()
+    logging.getLogger("dialogsum").addHandler(counter)
+    try:
+        summaries = summarizer.summarize(
+            [str(r["dialogue"]) for r in records], num_beams=1, max_new_tokens=12
+        )
+    finally:
+        logging.getLogger("dialogsum").removeHandler(counter)
+    assert counter.count > 0  # the sample has dialogues over dialogsum-tiny's 256 tokens
+    return Offline({r["fname"]: s for r, s in zip(records, summaries, strict=True)}, counter.count)
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +85,26 @@ def complete(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_local_engine_writes_every_row_once_in_input_order(
-    complete: Path, offline: dict[object, str]
+    complete: Path, offline: Offline
 ) -> None:
     written = read_output(complete)
     assert [r["id"] for r in written] == [r["fname"] for r in rows()]
-    assert {r["id"]: r["summary"] for r in written} == offline
+    assert {r["id"]: r["summary"] for r in written} == offline.summaries
 
 
-def test_a_pool_of_workers_writes_the_same_file(tmp_path: Path, complete: Path) -> None:
+def test_a_pool_of_workers_writes_the_same_file_and_counts_truncation(
+    tmp_path: Path, complete: Path, offline: Offline, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     data = write_rows(tmp_path / "in.jsonl", rows())
     output = tmp_path / "out.jsonl"
     assert batch("--input", str(data), "--output", str(output), "--chunk-size", "8",
                  "--workers", "2") == 0
     assert output.read_bytes() == complete.read_bytes()
+    # One total for the job, not a warning per chunk.
+    assert json.loads(capsys.readouterr().out)["truncated"] == offline.truncated
+    warnings = [r for r in caplog.records if "max_source_length" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].getMessage().startswith(f"{offline.truncated} of {ROWS}")
 
 
 def test_kill_9_then_rerun_gives_every_row_exactly_once(tmp_path: Path, complete: Path) -> None:
@@ -204,7 +234,7 @@ def test_ray_engine_needs_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_ray_engine_gives_the_same_summaries_and_resumes(
-    tmp_path: Path, offline: dict[object, str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, offline: Offline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("ray")
     data = write_rows(tmp_path / "in.jsonl", rows())
@@ -213,8 +243,8 @@ def test_ray_engine_gives_the_same_summaries_and_resumes(
             "--output", str(output), "--chunk-size", "8"]
     assert batch(*args) == 0
     written = read_output(output)
-    assert sorted(r["id"] for r in written) == sorted(offline)
-    assert {r["id"]: r["summary"] for r in written} == offline
+    assert sorted(r["id"] for r in written) == sorted(offline.summaries)
+    assert {r["id"]: r["summary"] for r in written} == offline.summaries
     capsys.readouterr()
     # A crash mid-write: one part file lost, another cut short. The rerun fills in exactly those.
     parts = sorted(output.glob("*.jsonl"))
@@ -227,8 +257,8 @@ def test_ray_engine_gives_the_same_summaries_and_resumes(
     assert report["already_done"] + report["summarized"] == ROWS
     assert report["summarized"] > 0
     rerun = read_output(output)
-    assert sorted(r["id"] for r in rerun) == sorted(offline)  # every row exactly once
-    assert {r["id"]: r["summary"] for r in rerun} == offline
+    assert sorted(r["id"] for r in rerun) == sorted(offline.summaries)  # exactly once
+    assert {r["id"]: r["summary"] for r in rerun} == offline.summaries
 
 
 def test_overwrite_keeps_the_output_when_the_input_is_bad(

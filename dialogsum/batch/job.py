@@ -33,6 +33,8 @@ class BatchReport:
     already_done: int
     summarized: int
     rejected: int
+    #: Dialogues longer than the model's input length, summarized from their beginning.
+    truncated: int
     seconds: float
 
     @property
@@ -95,11 +97,20 @@ def run_batch(
             len(scan.ids),
             len(scan.ids) - len(done),
         )
-    summarized = 0
+    summarized = truncated = 0
     if len(done) < len(scan.ids):
         loaded = load()  # here first: a bad model fails with its own message, before workers
         work = Work(load, dict(generation), settings.worker_threads())
-        summarized = _summarize(files, done, target, work, loaded, settings, len(scan.ids))
+        summarized, truncated = _summarize(
+            files, done, target, work, loaded, settings, len(scan.ids)
+        )
+    if truncated:
+        logger.warning(
+            "%d of %d dialogues were longer than the model's max_source_length and were "
+            "summarized from their beginning.",
+            truncated,
+            summarized,
+        )
     _check_exactly_once(target, scan.ids)
     return BatchReport(
         engine=settings.engine,
@@ -108,6 +119,7 @@ def run_batch(
         already_done=len(done),
         summarized=summarized,
         rejected=scan.rejected,
+        truncated=truncated,
         seconds=time.perf_counter() - started,
     )
 
@@ -120,21 +132,23 @@ def _summarize(
     loaded: Any,
     settings: BatchSettings,
     total: int,
-) -> int:
+) -> tuple[int, int]:
+    """Rows summarized and rows truncated (the Ray engine's actors log truncation themselves,
+    so it reports none here)."""
     if settings.engine == "ray":
         from dialogsum.batch.ray_engine import run_ray
 
         del loaded  # the actors load their own copies
         target.mkdir(exist_ok=True)
         run_ray(files, done, str(target), work, settings)
-        return total - len(done)
+        return total - len(done), 0
     from tqdm.auto import tqdm
 
     rows = (row for row in read_rows(files) if isinstance(row, BatchRow) and row.id not in done)
     bar = tqdm(total=total, initial=len(done), unit="dialogue", disable=not settings.progress)
     writer = LineWriter(target)
     try:
-        return run_local(
+        progress = run_local(
             rows,
             writer,
             work,
@@ -143,6 +157,7 @@ def _summarize(
             advance=bar.update,
             loaded=loaded,
         )
+        return progress.written, progress.truncated
     finally:
         writer.close()
         bar.close()

@@ -3,11 +3,13 @@
 Rows are cut into chunks in input order; at most two chunks per worker are in flight, so memory
 stays flat however long the input is. Results are written in input order as they complete, so
 the output is the same whatever the number of workers, and a rerun after a crash finds a prefix
-of it done. One worker runs in this process (no pool to start).
+of it done. One worker runs in this process (no pool to start). The backends' per-call
+warnings about truncated dialogues are added up and reported once, for the whole job.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import deque
@@ -20,7 +22,7 @@ from typing import Any, Protocol
 
 from dialogsum.batch.output import LineWriter, summary_line
 from dialogsum.batch.rows import BatchRow
-from dialogsum.errors import BackendError, DialogsumError
+from dialogsum.errors import BackendError, DialogsumError, logger
 
 
 class Summarizes(Protocol):
@@ -50,6 +52,14 @@ def chunks(rows: Iterable[BatchRow], size: int) -> Iterator[list[BatchRow]]:
         yield chunk
 
 
+@dataclass
+class Progress:
+    """What the local engine has done so far."""
+
+    written: int = 0
+    truncated: int = 0
+
+
 def run_local(
     rows: Iterable[BatchRow],
     writer: LineWriter,
@@ -59,40 +69,41 @@ def run_local(
     chunk_size: int,
     advance: Callable[[int], None],
     loaded: Summarizes | None = None,
-) -> int:
-    """Summarize ``rows`` with ``workers`` model copies and append them to ``writer`` in order;
-    returns how many were written. ``advance(n)`` is called as rows are written; ``loaded``
-    is the model already loaded here (used when ``workers`` is 1)."""
-    written = 0
+) -> Progress:
+    """Summarize ``rows`` with ``workers`` model copies and append them to ``writer`` in order.
+
+    ``advance(n)`` is called as rows are written; ``loaded`` is the model already loaded here
+    (used when ``workers`` is 1). Returns how many rows were written and truncated.
+    """
+    progress = Progress()
     if workers == 1:
         start_worker(work, loaded)
         for chunk in chunks(rows, chunk_size):
-            writer.write(_lines(chunk, summarize_chunk([r.dialogue for r in chunk])))
-            written += len(chunk)
-            advance(len(chunk))
-        return written
+            _write(chunk, counted_chunk([r.dialogue for r in chunk]), writer, progress, advance)
+        return progress
     context = get_context("spawn")  # fork would copy a half-initialised thread pool
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=start_worker, initargs=(work,)
     ) as pool:
-        pending: deque[tuple[list[BatchRow], Future[list[str]]]] = deque()
+        pending: deque[tuple[list[BatchRow], Future[tuple[list[str], int]]]] = deque()
         for chunk in chunks(rows, chunk_size):
-            pending.append((chunk, pool.submit(summarize_chunk, [r.dialogue for r in chunk])))
+            pending.append((chunk, pool.submit(counted_chunk, [r.dialogue for r in chunk])))
             while len(pending) >= 2 * workers:
-                written += _write_oldest(pending, writer, advance)
+                _write_oldest(pending, writer, progress, advance)
         while pending:
-            written += _write_oldest(pending, writer, advance)
-    return written
+            _write_oldest(pending, writer, progress, advance)
+    return progress
 
 
 def _write_oldest(
-    pending: deque[tuple[list[BatchRow], Future[list[str]]]],
+    pending: deque[tuple[list[BatchRow], Future[tuple[list[str], int]]]],
     writer: LineWriter,
+    progress: Progress,
     advance: Callable[[int], None],
-) -> int:
+) -> None:
     chunk, future = pending.popleft()
     try:
-        summaries = future.result()
+        result = future.result()
     except DialogsumError:
         raise
     except Exception as exc:
@@ -101,9 +112,21 @@ def _write_oldest(
             f"{type(exc).__name__}: {exc}. What was written so far is kept; rerun the same "
             f"command to go on from there."
         ) from exc
+    _write(chunk, result, writer, progress, advance)
+
+
+def _write(
+    chunk: list[BatchRow],
+    result: tuple[list[str], int],
+    writer: LineWriter,
+    progress: Progress,
+    advance: Callable[[int], None],
+) -> None:
+    summaries, truncated = result
     writer.write(_lines(chunk, summaries))
+    progress.written += len(chunk)
+    progress.truncated += truncated
     advance(len(chunk))
-    return len(chunk)
 
 
 def _lines(chunk: list[BatchRow], summaries: list[str]) -> list[str]:
@@ -122,6 +145,33 @@ def start_worker(work: Work, loaded: Summarizes | None = None) -> None:
     torch = sys.modules.get("torch")  # only when the backend loaded it: an export needs none
     if torch is not None:
         torch.set_num_threads(work.threads)
+
+
+class TruncationCount(logging.Filter):
+    """Adds up the backends' truncation warnings (which carry their counts) and holds them
+    back, so a long job reports one total instead of a warning per chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count and drop a truncation warning; let every other record through."""
+        truncated = getattr(record, "truncated", None)
+        if truncated is None:
+            return True
+        self.count += int(truncated)
+        return False
+
+
+def counted_chunk(dialogues: list[str]) -> tuple[list[str], int]:
+    """Summaries of ``dialogues`` and how many of them were truncated."""
+    counter = TruncationCount()
+    logger.addFilter(counter)
+    try:
+        return summarize_chunk(dialogues), counter.count
+    finally:
+        logger.removeFilter(counter)
 
 
 def summarize_chunk(dialogues: list[str]) -> list[str]:
