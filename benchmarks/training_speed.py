@@ -1,7 +1,7 @@
 """Training speed on a CPU: real tokens per second of dialogsum's training path against the
 common course notebook's way, on the FLAN-T5-small architecture and real DialogSum rows.
 
-    python benchmarks/training_speed.py            # about 8 minutes on 2 quiet cores
+    python benchmarks/training_speed.py            # about 10 minutes on 2 cores
     python benchmarks/training_speed.py --quick    # a smoke run at toy size, seconds
 
 The model is FLAN-T5-small's exact architecture with seeded random weights
@@ -346,6 +346,11 @@ def main() -> int:
             "rates": contender.rates,
             "median_step_s": statistics.median(contender.step_seconds),
             "vs_notebook": rate / notebook,
+            # The same round's notebook figure, measured minutes apart: robust to load drift.
+            "vs_notebook_by_round": [
+                mine / theirs for mine, theirs in zip(contender.rates, contenders[0].rates,
+                                                      strict=True)
+            ],
         })
         print(f"{contender.name:24s} {rate:8.0f} tokens/s  {rate / notebook:5.2f}x notebook")
     results = {
