@@ -193,3 +193,37 @@ def test_accelerate_launch_trains_as_one_process(
     assert json.loads(result.stdout)["model"] == str(run_dir / "model")  # printed once
     assert result.stderr.count(EVALUATED) == 1
     assert_same_run(run_dir, reference)
+
+
+@pytest.mark.parametrize(
+    ("environment", "refused"),
+    [
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, True),
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, False),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_SHARDING_STRATEGY": "FULL_SHARD"}, True),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_SHARDING_STRATEGY": "4"}, True),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_SHARDING_STRATEGY": "SHARD_GRAD_OP"}, False),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, True),
+    ],
+)
+def test_launches_that_shard_parameters_are_refused_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str], refused: bool,
+) -> None:
+    from dialogsum.cli import main
+    from dialogsum.data import sample_path
+    from dialogsum.errors import ConfigError
+    from dialogsum.training.distributed import check_sharding
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if not refused:
+        check_sharding()
+        return
+    with pytest.raises(ConfigError, match="splits the model's parameters"):
+        check_sharding()
+    # The command says so before loading anything: the model named here does not even exist.
+    code = main(["train", "--model", "no/such-model", "--train", str(sample_path("train")),
+                 "--output-dir", "unused"])
+    assert code == 2
+    assert "ZeRO stage 2" in capsys.readouterr().err

@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
     from dialogsum.training.checkpoints import check_run_folder
-    from dialogsum.training.distributed import is_main_process
+    from dialogsum.training.distributed import check_sharding, is_main_process
 
     config = load_settings(TrainConfig, args)
+    check_sharding()  # a launch that cannot be saved fails before the model loads
     # Validate everything cheap before the (slow) model load.
     options = get_registry().method_options(config.method, config.options)
     train_data = load_examples(config.train, "train")

@@ -11,6 +11,11 @@ import logging
 import os
 import sys
 
+from dialogsum.errors import ConfigError
+
+#: FSDP sharding strategies that split the parameters (accelerate writes a name or a number).
+PARAMETER_SHARDING = frozenset({"FULL_SHARD", "1", "HYBRID_SHARD", "4"})
+
 
 def process_rank() -> int:
     """This process's global rank: 0 outside a distributed launch.
@@ -46,6 +51,33 @@ def cpu_only() -> bool:
     import torch
 
     return not torch.accelerator.is_available()
+
+
+def check_sharding() -> None:
+    """Refuse a launch that shards the parameters (DeepSpeed ZeRO-3, FSDP full sharding).
+
+    After training, rank 0 scores and saves the model it holds in memory; under parameter
+    sharding that is only its shard, so the saved model would be wrong. accelerate launch
+    describes its plan to the processes in environment variables, read here.
+    """
+    zero_stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "")
+    use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if use_deepspeed and zero_stage == "3":
+        what = "DeepSpeed ZeRO stage 3"
+    elif os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and (
+        os.environ.get("FSDP_SHARDING_STRATEGY", "FULL_SHARD").upper() in PARAMETER_SHARDING
+        or os.environ.get("FSDP_VERSION") == "2"
+    ):
+        what = "FSDP with parameter sharding"
+    else:
+        return
+    raise ConfigError(
+        f"This launch uses {what}, which splits the model's parameters across the processes; "
+        f"dialogsum saves and scores the model rank 0 holds, which would be only its shard. "
+        f"Use DeepSpeed ZeRO stage 2 (zero_stage: 2 in the accelerate config) or FSDP's "
+        f"SHARD_GRAD_OP, which shard optimizer state and gradients only, or LoRA "
+        f"(--method lora); see docs/distributed.md."
+    )
 
 
 def quiet_other_ranks(logger: logging.Logger) -> None:

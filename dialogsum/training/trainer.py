@@ -82,10 +82,11 @@ def train(
     from dialogsum.training.batching import GlobalBatchTrainer, token_mean_loss
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
-    from dialogsum.training.distributed import cpu_only, world_size
+    from dialogsum.training.distributed import check_sharding, cpu_only, world_size
     from dialogsum.training.features import IGNORE_INDEX
 
     check_reporting(options.report_to)
+    check_sharding()
     resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"
     on_cpu = cpu_only()
