@@ -31,6 +31,11 @@ class Steps(Protocol):
         """The cache with its rows picked (and repeated) by index."""
         ...
 
+    def select(self, cache: Any, rows: Any) -> Any:
+        """Like :meth:`reorder`, where ``rows`` also drops whole items (all their beams):
+        every per-row state, cross-attention included, keeps only ``rows``."""
+        ...
+
 
 def process_scores(
     scores: Any, history: Any, generated: int, options: GenerationOptions, eos: int
@@ -51,17 +56,15 @@ def process_scores(
         )
     size = options.no_repeat_ngram_size
     length = history.shape[1]
-    if size and length + 1 >= size:
-        for row in range(scores.shape[0]):
-            tokens = history[row].tolist()
-            prefix = tokens[length - size + 1 :] if size > 1 else []
-            banned = [
-                tokens[i + size - 1]
-                for i in range(length - size + 1)
-                if tokens[i : i + size - 1] == prefix
-            ]
-            if banned:
-                scores[row, banned] = -np.inf
+    if size and length >= size:
+        # Every n-gram of the history whose first n-1 tokens equal the row's last n-1 bans its
+        # last token; all rows and positions at once (a loop per row cost more than the model
+        # for batched beam search on a small model).
+        windows = np.lib.stride_tricks.sliding_window_view(history, size, axis=1)
+        prefix = history[:, length - size + 1 :]
+        matches = (windows[:, :, :-1] == prefix[:, None, :]).all(axis=-1)
+        match_rows, match_positions = np.nonzero(matches)
+        scores[match_rows, windows[match_rows, match_positions, -1]] = -np.inf
     if generated < options.min_new_tokens:
         scores[:, eos] = -np.inf
     return scores
@@ -145,6 +148,12 @@ def beam_search(
     early = options.early_stopping
     cur_len = 1
     logits, cache = steps.start(batch * beams)
+    # Items still decoding (their original positions); a finished item's best sequence is kept
+    # in ``results`` and its rows leave the model's batch, so a short summary does not cost
+    # decoder steps while its neighbours go on. Rows are independent, so this changes nothing
+    # in any item's result.
+    origin = np.arange(batch)
+    results: dict[int, list[int]] = {}
     while True:
         flat_history = running[:, :, :cur_len].reshape(batch * beams, cur_len)
         scores = process_scores(_log_softmax(logits), flat_history, cur_len - 1, options, eos)
@@ -185,7 +194,25 @@ def beam_search(
         open_beam = not (finished.all() and early is True)
         if not (improvable.any() and open_beam and not hits.all()):
             break
-        rows = (np.arange(batch)[:, None] * beams + parent).reshape(-1)
-        cache = steps.reorder(cache, rows)
+        # An item that cannot improve (or, with early_stopping=True, has all its beams
+        # finished) keeps the sequences it has: every later step adds NEG to its candidates.
+        done = ~improvable[:, 0]
+        if early is True:
+            done |= finished.all(axis=1)
+        rows = np.arange(batch)[:, None] * beams + parent
+        if done.any():
+            for index in np.flatnonzero(done):
+                results[int(origin[index])] = sequences[index, 0, 1:].tolist()
+            alive = ~done
+            origin, rows = origin[alive], rows[alive]
+            running, running_scores = running[alive], running_scores[alive]
+            sequences, beam_scores = sequences[alive], beam_scores[alive]
+            finished, improvable = finished[alive], improvable[alive]
+            batch = int(alive.sum())
+            cache = steps.select(cache, rows.reshape(-1))
+        else:
+            cache = steps.reorder(cache, rows.reshape(-1))
         logits, cache = steps.step(running[:, :, cur_len - 1].reshape(-1), cache)
-    return [cut_at_eos(sequences[b, 0, 1:].tolist(), eos) for b in range(batch)]
+    for position in range(batch):
+        results[int(origin[position])] = sequences[position, 0, 1:].tolist()
+    return [cut_at_eos(results[item], eos) for item in range(len(results))]

@@ -250,6 +250,13 @@ class _OnnxSteps:
             for name, value in cache.items()
         }
 
+    def select(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
+        # Finished items leave: every row-indexed state shrinks to ``rows``, the encoder mask
+        # and the cross-attention caches too (equal across an item's beams, so any of its
+        # rows serves).
+        self.encoder_mask = self.encoder_mask[rows]
+        return {name: _as_array(value)[rows] for name, value in cache.items()}
+
 
 def _as_array(value: Any) -> Any:
     return value if hasattr(value, "shape") and not hasattr(value, "device_name") else value.numpy()
