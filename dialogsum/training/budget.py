@@ -215,9 +215,11 @@ def record_budget(guard: BudgetGuard, metrics: dict[str, Any], checkpoint_dir: P
 
 
 def start_budget(
-    plan: RunPlan, checkpoint_dir: Path, *, clock: Clock = time.monotonic
+    plan: RunPlan, resume: Path | None, *, clock: Clock = time.monotonic
 ) -> BudgetGuard | None:
     """Check ``plan``'s budget before training; the guard that enforces it, or None.
+
+    ``resume`` is the checkpoint the run continues from (None: a fresh run).
 
     Raises :class:`ConfigError` when the projected run exceeds the budget and ``force`` is off.
     """
@@ -226,12 +228,12 @@ def start_budget(
         return None
     started = clock()
     if not plan.training.force:
-        preflight(plan, budget, checkpoint_dir, started=started, clock=clock)
+        preflight(plan, budget, resume, started=started, clock=clock)
     return BudgetGuard(budget, started=started, clock=clock)
 
 
 def preflight(
-    plan: RunPlan, budget: Budget, checkpoint_dir: Path, *, started: float, clock: Clock
+    plan: RunPlan, budget: Budget, resume: Path | None, *, started: float, clock: Clock
 ) -> None:
     """Measure a few steps and refuse a run projected past ``budget``.
 
@@ -240,7 +242,7 @@ def preflight(
     """
     from dialogsum.training.estimates import estimate_run
 
-    remaining = plan.total_steps() - resumed_step(checkpoint_dir, plan.training)
+    remaining = plan.total_steps() - resumed_step(resume)
     if remaining <= PREFLIGHT_STEPS + 1:
         return  # measuring would cost as much as the run; the guard still applies
     logger.info(
@@ -297,19 +299,12 @@ def agreed_max(seconds: float, device: Any = None) -> float:
     return float(value.item())
 
 
-def resumed_step(checkpoint_dir: Path, options: TrainingOptions) -> int:
-    """The step a resume would continue from (0 when starting fresh or unknown)."""
-    from dialogsum.training.checkpoints import checkpoints
-
-    resume = options.resume_from_checkpoint
-    if resume is False:
-        return 0
-    found = checkpoints(checkpoint_dir)
-    chosen = Path(resume) if resume is not True else (found[-1] if found else None)
-    if chosen is None:
+def resumed_step(checkpoint: Path | None) -> int:
+    """The step a run resuming from ``checkpoint`` continues from (0 when starting fresh)."""
+    if checkpoint is None:
         return 0
     try:
-        state = json.loads((chosen / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         return int(state["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0

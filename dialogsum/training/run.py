@@ -35,6 +35,7 @@ def run_finetune(
     rank 0 scores the model and writes the run folder.
     """
     from dialogsum.training.budget import record_budget, start_budget
+    from dialogsum.training.checkpoints import resume_point
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
@@ -42,7 +43,10 @@ def run_finetune(
         if output_dir is None:
             options = options.model_copy(update={"save_strategy": "no"})
         checkpoint_dir = output_dir / "checkpoints" if output_dir is not None else Path(scratch)
-        budget = start_budget(plan, checkpoint_dir)  # refuses a run projected over its budget
+        # Resolved once (damaged checkpoints are checked by reading them whole): the budget's
+        # projection and the Trainer continue from the same step.
+        resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
+        budget = start_budget(plan, resume)  # refuses a run projected over its budget
         result = train(
             plan.module,
             plan.tokenizer,
@@ -53,6 +57,7 @@ def run_finetune(
             checkpoint_dir=checkpoint_dir,
             max_target_length=plan.data.max_target_length,
             callbacks=[budget] if budget is not None else None,
+            resume=resume,
         )
     plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
     if budget is not None:

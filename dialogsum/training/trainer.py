@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dialogsum.errors import ConfigError, MissingDependencyError, install_command, logger
 from dialogsum.training.options import TrainingOptions
@@ -73,8 +73,13 @@ def train(
     checkpoint_dir: Path,
     max_target_length: int,
     callbacks: list[Any] | None = None,
+    resume: Path | Literal["options"] | None = "options",
 ) -> TrainResult:
-    """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``."""
+    """Train ``module`` with Seq2SeqTrainer; checkpoints go to ``checkpoint_dir``.
+
+    ``resume`` is the checkpoint to continue from, when the caller has already resolved it
+    (None: start fresh); by default it is resolved here from ``options``.
+    """
     import torch
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -87,7 +92,8 @@ def train(
 
     check_reporting(options.report_to)
     check_sharding()
-    resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
+    if resume == "options":
+        resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"
     on_cpu = cpu_only()
     args = Seq2SeqTrainingArguments(
