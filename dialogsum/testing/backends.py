@@ -9,8 +9,9 @@ import pytest
 
 from dialogsum import ConfigError, DataError, DialogsumError, Predictor, Summarizer
 from dialogsum.data import sample_rows
-from dialogsum.plugins import DialogsumPluginManager, make_plugin_manager
+from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
+from dialogsum.testing.contract import ContractBase
 
 __all__ = ["BackendContract", "contract_dialogues"]
 
@@ -28,7 +29,7 @@ def contract_dialogues() -> list[str]:
     return [shortest[i] for i in (2, 0, 4, 1, 3)]
 
 
-class BackendContract:
+class BackendContract(ContractBase):
     """What every inference backend promises, as tests; subclass it as ``Test<Name>Contract``.
 
     Set :attr:`backend` (and :attr:`backend_options`). Override the class-scoped fixture
@@ -48,10 +49,6 @@ class BackendContract:
         "max_new_tokens": 16,
     }
 
-    @pytest.fixture(autouse=True)
-    def _contract_one_torch_thread(self, one_torch_thread: None) -> None:
-        """Every battery test runs torch (where installed) on one thread."""
-
     @pytest.fixture(scope="class")
     @classmethod
     def backend_name(cls) -> str:
@@ -66,12 +63,6 @@ class BackendContract:
     def model_dir(cls, tiny_model_dir: Path) -> Path | str:
         """The model the backend serves; default: the kit's tiny torch model folder."""
         return tiny_model_dir
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def contract_plugin_manager(cls) -> DialogsumPluginManager:
-        """The plugins the battery runs with: a fresh manager loaded from entry points."""
-        return make_plugin_manager()
 
     @pytest.fixture(scope="class")
     @classmethod

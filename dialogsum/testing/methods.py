@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 import pytest
 
 from dialogsum import ConfigError, Example, Summarizer
-from dialogsum.plugins import DialogsumPluginManager, make_plugin_manager
+from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
+from dialogsum.testing.contract import ContractBase
 
 __all__ = ["LEARNING_RATE_FACTOR", "BaseSnapshot", "MethodContract", "greedy_tokens"]
 
@@ -62,7 +63,7 @@ class BaseSnapshot:
     tokens: list[list[int]]
 
 
-class MethodContract:
+class MethodContract(ContractBase):
     """What every fine-tuning method promises, as tests; subclass it as ``Test<Name>Contract``.
 
     Set :attr:`method` (and :attr:`options` or :attr:`learning_rate` where the defaults do not
@@ -89,10 +90,6 @@ class MethodContract:
         "#Person1#: Can I pay by card?\n#Person2#: Sorry, we only take cash.",
     ]
 
-    @pytest.fixture(autouse=True)
-    def _contract_one_torch_thread(self, one_torch_thread: None) -> None:
-        """Every battery test runs torch on one thread."""
-
     @pytest.fixture(scope="class")
     @classmethod
     def method_name(cls) -> str:
@@ -101,12 +98,6 @@ class MethodContract:
         if not isinstance(name, str):
             pytest.fail(f"{cls.__name__} must set method = '<registered method name>'.")
         return name
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def contract_plugin_manager(cls) -> DialogsumPluginManager:
-        """The plugins the battery runs with: a fresh manager loaded from entry points."""
-        return make_plugin_manager()
 
     @pytest.fixture(scope="class")
     @classmethod
