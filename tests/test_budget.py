@@ -5,47 +5,25 @@ as an uninterrupted one. A budget that is not reached changes nothing, bit for b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from training_runs import CHECKPOINTED_RUN, adapter_weights, environment, max_difference
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.training.options import parse_training
 
-REPO = Path(__file__).resolve().parents[1]
-
-#: 12 steps of 4 over 40 dialogues, a checkpoint at every step (as in test_resume.py).
-RUN = ["--method", "lora", "--option", "r=4", "--max-steps", "12", "--batch-size", "4",
-       "--save-strategy", "steps", "--save-steps", "1", "--save-total-limit", "20",
-       "--logging-steps", "1", "--seed", "3", "--learning-rate", "0.01", "--no-progress",
-       "--max-source-length", "96", "--max-target-length", "24", "--eval-strategy", "no"]
-
-
-def environment() -> dict[str, str]:
-    # This checkout first on the path, whatever is installed; one thread for the same arithmetic.
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1",
-            "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
-
 
 def train(model: Path, data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
-               str(data), "--output-dir", str(run_dir), *RUN, *extra]
+               str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
     return subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
 
 
-def adapter_weights(run_dir: Path) -> dict[str, object]:
-    from safetensors.torch import load_file
-
-    return load_file(str(run_dir / "model" / "adapter_model.safetensors"))
 
 
-def max_difference(first: dict[str, object], second: dict[str, object]) -> float:
-    assert first.keys() == second.keys()
-    return max(float((first[k] - second[k]).abs().max()) for k in first)  # type: ignore[operator]
 
 
 def metrics(run_dir: Path) -> dict[str, object]:

@@ -6,15 +6,13 @@ same global batch, and only rank 0 may evaluate, write the run folder and print 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from training_runs import REPO, adapter_weights, environment, losses, max_difference
 
 #: Every launch is killed after this long, so a deadlock fails the test instead of blocking CI.
 TIMEOUT = 300
@@ -30,12 +28,6 @@ RUN = ["--method", "lora", "--option", "r=4", "--option", "dropout=0", "--max-st
 EVALUATED = "were truncated before summarizing"
 
 
-def environment() -> dict[str, str]:
-    # The checkout first on the path, so launched processes import this dialogsum; one thread
-    # per process, since the two processes share the CI machine's cores.
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1",
-            "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def free_port() -> int:
@@ -84,21 +76,12 @@ def worker_logs(log_dir: Path) -> dict[int, tuple[str, str]]:
     }
 
 
-def adapter_weights(run_dir: Path) -> dict[str, object]:
-    from safetensors.torch import load_file
-
-    return load_file(str(run_dir / "model" / "adapter_model.safetensors"))
 
 
-def losses(run_dir: Path) -> list[tuple[int, float]]:
-    history = json.loads((run_dir / "metrics.json").read_text())["log_history"]
-    return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
 
 
 def assert_same_run(run_dir: Path, reference: Path) -> None:
-    first, second = adapter_weights(reference), adapter_weights(run_dir)
-    assert first.keys() == second.keys()
-    difference = max(float((first[k] - second[k]).abs().max()) for k in first)  # type: ignore[operator]
+    difference = max_difference(adapter_weights(reference), adapter_weights(run_dir))
     assert difference < 1e-5, difference
     expected, got = losses(reference), losses(run_dir)
     assert [step for step, _ in got] == [step for step, _ in expected] == list(range(1, 13))

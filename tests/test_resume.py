@@ -13,42 +13,23 @@ import time
 from pathlib import Path
 
 import pytest
+from training_runs import CHECKPOINTED_RUN, adapter_weights, environment, losses, max_difference
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.cli import main
 
-#: 12 steps of 4 over 40 dialogues: the run crosses an epoch boundary, so a resume may land
-#: mid-epoch (batches to skip) or on an epoch's edge.
-RUN = ["--method", "lora", "--option", "r=4", "--max-steps", "12", "--batch-size", "4",
-       "--save-strategy", "steps", "--save-steps", "1", "--save-total-limit", "20",
-       "--logging-steps", "1", "--seed", "3", "--learning-rate", "0.01", "--no-progress",
-       "--max-source-length", "96", "--max-target-length", "24", "--eval-strategy", "no"]
-
 
 def train_command(model: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
-            str(data), "--output-dir", str(run_dir), *RUN, *extra]
+            str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
 
 
-def environment() -> dict[str, str]:
-    # One thread: the same arithmetic order in every run, and no contention with pytest.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
-def adapter_weights(run_dir: Path) -> dict[str, object]:
-    from safetensors.torch import load_file
-
-    return load_file(str(run_dir / "model" / "adapter_model.safetensors"))
 
 
-def losses(run_dir: Path) -> list[tuple[int, float]]:
-    history = json.loads((run_dir / "metrics.json").read_text())["log_history"]
-    return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
 
 
-def max_difference(first: dict[str, object], second: dict[str, object]) -> float:
-    assert first.keys() == second.keys()
-    return max(float((first[k] - second[k]).abs().max()) for k in first)  # type: ignore[operator]
 
 
 @pytest.fixture(scope="module")
