@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dialogsum.batch.local import Loader, Work, run_local
+from dialogsum.batch.local import Loader, Summarizes, Work, run_local
 from dialogsum.batch.output import LineWriter, check_output, remove_output, written_ids
 from dialogsum.batch.rows import BatchRow, InputFile, input_files, is_uri, read_rows
 from dialogsum.batch.settings import BatchSettings
@@ -99,7 +99,11 @@ def run_batch(
         )
     summarized = truncated = 0
     if len(done) < len(scan.ids):
-        loaded = load()  # here first: a bad model fails with its own message, before workers
+        # Loaded here first: a bad model fails with its own message, before any worker starts.
+        # Only the in-process worker keeps it; other workers load their own copies.
+        loaded: Summarizes | None = load()
+        if settings.engine == "ray" or settings.workers > 1:
+            loaded = None
         work = Work(load, dict(generation), settings.worker_threads())
         summarized, truncated = _summarize(
             files, done, target, work, loaded, settings, len(scan.ids)
@@ -129,7 +133,7 @@ def _summarize(
     done: set[str | int],
     target: Path,
     work: Work,
-    loaded: Any,
+    loaded: Summarizes | None,
     settings: BatchSettings,
     total: int,
 ) -> tuple[int, int]:
@@ -138,7 +142,6 @@ def _summarize(
     if settings.engine == "ray":
         from dialogsum.batch.ray_engine import run_ray
 
-        del loaded  # the actors load their own copies
         target.mkdir(exist_ok=True)
         run_ray(files, done, str(target), work, settings)
         return total - len(done), 0
