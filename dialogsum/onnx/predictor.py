@@ -26,6 +26,10 @@ from dialogsum.modeling import ModelManifest, read_manifest
 from dialogsum.onnx.decoding import beam_search, greedy
 from dialogsum.onnx.format import ONNX_FILES, REQUIRED_FILES
 
+#: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
+#: 16 covers the widest vector (AVX-512, 16 floats) a kernel's tail loop can leave.
+CROSS_ATTENTION_TAIL = 16
+
 
 class _TokenizerAdapter:
     """Gives a ``tokenizers.Tokenizer`` the call shape :func:`encode_sources` expects."""
@@ -163,6 +167,23 @@ class OnnxPredictor:
         hidden, encoder_mask = self._encode_batch(ids, mask)
         return _OnnxSteps(self, hidden, encoder_mask, 1).start(len(ids))[0]
 
+    def step_logits(self, ids: list[list[int]], mask: list[list[int]], tokens: Any) -> Any:
+        """Logits (rows x steps x vocabulary) of decoding ``tokens`` (rows x steps - 1) forced.
+
+        The first step's logits, then each later step's given the forced tokens so far: what
+        the parity gate compares alone and in a batch, step by step.
+        """
+        import numpy as np
+
+        hidden, encoder_mask = self._encode_batch(ids, mask)
+        steps = _OnnxSteps(self, hidden, encoder_mask, 1)
+        logits, cache = steps.start(len(ids))
+        every = [logits]
+        for column in np.asarray(tokens, dtype=np.int64).T:
+            logits, cache = steps.step(column, cache)
+            every.append(logits)
+        return np.stack(every, axis=1)
+
     def generate_ids(
         self, ids: list[list[int]], mask: list[list[int]], options: GenerationOptions
     ) -> list[list[int]]:
@@ -186,6 +207,16 @@ class _OnnxSteps:
         import numpy as np
 
         self.predictor = predictor
+        # Masked positions after every row's encoder output make decoding batch-invariant:
+        # onnxruntime's CPU kernels sum the cross-attention of a sequence's last few
+        # positions in a tail loop, in another order than the vectorised body. Alone, a row's
+        # own last tokens fall in that tail; in a batch padded to a longer row they do not, so
+        # its later steps differed by float rounding (enough to flip a near-tie, in fp32 and
+        # int8). With CROSS_ATTENTION_TAIL masked positions at the end, every real position
+        # is summed in the body at any padded length, and each step's logits are bit-identical
+        # alone and in any batch. Masked positions weigh exactly 0, so nothing else changes.
+        hidden = np.pad(hidden, ((0, 0), (0, CROSS_ATTENTION_TAIL), (0, 0)))
+        encoder_mask = np.pad(encoder_mask, ((0, 0), (0, CROSS_ATTENTION_TAIL)))
         self.hidden = hidden
         self.beams = beams
         self.item_mask = encoder_mask
