@@ -14,6 +14,8 @@ from dialogsum.generation import GenerationOptions
 
 #: transformers' stand-in for "impossible" in beam scores.
 NEG = -1.0e9
+#: Rows up to this wide are fully sorted by :func:`_top`.
+SMALL_WIDTH = 64
 
 
 class Steps(Protocol):
@@ -43,11 +45,12 @@ def process_scores(
     """Apply transformers' logits processors for ``options`` to ``scores`` (rows x vocab).
 
     ``history`` holds each row's decoder tokens so far, start token included (rows x length);
-    ``generated`` is how many tokens have been generated so far.
+    ``generated`` is how many tokens have been generated so far. float32 ``scores`` are
+    changed in place: callers pass arrays of their own, and a copy per step is not free.
     """
     import numpy as np
 
-    scores = scores.astype(np.float32, copy=True)
+    scores = scores.astype(np.float32, copy=False)
     rows = np.arange(scores.shape[0])[:, None]
     if options.repetition_penalty != 1.0:
         seen = scores[rows, history]
@@ -100,7 +103,8 @@ def _log_softmax(logits: Any) -> Any:
     import numpy as np
 
     shifted = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    shifted -= np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted
 
 
 def _top(values: Any, k: int) -> Any:
@@ -110,12 +114,13 @@ def _top(values: Any, k: int) -> Any:
     practice), without sorting the whole row: a partition finds the ``k``-th largest value, and
     only the values at or above it (``k``, or a few more on ties) are sorted. Beam search asks
     for the top ``2 * beams`` of ``beams * vocabulary`` scores per item at every step, where a
-    full sort cost more than the model itself.
+    full sort cost more than the model itself. Narrow rows (the candidates' own ranking) are
+    sorted whole: cheaper than a Python loop over the rows.
     """
     import numpy as np
 
     width = values.shape[-1]
-    if k >= width:
+    if width <= SMALL_WIDTH or k >= width:  # a full sort of a few values costs least
         return np.argsort(-values, axis=-1, kind="stable")[:, :k]
     kth = -np.partition(-values, k - 1, axis=-1)[:, k - 1 : k]  # each row's k-th largest
     rows = []
