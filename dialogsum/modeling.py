@@ -61,6 +61,9 @@ class ExportInfo(BaseModel):
     source_model: str | None = None
     files: list[str] = Field(default_factory=list)
     parity: dict[str, Any] = Field(default_factory=dict)
+    #: "item": the decoder's cross-attention cache has one row per dialogue, shared by its
+    #: beams (see dialogsum.onnx.beams); exports written before hold one per beam ("row").
+    cross_attention: Literal["row", "item"] = "row"
 
 
 class ModelManifest(BaseModel):

@@ -128,6 +128,58 @@ def test_every_decoding_step_is_batch_invariant_in_fp32(lora_export: Path) -> No
         assert np.array_equal(alone[0], batched[row]), row
 
 
+def test_beams_share_one_cross_attention_cache_per_dialogue(
+    lora: Summarizer, lora_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from dialogsum.onnx import beams
+    from dialogsum.onnx import export as exporting
+
+    assert json.loads((lora_export / "dialogsum.json").read_text())["export"][
+        "cross_attention"
+    ] == "item"
+    # An export as written before: one cross-attention cache per beam. It still serves.
+    monkeypatch.setattr(exporting, "share_cross_attention", lambda folder: 0)
+    per_row = lora.export(tmp_path / "per-row")
+    assert json.loads((per_row / "dialogsum.json").read_text())["export"]["cross_attention"] == "row"
+    served = Summarizer.from_pretrained(per_row, backend_options=SERVE)
+    dialogues = default_dialogues(6)
+    alone = [served.summarize([d], num_beams=4, max_new_tokens=12)[0] for d in dialogues]
+    assert served.summarize(dialogues, batch_size=4, num_beams=4, max_new_tokens=12) == alone
+
+    # The rewrite computes what the per-beam graph computes from repeated caches.
+    shutil.copytree(per_row, tmp_path / "shared")
+    assert beams.share_cross_attention(tmp_path / "shared") > 0
+    name = beams.DECODER_WITH_PAST
+    before = ort.InferenceSession(str(per_row / name), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(tmp_path / "shared" / name), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for items, width in ((3, 4), (2, 1)):
+        rows, length = items * width, 20
+        mask = np.ones((items, length), np.int64)
+        mask[:, 15:] = 0
+        shared = {"input_ids": rng.integers(2, 100, (rows, 1)), "encoder_attention_mask": mask}
+        repeated = {**shared, "encoder_attention_mask": np.repeat(mask, width, axis=0)}
+        for spec in before.get_inputs():
+            if spec.name.startswith("past_key_values."):
+                heads, size = spec.shape[1], spec.shape[3]
+                if ".encoder." in spec.name:
+                    cache = rng.standard_normal((items, heads, length, size)).astype(np.float32)
+                    shared[spec.name], repeated[spec.name] = cache, np.repeat(cache, width, 0)
+                else:
+                    cache = rng.standard_normal((rows, heads, 3, size)).astype(np.float32)
+                    shared[spec.name] = repeated[spec.name] = cache
+        for old, new in zip(before.run(None, repeated), after.run(None, shared), strict=True):
+            if width == 1:  # greedy runs the very same products
+                assert np.array_equal(old, new)
+            else:
+                assert np.allclose(old, new, atol=1e-5, rtol=1e-5)
+
+
 def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"Unsupported quantize value 'int4'.*'int8'"):
         lora.export(tmp_path / "x", quantize="int4")

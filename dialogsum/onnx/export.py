@@ -25,6 +25,7 @@ from dialogsum.modeling import (
     check_writable,
     staged_folder,
 )
+from dialogsum.onnx.beams import share_cross_attention
 from dialogsum.onnx.format import ONNX_BACKEND, ONNX_FILES
 
 QUANTIZE_VALUES = (None, "int8")
@@ -175,6 +176,7 @@ def export_onnx(
             )
             if prompt is not None:
                 _export_prompted_encoder(plain, prompt, staging / "encoder_model.onnx")
+            shared = share_cross_attention(staging) > 0
         except Exception as exc:
             raise ModelError(
                 f"The ONNX exporter failed on this {type(plain).__name__}: {type(exc).__name__}: "
@@ -192,6 +194,7 @@ def export_onnx(
             prompt_tokens=0 if prompt is None else int(prompt.shape[0]),
             onnxruntime_version=onnxruntime.__version__,
             source_model=source_model,
+            cross_attention="item" if shared else "row",
         )
         # An adapter merged here (LoRA, IA3) makes the export a merged model, as merge() does.
         merged = manifest.merged or (is_peft(model) and not is_prompt_learning(model))

@@ -139,6 +139,7 @@ class OnnxPredictor:
         )
         self.tokenizer = tokenizer
         self.progress = progress
+        self.cross_attention_per_item = self.manifest.export.cross_attention == "item"
         self.model_dir = folder
         self._past_names = [
             i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_")
@@ -266,7 +267,11 @@ class _OnnxSteps:
         self.beams = beams
         self.item_mask = encoder_mask
         # Beam search runs batch x beams rows; each beam attends to its item's encoder output.
-        self.encoder_mask = np.repeat(encoder_mask, beams, axis=0) if beams > 1 else encoder_mask
+        # An export whose decoder shares the cross-attention cache among an item's beams takes
+        # it (and the encoder mask) once per item; older ones once per beam.
+        self.per_item = predictor.cross_attention_per_item
+        repeat = beams > 1 and not self.per_item
+        self.encoder_mask = np.repeat(encoder_mask, beams, axis=0) if repeat else encoder_mask
 
     def start(self, rows: int) -> tuple[Any, dict[str, Any]]:
         import numpy as np
@@ -282,9 +287,14 @@ class _OnnxSteps:
             "encoder_hidden_states": self.hidden,
         }
         outputs = predictor.decoder.run(None, feeds)
-        if rows != items:
-            outputs = [np.repeat(output, rows // items, axis=0) for output in outputs]
         named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
+        if rows != items:
+            named = {
+                name: value
+                if self.per_item and ".encoder." in name
+                else np.repeat(value, rows // items, axis=0)
+                for name, value in named.items()
+            }
         # Cross-attention keys and values never change after the first step: they are kept.
         cache = {
             name.replace("present.", "past_key_values."): value
@@ -335,7 +345,16 @@ class _OnnxSteps:
     def select(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
         # Finished items leave: every row-indexed state shrinks to ``rows``, the encoder mask
         # and the cross-attention caches too (equal across an item's beams, so any of its
-        # rows serves).
+        # rows serves; kept per item, they shrink to the items of ``rows``).
+        import numpy as np
+
+        if self.per_item:
+            items = np.asarray(rows)[:: self.beams] // self.beams
+            self.encoder_mask = self.encoder_mask[items]
+            return {
+                name: _as_array(value)[items if ".encoder." in name else rows]
+                for name, value in cache.items()
+            }
         self.encoder_mask = self.encoder_mask[rows]
         return {name: _as_array(value)[rows] for name, value in cache.items()}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dialogsum.onnx.beams import DECODER_WITH_PAST
 from dialogsum.onnx.format import ONNX_FILES
 
 #: Protobuf's limit: larger models keep their weights in a separate data file.
@@ -35,8 +36,11 @@ def quantize_int8(folder: Path) -> None:
         path = folder / name
         prepared = folder / f"{name}.pre.onnx"
         # Shape inference and graph clean-up first: every MatMul (the LM head included) then
-        # has a constant weight to quantize, and the graph runs faster.
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=False)
+        # has a constant weight to quantize, and the graph runs faster. The decoder with past
+        # computes its cross-attention shapes from the cache at run time (dialogsum.onnx.beams),
+        # which symbolic inference cannot follow; ONNX's own inference finds the same weights.
+        symbolic = name != DECODER_WITH_PAST
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=not symbolic)
         try:
             _rewrite(prepared, path)
         finally:
