@@ -7,8 +7,10 @@ Each server starts on 127.0.0.1 (a free port) in its own process; a bounded numb
 (one DialogSum test dialogue each) is sent at concurrency 1, 4, 16 and 32. Two models: the
 bundled dialogsum-tiny int8 export with its own decoding defaults, and the FLAN-T5-base
 architecture (random weights, int8, greedy, 32 forced tokens). Every response must equal what
-``summarize()`` gives offline for that dialogue: errors and wrong answers are counted. Writes
-benchmarks/results/serve_load.json and docs/serve_load.png.
+``summarize()`` gives offline for that dialogue: errors and wrong answers are counted. Then a
+memory soak: 2,000 requests to the dialogsum-tiny server (batching on, concurrency 16,
+cycling through all 500 test dialogues), its resident memory read after the first 200 and
+after all of them. Writes benchmarks/results/serve_load.json and docs/serve_load.png.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from common import RESULTS, ROOT, config_path, random_model_exports
 WORK = Path("/tmp/dialogsum-bench")
 DATA = ROOT.parent / "shared" / "data" / "dialogsum"
 BASE_PARAMS = {"num_beams": 1, "max_new_tokens": 32, "min_new_tokens": 32}
+#: Requests of the memory soak (dialogsum-tiny, batching on).
+SOAK = 2000
 
 
 def free_port() -> int:
@@ -40,11 +44,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak resident memory (or, with ``field="VmRSS"``, its current one)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def soak(port: int, pid: int, texts: list[str], params: dict[str, Any],
+         expected: list[str]) -> dict[str, Any]:
+    """SOAK requests at concurrency 16, cycling through ``texts``: resident memory after the
+    first 200 and after all of them (a leak shows as growth), every answer checked."""
+    first = [i % len(texts) for i in range(200)]
+    rest = [i % len(texts) for i in range(200, SOAK)]
+    rows = []
+    for indices in (first, rest):
+        rows.append(load(port, [texts[i] for i in indices], params, 16,
+                         [expected[i] for i in indices]))
+        rows[-1]["rss_mb"] = peak_rss_mb(pid, "VmRSS")
+    return {
+        "requests": SOAK,
+        "errors": rows[0]["errors"] + rows[1]["errors"],
+        "wrong": rows[0]["wrong"] + rows[1]["wrong"],
+        "rss_after_200_mb": rows[0]["rss_mb"],
+        "rss_after_all_mb": rows[1]["rss_mb"],
+        "growth": rows[1]["rss_mb"] / rows[0]["rss_mb"] - 1,
+        "throughput": rows[1]["throughput"],
+    }
 
 
 def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
@@ -126,7 +153,8 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for name, (export, params, torch_dir) in models.items():
         count = 96 if name == "dialogsum-tiny" else 64
-        sample = texts[:count]
+        # The tiny model's soak cycles through the whole test split.
+        sample = texts if name == "dialogsum-tiny" else texts[:count]
         offline = Summarizer.from_pretrained(export, backend_options={"progress": False})
         expected = [s.strip() for s in offline.summarize(sample, **params)]
         del offline
@@ -152,6 +180,11 @@ def main() -> int:
                     result.update(model=name, engine=engine, peak_rss_mb=peak_rss_mb(process.pid))
                     rows.append(result)
                     print(json.dumps(result), flush=True)
+                if name == "dialogsum-tiny" and engine == "dialogsum":
+                    soaked = soak(port, process.pid, sample, params, expected)
+                    soaked.update(model=name, engine=engine, concurrency=16, soak=True)
+                    rows.append(soaked)
+                    print(json.dumps(soaked), flush=True)
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=120)
@@ -171,7 +204,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4))
     for axis, model in zip(axes, models, strict=True):
         for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
-            subset = [r for r in rows if r["model"] == model and r["engine"] == engine]
+            subset = [
+                r for r in rows
+                if r["model"] == model and r["engine"] == engine and not r.get("soak")
+            ]
             axis.plot([r["throughput"] for r in subset], [r["p95_s"] for r in subset],
                       marker="o", label=engine)
             for r in subset:

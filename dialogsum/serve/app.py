@@ -5,6 +5,7 @@ metrics and limits. ``create_app(summarizer, settings)`` builds it around a load
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
@@ -44,7 +45,8 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher = MicroBatcher(
-            summarizer.summarize,
+            # A gathered batch decodes as one batch (the model's own batch_size would split it).
+            functools.partial(summarizer.summarize, batch_size=settings.max_batch_size),
             batching=settings.batching,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
