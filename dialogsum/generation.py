@@ -12,6 +12,9 @@ from dialogsum.data import DataOptions
 from dialogsum.errors import DataError, logger
 from dialogsum.validation import validate_options
 
+#: Called with a dialogue's index and its summary as soon as that summary is final.
+OnSummary = Callable[[int, str], None]
+
 
 class GenerationOptions(BaseModel):
     """Decoding settings accepted by ``summarize(dialogues, **generation)``.
@@ -139,27 +142,40 @@ def summarize_batches(
     sources: Sequence[list[int]],
     batch_size: int,
     pad_id: int,
-    run_batch: Callable[[list[list[int]], list[list[int]]], list[str]],
+    run_batch: Callable[..., list[str]],
     *,
     progress: bool = True,
+    on_summary: OnSummary | None = None,
 ) -> list[str]:
     """Summaries of ``sources`` in input order, generated in length-sorted, padded batches.
 
     ``run_batch(ids, mask)`` generates and decodes one padded batch; every backend's
-    ``summarize`` shares this loop and its progress bar.
+    ``summarize`` shares this loop and its progress bar. With ``on_summary``, each summary is
+    reported as soon as it is final: ``run_batch`` is then called with ``report=`` as well, a
+    function of a row's position in the batch and its text, for decoders that know a row is
+    done before the batch is; rows it did not report are reported when the batch returns.
     """
     from tqdm.auto import tqdm
 
-    summaries = [""] * len(sources)
+    summaries: list[str | None] = [None] * len(sources)
     batches = length_sorted_batches([len(s) for s in sources], batch_size)
     disable = not progress or len(batches) < 2
     with tqdm(total=len(sources), desc="summarizing", unit="dialogue", disable=disable) as bar:
         for batch in batches:
+
+            def report(position: int, text: str, batch: list[int] = batch) -> None:
+                index = batch[position]
+                if summaries[index] is None:
+                    summaries[index] = text.strip()
+                    if on_summary is not None:
+                        on_summary(index, summaries[index] or "")
+
             ids, mask = pad_batch([sources[i] for i in batch], pad_id)
-            for index, text in zip(batch, run_batch(ids, mask), strict=True):
-                summaries[index] = text.strip()
+            texts = run_batch(ids, mask, report=report) if on_summary else run_batch(ids, mask)
+            for position, text in zip(range(len(batch)), texts, strict=True):
+                report(position, text)
             bar.update(len(batch))
-    return summaries
+    return [text or "" for text in summaries]
 
 
 def pad_batch(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import torch
 
+    from dialogsum.generation import OnSummary
     from dialogsum.modeling import ModelManifest
 
 #: The learning rate of a method that declares no ``default_learning_rate``: the usual AdamW
@@ -60,6 +61,23 @@ class Predictor(Protocol):
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """Summarize each dialogue; one summary per input, in input order."""
+        ...
+
+
+@runtime_checkable
+class StreamingPredictor(Protocol):
+    """A predictor that reports each summary as soon as it is final (an optional capability).
+
+    ``on_summary(index, summary)`` is called once per dialogue, from the thread that runs the
+    model, as soon as that dialogue's summary can no longer change (a short summary need not
+    wait for the longest in its batch); the call still returns every summary in input order.
+    ``dialogsum serve`` answers each request as soon as its own summaries are reported.
+    """
+
+    def summarize_each(
+        self, dialogues: list[str], on_summary: OnSummary | None, **generation: Any
+    ) -> list[str]:
+        """Like ``summarize``, reporting each summary through ``on_summary`` when final."""
         ...
 
 

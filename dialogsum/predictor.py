@@ -10,6 +10,7 @@ from typing import Any
 
 from dialogsum.data import DataOptions
 from dialogsum.generation import (
+    OnSummary,
     check_dialogues,
     encode_sources,
     parse_generation,
@@ -42,6 +43,13 @@ class TorchPredictor:
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """One summary per dialogue, in input order."""
+        return self.summarize_each(dialogues, None, **generation)
+
+    def summarize_each(
+        self, dialogues: list[str], on_summary: OnSummary | None, **generation: Any
+    ) -> list[str]:
+        """Like :meth:`summarize`, calling ``on_summary(index, summary)`` as each batch ends
+        (``generate`` finishes a batch's rows together)."""
         import torch
 
         texts = check_dialogues(dialogues)
@@ -54,7 +62,8 @@ class TorchPredictor:
         self.model.eval()
         device = self.device
 
-        def run_batch(ids: list[list[int]], mask: list[list[int]]) -> list[str]:
+        def run_batch(ids: list[list[int]], mask: list[list[int]], report: Any = None) -> list[str]:
+            # generate() returns a batch's rows together: they are reported when it returns.
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=torch.tensor(ids, device=device),
@@ -69,4 +78,5 @@ class TorchPredictor:
             self.tokenizer.pad_token_id,
             run_batch,
             progress=self.progress,
+            on_summary=on_summary,
         )

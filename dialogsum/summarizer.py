@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError
-from dialogsum.interfaces import Predictor, TorchModelPredictor
+from dialogsum.interfaces import Predictor, StreamingPredictor, TorchModelPredictor
 from dialogsum.modeling import (
     DEFAULT_MODEL,
     ModelManifest,
@@ -22,6 +22,7 @@ from dialogsum.registry import get_registry
 from dialogsum.training.options import TrainingOptions
 
 if TYPE_CHECKING:
+    from dialogsum.generation import OnSummary
     from dialogsum.training.estimates import Estimate
     from dialogsum.training.planning import RunPlan
     from dialogsum.training.trainer import TrainResult
@@ -235,13 +236,30 @@ class Summarizer:
 
     # -- using ---------------------------------------------------------------------------------
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+    def summarize(
+        self,
+        dialogues: list[str],
+        *,
+        on_summary: OnSummary | None = None,
+        **generation: Any,
+    ) -> list[str]:
         """Summarize each dialogue (batched, longest first); one summary per input, in order.
 
         ``generation`` takes :class:`~dialogsum.generation.GenerationOptions` fields such as
-        ``num_beams=4``, ``max_new_tokens=96`` or ``batch_size=16``.
+        ``num_beams=4``, ``max_new_tokens=96`` or ``batch_size=16``. ``on_summary(index,
+        summary)``, if given, is called once per dialogue as soon as its summary is final
+        (from the thread running the model): with the onnxruntime backend a dialogue whose
+        search ends early is reported before the rest of its batch; backends without that
+        capability report each summary when their batch (or the call) ends.
         """
-        return self._predictor.summarize(dialogues, **generation)
+        if on_summary is None:
+            return self._predictor.summarize(dialogues, **generation)
+        if isinstance(self._predictor, StreamingPredictor):
+            return self._predictor.summarize_each(dialogues, on_summary, **generation)
+        summaries = self._predictor.summarize(dialogues, **generation)
+        for index, summary in enumerate(summaries):
+            on_summary(index, summary)
+        return summaries
 
     def evaluate(
         self,

@@ -30,3 +30,58 @@ def test_top_k_on_beam_sized_rows() -> None:
     values[:, 100:200] = values[:, 300:400]  # repeated scores
     expected = np.argsort(-values, axis=-1, kind="stable")[:, :8]
     assert np.array_equal(_top(values, 8), expected)
+
+
+class PlannedSteps:
+    """Decoder steps whose logits are fixed per batch item: what ``greedy`` and
+    ``beam_search`` need to be tested without a model. ``steps`` counts decoder calls."""
+
+    def __init__(self, plans: list[np.ndarray], beams: int) -> None:
+        self.plans, self.beams, self.items, self.steps = plans, beams, list(range(len(plans))), 0
+
+    def _logits(self) -> np.ndarray:
+        return np.stack([self.plans[item] for item in self.items for _ in range(self.beams)])
+
+    def start(self, rows: int) -> tuple[np.ndarray, None]:
+        return self._logits(), None
+
+    def step(self, tokens: np.ndarray, cache: None) -> tuple[np.ndarray, None]:
+        self.steps += 1
+        return self._logits(), cache
+
+    def reorder(self, cache: None, rows: np.ndarray) -> None:
+        return cache
+
+    def select(self, cache: None, rows: np.ndarray) -> None:
+        self.items = [self.items[row // self.beams] for row in rows[:: self.beams]]
+        return cache
+
+
+# Vocabulary of 6; 1 is end-of-sequence. Item "quick" prefers to end, item "slow" never does.
+QUICK = np.array([0.0, 5.0, 1.0, 0.5, 0.2, 0.1], dtype=np.float32)
+SLOW = np.array([0.0, -50.0, 3.0, 2.0, 1.0, 0.5], dtype=np.float32)
+
+
+def _decode(decoder: str, beams: int) -> tuple[list[list[int]], list[tuple[int, list[int], int]]]:
+    from dialogsum.generation import GenerationOptions
+    from dialogsum.onnx.decoding import beam_search, greedy
+
+    steps = PlannedSteps([SLOW, QUICK, SLOW], beams)
+    reported: list[tuple[int, list[int], int]] = []
+    options = GenerationOptions(num_beams=beams, max_new_tokens=12)
+    run = greedy if decoder == "greedy" else beam_search
+    results = run(
+        steps, 3, 12, options, 0, 1, 0, lambda row, ids: reported.append((row, ids, steps.steps))
+    )
+    return results, [*reported, (-1, [], steps.steps)]
+
+
+def test_a_finished_row_is_reported_before_its_batch_ends() -> None:
+    for decoder, beams in (("greedy", 1), ("beam", 4)):
+        results, reported = _decode(decoder, beams)
+        *early, (_, _, total_steps) = reported
+        assert [row for row, _, _ in early] == [1], decoder  # the quick item, once
+        _, ids, at_step = early[0]
+        assert ids == results[1] and ids[-1] == 1, decoder
+        assert at_step < total_steps, decoder  # reported while the slow items went on
+        assert len(results[0]) == len(results[2]) == 12 and 1 not in results[0], decoder

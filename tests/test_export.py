@@ -180,6 +180,24 @@ def test_beams_share_one_cross_attention_cache_per_dialogue(
                 assert np.allclose(old, new, atol=1e-5, rtol=1e-5)
 
 
+def test_each_summary_is_reported_once_as_it_is_final(lora: Summarizer, lora_export: Path) -> None:
+    dialogues = default_dialogues(6)
+    for summarizer in (Summarizer.from_pretrained(lora_export, backend_options=SERVE), lora):
+        for beams in (1, 4):
+            reported: list[tuple[int, str]] = []
+            summaries = summarizer.summarize(
+                dialogues,
+                on_summary=lambda index, text, seen=reported: seen.append((index, text)),
+                num_beams=beams,
+                max_new_tokens=12,
+                batch_size=4,
+            )
+            assert sorted(index for index, _ in reported) == list(range(len(dialogues)))
+            assert all(text == summaries[index] for index, text in reported)
+            assert summaries == summarizer.summarize(dialogues, num_beams=beams, max_new_tokens=12,
+                                                     batch_size=4)
+
+
 def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"Unsupported quantize value 'int4'.*'int8'"):
         lora.export(tmp_path / "x", quantize="int4")

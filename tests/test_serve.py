@@ -171,6 +171,40 @@ def test_model_failure_timeout_and_full_queue() -> None:
         assert timed_out.status_code == 504 and "timeout" in timed_out.json()["error"]
 
 
+class Streaming(Slow):
+    """Reports a dialogue holding "quick" at once and the rest after ``delay``, as a decoder
+    whose short summaries finish first does."""
+
+    def summarize_each(
+        self, dialogues: list[str], on_summary: Any, **generation: Any
+    ) -> list[str]:
+        for index, dialogue in enumerate(dialogues):
+            if "quick" in dialogue and on_summary is not None:
+                on_summary(index, dialogue[::-1])
+        return self.summarize(dialogues, **generation)
+
+
+def test_a_request_is_answered_as_soon_as_its_own_summaries_are_final() -> None:
+    settings = ServeSettings(max_wait_ms=200, max_batch_size=8)  # the two share one batch
+    with Server(Summarizer(Streaming(delay=1.5)), settings) as address:
+
+        def timed(text: str) -> tuple[float, Any]:
+            started = time.perf_counter()
+            response = post(address, {"inputs": text})
+            return time.perf_counter() - started, response.json()
+
+        with ThreadPoolExecutor(2) as pool:
+            slow, quick = pool.map(timed, ["a slow one", "the quick one"])
+        assert quick[1] == [{"summary_text": "eno kciuq eht"}]
+        assert slow[1] == [{"summary_text": "eno wols a"}]
+        assert quick[0] < 1.0 < slow[0]  # not held until the batch's slow dialogue is done
+        metrics = httpx.get(f"{address}/metrics").text
+        count = next(
+            line for line in metrics.splitlines() if line.startswith("dialogsum_batch_dialogues_count")
+        )
+        assert float(count.split()[-1]) == 2  # the warm-up, then one batch of both
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,9 +8,13 @@ they run where torch is not installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dialogsum.generation import GenerationOptions
+
+#: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
+Finished = Callable[[int, list[int]], None]
 
 #: transformers' stand-in for "impossible" in beam scores.
 NEG = -1.0e9
@@ -79,9 +83,18 @@ def cut_at_eos(tokens: list[int], eos: int) -> list[int]:
 
 
 def greedy(
-    steps: Steps, rows: int, limit: int, options: GenerationOptions, start: int, eos: int, pad: int
+    steps: Steps,
+    rows: int,
+    limit: int,
+    options: GenerationOptions,
+    start: int,
+    eos: int,
+    pad: int,
+    on_finished: Finished | None = None,
 ) -> list[list[int]]:
-    """Greedy decoding: each row's tokens, cut after its end-of-sequence token."""
+    """Greedy decoding: each row's tokens, cut after its end-of-sequence token.
+
+    A row that emits its end-of-sequence token is reported to ``on_finished`` at once."""
     import numpy as np
 
     logits, cache = steps.start(rows)
@@ -92,7 +105,11 @@ def greedy(
         chosen = scores.argmax(axis=-1)
         chosen[finished] = pad
         history = np.concatenate([history, chosen[:, None]], axis=1)
-        finished |= chosen == eos
+        ended = (chosen == eos) & ~finished
+        finished |= ended
+        if on_finished is not None:
+            for row in np.flatnonzero(ended):
+                on_finished(int(row), history[row, 1:].tolist())
         if finished.all() or generated + 1 == limit:
             break
         logits, cache = steps.step(chosen, cache)
@@ -132,9 +149,18 @@ def _top(values: Any, k: int) -> Any:
 
 
 def beam_search(
-    steps: Steps, batch: int, limit: int, options: GenerationOptions, start: int, eos: int, pad: int
+    steps: Steps,
+    batch: int,
+    limit: int,
+    options: GenerationOptions,
+    start: int,
+    eos: int,
+    pad: int,
+    on_finished: Finished | None = None,
 ) -> list[list[int]]:
-    """Beam search as transformers (4.5x) runs it; the best sequence per batch item."""
+    """Beam search as transformers (4.5x) runs it; the best sequence per batch item.
+
+    Items whose search is over are reported to ``on_finished`` when they leave the batch."""
     import numpy as np
 
     beams = options.num_beams
@@ -209,7 +235,10 @@ def beam_search(
         # the batch is done, not for each item as it finishes.
         if done.sum() * 4 >= batch:
             for index in np.flatnonzero(done):
-                results[int(origin[index])] = sequences[index, 0, 1:].tolist()
+                item = int(origin[index])
+                results[item] = sequences[index, 0, 1:].tolist()
+                if on_finished is not None:
+                    on_finished(item, cut_at_eos(results[item], eos))
             alive = ~done
             origin, rows = origin[alive], rows[alive]
             running, running_scores = running[alive], running_scores[alive]

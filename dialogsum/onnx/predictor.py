@@ -10,12 +10,14 @@ step, and the decoder with past key values for every later step.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import ConfigError, ModelError
 from dialogsum.generation import (
     GenerationOptions,
+    OnSummary,
     check_dialogues,
     encode_sources,
     parse_generation,
@@ -23,7 +25,7 @@ from dialogsum.generation import (
     warn_truncated_inputs,
 )
 from dialogsum.modeling import ModelManifest, read_manifest
-from dialogsum.onnx.decoding import beam_search, greedy
+from dialogsum.onnx.decoding import Finished, beam_search, greedy
 from dialogsum.onnx.format import ONNX_FILES, REQUIRED_FILES
 
 #: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
@@ -151,19 +153,38 @@ class OnnxPredictor:
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
         """One summary per dialogue, in input order (greedy or beam search)."""
+        return self.summarize_each(dialogues, None, **generation)
 
+    def summarize_each(
+        self, dialogues: list[str], on_summary: OnSummary | None, **generation: Any
+    ) -> list[str]:
+        """Like :meth:`summarize`, calling ``on_summary(index, summary)`` as each summary is
+        final: a dialogue whose search ends early is reported before its batch is done."""
         texts = check_dialogues(dialogues)
         options = parse_generation(generation, self.manifest.generation)
         _check_supported(options)
         if not texts:
             return []
         sources = self.encode(texts)
+        decode = self.tokenizer.decode
 
-        def run_batch(ids: list[list[int]], mask: list[list[int]]) -> list[str]:
-            return list(self.tokenizer.decode_batch(self.generate_ids(ids, mask, options)))
+        def run_batch(
+            ids: list[list[int]],
+            mask: list[list[int]],
+            report: Callable[[int, str], None] | None = None,
+        ) -> list[str]:
+            finished = None if report is None else (lambda row, tokens: report(row, decode(tokens)))
+            return list(
+                self.tokenizer.decode_batch(self.generate_ids(ids, mask, options, finished))
+            )
 
         return summarize_batches(
-            sources, options.batch_size, self.pad_token_id, run_batch, progress=self.progress
+            sources,
+            options.batch_size,
+            self.pad_token_id,
+            run_batch,
+            progress=self.progress,
+            on_summary=on_summary,
         )
 
     def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
@@ -231,16 +252,29 @@ class OnnxPredictor:
         return np.stack(every, axis=1)
 
     def generate_ids(
-        self, ids: list[list[int]], mask: list[list[int]], options: GenerationOptions
+        self,
+        ids: list[list[int]],
+        mask: list[list[int]],
+        options: GenerationOptions,
+        on_finished: Finished | None = None,
     ) -> list[list[int]]:
-        """Token ids for one padded batch (greedy or beam search), each cut after its eos."""
+        """Token ids for one padded batch (greedy or beam search), each cut after its eos.
+
+        ``on_finished(row, ids)`` is called for a row as soon as its ids are final."""
         hidden, encoder_mask = self._encode_batch(ids, mask)
         steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams)
         limit = options.max_new_tokens or self.manifest.data.max_target_length
         decode = beam_search if options.num_beams > 1 else greedy
         rows = len(ids)
         return decode(
-            steps, rows, limit, options, self.start_token_id, self.eos_token_id, self.pad_token_id
+            steps,
+            rows,
+            limit,
+            options,
+            self.start_token_id,
+            self.eos_token_id,
+            self.pad_token_id,
+            on_finished,
         )
 
 

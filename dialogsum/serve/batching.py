@@ -4,8 +4,10 @@ Requests wait in a bounded queue. One collector takes the first waiting request,
 others with the *same generation parameters* until ``max_batch_size`` dialogues are in hand or
 ``max_wait_ms`` has passed, and runs the batch on a worker thread, so the event loop never
 blocks. The backend sorts the batch's dialogues by length. Each request's summaries go back to
-that request alone, in its own order. dialogsum's summaries do not depend on their batch (int8
-included), so strangers' requests can share one.
+that request alone, in its own order, as soon as they are all final: the backend reports each
+summary when it is done (``summarize(..., on_summary=...)``), so a request whose dialogues
+finish early is answered before the rest of its batch. dialogsum's summaries do not depend
+on their batch (int8 included), so strangers' requests can share one.
 """
 
 from __future__ import annotations
@@ -125,16 +127,40 @@ class MicroBatcher:
             texts = [text for job in jobs for text in job.texts]
             if self.on_batch is not None:
                 self.on_batch(len(jobs), len(texts))
+            answers = _Answers(jobs)
+
+            def on_summary(index: int, summary: str, answers: _Answers = answers) -> None:
+                loop.call_soon_threadsafe(answers.deliver, index, summary)  # model's thread
+
             try:
-                call = functools.partial(self.summarize, texts, **jobs[0].parameters)
+                call = functools.partial(
+                    self.summarize, texts, on_summary=on_summary, **jobs[0].parameters
+                )
                 summaries = await loop.run_in_executor(self.executor, call)
-            except Exception as exc:  # the model failed: every request in the batch hears it
+            except Exception as exc:  # the model failed: every request still waiting hears it
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
-            start = 0
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_result(summaries[start : start + len(job.texts)])
-                start += len(job.texts)
+            for index, summary in enumerate(summaries):  # whatever was not reported early
+                answers.deliver(index, summary)
+
+
+class _Answers:
+    """Each job's summaries as they are reported; a job is answered when it has them all,
+    so a request whose dialogues finish early does not wait for the rest of its batch."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.owner = [(job, slot) for job in jobs for slot in range(len(job.texts))]
+        self.summaries: dict[int, list[str | None]] = {id(j): [None] * len(j.texts) for j in jobs}
+        self.missing = {id(job): len(job.texts) for job in jobs}
+
+    def deliver(self, index: int, summary: str) -> None:
+        job, slot = self.owner[index]
+        summaries = self.summaries[id(job)]
+        if summaries[slot] is not None:
+            return
+        summaries[slot] = summary
+        self.missing[id(job)] -= 1
+        if not self.missing[id(job)] and not job.future.done():
+            job.future.set_result([text or "" for text in summaries])
