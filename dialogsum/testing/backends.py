@@ -101,6 +101,21 @@ class BackendContract(ContractBase):
         # Otherwise a mix-up of the order could not show: serve a model that tells them apart.
         assert len(set(one_by_one)) > 1, f"the model gives every dialogue one summary: {batched}"
 
+    def test_each_summary_is_reported_once_as_returned(self, served: Summarizer) -> None:
+        # Through summarize_each where the predictor offers it (StreamingPredictor), otherwise
+        # reported at the end: either way once per dialogue, equal to what is returned.
+        dialogues = contract_dialogues()
+        reported: list[tuple[int, str]] = []
+        summaries = served.summarize(
+            dialogues,
+            on_summary=lambda index, text: reported.append((index, text)),
+            batch_size=2,
+            **self.generation,
+        )
+        assert sorted(index for index, _ in reported) == list(range(len(dialogues)))
+        assert all(text == summaries[index] for index, text in reported)
+        assert summaries == served.summarize(dialogues, batch_size=2, **self.generation)
+
     def test_no_dialogues_give_no_summaries(self, served: Summarizer) -> None:
         assert served.summarize([], **self.generation) == []
 
