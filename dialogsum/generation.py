@@ -64,14 +64,20 @@ class GenerationOptions(BaseModel):
 
 
 def parse_generation(
-    generation: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+    generation: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    unlisted: tuple[str, ...] = (),
 ) -> GenerationOptions:
     """Validate ``**generation`` keyword arguments, naming the bad option and the valid ones.
 
     ``defaults`` are the model's own decoding settings (saved with it); what the caller passes
-    overrides them.
+    overrides them. ``unlisted`` options are left out of the error's list of valid ones (the
+    server sets ``batch_size`` itself).
     """
-    return validate_options("generation", GenerationOptions, generation, defaults=defaults)
+    return validate_options(
+        "generation", GenerationOptions, generation, defaults=defaults, unlisted=unlisted
+    )
 
 
 def check_dialogues(dialogues: Any) -> list[str]:

@@ -32,13 +32,14 @@ def validate_options(
     options: Mapping[str, Any] | BaseModel | None,
     *,
     defaults: Mapping[str, Any] | None = None,
+    unlisted: tuple[str, ...] = (),
 ) -> ModelT:
     """Validate user-given ``options`` against the pydantic model ``options_cls``.
 
     ``label`` names what the options are for (``"method 'lora'"``, ``"training"``,
     ``"generation"``); ``defaults`` (a model's saved decoding settings, a config file) are
     overridden by ``options``. Raises :class:`ConfigError` naming the label, the bad field and
-    the valid fields.
+    the valid fields (less ``unlisted``: fields the caller may not set here).
     """
     if isinstance(options, options_cls) and not defaults:
         return options
@@ -53,7 +54,7 @@ def validate_options(
     try:
         return options_cls.model_validate({**(defaults or {}), **(options or {})})
     except ValidationError as exc:
-        fields = ", ".join(options_cls.model_fields) or "none"
+        fields = ", ".join(f for f in options_cls.model_fields if f not in unlisted) or "none"
         raise ConfigError(
             f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
         ) from None

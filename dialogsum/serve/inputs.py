@@ -52,7 +52,7 @@ def request_inputs(
             422, "parameters.generate_parameters.batch_size: the server sets the batch size."
         )
     try:
-        parse_generation(generate, summarizer.manifest.generation)
+        parse_generation(generate, summarizer.manifest.generation, unlisted=("batch_size",))
     except ConfigError as exc:
         raise Rejected(422, f"parameters.generate_parameters: {exc}") from None
     return texts, generate
