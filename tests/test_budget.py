@@ -5,25 +5,13 @@ as an uninterrupted one. A budget that is not reached changes nothing, bit for b
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from training_runs import CHECKPOINTED_RUN, adapter_weights, environment, max_difference
+from training_runs import adapter_weights, max_difference, train
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.training.options import parse_training
-
-
-def train(model: Path, data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
-               str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
-    return subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
-
-
-
-
 
 
 def metrics(run_dir: Path) -> dict[str, object]:

@@ -8,36 +8,21 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from training_runs import CHECKPOINTED_RUN, adapter_weights, environment, losses, max_difference
+from training_runs import adapter_weights, environment, losses, max_difference, train, train_command
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.cli import main
-
-
-def train_command(model: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
-            str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
-
-
-
-
-
-
-
-
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path) -> Path:
     """An uninterrupted run, the one every other run must reproduce."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
-    result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    result = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -46,8 +31,7 @@ def test_the_same_seed_gives_the_same_weights_bit_for_bit(
     reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
-    command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", again)
-    result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    result = train(tiny_model_dir, sample_dir / "validation.jsonl", again)
     assert result.returncode == 0, result.stderr[-3000:]
     assert max_difference(adapter_weights(reference), adapter_weights(again)) == 0.0
     assert losses(reference) == losses(again)
@@ -72,12 +56,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
     assert not (run_dir / "model").exists()
 
     # Re-running without resuming must point to resuming, not to --overwrite.
-    advice = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
+    advice = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
     assert advice.returncode == 2
     assert "did not finish" in advice.stderr and "--resume-from-checkpoint" in advice.stderr
 
-    resumed = subprocess.run([*command, "--resume-from-checkpoint"], capture_output=True,
-                             text=True, env=environment(), timeout=600)
+    resumed = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir,
+                    "--resume-from-checkpoint")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
     difference = max_difference(adapter_weights(reference), adapter_weights(run_dir))

@@ -1,10 +1,12 @@
-"""What the tests of real training runs share: the environment of a launched run, its adapter
-weights and loss history, and how far two runs' weights differ."""
+"""What the tests of real training runs share: the command line and environment of a launched
+run, its adapter weights and loss history, and how far two runs' weights differ."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +27,18 @@ def environment() -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1",
             "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def train_command(model: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
+    """``dialogsum train`` of the checkpointed run, plus ``extra`` flags."""
+    return [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
+            str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
+
+
+def train(model: Path, data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run :func:`train_command` to its end in a process of its own."""
+    command = train_command(model, data, run_dir, *extra)
+    return subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
 
 
 def adapter_weights(run_dir: Path) -> dict[str, object]:
