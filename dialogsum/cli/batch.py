@@ -12,7 +12,7 @@ from pydantic import Field
 
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.cli.config import (
-    _Strict,
+    _Serving,
     add_config_flag,
     add_model_flags,
     add_serving_flags,
@@ -22,15 +22,12 @@ from dialogsum.cli.config import (
 from dialogsum.generation import GenerationOptions
 
 
-class BatchConfig(_Strict):
+class BatchConfig(_Serving):
     """``dialogsum batch``: what to summarize, with which model, how."""
 
     model: str = Field("dialogsum-tiny", description="Bundled name, model folder or export.")
-    base_model: str | None = None
     input: str = Field(description="JSON Lines file, or a folder of them (local or s3://...).")
     output: str = Field(description="JSON Lines file (local engine) or folder (ray engine).")
-    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
-    backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     overwrite: bool = Field(False, description="Start the output again instead of resuming it.")

@@ -31,6 +31,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Serving(_Strict):
+    """What serves a command's model: the settings behind :func:`add_serving_flags`."""
+
+    model: str = DEFAULT_MODEL
+    base_model: str | None = None
+    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainConfig(_Strict):
     """``dialogsum train``: what to tune, on what, and where the run goes."""
 
@@ -46,30 +55,22 @@ class TrainConfig(_Strict):
     data: DataOptions | None = None
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(_Serving):
     """``dialogsum evaluate``: a model's ROUGE on a data set."""
 
-    model: str = DEFAULT_MODEL
-    base_model: str | None = None
     data: str = Field(description="Data with references: file, folder or hub id.")
     split: str = "test"
-    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
-    backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     predictions: str | None = Field(None, description="Write predictions (JSON lines) here.")
     overwrite: bool = Field(False, description="Replace an existing predictions file.")
     progress: bool = Field(True, description="Show progress bars.")
 
 
-class SummarizeConfig(_Strict):
+class SummarizeConfig(_Serving):
     """``dialogsum summarize``: JSON lines of dialogues in, JSON lines of summaries out."""
 
-    model: str = DEFAULT_MODEL
-    base_model: str | None = None
     input: str = "-"
     output: str = "-"
-    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
-    backend_options: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     overwrite: bool = Field(False, description="Replace an existing output file.")
     progress: bool = Field(True, description="Show progress bars.")

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from dialogsum.cli.config import (
-    _Strict,
+    _Serving,
     add_config_flag,
     add_model_flags,
     add_serving_flags,
@@ -19,13 +19,10 @@ from dialogsum.cli.config import (
 from dialogsum.serve.settings import ServeSettings
 
 
-class ServeConfig(_Strict):
+class ServeConfig(_Serving):
     """``dialogsum serve``: what to serve, and the server's settings."""
 
     model: str = Field("dialogsum-tiny", description="Bundled name, model folder or export.")
-    base_model: str | None = None
-    backend: str | None = Field(None, description="Default: the one the model's manifest names.")
-    backend_options: dict[str, Any] = Field(default_factory=dict)
     server: ServeSettings = Field(default_factory=ServeSettings)
 
 
