@@ -231,8 +231,7 @@ class OnnxPredictor:
 
     def first_step_logits(self, ids: list[list[int]], mask: list[list[int]]) -> Any:
         """Logits of the first decoder step (for parity checks against PyTorch)."""
-        hidden, encoder_mask = self._encode_batch(ids, mask)
-        return _OnnxSteps(self, hidden, encoder_mask, 1).start(len(ids))[0]
+        return self.step_logits(ids, mask, [[] for _ in ids])[:, 0]
 
     def step_logits(self, ids: list[list[int]], mask: list[list[int]], tokens: Any) -> Any:
         """Logits (rows x steps x vocabulary) of decoding ``tokens`` (rows x steps - 1) forced.
@@ -246,7 +245,7 @@ class OnnxPredictor:
         steps = _OnnxSteps(self, hidden, encoder_mask, 1)
         logits, cache = steps.start(len(ids))
         every = [logits]
-        for column in np.asarray(tokens, dtype=np.int64).T:
+        for column in np.asarray(tokens, dtype=np.int64).reshape(len(ids), -1).T:
             logits, cache = steps.step(column, cache)
             every.append(logits)
         return np.stack(every, axis=1)

@@ -39,8 +39,8 @@ def quantize_int8(folder: Path) -> None:
         # has a constant weight to quantize, and the graph runs faster. The decoder with past
         # computes its cross-attention shapes from the cache at run time (dialogsum.onnx.beams),
         # which symbolic inference cannot follow; ONNX's own inference finds the same weights.
-        symbolic = name != DECODER_WITH_PAST
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=not symbolic)
+        skip = name == DECODER_WITH_PAST
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=skip)
         try:
             _rewrite(prepared, path)
         finally:
