@@ -118,6 +118,25 @@ def test_a_truncated_newest_checkpoint_is_skipped_and_named(
     assert resumed.training.metrics["global_step"] == 6  # type: ignore[union-attr]
 
 
+def test_a_checkpoint_killed_before_its_state_was_written_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dialogsum.training.checkpoints import STATE_FILE, resume_point
+
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    # The Trainer's files of checkpoint-4 are whole; the kill came before dialogsum's state.
+    (tmp_path / "checkpoint-2" / STATE_FILE).write_text(json.dumps({"loss_sum": 1.5}))
+    caplog.set_level("INFO", logger="dialogsum")
+    assert resume_point(tmp_path, True) == tmp_path / "checkpoint-2"
+    assert f"checkpoint-4: {STATE_FILE} is missing" in caplog.text
+    # A run whose checkpoints never carried the state (older versions) still resumes.
+    (tmp_path / "checkpoint-2" / STATE_FILE).unlink()
+    assert resume_point(tmp_path, True) == tmp_path / "checkpoint-4"
+
+
 def test_the_run_card_says_how_many_steps_ran(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = tmp_path / "run"
     base.finetune(few_examples, method="lora", output_dir=run,

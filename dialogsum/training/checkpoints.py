@@ -35,8 +35,14 @@ def checkpoints(folder: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def damage(checkpoint: Path) -> str | None:
-    """What is wrong with ``checkpoint`` (a truncated or unreadable file), or None when whole."""
+def damage(checkpoint: Path, *, expect_state: bool = False) -> str | None:
+    """What is wrong with ``checkpoint`` (a truncated or unreadable file), or None when whole.
+
+    With ``expect_state`` (the run wrote dialogsum's state with its other checkpoints), a
+    checkpoint without it is unfinished: the Trainer writes its files first and dialogsum's
+    state last, so a run killed in between left the Trainer's files whole and the summed
+    loss missing, and a resume from there reported a ``train_loss`` without the steps before.
+    """
     state = checkpoint / "trainer_state.json"
     if not state.is_file():
         return "trainer_state.json is missing"
@@ -62,6 +68,8 @@ def damage(checkpoint: Path) -> str | None:
             return f"{archive.name} is truncated or corrupt ({exc})"
         if broken is not None:
             return f"{archive.name} is corrupt (member {broken})"
+    if expect_state and not (checkpoint / STATE_FILE).is_file():
+        return f"{STATE_FILE} is missing (the run stopped while saving this checkpoint)"
     return None
 
 
@@ -94,16 +102,18 @@ def resume_point(checkpoint_dir: Path, resume: bool | str) -> Path | None:
             f"Cannot resume: there is no checkpoint in {checkpoint_dir}. Start without resuming "
             f"(it saves checkpoints as it goes: save_strategy 'epoch' or 'steps')."
         )
+    # Checkpoints of a dialogsum run carry its state; ones written before it existed do not.
+    expect_state = any((candidate / STATE_FILE).is_file() for candidate in found)
     for candidate in reversed(found):
-        problem = damage(candidate)
+        problem = damage(candidate, expect_state=expect_state)
         if problem is None:
             logger.info("resuming from %s", candidate)
             return candidate
         logger.warning("skipping damaged checkpoint %s: %s", candidate, problem)
     raise ConfigError(
         f"Cannot resume: every checkpoint in {checkpoint_dir} is damaged (the newest, "
-        f"{found[-1].name}: {damage(found[-1])}). Start again with overwrite=True "
-        f"(CLI: --overwrite)."
+        f"{found[-1].name}: {damage(found[-1], expect_state=expect_state)}). Start again with "
+        f"overwrite=True (CLI: --overwrite)."
     )
 
 
