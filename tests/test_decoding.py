@@ -85,3 +85,83 @@ def test_a_finished_row_is_reported_before_its_batch_ends() -> None:
         assert ids == results[1] and ids[-1] == 1, decoder
         assert at_step < total_steps, decoder  # reported while the slow items went on
         assert len(results[0]) == len(results[2]) == 12 and 1 not in results[0], decoder
+
+
+def _reference_candidates(
+    logits: np.ndarray, history: np.ndarray, generated: int, options: object, eos: int,
+    running: np.ndarray, keep: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Process every score, then stably sort all of beams x vocabulary: the plain way."""
+    from dialogsum.onnx.decoding import _log_softmax, process_scores
+
+    items, beams = running.shape
+    vocab = logits.shape[-1]
+    scores = process_scores(_log_softmax(logits), history, generated, options, eos)  # type: ignore[arg-type]
+    flat = (scores.reshape(items, beams, vocab) + running[:, :, None]).reshape(items, -1)
+    order = np.argsort(-flat, axis=-1, kind="stable")[:, :keep]
+    return np.take_along_axis(flat, order, axis=1), order // vocab, order % vocab
+
+
+@settings(max_examples=150, deadline=4000, derandomize=True)
+@given(
+    seed=st.integers(0, 2**16),
+    beams=st.integers(1, 4),
+    vocab=st.integers(8, 40),
+    length=st.integers(1, 9),
+    ngram=st.sampled_from([0, 2, 3]),
+    min_new=st.integers(0, 4),
+    penalty=st.sampled_from([1.0, 1.3]),
+)
+def test_best_candidates_equal_a_stable_sort_of_every_score(
+    seed: int, beams: int, vocab: int, length: int, ngram: int, min_new: int, penalty: float
+) -> None:
+    from dialogsum.generation import GenerationOptions
+    from dialogsum.onnx.decoding import NEG, best_candidates, top_log_probs
+
+    rng = np.random.default_rng(seed)
+    items = 3
+    # Few distinct logits and a small alphabet in the history: ties and repeated n-grams.
+    logits = rng.choice([-2.0, 0.0, 0.5, 3.0], size=(items * beams, vocab)).astype(np.float32)
+    history = rng.integers(0, 4, size=(items * beams, length))
+    running = rng.choice([0.0, -1.5, -4.0], size=(items, beams)).astype(np.float32)
+    running[0, 1:] = NEG  # the first step's unused beams
+    options = GenerationOptions(
+        num_beams=beams, no_repeat_ngram_size=ngram, min_new_tokens=min_new,
+        repetition_penalty=penalty,
+    )
+    keep = 2 * beams
+    got = best_candidates(top_log_probs, logits, history, length - 1, options, 1, running, keep)
+    expected = _reference_candidates(logits, history, length - 1, options, 1, running, keep)
+    for name, value, want in zip(("scores", "beams", "tokens"), got, expected, strict=True):
+        assert np.array_equal(value, want), name
+
+
+def test_top_log_probs_in_onnxruntime_match_numpy_and_ignore_the_batch() -> None:
+    import onnxruntime as ort
+
+    from dialogsum.onnx.decoding import top_log_probs
+    from dialogsum.onnx.top import TopLogProbsSession
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((12, 8000)).astype(np.float32) * 4
+    logits[:, 4000:4100] = logits[:, 100:200]  # ties: the lower token must come first
+    top = TopLogProbsSession(ort.SessionOptions())
+    values, tokens = top(logits, 10)
+    want_values, want_tokens = top_log_probs(logits, 10)
+    assert np.array_equal(tokens, want_tokens)
+    assert np.allclose(values, want_values, atol=1e-5)
+    for row in (0, 7, 11):  # a row alone gives exactly what it gives in a batch
+        alone_values, alone_tokens = top(logits[row : row + 1], 10)
+        assert np.array_equal(alone_values[0], values[row])
+        assert np.array_equal(alone_tokens[0], tokens[row])
+    # k beyond the vocabulary is cut to it.
+    assert top(logits[:2, :5], 10)[1].shape == (2, 5)
+
+
+def test_the_shipped_top_graph_is_the_one_build_top_model_writes() -> None:
+    import pytest
+
+    pytest.importorskip("onnx")
+    from dialogsum.onnx.top import TOP_MODEL, build_top_model
+
+    assert TOP_MODEL.read_bytes() == build_top_model()

@@ -15,6 +15,9 @@ from dialogsum.generation import GenerationOptions
 
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]
+#: ``top(logits, k)``: each row's ``k`` best log-probabilities (log-softmax of ``logits``) and
+#: their tokens, best first, ties to the lower token. See :func:`top_log_probs`.
+TopLogProbs = Callable[[Any, int], tuple[Any, Any]]
 
 #: transformers' stand-in for "impossible" in beam scores.
 NEG = -1.0e9
@@ -23,7 +26,11 @@ SMALL_WIDTH = 64
 
 
 class Steps(Protocol):
-    """The model calls decoding needs; arrays are numpy, rows are batch (x beams)."""
+    """The model calls decoding needs; arrays are numpy, rows are batch (x beams).
+
+    Steps may also have ``top(logits, k)`` (:data:`TopLogProbs`), for beam search to find each
+    row's best log-probabilities in the model's runtime; :func:`top_log_probs` serves otherwise.
+    """
 
     def start(self, rows: int) -> tuple[Any, Any]:
         """First decoder step for ``rows`` rows: (last-position logits, cache)."""
@@ -55,12 +62,29 @@ def process_scores(
     import numpy as np
 
     scores = scores.astype(np.float32, copy=False)
-    rows = np.arange(scores.shape[0])[:, None]
     if options.repetition_penalty != 1.0:
+        rows = np.arange(scores.shape[0])[:, None]
         seen = scores[rows, history]
         scores[rows, history] = np.where(
             seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty
         )
+    banned_rows, banned = banned_tokens(history, generated, options, eos)
+    scores[banned_rows, banned] = -np.inf
+    return scores
+
+
+def banned_tokens(
+    history: Any, generated: int, options: GenerationOptions, eos: int
+) -> tuple[Any, Any]:
+    """The (row, token) pairs the processors forbid at this step, as two index arrays.
+
+    A repeated n-gram's last token (``no_repeat_ngram_size``), and end-of-sequence in every
+    row while fewer than ``min_new_tokens`` are generated. Pairs may repeat.
+    """
+    import numpy as np
+
+    rows = [np.zeros(0, dtype=np.int64)]
+    tokens = [np.zeros(0, dtype=np.int64)]
     size = options.no_repeat_ngram_size
     length = history.shape[1]
     if size and length >= size:
@@ -71,10 +95,25 @@ def process_scores(
         prefix = history[:, length - size + 1 :]
         matches = (windows[:, :, :-1] == prefix[:, None, :]).all(axis=-1)
         match_rows, match_positions = np.nonzero(matches)
-        scores[match_rows, windows[match_rows, match_positions, -1]] = -np.inf
+        rows.append(match_rows)
+        tokens.append(windows[match_rows, match_positions, -1])
     if generated < options.min_new_tokens:
-        scores[:, eos] = -np.inf
-    return scores
+        rows.append(np.arange(history.shape[0]))
+        tokens.append(np.full(history.shape[0], eos, dtype=np.int64))
+    return np.concatenate(rows), np.concatenate(tokens).astype(np.int64, copy=False)
+
+
+def top_log_probs(logits: Any, k: int) -> tuple[Any, Any]:
+    """Each row's ``k`` best log-probabilities and their tokens, best first (ties: lower token).
+
+    The numpy reference of what a backend's ``Steps.top`` computes, and the fallback for
+    steps that have none.
+    """
+    import numpy as np
+
+    scores = _log_softmax(logits)
+    tokens = _top(scores, min(k, scores.shape[-1]))
+    return np.take_along_axis(scores, tokens, axis=-1), tokens
 
 
 def cut_at_eos(tokens: list[int], eos: int) -> list[int]:
@@ -148,6 +187,55 @@ def _top(values: Any, k: int) -> Any:
     return np.stack(rows)
 
 
+def best_candidates(
+    top: TopLogProbs,
+    logits: Any,
+    history: Any,
+    generated: int,
+    options: GenerationOptions,
+    eos: int,
+    running_scores: Any,
+    keep: int,
+) -> tuple[Any, Any, Any]:
+    """Each item's best ``keep`` continuations: their scores, source beams and tokens.
+
+    A continuation's score is its beam's running score plus the token's processed
+    log-probability; the best come first, ties to the lower index in ``beams x vocabulary``:
+    what a stable sort of all ``items x (beams x vocabulary)`` scores gives, from each row's
+    best few only.
+
+    The processors of beam search only forbid tokens, so a row's best allowed ``keep`` are
+    among its best ``keep`` plus as many as it has forbidden: ``top`` finds those (in the
+    model's own runtime where it can) and the forbidden ones drop to -inf. The whole
+    vocabulary is processed and sorted only with a repetition penalty, which can lift a seen
+    token into the best.
+    """
+    import numpy as np
+
+    items, beams = running_scores.shape
+    if options.repetition_penalty != 1.0:
+        processed = process_scores(_log_softmax(logits), history, generated, options, eos)
+        words = _top(processed, keep)
+        values = np.take_along_axis(processed, words, axis=-1)
+    else:
+        rows, banned = banned_tokens(history, generated, options, eos)
+        vocab = logits.shape[-1]
+        extra = 0
+        if len(rows):
+            extra = int(np.bincount(np.unique(rows * vocab + banned) // vocab).max())
+        values, words = top(logits, min(keep + extra, vocab))
+        if extra:
+            hit_pairs, hit_columns = np.nonzero(words[rows] == banned[:, None])
+            values[rows[hit_pairs], hit_columns] = -np.inf
+    width = values.shape[-1]
+    scores = values.reshape(items, beams * width) + np.repeat(running_scores, width, axis=1)
+    words = words.reshape(items, beams * width)
+    flat_ids = (np.arange(beams * width) // width) * logits.shape[-1] + words
+    order = np.lexsort((flat_ids, -scores), axis=-1)[:, :keep]
+    take = np.take_along_axis
+    return take(scores, order, axis=1), order // width, take(words, order, axis=1)
+
+
 def beam_search(
     steps: Steps,
     batch: int,
@@ -179,6 +267,7 @@ def beam_search(
     early = options.early_stopping
     cur_len = 1
     logits, cache = steps.start(batch * beams)
+    top: TopLogProbs = getattr(steps, "top", top_log_probs)
     # Items still decoding (their original positions); a finished item's best sequence is kept
     # in ``results`` and its rows leave the model's batch, so a short summary does not cost
     # decoder steps while its neighbours go on. Rows are independent, so this changes nothing
@@ -187,14 +276,9 @@ def beam_search(
     results: dict[int, list[int]] = {}
     while True:
         flat_history = running[:, :, :cur_len].reshape(batch * beams, cur_len)
-        scores = process_scores(_log_softmax(logits), flat_history, cur_len - 1, options, eos)
-        vocab = scores.shape[-1]
-        scores = scores.reshape(batch, beams, vocab) + running_scores[:, :, None]
-        flat = scores.reshape(batch, beams * vocab)
-        candidates = _top(flat, keep)
-        candidate_scores = take(flat, candidates, axis=1)
-        source_beam = candidates // vocab
-        tokens = candidates % vocab
+        candidate_scores, source_beam, tokens = best_candidates(
+            top, logits, flat_history, cur_len - 1, options, eos, running_scores, keep
+        )
         candidate_seqs = take(running, source_beam[:, :, None], axis=1).copy()
         candidate_seqs[:, :, cur_len] = tokens
         hits = (tokens == eos) | (cur_len + 1 >= max_length)

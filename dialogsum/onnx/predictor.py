@@ -27,6 +27,7 @@ from dialogsum.generation import (
 from dialogsum.modeling import ModelManifest, read_manifest
 from dialogsum.onnx.decoding import Finished, beam_search, greedy
 from dialogsum.onnx.format import ONNX_FILES, REQUIRED_FILES
+from dialogsum.onnx.top import TopLogProbsSession
 
 #: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
 #: 16 covers the widest vector (AVX-512, 16 floats) a kernel's tail loop can leave.
@@ -126,6 +127,7 @@ class OnnxPredictor:
                     f"was written for another onnxruntime; export the model again."
                 ) from exc
         self.encoder, self.decoder, self.decoder_with_past = sessions
+        self.top = TopLogProbsSession(options)
         try:
             generation = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -366,6 +368,10 @@ class _OnnxSteps:
             else:
                 cache[name.replace("present.", "past_key_values.")] = value
         return logits, cache
+
+    def top(self, logits: Any, k: int) -> tuple[Any, Any]:
+        # Beam search's log-softmax and top-k, in onnxruntime (see dialogsum.onnx.top).
+        return self.predictor.top(logits, k)
 
     def reorder(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
         # Self-attention caches follow their beams; cross-attention ones are equal across the
