@@ -16,7 +16,8 @@ from dialogsum.generation import GenerationOptions
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]
 #: ``top(logits, k)``: each row's ``k`` best log-probabilities (log-softmax of ``logits``) and
-#: their tokens, best first, ties to the lower token. See :func:`top_log_probs`.
+#: their tokens, best first, ties to the lower token; a ``k`` past the vocabulary gives all of
+#: it. See :func:`top_log_probs`.
 TopLogProbs = Callable[[Any, int], tuple[Any, Any]]
 
 #: transformers' stand-in for "impossible" in beam scores.
@@ -112,7 +113,7 @@ def top_log_probs(logits: Any, k: int) -> tuple[Any, Any]:
     import numpy as np
 
     scores = _log_softmax(logits)
-    tokens = _top(scores, min(k, scores.shape[-1]))
+    tokens = _top(scores, k)  # k past the vocabulary: all of it
     return np.take_along_axis(scores, tokens, axis=-1), tokens
 
 
@@ -223,7 +224,7 @@ def best_candidates(
         extra = 0
         if len(rows):
             extra = int(np.bincount(np.unique(rows * vocab + banned) // vocab).max())
-        values, words = top(logits, min(keep + extra, vocab))
+        values, words = top(logits, keep + extra)
         if extra:
             hit_pairs, hit_columns = np.nonzero(words[rows] == banned[:, None])
             values[rows[hit_pairs], hit_columns] = -np.inf
