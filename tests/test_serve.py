@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -119,15 +118,54 @@ def test_bad_requests_get_a_clear_status(url: str, payload: Any, status: int, ne
         assert "num_beams" in body["error"] and "batch_size" not in body["error"]
 
 
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"not json", "not JSON"),
+        (b"", "must be a JSON object"),
+        (b"null", "must be a JSON object"),
+        (b'["a dialogue"]', "must be a JSON object"),
+        (b'{"inputs": "x", "foo": 1}', "A request takes inputs and parameters"),
+    ],
+)
+def test_a_body_that_is_not_a_request_says_what_one_looks_like(
+    url: str, body: bytes, needle: str
+) -> None:
+    response = httpx.post(f"{url}/v1/summarize", content=body, timeout=60)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert needle in error and "(options)" not in error
+    if "foo" in body.decode():
+        assert error.startswith("Invalid request: foo:")
+    else:
+        assert '{"inputs":' in error  # the shape of a request, to copy
+
+
+def test_unknown_routes_and_methods_answer_in_the_error_shape(url: str) -> None:
+    missing = httpx.get(f"{url}/v1/summarise")
+    assert missing.status_code == 404
+    assert "POST /v1/summarize" in missing.json()["error"] and missing.json()["request_id"]
+    wrong = httpx.get(f"{url}/v1/summarize")
+    assert wrong.status_code == 405 and "GET is not allowed" in wrong.json()["error"]
+
+
 def test_health_readiness_model_card_docs_and_page(url: str) -> None:
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{url}/readyz").status_code == 200
     card = httpx.get(f"{url}/v1/model").json()
     assert card["backend"] == "torch" and card["limits"]["max_inputs"] == 8
     assert httpx.get(f"{url}/docs").status_code == 200
-    assert "/v1/summarize" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    schema = httpx.get(f"{url}/openapi.json").json()
+    body = schema["paths"]["/v1/summarize"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/SummarizeRequest"}
+    declared = schema["components"]["schemas"]
+    assert {"inputs", "parameters"} <= set(declared["SummarizeRequest"]["properties"])
+    assert "generate_parameters" in declared["Parameters"]["properties"]
+    assert "security" not in schema  # no key configured
     assert "<textarea" in httpx.get(f"{url}/").text
     assert len(httpx.get(f"{url}/v1/samples").json()) == 8
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'route="/docs"' in metrics and 'route="/openapi.json"' in metrics
 
 
 class Slow:
@@ -152,6 +190,28 @@ def test_an_api_key_is_required_when_configured(monkeypatch: pytest.MonkeyPatch)
         good = post(address, {"inputs": "abc"}, headers={"Authorization": "Bearer s3cret"})
         assert good.status_code == 200 and good.json() == [{"summary_text": "cba"}]
         assert httpx.get(f"{address}/healthz").status_code == 200  # probes need no key
+        # The page and the API docs hold no data; a browser cannot send the key to load them.
+        assert "<textarea" in httpx.get(f"{address}/").text
+        schema = httpx.get(f"{address}/openapi.json").json()
+        assert schema["security"] and "bearer" in schema["components"]["securitySchemes"]
+        for path in ("/v1/model", "/v1/samples", "/metrics"):
+            assert httpx.get(f"{address}{path}").status_code == 401, path
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_key_variable_that_is_unset_or_empty_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    from dialogsum.errors import ConfigError
+    from dialogsum.serve import create_app
+
+    if value is None:
+        monkeypatch.delenv("TEST_DIALOGSUM_KEY", raising=False)
+    else:
+        monkeypatch.setenv("TEST_DIALOGSUM_KEY", value)
+    state = "not set" if value is None else "empty"
+    with pytest.raises(ConfigError, match=f"TEST_DIALOGSUM_KEY.*{state}"):
+        create_app(Summarizer(Slow()), ServeSettings(api_key_env="TEST_DIALOGSUM_KEY"))
 
 
 def test_model_failure_timeout_and_full_queue() -> None:
@@ -207,27 +267,20 @@ def test_a_request_is_answered_as_soon_as_its_own_summaries_are_final() -> None:
         assert float(count.split()[-1]) == 2  # the warm-up, then one batch of both
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) -> None:
-    port = free_port()
+    # --port 0 takes any free port; the server says which in its log, ready by then.
     command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(tiny_model_dir),
-               "--port", str(port), "--no-log-requests"]
+               "--port", "0", "--no-log-requests"]
     env = {**os.environ, "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        assert process.stderr is not None
+        lines = iter(process.stderr.readline, "")  # ends if the server exits
+        listening = next(line for line in lines if "listening on http://" in line)
+        url = listening.split("listening on ")[1].strip()
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         long_request = {
             "inputs": [f"#Person1#: Hi {n}.\n#Person2#: Hello." for n in range(8)],
             "parameters": {"generate_parameters": {"num_beams": 4, "max_new_tokens": 60,
@@ -243,3 +296,51 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize(
+    ("environment", "flags", "needle"),
+    [
+        ({"DIALOGSUM_SERVE_PORT": "abc"}, [], "DIALOGSUM_SERVE_PORT='abc'"),
+        ({"DIALOGSUM_SERVE_OVER_LENGTH": "drop"}, [], "DIALOGSUM_SERVE_OVER_LENGTH='drop'"),
+        ({"DIALOGSUM_SERVE_MAX_QEUE": "3"}, [], "DIALOGSUM_SERVE_MAX_QUEUE"),
+        ({"DIALOGSUM_SERVE_API_KEY_ENV": "TEST_DIALOGSUM_UNSET_KEY"}, [],
+         "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set"),
+        ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
+    ],
+)
+def test_bad_settings_stop_the_command_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    flags: list[str],
+    needle: str,
+) -> None:
+    from dialogsum.cli import main
+
+    monkeypatch.delenv("TEST_DIALOGSUM_UNSET_KEY", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    # Each stops before the model loads: the model named here does not exist.
+    assert main(["serve", "--model", "/nonexistent/model", *flags]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("dialogsum serve: error:") and needle in error, error
+
+
+def test_the_app_mounted_in_another_serves_from_its_first_request(
+    summarizer: Summarizer, dialogues: list[str]
+) -> None:
+    from fastapi import FastAPI
+
+    from dialogsum.serve import create_app
+
+    outer = FastAPI()  # a mounted app gets no lifespan events of its own
+    outer.mount("/summarizer", create_app(summarizer, ServeSettings(max_wait_ms=0)))
+    with Server(app=outer) as address:
+        answer = post(f"{address}/summarizer", {"inputs": dialogues[0],
+                                                "parameters": {"generate_parameters": GREEDY}})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == [
+            {"summary_text": summarizer.summarize([dialogues[0]], **GREEDY)[0]}
+        ]
+        assert httpx.get(f"{address}/summarizer/readyz").json() == {"status": "ready"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,21 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytest.importorskip("playwright")
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def summarize_first_sample(page: Any, summarizer: Summarizer, max_new_tokens: int) -> str:
+    """Pick the first sample, summarize it greedily on the page, check the summary shown
+    against summarize() offline; returns the dialogue."""
+    page.wait_for_function("document.querySelector('#sample').options.length > 1")
+    page.select_option("#sample", index=1)
+    dialogue = str(page.input_value("#dialogue"))
+    page.select_option("#beams", "1")
+    page.fill("#length", str(max_new_tokens))
+    page.click("#go")
+    page.wait_for_function("document.querySelector('#latency').textContent.endsWith('ms')")
+    expected = summarizer.summarize([dialogue], num_beams=1, max_new_tokens=max_new_tokens)[0]
+    assert page.inner_text("#summary").strip() == expected
+    return dialogue
 
 
 def test_the_page_summarizes_a_picked_sample(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -34,17 +50,8 @@ def test_the_page_summarizes_a_picked_sample(tiny_model_dir: Path, tmp_path: Pat
             page.goto(url + "/")
             page.wait_for_selector("#facts table")
             assert "torch" in page.inner_text("#facts")
-            page.wait_for_function("document.querySelector('#sample').options.length > 1")
-            page.select_option("#sample", index=1)
-            dialogue = page.input_value("#dialogue")
+            dialogue = summarize_first_sample(page, summarizer, max_new_tokens=12)
             assert dialogue.startswith("#Person1#:")
-            page.select_option("#beams", "1")
-            page.fill("#length", "12")
-            page.click("#go")
-            page.wait_for_function("document.querySelector('#latency').textContent.endsWith('ms')")
-            shown = page.inner_text("#summary")
-            expected = summarizer.summarize([dialogue], num_beams=1, max_new_tokens=12)[0]
-            assert shown.strip() == expected
             screenshot = tmp_path / "page.png"
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
@@ -52,5 +59,33 @@ def test_the_page_summarizes_a_picked_sample(tiny_model_dir: Path, tmp_path: Pat
             page.click("#go")
             page.wait_for_function("document.querySelector('#error').textContent.length > 0")
             assert "empty" in page.inner_text("#error")
+        finally:
+            browser.close()
+
+
+def test_the_page_asks_for_the_key_of_a_keyed_server(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from dialogsum.testing.serving import Server
+
+    monkeypatch.setenv("TEST_DIALOGSUM_PAGE_KEY", "s3cret")
+    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    settings = ServeSettings(api_key_env="TEST_DIALOGSUM_PAGE_KEY")
+    with Server(summarizer, settings) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#keyrow", state="visible")  # the card needed the key
+            assert "API key" in page.inner_text("#facts")
+            page.fill("#key", "wrong")
+            page.click("#usekey")
+            page.wait_for_selector("#keyrow", state="visible")
+            page.fill("#key", "s3cret")
+            page.click("#usekey")
+            page.wait_for_selector("#facts table")
+            summarize_first_sample(page, summarizer, max_new_tokens=8)
         finally:
             browser.close()

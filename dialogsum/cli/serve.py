@@ -24,6 +24,9 @@ class ServeConfig(_Serving):
 
     model: str = Field("dialogsum-tiny", description="Bundled name, model folder or export.")
     server: ServeSettings = Field(default_factory=ServeSettings)
+    # A gathered batch larger than the model's batch size would draw a progress bar, with
+    # carriage returns, among the one-JSON-line-per-request logs.
+    progress: bool = Field(False, description="Progress bars of the model in the server log.")
 
 
 def add_parser(commands: Any) -> None:
@@ -53,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     environment = ServeSettings.environment()
     if environment:  # the environment is under the file and the flags
         server = merge(environment, config.server.model_dump(exclude_unset=True))
-        config = config.model_copy(update={"server": ServeSettings.model_validate(server)})
+        config = config.model_copy(update={"server": _from_environment(server, environment)})
+    config.server.api_key()  # a key variable that is unset stops here, before the model loads
+    _check_host(config.server.host)
     summarizer = load_summarizer(config, config.model)
     logging.getLogger("dialogsum.serve").setLevel(logging.INFO)
     app = create_app(summarizer, config.server)
@@ -70,6 +75,45 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_environment(server: dict[str, Any], environment: dict[str, str]) -> ServeSettings:
+    """The settings with the environment's values, or an error naming the bad variables."""
+    from pydantic import ValidationError
+
+    from dialogsum.errors import ConfigError
+    from dialogsum.serve.settings import ENV_PREFIX
+
+    try:
+        return ServeSettings.model_validate(server)
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors():
+            field = str(item["loc"][0]) if item["loc"] else ""
+            where = (
+                f"{ENV_PREFIX}{field.upper()}={environment[field]!r}"
+                if field in environment
+                else f"server.{field}"
+            )
+            problems.append(f"{where}: {item['msg']}")
+        raise ConfigError(
+            f"Invalid settings from the environment: {'; '.join(problems)}. Fix or unset "
+            f"the variable."
+        ) from None
+
+
+def _check_host(host: str) -> None:
+    import socket
+
+    from dialogsum.errors import ConfigError
+
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(
+            f"server.host: {host!r} is not an address this machine can bind ({exc}); use "
+            f"127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of its addresses."
+        ) from None
+
+
 def graceful_server(config: Any) -> Any:
     """A uvicorn server that stops gracefully on SIGTERM or Ctrl-C and lets the process exit 0.
 
@@ -81,7 +125,21 @@ def graceful_server(config: Any) -> Any:
 
     import uvicorn
 
+    from dialogsum.errors import logger as root
+
+    logger = root.getChild("serve")
+
     class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            # Say where it listens (with --port 0 nothing else tells); by now the model has
+            # warmed up, so the service is ready.
+            for server in getattr(self, "servers", []):
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    shown = f"[{host}]" if ":" in host else host
+                    logger.info("listening on http://%s:%d", shown, port)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
             def stop(number: int, frame: Any) -> None:

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dialogsum.errors import DialogsumError, logger
 from dialogsum.serve.batching import MicroBatcher, QueueFull
 from dialogsum.serve.inputs import InputMeter, Rejected, request_inputs
 from dialogsum.serve.metrics import ServeMetrics
 from dialogsum.serve.page import PAGE
+from dialogsum.serve.schema import SummarizeRequest, Summary
 from dialogsum.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
 def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) -> FastAPI:
     """The service's FastAPI application around ``summarizer`` (see ``docs/serving.md``)."""
     settings = settings or ServeSettings()
+    key = settings.api_key()  # ConfigError when api_key_env names an unset variable
     metrics = ServeMetrics()
     meter = InputMeter.of(summarizer)
     state: dict[str, Any] = {"ready": False}
@@ -42,21 +45,36 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
     def on_batch(requests: int, dialogues: int) -> None:
         metrics.observe_batch(requests, dialogues)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher = MicroBatcher(
-            # A gathered batch decodes as one batch (the model's own batch_size would split it).
-            functools.partial(summarizer.summarize, batch_size=settings.max_batch_size),
-            batching=settings.batching,
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            max_queue=settings.max_queue,
-            on_batch=on_batch,
-        )
-        batcher.start()
-        state["batcher"] = batcher
+    def start() -> MicroBatcher:
+        """The batcher, started (and its warm-up queued) on first use.
+
+        ``dialogsum serve`` starts it in the app's lifespan; an app mounted inside another one
+        gets no lifespan events of its own, so there the first request starts it.
+        """
+        batcher: MicroBatcher | None = state.get("batcher")
+        if batcher is None:
+            batcher = MicroBatcher(
+                # A gathered batch decodes as one batch (the model's batch_size would split it).
+                functools.partial(summarizer.summarize, batch_size=settings.max_batch_size),
+                batching=settings.batching,
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                on_batch=on_batch,
+            )
+            batcher.start()
+            state["batcher"] = batcher
+            state["warm_up"] = asyncio.get_running_loop().create_task(warm_up(batcher))
+        return batcher
+
+    async def warm_up(batcher: MicroBatcher) -> None:
         await batcher.submit([WARM_UP], {})
         state["ready"] = True
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher = start()
+        await state["warm_up"]
         try:
             yield
         finally:
@@ -78,12 +96,11 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
         request.state.request_id = request_id
         started = time.perf_counter()
         try:
-            _check_key(request, settings)
+            _check_key(request, key)
             response = await call_next(request)
         except Rejected as rejected:
             response = _error(rejected.status, rejected.message, request_id, rejected.headers)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = _route_path(app, request)
         seconds = time.perf_counter() - started
         metrics.requests.labels(path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(seconds)
@@ -102,7 +119,33 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
             )
         return response
 
-    @app.post("/v1/summarize", summary="Summarize one or more dialogues.")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own 404 and 405 in the JSON error shape of every other answer.
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"No route {request.url.path}; the API is POST /v1/summarize (see /docs)."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path} (see /docs)."
+        return _error(exc.status_code, message, request.state.request_id, dict(exc.headers or {}))
+
+    @app.post(
+        "/v1/summarize",
+        summary="Summarize one or more dialogues.",
+        response_model=list[Summary],
+        # The body is read and checked by hand (size limit first, then the schema), so the
+        # schema is declared here for /docs and /openapi.json.
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/SummarizeRequest"}
+                    }
+                },
+            }
+        },
+    )
     async def summarize(request: Request) -> Response:
         request_id = request.state.request_id
         try:
@@ -119,7 +162,7 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
                         f"{counts.limit} input tokens; shorten them (this server rejects "
                         f"over-long inputs instead of truncating them).",
                     )
-            batcher: MicroBatcher = state["batcher"]
+            batcher = start()
             metrics.queue_depth.set(batcher.depth + 1)
             summaries = await asyncio.wait_for(
                 batcher.submit(texts, overrides), timeout=settings.request_timeout_s
@@ -133,7 +176,9 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
         except asyncio.TimeoutError:
             return _error(
                 504,
-                f"No summary within the request timeout ({settings.request_timeout_s:g} s).",
+                f"No summary within the request timeout ({settings.request_timeout_s:g} s). "
+                f"Retry, send fewer dialogues per request or ask for fewer new tokens (the "
+                f"server's request_timeout_s sets the limit).",
                 request_id,
             )
         except DialogsumError as exc:  # a generation option this backend cannot honour
@@ -156,6 +201,7 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
 
     @app.get("/readyz", summary="Model loaded and warmed up.")
     async def readyz() -> Response:
+        start()
         if state["ready"]:
             return _json({"status": "ready"}, 200)
         return _json({"status": "starting"}, 503, {"Retry-After": "1"})
@@ -200,7 +246,42 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
     async def page() -> Response:
         return HTMLResponse(PAGE)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi(app, key is not None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI, keyed: bool) -> dict[str, Any]:
+    """FastAPI's schema plus the summarize request's, and the API key where one is needed."""
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    request = SummarizeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {}).update(request.pop("$defs", {}))
+    components["schemas"]["SummarizeRequest"] = request
+    if keyed:
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        schema["security"] = [{"bearer": []}, {"apiKey": []}]
+    return schema
+
+
+def _route_path(app: FastAPI, request: Request) -> str:
+    """The route a request matched, for metrics labels (a fixed set, never a raw URL)."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    paths = {getattr(r, "path", None) for r in app.routes}  # /docs and /openapi.json
+    return request.url.path if request.url.path in paths else "unmatched"
 
 
 def _version() -> str:
@@ -209,9 +290,15 @@ def _version() -> str:
     return __version__
 
 
-def _check_key(request: Request, settings: ServeSettings) -> None:
-    key = settings.api_key()
-    if key is None or request.url.path in ("/healthz", "/readyz"):
+#: Paths open without the API key: the probes, and the page and API docs, which hold no data
+#: (a browser cannot send a key header to load them; the page asks for the key).
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
+
+
+def _check_key(request: Request, key: str | None) -> None:
+    if key is None or request.url.path in OPEN_PATHS:
         return
     given = request.headers.get("x-api-key") or ""
     authorization = request.headers.get("authorization") or ""
@@ -229,13 +316,20 @@ def _check_key(request: Request, settings: ServeSettings) -> None:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Rejected(413, f"The request body is {declared} bytes; the limit is {limit}.")
+        raise Rejected(
+            413, f"The request body is {declared} bytes; the limit is {limit}. {_SMALLER}"
+        )
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise Rejected(413, f"The request body is over the limit of {limit} bytes.")
+            raise Rejected(413, f"The request body is over the limit of {limit} bytes. {_SMALLER}")
     return body
+
+
+_SMALLER = (
+    "Send fewer or shorter dialogues per request (the server's max_body_bytes sets the limit)."
+)
 
 
 def _json(payload: Any, status: int, headers: dict[str, str] | None = None) -> Response:

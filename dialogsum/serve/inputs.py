@@ -34,7 +34,7 @@ def request_inputs(
     try:
         request = SummarizeRequest.model_validate_json(body or b"null")
     except ValidationError as exc:
-        raise Rejected(422, f"Invalid request: {format_validation_error(exc)}.") from None
+        raise Rejected(422, _explain(exc)) from None
     texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
     if not texts:
         raise Rejected(422, "inputs: give a dialogue or a non-empty list of dialogues.")
@@ -56,6 +56,32 @@ def request_inputs(
     except ConfigError as exc:
         raise Rejected(422, f"parameters.generate_parameters: {exc}") from None
     return texts, generate
+
+
+#: What a request looks like, for the errors that say the body is not one.
+SHAPE = (
+    '{"inputs": "<dialogue>" or ["<dialogue>", ...], '
+    '"parameters": {"generate_parameters": {"num_beams": 4, ...}}}'
+)
+
+
+def _explain(error: ValidationError) -> str:
+    """A 422 message for a body that is not a summarize request."""
+    problems = error.errors()
+    if any(item["type"] == "json_invalid" for item in problems):
+        return (
+            f"The request body is not JSON ({problems[0]['msg']}). Send {SHAPE} as JSON "
+            f"(Content-Type: application/json)."
+        )
+    if any(not item["loc"] for item in problems):  # null, a list, a number...
+        return f"The request body must be a JSON object: {SHAPE}."
+    message = f"Invalid request: {format_validation_error(error)}."
+    if any(item["type"] == "extra_forbidden" for item in problems):
+        message += (
+            " A request takes inputs and parameters; parameters take generate_parameters, "
+            "truncation and clean_up_tokenization_spaces."
+        )
+    return message
 
 
 class Counts(NamedTuple):

@@ -21,27 +21,52 @@ table{border-collapse:collapse}td{padding:.1em .8em .1em 0;vertical-align:top}
 <option>8</option></select></label>
 <label>Max new tokens <input id="length" type="number" min="1" max="512" value="64"></label>
 <button id="go">Summarize</button></p>
+<p id="keyrow" hidden><label>API key <input id="key" type="password" autocomplete="off"></label>
+<button id="usekey">Use key</button> <span id="keynote">This server needs its API key.</span></p>
 <h2>Summary</h2><div id="summary"></div><p id="latency"></p><p id="error"></p>
 <script>
 const $ = (id) => document.getElementById(id);
-fetch("v1/model").then((r) => r.json()).then((m) => {
+// A server started with an API key answers 401 without it: the page then asks for the key
+// and sends it as X-API-Key (kept for this tab only).
+async function api(path, options = {}) {
+  const headers = {...(options.headers || {})};
+  const key = sessionStorage.getItem("dialogsum-key");
+  if (key) headers["X-API-Key"] = key;
+  const response = await fetch(path, {...options, headers});
+  if (response.status === 401) $("keyrow").hidden = false;
+  return response;
+}
+async function loadCard() {
+  const response = await api("v1/model");
+  if (!response.ok) { $("facts").textContent = "The model card needs the API key."; return; }
+  const m = await response.json();
   const rows = [["model", m.source], ["backend", m.backend], ["method", m.method || "base"],
     ["base model", m.base_model || "-"], ["quantization", m.quantize || "none"],
     ["decoding defaults", JSON.stringify(m.generation_defaults)]];
   $("facts").innerHTML = "<table>" + rows.map(([k, v]) =>
     `<tr><td>${k}</td><td>${String(v).replace(/</g, "&lt;")}</td></tr>`).join("") + "</table>";
-});
-fetch("v1/samples").then((r) => r.json()).then((samples) => {
+}
+let samples = [];
+async function loadSamples() {
+  const response = await api("v1/samples");
+  if (!response.ok) return;
+  samples = await response.json();
+  $("sample").length = 1;
   samples.forEach((s, i) => { const o = document.createElement("option");
     o.value = i; o.textContent = s.id; $("sample").appendChild(o); });
-  $("sample").onchange = () => { const i = $("sample").value;
-    if (i !== "") $("dialogue").value = samples[i].dialogue; };
-});
+}
+$("sample").onchange = () => { const i = $("sample").value;
+  if (i !== "") $("dialogue").value = samples[i].dialogue; };
+$("usekey").onclick = () => {
+  sessionStorage.setItem("dialogsum-key", $("key").value);
+  $("keyrow").hidden = true; $("error").textContent = ""; loadCard(); loadSamples();
+};
+loadCard(); loadSamples();
 $("go").onclick = async () => {
   $("error").textContent = ""; $("summary").textContent = "..."; const started = performance.now();
   const body = {inputs: $("dialogue").value, parameters: {generate_parameters:
     {num_beams: Number($("beams").value), max_new_tokens: Number($("length").value)}}};
-  const response = await fetch("v1/summarize", {method: "POST",
+  const response = await api("v1/summarize", {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
   const result = await response.json();
   const ms = Math.round(performance.now() - started);

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dialogsum.errors import ConfigError
+
 ENV_PREFIX = "DIALOGSUM_SERVE_"
 
 
@@ -42,16 +44,36 @@ class ServeSettings(BaseModel):
 
     @classmethod
     def environment(cls) -> dict[str, Any]:
-        """Settings from ``DIALOGSUM_SERVE_<FIELD>`` environment variables (strings)."""
+        """Settings from ``DIALOGSUM_SERVE_<FIELD>`` environment variables (strings).
+
+        A variable with the prefix that names no setting is an error: a misspelt one would
+        otherwise be ignored without a word."""
+        known = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
         found: dict[str, Any] = {}
-        for name in cls.model_fields:
-            value = os.environ.get(ENV_PREFIX + name.upper())
-            if value is not None:
-                found[name] = value
+        for variable, value in os.environ.items():
+            if not variable.startswith(ENV_PREFIX):
+                continue
+            if variable not in known:
+                raise ConfigError(
+                    f"The environment variable {variable} names no setting of dialogsum serve; "
+                    f"fix or unset it. The settings are: {', '.join(sorted(known))}."
+                )
+            found[known[variable]] = value
         return found
 
     def api_key(self) -> str | None:
-        """The API key the requests must carry, or None when the service is open."""
+        """The API key the requests must carry, or None when the service is open.
+
+        Raises :class:`ConfigError` when ``api_key_env`` names a variable that is unset or
+        empty: a misspelt or forgotten variable must not leave the service open."""
         if not self.api_key_env:
             return None
-        return os.environ.get(self.api_key_env) or None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            state = "empty" if key == "" else "not set"
+            raise ConfigError(
+                f"api_key_env is {self.api_key_env!r}, but that environment variable is "
+                f"{state}, so the service would run without a key. Set it "
+                f"(export {self.api_key_env}=<key>) or drop api_key_env to serve without one."
+            )
+        return key

@@ -9,16 +9,26 @@ from typing import Any
 
 
 class Server:
-    """``with Server(summarizer, settings) as url:`` serves until the block ends."""
+    """``with Server(summarizer, settings) as url:`` serves until the block ends.
 
-    def __init__(self, summarizer: Any, settings: Any = None, *, start_timeout: float = 60) -> None:
+    ``Server(app=app)`` serves an application of the caller's instead (one that mounts
+    dialogsum's, say)."""
+
+    def __init__(
+        self,
+        summarizer: Any = None,
+        settings: Any = None,
+        *,
+        app: Any = None,
+        start_timeout: float = 60,
+    ) -> None:
         import uvicorn
 
         from dialogsum.serve import create_app
 
-        config = uvicorn.Config(
-            create_app(summarizer, settings), host="127.0.0.1", port=0, log_level="warning"
-        )
+        if app is None:
+            app = create_app(summarizer, settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.start_timeout = start_timeout
