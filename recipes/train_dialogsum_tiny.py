@@ -202,6 +202,12 @@ def main() -> int:
     tuned.model.to(torch.bfloat16)
     shipped = args.work / "dialogsum-tiny"
     tuned.save(shipped, overwrite=True, generation=recipe["generation"])
+    # Trained from a random initialisation: the "base" is this run's local init folder, a
+    # path that means nothing where the model ships (it would show on the service's card).
+    manifest_path = shipped / "dialogsum.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["base_model"] = None
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     run_metrics = json.loads((args.work / "run" / "metrics.json").read_text())
     card = model_card(scores, recipe, run_metrics, params, hardware_description())
     (shipped / "README.md").write_text(card, encoding="utf-8")
