@@ -1,0 +1,159 @@
+"""What micro-batching can gain at most: the model's time per dialogue alone and in batches of 16.
+
+    python benchmarks/batching_ceiling.py            # about 4 minutes on 2 cores
+
+A server at concurrency 16 batches the requests that happen to be waiting, so its batches hold
+dialogues of mixed lengths. This measures, offline and without HTTP, for the two models of
+``serve_load.py`` (same exports, same decoding): each dialogue summarized alone; the same
+dialogues in batches of 16 taken in arrival order, as a server forms them; and in batches of 16
+sorted by length (what ``summarize()`` does offline, the best a batch can be composed). The ratio
+alone / batched is the ceiling of the serving gain, before any HTTP cost.
+
+For FLAN-T5-base (greedy, 32 forced tokens) each phase is timed on its own: the encoder, the
+first decoder step (which projects the encoder output into every layer's cross-attention keys
+and values, padding included) and the 31 later steps (each reads every row's cross-attention
+cache, padded to the batch's longest dialogue). Padding is reported as padded positions over
+real ones. Medians of 3 rounds. Writes ``benchmarks/results/batching_ceiling.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, config_path, random_model_exports
+from serve_load import BASE_PARAMS, DATA, WORK, with_dialogsum_tokenizer
+
+#: Dialogues per measurement and per batch.
+COUNT, BATCH = 64, 16
+ROUNDS = 3
+
+
+def phases(predictor: Any, sources: list[list[int]], steps: int) -> list[float]:
+    """Seconds of encoder, first step and later steps for one padded batch, greedy."""
+    from dialogsum.generation import pad_batch
+    from dialogsum.onnx.predictor import _OnnxSteps
+
+    ids, mask = pad_batch(sources, predictor.pad_token_id)
+    started = time.perf_counter()
+    hidden, encoder_mask = predictor._encode_batch(ids, mask)
+    encoded = time.perf_counter()
+    decoder = _OnnxSteps(predictor, hidden, encoder_mask, 1)
+    logits, cache = decoder.start(len(ids))
+    first = time.perf_counter()
+    for _ in range(steps - 1):
+        logits, cache = decoder.step(logits.argmax(axis=-1), cache)
+    return [encoded - started, first - encoded, time.perf_counter() - first]
+
+
+def groups(sources: list[list[int]], order: str) -> list[list[list[int]]]:
+    """Batches of ``BATCH`` in arrival order or sorted by length."""
+    indices = list(range(len(sources)))
+    if order == "sorted":
+        indices.sort(key=lambda i: len(sources[i]))
+    return [[sources[i] for i in indices[k : k + BATCH]] for k in range(0, len(indices), BATCH)]
+
+
+def padding(batches: list[list[list[int]]]) -> float:
+    """Padded positions over real ones, counting the cross-attention's masked tail."""
+    from dialogsum.onnx.predictor import CROSS_ATTENTION_TAIL
+
+    real = sum(len(s) for batch in batches for s in batch)
+    padded = sum(len(batch) * (max(map(len, batch)) + CROSS_ATTENTION_TAIL) for batch in batches)
+    return padded / real
+
+
+def base_model(texts: list[str]) -> dict[str, Any]:
+    from dialogsum.onnx.predictor import OnnxPredictor
+
+    folders = random_model_exports(config_path("base"), WORK)
+    predictor = OnnxPredictor(
+        with_dialogsum_tokenizer(folders["int8"], WORK), threads=2, progress=False
+    )
+    sources = predictor.encode(texts, warn=False)
+    steps = int(BASE_PARAMS["max_new_tokens"])
+    phases(predictor, sources[:BATCH], steps)  # warm-up
+    rounds: dict[str, list[list[float]]] = {"alone": [], "arrival": [], "sorted": []}
+    for _ in range(ROUNDS):
+        rounds["alone"].append(_total(phases(predictor, [s], steps) for s in sources))
+        for order in ("arrival", "sorted"):
+            batches = groups(sources, order)
+            rounds[order].append(_total(phases(predictor, b, steps) for b in batches))
+    result: dict[str, Any] = {"model": "flan-t5-base", "dialogues": len(sources)}
+    for name, values in rounds.items():
+        per_dialogue = [statistics.median(v[i] for v in values) / len(sources) for i in range(3)]
+        result[name] = {
+            "encoder_ms": 1000 * per_dialogue[0],
+            "first_step_ms": 1000 * per_dialogue[1],
+            "later_steps_ms": 1000 * per_dialogue[2],
+            "total_ms": 1000 * sum(per_dialogue),
+        }
+    for order in ("arrival", "sorted"):
+        result[order]["padding"] = padding(groups(sources, order))
+        result[order]["gain"] = result["alone"]["total_ms"] / result[order]["total_ms"]
+    return result
+
+
+def tiny_model(texts: list[str]) -> dict[str, Any]:
+    from dialogsum import Summarizer
+    from dialogsum.onnx.predictor import OnnxPredictor
+
+    folder = WORK / "tiny-int8"
+    if not (folder / "dialogsum.json").exists():
+        Summarizer.from_pretrained("dialogsum-tiny").export(folder, quantize="int8")
+    predictor = OnnxPredictor(folder, threads=2, progress=False)
+    sources = predictor.encode(texts, warn=False)
+    arrival = [texts[k : k + BATCH] for k in range(0, len(texts), BATCH)]
+    predictor.summarize(texts[:BATCH], batch_size=BATCH)  # warm-up
+    timings: dict[str, list[float]] = {"alone": [], "arrival": [], "sorted": []}
+    for _ in range(ROUNDS):
+        timings["alone"].append(_timed(lambda: [predictor.summarize([t]) for t in texts]))
+        timings["arrival"].append(
+            _timed(lambda: [predictor.summarize(b, batch_size=BATCH) for b in arrival])
+        )
+        timings["sorted"].append(_timed(lambda: predictor.summarize(texts, batch_size=BATCH)))
+    result: dict[str, Any] = {"model": "dialogsum-tiny", "dialogues": len(texts)}
+    for name, values in timings.items():
+        result[name] = {"total_ms": 1000 * statistics.median(values) / len(texts)}
+    for order in ("arrival", "sorted"):
+        result[order]["padding"] = padding(groups(sources, order))
+        result[order]["gain"] = result["alone"]["total_ms"] / result[order]["total_ms"]
+    return result
+
+
+def _total(parts: Any) -> list[float]:
+    return [sum(column) for column in zip(*parts, strict=True)]
+
+
+def _timed(work: Any) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    from dialogsum.data import load_examples
+    from dialogsum.errors import logger
+
+    logger.setLevel(logging.ERROR)  # one truncation warning per single call would flood the log
+    if not DATA.is_dir():
+        print(f"no DialogSum corpus at {DATA}", file=sys.stderr)
+        return 1
+    texts = [e.dialogue for e in load_examples(DATA, "test")][:COUNT]
+    rows = [tiny_model(texts), base_model(texts)]
+    for row in rows:
+        print(json.dumps(row, indent=1), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "batching_ceiling.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
