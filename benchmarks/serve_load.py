@@ -1,7 +1,7 @@
 """Load test of ``dialogsum serve``: throughput and latency under concurrency, batching on and
 off, against a hand-written FastAPI + transformers pipeline peer, every answer checked.
 
-    python benchmarks/serve_load.py            # about 15 minutes on 2 cores
+    python benchmarks/serve_load.py            # about 5 minutes on 2 cores
 
 Each server starts on 127.0.0.1 (a free port) in its own process; a bounded number of requests
 (one DialogSum test dialogue each) is sent at concurrency 1, 4, 16 and 32. Two models: the
