@@ -271,3 +271,49 @@ def test_overwrite_keeps_the_output_when_the_input_is_bad(
     assert batch("--input", str(data), "--output", str(output), "--overwrite") == 2
     assert "invalid JSON" in capsys.readouterr().err
     assert output.read_text() == json.dumps({"id": 1, "summary": "kept"}) + "\n"
+
+
+
+def test_a_rerun_with_other_settings_is_refused(
+    tmp_path: Path, complete: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows())
+    output = tmp_path / "out.jsonl"
+    assert batch("--input", str(data), "--output", str(output)) == 0
+    record = json.loads((tmp_path / "out.jsonl.job.json").read_text())
+    assert record["model"] == "dialogsum-tiny" and record["generation"]["num_beams"] == 1
+    kept = "".join(complete.read_text().splitlines(keepends=True)[:5])
+    output.write_text(kept)  # an interrupted run
+    capsys.readouterr()
+    other = ["--model", "dialogsum-tiny", "--num-beams", "2", "--max-new-tokens", "12",
+             "--no-progress", "--input", str(data), "--output", str(output)]
+    assert main(["batch", *other]) == 2
+    error = capsys.readouterr().err
+    assert "was written with other settings" in error and "'num_beams': 1" in error
+    assert output.read_text() == kept  # nothing appended
+    assert main(["batch", *other, "--overwrite"]) == 0
+    assert len(read_output(output)) == ROWS
+
+
+@pytest.mark.parametrize("which", ["input", "output", "a file of the user's"])
+def test_rejects_never_replace_the_input_the_output_or_another_file(
+    tmp_path: Path, which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_rows(tmp_path / "in.jsonl", rows()[:3])
+    output = tmp_path / "out.jsonl"
+    output.write_text(json.dumps({"id": "x", "summary": "kept"}) + "\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    target = {"input": data, "output": output, "a file of the user's": notes}[which]
+    before = target.read_bytes()
+    assert batch("--input", str(data), "--output", str(output), "--rejects", str(target)) == 2
+    error = capsys.readouterr().err
+    assert "--rejects" in error and ("input or output" in error or "not a rejects file" in error)
+    assert target.read_bytes() == before
+    if which == "a file of the user's":
+        output.unlink()
+        args = ["--input", str(data), "--output", str(output), "--rejects", str(notes)]
+        assert batch(*args, "--overwrite") == 0
+        assert notes.read_text() == ""  # replaced, as asked, by the (empty) rejects
+        assert notes.stat().st_mode & 0o044  # readable like any file the user writes
+        assert batch(*args) == 0  # its own rejects file is rewritten on a rerun

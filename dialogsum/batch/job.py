@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.batch.local import Loader, Summarizes, Work, run_local
-from dialogsum.batch.output import LineWriter, check_output, remove_output, written_ids
+from dialogsum.batch.output import (
+    LineWriter,
+    check_job,
+    check_output,
+    job_file,
+    remove_output,
+    written_ids,
+)
 from dialogsum.batch.rows import BatchRow, InputFile, input_files, is_uri, read_rows
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, ConfigError, DataError, logger
@@ -61,12 +68,15 @@ def run_batch(
     settings: BatchSettings,
     *,
     overwrite: bool = False,
+    job: Mapping[str, Any] | None = None,
 ) -> BatchReport:
     """Summarize every row of ``source`` (a JSON Lines file or a folder of them) into
     ``output``; a rerun goes on where an earlier one stopped.
 
     ``load`` builds the model (it runs once here, to fail early, and once per worker);
-    ``generation`` holds :class:`~dialogsum.generation.GenerationOptions` fields.
+    ``generation`` holds :class:`~dialogsum.generation.GenerationOptions` fields. ``job``
+    names what else makes the summaries (the model, its backend and options): it is recorded
+    beside the output with ``generation``, and a rerun with other settings is refused.
     """
     started = time.perf_counter()
     if is_uri(str(output)):
@@ -77,6 +87,7 @@ def run_batch(
     target = Path(output).expanduser()
     check_output(target, engine=settings.engine)
     files = input_files(source)
+    _check_rejects(settings, files, target, overwrite=overwrite)
     scan = _scan(files, settings)
     if overwrite:  # only once the input has passed its checks
         remove_output(target)
@@ -89,6 +100,9 @@ def run_batch(
             f"{example!r}): it is the output of another input. Give another --output, or "
             f"--overwrite to start it again."
         )
+    if settings.engine == "ray":
+        target.mkdir(exist_ok=True)
+    check_job(target, {**(job or {}), "generation": dict(generation)}, resuming=bool(done))
     if done:
         logger.info(
             "%s already has %d of %d rows; summarizing the other %d.",
@@ -142,7 +156,6 @@ def _summarize(
     if settings.engine == "ray":
         from dialogsum.batch.ray_engine import run_ray
 
-        target.mkdir(exist_ok=True)
         run_ray(files, done, str(target), work, settings)
         return total - len(done), 0
     from tqdm.auto import tqdm
@@ -164,6 +177,45 @@ def _summarize(
     finally:
         writer.close()
         bar.close()
+
+
+def _check_rejects(
+    settings: BatchSettings, files: list[InputFile], target: Path, *, overwrite: bool
+) -> None:
+    """The rejects file is written whole on every run: refuse a path that holds anything else
+    (an input, the output, the job's record, a file of the user's) unless ``--overwrite``."""
+    if not settings.rejects:
+        return
+    path = Path(settings.rejects).expanduser().resolve()
+    taken = {Path(f.location).expanduser().resolve() for f in files if not is_uri(f.location)}
+    taken |= {target.resolve(), job_file(target).resolve()}
+    if path in taken or target.resolve() in path.parents:
+        raise ConfigError(
+            f"--rejects {settings.rejects} is this job's input or output; give the rejects "
+            f"their own file."
+        )
+    if path.is_dir():
+        raise ConfigError(f"--rejects {settings.rejects} is a folder; give a file name.")
+    if path.exists() and not overwrite and not _is_rejects_file(path):
+        raise ConfigError(
+            f"--rejects {settings.rejects} exists and is not a rejects file of dialogsum batch; "
+            f"it would be replaced. Give another file, or --overwrite to replace it."
+        )
+
+
+def _is_rejects_file(path: Path) -> bool:
+    """Whether every line of ``path`` is one a rejects file holds (an empty file is one)."""
+    import json
+
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                if not isinstance(record, dict) or set(record) != {"where", "error", "text"}:
+                    return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _scan(files: list[InputFile], settings: BatchSettings) -> _Scan:
@@ -207,12 +259,19 @@ def _scan(files: list[InputFile], settings: BatchSettings) -> _Scan:
         raise
     if rejects is not None:
         rejects.close()
+        os.chmod(staging, 0o666 & ~_umask())  # mkstemp's file is private; a plain file is not
         os.replace(staging, rejects_path)
         if rejected:
             logger.warning("%d malformed rows set aside in %s.", rejected, rejects_path)
     if not ids:
         raise DataError("The input has no rows to summarize.")
     return _Scan(ids, rejected)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _check_exactly_once(target: Path, ids: set[str | int]) -> None:

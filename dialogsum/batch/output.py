@@ -95,12 +95,48 @@ def check_output(path: Path, *, engine: str) -> None:
 
 
 def remove_output(path: Path) -> None:
-    """Remove an earlier output (``--overwrite``): the file, or a folder's part files."""
+    """Remove an earlier output (``--overwrite``): the file, or a folder's part files, and the
+    record of the job that wrote it."""
     if path.is_dir():
         for part in part_files(path):
             part.unlink()
     elif path.exists():
         path.unlink()
+    job_file(path).unlink(missing_ok=True)
+
+
+def job_file(path: Path) -> Path:
+    """Where the job that writes ``path`` is recorded: ``job.json`` in the Ray engine's
+    folder, ``<output>.job.json`` beside the local engine's file."""
+    return path / "job.json" if path.is_dir() else path.with_name(path.name + ".job.json")
+
+
+def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
+    """Record ``job`` (what makes the summaries: model, backend, generation) for the output at
+    ``path``, or, when a rerun goes on with an earlier output, fail if that output was written
+    with other settings: one file must not mix summaries of two models or decodings."""
+    record = job_file(path)
+    if resuming and record.exists():
+        try:
+            earlier = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
+                f"--overwrite starts the output again."
+            ) from None
+        changed = [
+            f"{key}: {earlier.get(key)!r} then, {job.get(key)!r} now"
+            for key in sorted(set(earlier) | set(job))
+            if earlier.get(key) != job.get(key)
+        ]
+        if changed:
+            raise ConfigError(
+                f"{path} was written with other settings ({'; '.join(changed)}), and one "
+                f"output must not mix their summaries. Rerun with the earlier settings to "
+                f"finish it, give another --output, or --overwrite to start it again."
+            )
+        return
+    record.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 class LineWriter:

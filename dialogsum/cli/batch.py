@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -76,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if "threads" in fields:
         options.setdefault("threads", config.batch.worker_threads())
     load = functools.partial(load_model, config.model, backend, options)
+    local = Path(config.model).expanduser()
+    job = {
+        # What makes the summaries, recorded with the output: a rerun must match it.
+        "model": str(local.resolve()) if local.exists() else config.model,
+        "backend": backend,
+        "backend_options": {k: v for k, v in options.items() if k not in ("progress", "threads")},
+    }
     report = run_batch(
         config.input,
         config.output,
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         config.generation.model_dump(exclude_unset=True),
         config.batch,
         overwrite=config.overwrite,
+        job=job,
     )
     print(json.dumps(report.as_dict(), indent=2))
     return 0
