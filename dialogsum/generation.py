@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import DataError, logger
@@ -25,9 +25,13 @@ class GenerationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int | None = Field(None, gt=0, description="Longest summary, in tokens.")
-    min_new_tokens: int = Field(0, ge=0, description="Shortest summary, in tokens.")
-    num_beams: int = Field(1, ge=1, description="1 is greedy decoding.")
+    # The upper bounds keep a typo from allocating gigabytes: a summary is not 4,096 tokens
+    # long, and 64 beams are far past where beam search stops paying.
+    max_new_tokens: int | None = Field(
+        None, gt=0, le=4096, description="Longest summary, in tokens."
+    )
+    min_new_tokens: int = Field(0, ge=0, le=4096, description="Shortest summary, in tokens.")
+    num_beams: int = Field(1, ge=1, le=64, description="1 is greedy decoding.")
     do_sample: bool = Field(False, description="Sample instead of searching (torch only).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Sampling: nucleus probability mass.")
@@ -45,6 +49,17 @@ class GenerationOptions(BaseModel):
         False, description="Beam search: stop when num_beams finished candidates exist."
     )
     batch_size: int = Field(8, gt=0, description="Dialogues per generation batch.")
+
+    @field_validator("min_new_tokens")
+    @classmethod
+    def _at_most_max(cls, value: int, info: ValidationInfo) -> int:
+        longest = info.data.get("max_new_tokens")
+        if longest is not None and value > longest:
+            raise ValueError(
+                f"{value} is above max_new_tokens={longest}; no summary can be both (lower "
+                f"min_new_tokens or raise max_new_tokens)"
+            )
+        return value
 
     def generate_kwargs(self, default_max_new_tokens: int) -> dict[str, Any]:
         """Keyword arguments for ``model.generate`` (sampling knobs only when sampling)."""

@@ -54,6 +54,22 @@ def test_unknown_generation_option(base: Summarizer) -> None:
         base.summarize([DIALOGUE], num_beams=0)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_new_tokens": 10**9}, r"max_new_tokens: Input should be less than or equal to 4096"),
+        ({"num_beams": 1000}, r"num_beams: Input should be less than or equal to 64"),
+        ({"min_new_tokens": 50, "max_new_tokens": 10}, r"min_new_tokens: .*50 is above max_new"),
+    ],
+)
+def test_impossible_lengths_are_refused_before_decoding(
+    base: Summarizer, options: dict[str, int], message: str
+) -> None:
+    # Unbounded, a typo allocated gigabytes; min above max decoded a cut-off summary.
+    with pytest.raises(ConfigError, match=message):
+        base.summarize([DIALOGUE], **options)
+
+
 def test_long_input_is_truncated_and_reported(
     base: Summarizer, caplog: pytest.LogCaptureFixture
 ) -> None:
