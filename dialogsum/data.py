@@ -210,7 +210,7 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
     if path.suffix.lower() == ".csv":
         return _csv_rows(path)
     if path.suffix.lower() == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         try:
             whole = json.loads(text)
         except json.JSONDecodeError:
@@ -224,7 +224,7 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, row in json_lines(handle, str(path)):
             yield f"{path}:{number}", row
 
@@ -255,7 +255,9 @@ def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
+    # stick to the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise DataError(f"{path}: the CSV file is empty; expected a header with 'dialogue'.")

@@ -317,3 +317,16 @@ def test_rejects_never_replace_the_input_the_output_or_another_file(
         assert notes.read_text() == ""  # replaced, as asked, by the (empty) rejects
         assert notes.stat().st_mode & 0o044  # readable like any file the user writes
         assert batch(*args) == 0  # its own rejects file is rewritten on a rerun
+
+
+
+def test_a_csv_input_is_refused_and_a_byte_order_mark_is_read_past(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "calls.csv"
+    table.write_text("id,dialogue\n1,#Person1#: Hi.\n")
+    assert batch("--input", str(table), "--output", str(tmp_path / "out.jsonl")) == 2
+    assert "reads JSON Lines" in capsys.readouterr().err
+    marked = tmp_path / "in.jsonl"
+    marked.write_text(json.dumps(rows()[0]) + "\n", encoding="utf-8-sig")
+    assert batch("--input", str(marked), "--output", str(tmp_path / "out.jsonl")) == 0

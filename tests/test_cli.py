@@ -167,6 +167,11 @@ def test_bad_config_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-unt
     config.write_text("train: [unclosed\n")
     code, _, err = run(["train", "--config", str(config)], capsys)
     assert code == 2 and "is not valid YAML" in err
+    config.write_text("train: data.jsonl\noutput_dir: run\n", encoding="utf-16")
+    code, _, err = run(["train", "--config", str(config)], capsys)
+    assert code == 2 and "is not UTF-8 text" in err and "save it as UTF-8" in err
+    code, _, err = run(["train", "--config", str(tmp_path)], capsys)
+    assert code == 2 and "is a folder" in err
 
 
 def test_train_bad_data_line(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

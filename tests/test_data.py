@@ -46,6 +46,19 @@ def test_csv_with_same_columns(tmp_path: Path) -> None:
     assert example.references == ("They greet.",)
 
 
+@pytest.mark.parametrize("name", ["data.csv", "data.jsonl", "data.json"])
+def test_a_byte_order_mark_is_read_past(tmp_path: Path, name: str) -> None:
+    # Spreadsheets save "CSV UTF-8" with one; it must not stick to the first field's name.
+    path = tmp_path / name
+    row = {"dialogue": "#Person1#: Hi.", "summary": "They greet."}
+    text = 'dialogue,summary\n"#Person1#: Hi.",They greet.\n' if name.endswith(".csv") else (
+        json.dumps([row]) if name.endswith(".json") else json.dumps(row) + "\n"
+    )
+    path.write_text(text, encoding="utf-8-sig")
+    [example] = load_examples(path)
+    assert (example.dialogue, example.references) == ("#Person1#: Hi.", ("They greet.",))
+
+
 def test_in_memory_list_of_dicts_and_examples() -> None:
     examples = load_examples([{"dialogue": "d1", "summary": "s1"}, Example("d2", ("s2",))])
     assert [e.dialogue for e in examples] == ["d1", "d2"]

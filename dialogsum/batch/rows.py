@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dialogsum.data import example_from_row
-from dialogsum.errors import DataError, require
+from dialogsum.errors import DataError, logger, require
 
 #: Files a folder input is read from, in sorted order.
 INPUT_SUFFIXES = (".jsonl", ".json")
@@ -33,9 +33,9 @@ class InputFile:
     def open(self) -> IO[str]:
         """The file as UTF-8 text."""
         if not is_uri(self.location):
-            return Path(self.location).open(encoding="utf-8")
+            return Path(self.location).open(encoding="utf-8-sig")  # a byte-order mark is fine
         filesystem, path = _filesystem(self.location)
-        return io.TextIOWrapper(filesystem.open_input_stream(path), encoding="utf-8")
+        return io.TextIOWrapper(filesystem.open_input_stream(path), encoding="utf-8-sig")
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,24 @@ def input_files(source: str | Path) -> list[InputFile]:
         return _remote_files(location)
     path = Path(location.removeprefix("file://")).expanduser()
     if path.is_file():
+        if path.suffix.lower() in (".csv", ".tsv"):
+            raise DataError(
+                f"{path}: dialogsum batch reads JSON Lines (.jsonl, or .json holding JSON "
+                f'Lines), one {{"dialogue": ..., "id": ...}} object a line. Convert it first, '
+                f"e.g. pandas.read_csv(...).to_json(OUT, orient='records', lines=True)."
+            )
         return [InputFile(str(path), path.name)]
     if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
-        )
+        every = [p for p in path.rglob("*") if p.is_file()]
+        files = sorted(p for p in every if p.suffix.lower() in INPUT_SUFFIXES)
+        skipped = len(every) - len(files)
+        if skipped and files:
+            logger.warning(
+                "%s: %d files that are not .jsonl or .json are not read (e.g. %s).",
+                path,
+                skipped,
+                next(p for p in every if p.suffix.lower() not in INPUT_SUFFIXES).name,
+            )
         if not files:
             raise DataError(
                 f"{path}: no .jsonl or .json files in this folder; give a JSON Lines file or a "
@@ -172,8 +185,9 @@ def _lines(file: InputFile) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield number, line
     except UnicodeDecodeError as exc:
+        where = f"after line {number}" if number else "from its start"
         raise DataError(
-            f"{file.location}: not UTF-8 text after line {number} ({exc.reason}); save it as UTF-8."
+            f"{file.location}: not UTF-8 text {where} ({exc.reason}); save it as UTF-8."
         ) from None
     except OSError as exc:
         raise DataError(f"{file.location}: cannot be read ({exc.strerror or exc}).") from None

@@ -119,9 +119,17 @@ class QuickstartConfig(_Strict):
 def read_config_file(path: str) -> dict[str, Any]:
     """Parse a YAML or JSON config file into a mapping."""
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(f"Config file {file} is a folder; give a YAML or JSON file.")
     if not file.is_file():
         raise ConfigError(f"Config file {file} does not exist.")
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8-sig")  # a byte-order mark is fine
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {file} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it "
+            f"as UTF-8 (Windows PowerShell's '>' writes UTF-16)."
+        ) from None
     try:
         loaded = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -131,7 +139,8 @@ def read_config_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(
-            f"Config file {file} must hold a mapping of settings, got {type(loaded).__name__}."
+            f"Config file {file} must hold a mapping of settings (YAML 'key: value' lines or a "
+            f"JSON object), got {type(loaded).__name__}."
         )
     return loaded
 

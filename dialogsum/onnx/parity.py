@@ -94,9 +94,7 @@ def _onnx_decode_batched(onnx: Any, sources: list[list[int]], beams: int) -> lis
     return [cut_at_eos(row, onnx.eos_token_id) for row in onnx.generate_ids(ids, mask, options)]
 
 
-def _batch_logits_difference(
-    onnx: Any, sources: list[list[int]], tokens: list[list[int]]
-) -> float:
+def _batch_logits_difference(onnx: Any, sources: list[list[int]], tokens: list[list[int]]) -> float:
     """Largest logits difference, over every step of decoding ``tokens`` forced, between
     each source alone and all of them in one padded batch."""
     import numpy as np
