@@ -201,7 +201,7 @@ def test_the_budget_stops_the_run_and_the_run_resumes(
     assert record["stopped"] == "budget" and record["global_step"] == 1
     assert record["budget"]["stopped"]["limit"] == "max_time"  # type: ignore[index]
     assert json.loads(stopped.stdout)["stopped"] == "budget"
-    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-1"]
+    assert [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]
     card = (run_dir / "model" / "README.md").read_text()
     assert "**Partial model.**" in card and "Not scored: training stopped at its budget" in card
 

@@ -90,7 +90,7 @@ def test_overwrite_starts_a_new_run_instead_of_resuming_the_old_one(
     assert (run / "checkpoints" / "checkpoint-6").is_dir()
     base.finetune(few_examples, method="lora", output_dir=run, overwrite=True,
                   training={**steps, "max_steps": 2, "seed": 7})
-    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["checkpoint-2"]
+    assert [p.name for p in sorted((run / "checkpoints").glob("checkpoint-*"))] == ["checkpoint-2"]
     resumed = base.finetune(few_examples, method="lora", output_dir=run,
                             training={**steps, "max_steps": 4, "seed": 7,
                                       "resume_from_checkpoint": True})
@@ -175,3 +175,29 @@ def test_the_cli_flag_alone_means_resume(tmp_path: Path) -> None:
     args = build_parser().parse_args([*base_args, "--eval-strategy", "no"])
     assert build_config(TrainConfig, None, flags_to_settings(args)).training.eval_strategy == "no"
     assert main(["train", "--train", str(tmp_path / "t.jsonl"), "--output-dir", "r"]) == 2
+
+
+def test_a_resume_with_other_settings_is_refused_before_anything_loads(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    steps = {**FAST, "save_strategy": "steps", "save_steps": 2, "max_steps": 2}
+    base.finetune(few_examples, method="lora", output_dir=run, options={"r": 8}, training=steps)
+    resume = {**steps, "resume_from_checkpoint": True}
+    for method, options, training, changed in (
+        ("lora", {"r": 4}, resume, "options.r: 8 then, 4 now"),  # was a state_dict traceback
+        ("prompt_tuning", {}, resume, "method: 'lora' then, 'prompt_tuning' now"),
+        ("lora", {"r": 8}, {**resume, "batch_size": 2}, "training.batch_size: 4 then, 2 now"),
+        ("lora", {"r": 8}, {**resume, "learning_rate": 0.5}, "learning_rate: 0.01 then, 0.5"),
+    ):
+        with pytest.raises(ConfigError, match="started with other settings") as refused:
+            base.finetune(few_examples, method=method, output_dir=run, options=options,
+                          training=training)
+        assert changed in str(refused.value)
+    with pytest.raises(ConfigError, match=r"train_digest"):
+        base.finetune(few_examples[:-1], method="lora", output_dir=run, options={"r": 8},
+                      training=resume)
+    # Training longer, or logging and budgets, may change on a resume.
+    longer = base.finetune(few_examples, method="lora", output_dir=run, options={"r": 8},
+                           training={**resume, "max_steps": 4, "logging_steps": 2})
+    assert longer.training.metrics["global_step"] == 4  # type: ignore[union-attr]

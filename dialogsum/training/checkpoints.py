@@ -156,3 +156,81 @@ def prepare_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) ->
         # Left in place, the old run's checkpoints would be what a later resume picks up.
         logger.info("removing the previous run's checkpoints in %s", run_dir / "checkpoints")
         shutil.rmtree(run_dir / "checkpoints")
+
+
+#: Written in the checkpoints folder when a run starts: what decides the weights it trains.
+RUN_RECORD = "run_config.json"
+
+#: Training options a resumed run may change: how long it trains (to train on, as with a
+#: larger budget), how it logs, saves, evaluates and is budgeted; not what it trains with.
+#: Every other setting must be what the run started with.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "eval_batch_size",
+        "logging_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "eval_strategy",
+        "eval_steps",
+        "gradient_checkpointing",
+        "resume_from_checkpoint",
+        "report_to",
+        "progress",
+        "hourly_cost",
+        "max_time",
+        "max_cost",
+        "force",
+    }
+)
+
+
+def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
+    """Refuse to resume a run that started with other settings (see :func:`record_run`).
+
+    A resume with another method, adapter size, learning rate, batch size or data loaded
+    checkpoints into a model of another shape (a traceback) or silently continued another
+    schedule. ``record`` holds the settings that decide the weights (the training options in
+    :data:`RESUMABLE_CHANGES` left out) and a digest of the tokenized training data.
+    """
+    path = checkpoint_dir / RUN_RECORD
+    now = json.loads(json.dumps(record, default=str))  # as it reads back from the file
+    if path.is_file():  # runs started before dialogsum recorded them are not checked
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"Cannot resume: {path} is unreadable ({exc}).") from None
+        changed = [
+            f"{key}: {before!r} then, {after!r} now"
+            for key, before, after in _differences(earlier, now)
+        ]
+        if changed:
+            raise ConfigError(
+                f"Cannot resume the run in {checkpoint_dir.parent}: it started with other "
+                f"settings ({'; '.join(changed)}). Resume with the settings it started with, "
+                f"or start over with the new ones: overwrite=True (CLI: --overwrite)."
+            )
+
+
+def record_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
+    """Write what a fresh run trains with beside its checkpoints, for a resume to check."""
+    from dialogsum.training.distributed import is_main_process
+
+    if is_main_process():
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=2, default=str) + "\n"
+        (checkpoint_dir / RUN_RECORD).write_text(text, encoding="utf-8")
+
+
+def _differences(
+    before: object, after: object, prefix: str = ""
+) -> list[tuple[str, object, object]]:
+    """Dotted keys whose values differ between two JSON values, nested mappings walked."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: list[tuple[str, object, object]] = []
+        for key in sorted(set(before) | set(after)):
+            found += _differences(before.get(key), after.get(key), f"{prefix}{key}.")
+        return found
+    return [] if before == after else [(prefix.rstrip("."), before, after)]

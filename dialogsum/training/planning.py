@@ -8,7 +8,9 @@ explicit arguments (model, tokenizer, manifest, registry), never a Summarizer.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -65,6 +67,23 @@ class RunPlan:
             "train_data": self.train_description,
             "learning_rate": self.learning_rate,
         }
+
+    def trained_with(self) -> dict[str, Any]:
+        """What decides the weights this run trains: a resume must match it (see
+        :func:`dialogsum.training.checkpoints.check_resumed_run`)."""
+        from dialogsum.training.checkpoints import RESUMABLE_CHANGES
+
+        config = self.config()
+        del config["train_data"]  # a path as given; the digest below says what it holds
+        config["training"] = {
+            key: value for key, value in config["training"].items() if key not in RESUMABLE_CHANGES
+        }
+        digest = hashlib.sha256(
+            json.dumps(self.train_features, separators=(",", ":")).encode()
+        ).hexdigest()
+        config["train_examples"] = len(self.train_features)
+        config["train_digest"] = digest[:16]
+        return config
 
     def total_steps(self) -> int:
         """Optimizer steps the run will take (what the Trainer will count)."""

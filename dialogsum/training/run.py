@@ -35,7 +35,7 @@ def run_finetune(
     rank 0 scores the model and writes the run folder.
     """
     from dialogsum.training.budget import record_budget, start_budget
-    from dialogsum.training.checkpoints import resume_point
+    from dialogsum.training.checkpoints import check_resumed_run, record_run, resume_point
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
@@ -43,10 +43,16 @@ def run_finetune(
         if output_dir is None:
             options = options.model_copy(update={"save_strategy": "no"})
         checkpoint_dir = output_dir / "checkpoints" if output_dir is not None else Path(scratch)
+        resuming = options.resume_from_checkpoint is not False
+        trained_with = plan.trained_with() if output_dir is not None else None
+        if trained_with is not None and resuming:
+            check_resumed_run(checkpoint_dir, trained_with)  # before any checkpoint is read
         # Resolved once (damaged checkpoints are checked by reading them whole): the budget's
         # projection and the Trainer continue from the same step.
         resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
         budget = start_budget(plan, resume)  # refuses a run projected over its budget
+        if trained_with is not None and not resuming:
+            record_run(checkpoint_dir, trained_with)
         result = train(
             plan.module,
             plan.tokenizer,
