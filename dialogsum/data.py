@@ -140,7 +140,13 @@ def load_examples(
             path = split_file(path, split)
         if path.is_file():
             rows = read_rows(path)
-        elif isinstance(source, str) and _HUB_ID.match(source) and not path.exists():
+        elif (
+            isinstance(source, str)
+            and _HUB_ID.match(source)
+            and not path.exists()
+            # 'data/test.jsonl' is a missing file, not a datasets id
+            and path.suffix.lower() not in (".jsonl", ".json", ".csv")
+        ):
             rows = _hub_rows(source, split)
         else:
             raise DataError(

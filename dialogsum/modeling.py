@@ -183,6 +183,14 @@ def load_model(
     manifest = (
         read_manifest(model_dir) if model_dir is not None else ModelManifest(base_model=source)
     )
+    if manifest.export is not None:
+        source_model = manifest.export.source_model
+        raise ModelError(
+            f"{model_dir} is an export for the {manifest.export.backend} backend, which the "
+            f"torch backend cannot load. Serve it with backend='{manifest.export.backend}' (the "
+            f"default for an export), or load the PyTorch model it was exported from"
+            + (f" ({source_model})." if source_model else ".")
+        )
     if model_dir is not None and (model_dir / "adapter_config.json").exists():
         model, tokenizer_source = _load_adapter(model_dir, manifest, base_model)
     else:
@@ -228,6 +236,13 @@ def _from_pretrained(cls: Any, source: str, what: str) -> Any:
         ) from exc
 
 
+#: How a user names an adapter's base model, from Python and from the command line.
+BASE_MODEL_HINT = (
+    'Summarizer.from_pretrained(..., backend_options={"base_model": PATH}) '
+    "(CLI: --base-model PATH)"
+)
+
+
 def _load_adapter(
     model_dir: Path, manifest: ModelManifest, base_model: str | None
 ) -> tuple[Any, str]:
@@ -242,8 +257,8 @@ def _load_adapter(
     base = base_model or manifest.base_model or config.base_model_name_or_path
     if not base:
         raise ModelError(
-            f"The adapter in {model_dir} does not record its base model; pass base_model= "
-            f"(CLI: --base-model) naming the model it was tuned from."
+            f"The adapter in {model_dir} does not record its base model; name the model it "
+            f"was tuned from: {BASE_MODEL_HINT}."
         )
     # The base may be a bundled model's name (dialogsum-tiny) or a folder: resolve it the way
     # every other model name is resolved, so neither is looked up on the hub.
@@ -252,8 +267,7 @@ def _load_adapter(
     except ModelError as exc:
         raise ModelError(
             f"The adapter in {model_dir} was tuned from '{base}', which could not be loaded "
-            f"({exc}). Pass base_model= (CLI: --base-model) pointing to a local copy of that "
-            f"model."
+            f"({exc}). Point to a local copy of that model: {BASE_MODEL_HINT}."
         ) from exc
     base_source = str(base_dir) if base_dir is not None else str(base)
     try:
@@ -263,8 +277,8 @@ def _load_adapter(
     except Exception as exc:
         raise ModelError(
             f"The adapter in {model_dir} was tuned from '{base}', which could not be loaded "
-            f"({type(exc).__name__}: {first_line(exc)}). Pass "
-            f"base_model= (CLI: --base-model) pointing to a local copy of that model."
+            f"({type(exc).__name__}: {first_line(exc)}). Point to a local copy of that "
+            f"model: {BASE_MODEL_HINT}."
         ) from exc
     try:
         model = PeftModel.from_pretrained(base_module, str(model_dir))

@@ -74,6 +74,11 @@ class Summarizer:
         defaults to the one the folder's manifest names: ``onnxruntime`` for an ONNX export,
         ``torch`` for everything else.
         """
+        if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
+            raise ConfigError(
+                f"name_or_path must name a model (a hub id, a folder, or 'dialogsum-tiny'), "
+                f"not {name_or_path!r}."
+            )
         registry = get_registry(plugins)
         if backend is None:
             backend = default_backend(name_or_path)
@@ -267,7 +272,7 @@ class Summarizer:
         split: str = "test",
         *,
         predictions_file: str | Path | None = None,
-        overwrite: bool = True,
+        overwrite: bool = False,
         **generation: Any,
     ) -> dict[str, float]:
         """ROUGE (percent, stemmed) of this model's summaries against the references in ``data``.
@@ -275,7 +280,9 @@ class Summarizer:
         With several references per dialogue (DialogSum test has three), each prediction's
         score is the mean over its references. Rows that repeat a dialogue (as the hub mirror
         does, one reference per row) are merged first. Returns ``rouge1``, ``rouge2``,
-        ``rougeL``, ``rougeLsum``, ``n`` (dialogues), ``references`` and timing.
+        ``rougeL``, ``rougeLsum``, ``n`` (dialogues), ``references`` and timing. An existing
+        ``predictions_file`` is refused unless ``overwrite=True``, as ``save`` and ``export``
+        refuse an existing folder.
         """
         from dialogsum.evaluate import evaluate_predictor
 

@@ -115,6 +115,8 @@ def test_csv_error_names_line(tmp_path: Path) -> None:
 def test_missing_path_and_missing_split(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="No such data file or folder"):
         load_examples(tmp_path / "nope.jsonl")
+    with pytest.raises(DataError, match="No such data file or folder"):  # not a hub id
+        load_examples("nope/test.jsonl")
     write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "a", "summary": "b"}])
     with pytest.raises(DataError, match=r"no file for split 'test'.*train.jsonl"):
         load_examples(tmp_path, "test")

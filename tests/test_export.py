@@ -225,6 +225,11 @@ def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir
         Summarizer.from_pretrained(newer, backend="onnxruntime")
     with pytest.raises(ModelError, match=r"is not an ONNX export"):
         Summarizer.from_pretrained(tiny_model_dir, backend="onnxruntime")
+    with pytest.raises(ModelError, match=r"No ONNX export folder.*dialogsum export --model"):
+        Summarizer.from_pretrained("dialogsum-tiny", backend="onnxruntime")
+    # An export handed to torch (or to export again) names the model it came from.
+    with pytest.raises(ModelError, match=r"is an export for the onnxruntime backend.*PyTorch"):
+        Summarizer.from_pretrained(lora_export, backend="torch")
 
 
 def test_onnx_backend_input_errors(lora_export: Path) -> None:

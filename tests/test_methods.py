@@ -101,8 +101,11 @@ def test_adapter_with_missing_base_model(base: Summarizer, few_examples, tmp_pat
     adapter = tuned.save(tmp_path / "adapter")
     expected = tuned.summarize(PROBE, max_new_tokens=8)
     moved = private_base.rename(tmp_path / "moved-base")
-    with pytest.raises(ModelError, match=r"tuned from '.*base'.*could not be loaded.*base_model="):
+    with pytest.raises(ModelError, match=r"tuned from '.*base'.*could not be loaded") as missing:
         Summarizer.from_pretrained(adapter)
+    # The advice is what works from Python (and the CLI flag): followed below.
+    assert 'backend_options={"base_model": PATH}' in str(missing.value)
+    assert "--base-model" in str(missing.value)
     again = Summarizer.from_pretrained(adapter, backend_options={"base_model": str(moved)})
     assert again.summarize(PROBE, max_new_tokens=8) == expected
 
@@ -138,6 +141,10 @@ def test_bad_method_options_fail_before_training(base: Summarizer, few_examples)
         )
     with pytest.raises(PluginError, match=r"Unknown method 'lorra'. Available methods: .*lora"):
         base.finetune(few_examples, method="lorra")
+    # The CLI's --option target_modules=q,query arrives as a string: read as a list.
+    with pytest.raises(ConfigError, match=r"target_modules \['query'\] match no module"):
+        base.finetune(few_examples, method="lora", options={"target_modules": "q,query"},
+                      training={"max_steps": 1, "progress": False})
 
 
 def test_fp16_is_refused_with_reason(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]

@@ -85,6 +85,14 @@ def test_evaluate_uses_all_references(base: Summarizer, sample_dir: Path, tmp_pa
     assert set(scores) >= {"rouge1", "rouge2", "rougeL", "rougeLsum"}
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(rows) == 40 and len(rows[0]["references"]) == 3
+    # An existing predictions file is kept, as save() and export() keep a folder.
+    kept = predictions.read_text()
+    few = [{"dialogue": DIALOGUE, "summary": "A ticket."}]
+    with pytest.raises(ConfigError, match="overwrite"):
+        base.evaluate(few, max_new_tokens=4, predictions_file=predictions)
+    assert predictions.read_text() == kept
+    base.evaluate(few, max_new_tokens=4, predictions_file=predictions, overwrite=True)
+    assert len(predictions.read_text().splitlines()) == 1
 
 
 def test_evaluate_merges_flattened_references(base: Summarizer) -> None:
@@ -175,3 +183,9 @@ def test_saved_generation_defaults_apply_and_yield_to_the_caller(
     )
     with pytest.raises(ConfigError, match="num_beams"):
         base.save(tmp_path / "bad", generation={"num_beams": 0})
+
+
+@pytest.mark.parametrize("name", [None, "", 3])
+def test_a_model_name_that_is_not_one_is_refused(name: object) -> None:
+    with pytest.raises(ConfigError, match="must name a model"):
+        Summarizer.from_pretrained(name)  # type: ignore[arg-type]

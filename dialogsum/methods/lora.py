@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dialogsum.hookspecs import hookimpl
 from dialogsum.interfaces import FinetuneMethod, Options
@@ -26,6 +26,14 @@ class LoraOptions(Options):
     bias: Literal["none", "all", "lora_only"] = Field(
         "none", description="Which biases train: none, all, or those of adapted modules."
     )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # The CLI's '--option target_modules=q,v' arrives as the string "q,v".
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
 
 class Lora(FinetuneMethod):

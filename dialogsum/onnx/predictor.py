@@ -83,7 +83,11 @@ class OnnxPredictor:
 
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
-            raise ModelError(f"No ONNX export folder at {folder}.")
+            raise ModelError(
+                f"No ONNX export folder at {folder}. The onnxruntime backend serves what "
+                f"export wrote: dialogsum export --model MODEL --output DIR "
+                f"(Summarizer.export(DIR)), then load DIR."
+            )
         self.manifest: ModelManifest = read_manifest(folder)
         if self.manifest.export is None:
             raise ModelError(
