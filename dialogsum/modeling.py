@@ -238,8 +238,7 @@ def _from_pretrained(cls: Any, source: str, what: str) -> Any:
 
 #: How a user names an adapter's base model, from Python and from the command line.
 BASE_MODEL_HINT = (
-    'Summarizer.from_pretrained(..., backend_options={"base_model": PATH}) '
-    "(CLI: --base-model PATH)"
+    'Summarizer.from_pretrained(..., backend_options={"base_model": PATH}) (CLI: --base-model PATH)'
 )
 
 

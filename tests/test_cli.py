@@ -246,3 +246,12 @@ def test_report_to_takes_one_name_or_a_list() -> None:
     assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == ["tensorboard"]
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "[tensorboard, wandb]"])
     assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == ["tensorboard", "wandb"]
+
+
+def test_an_unknown_flag_is_told_with_the_command_usage(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as stopped:
+        main(["summarize", "--nmu-beams", "2"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: dialogsum summarize" in err and "--num-beams NUM_BEAMS" in err
+    assert "dialogsum summarize: error: unrecognized arguments: --nmu-beams 2" in err

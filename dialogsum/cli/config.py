@@ -345,7 +345,15 @@ def _string_choices(annotation: Any) -> bool:
 
 
 #: Flags that steer the command itself and are not settings of the config models.
-COMMAND_ONLY_FLAGS = ("command", "handler", "config", "json", "estimate", "estimate_steps")
+COMMAND_ONLY_FLAGS = (
+    "command",
+    "handler",
+    "command_parser",
+    "config",
+    "json",
+    "estimate",
+    "estimate_steps",
+)
 
 
 def flags_to_settings(namespace: argparse.Namespace) -> dict[str, Any]:
