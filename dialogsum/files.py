@@ -45,7 +45,15 @@ def apply_umask(path: Path) -> None:
 
 
 def check_writable(target: Path, *, overwrite: bool) -> None:
-    """Refuse to replace an existing, non-empty folder unless ``overwrite`` is set."""
+    """Refuse to replace an existing, non-empty folder unless ``overwrite`` is set, and a
+    folder that holds the working directory even then (replacing it would delete the user's
+    files, or fail half-way with 'device or resource busy')."""
+    resolved = target.expanduser().resolve()
+    if overwrite and resolved.is_dir() and resolved in (Path.cwd(), *Path.cwd().parents):
+        raise ConfigError(
+            f"{target} is the current folder or holds it; give a new folder to write into "
+            f"(overwrite=True replaces a folder whole)."
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ConfigError(
             f"{target} already exists and is not empty; choose another folder or pass "

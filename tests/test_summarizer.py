@@ -189,3 +189,16 @@ def test_saved_generation_defaults_apply_and_yield_to_the_caller(
 def test_a_model_name_that_is_not_one_is_refused(name: object) -> None:
     with pytest.raises(ConfigError, match="must name a model"):
         Summarizer.from_pretrained(name)  # type: ignore[arg-type]
+
+
+def test_overwrite_never_replaces_the_folder_it_runs_in(
+    base: Summarizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    for target in (".", ".."):
+        with pytest.raises(ConfigError, match="is the current folder or holds it"):
+            base.save(target, overwrite=True)
+    assert (work / "notes.txt").read_text() == "mine"
