@@ -97,6 +97,10 @@ def test_train_evaluate_summarize(
     assert code == 0, err
     scores = json.loads(out)
     assert scores["n"] == 40 and 0 <= scores["rouge1"] <= 100
+    quick = ["evaluate", "--model", str(run_dir), "--data", str(sample_dir), "--limit", "3",
+             "--max-new-tokens", "4", "--json"]
+    code, out, err = run(quick, capsys)
+    assert code == 0 and json.loads(out)["n"] == 3 and json.loads(out)["references"] == 9, err
 
     lines = '{"id": "a", "dialogue": "#Person1#: Hi."}\n"#Person1#: Bye."\n'
     monkeypatch.setattr(sys, "stdin", io.StringIO(lines))

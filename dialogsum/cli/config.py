@@ -64,6 +64,7 @@ class EvaluateConfig(_Serving):
     predictions: str | None = Field(None, description="Write predictions (JSON lines) here.")
     overwrite: bool = Field(False, description="Replace an existing predictions file.")
     progress: bool = Field(True, description="Show progress bars.")
+    limit: int | None = Field(None, gt=0, description="Score only the first N dialogues.")
 
 
 class SummarizeConfig(_Serving):

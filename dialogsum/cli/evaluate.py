@@ -30,6 +30,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--predictions", default=keep, help="Write each prediction (JSON lines) to this file."
     )
+    parser.add_argument(
+        "--limit", type=int, default=keep, help="Score only the first N dialogues (a quick look)."
+    )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     add_output_flags(parser, "an existing predictions file")
     add_model_flags(parser, GenerationOptions, "generation")
@@ -37,11 +40,12 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, then the model, and print the scores."""
-    from dialogsum.data import load_examples
+    from dialogsum.data import group_references, load_examples
     from dialogsum.evaluate import check_output_file
 
     config = load_settings(EvaluateConfig, args)
-    examples = load_examples(config.data, config.split)
+    # Grouped first, so the limit counts dialogues, not rows of one reference each.
+    examples = group_references(load_examples(config.data, config.split))[: config.limit]
     if config.predictions is not None:
         check_output_file(config.predictions, overwrite=config.overwrite)
     summarizer = load_summarizer(config, config.model)
