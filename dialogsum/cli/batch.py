@@ -42,7 +42,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.set_defaults(handler=run)
     add_config_flag(parser)
-    add_serving_flags(parser)
+    add_serving_flags(parser, BatchConfig)
     keep = argparse.SUPPRESS
     parser.add_argument(
         "--input", default=keep, help="JSON Lines file, or a folder of .jsonl/.json files."

@@ -251,11 +251,18 @@ def add_output_flags(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def add_serving_flags(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--base-model``, ``--backend`` and ``--backend-option``: what serves."""
+def add_serving_flags(
+    parser: argparse.ArgumentParser, config: type[BaseModel] | None = None
+) -> None:
+    """``--model``, ``--base-model``, ``--backend`` and ``--backend-option``: what serves
+    (``config``, the command's settings model, gives ``--model`` its default in the help)."""
     keep = argparse.SUPPRESS  # unset flags must not override the config file
+    field = config.model_fields.get("model") if config is not None else None
+    default = f" Default: {field.default}." if field is not None and field.default else ""
     parser.add_argument(
-        "--model", default=keep, help="Hub id, bundled name, saved folder or export folder."
+        "--model",
+        default=keep,
+        help=f"Hub id, bundled name, saved folder or export folder.{default}",
     )
     parser.add_argument(
         "--base-model", dest="base_model", default=keep, help="Local copy of an adapter's base."

@@ -23,7 +23,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("evaluate", help="Score a model with ROUGE against references.")
     parser.set_defaults(handler=run)
     add_config_flag(parser)
-    add_serving_flags(parser)
+    add_serving_flags(parser, EvaluateConfig)
     keep = argparse.SUPPRESS
     parser.add_argument("--data", default=keep, help="File, folder or hub id, with references.")
     parser.add_argument("--split", default=keep, help="Split of a folder or hub id (test).")

@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.set_defaults(handler=run)
     add_config_flag(parser)
-    add_serving_flags(parser)
+    add_serving_flags(parser, ServeConfig)
     add_model_flags(parser, ServeSettings, "server")
 
 

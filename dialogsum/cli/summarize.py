@@ -25,7 +25,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("summarize", help="Summarize JSON lines of dialogues.")
     parser.set_defaults(handler=run)
     add_config_flag(parser)
-    add_serving_flags(parser)
+    add_serving_flags(parser, SummarizeConfig)
     keep = argparse.SUPPRESS
     parser.add_argument(
         "--input", default=keep, help="JSON lines, JSON or CSV file; or - for stdin (default)."
