@@ -201,3 +201,22 @@ def test_a_resume_with_other_settings_is_refused_before_anything_loads(
     longer = base.finetune(few_examples, method="lora", output_dir=run, options={"r": 8},
                            training={**resume, "max_steps": 4, "logging_steps": 2})
     assert longer.training.metrics["global_step"] == 4  # type: ignore[union-attr]
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_folder_reusable(
+    base: Summarizer, few_examples, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import dialogsum.training.run as run_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(run_module, "train", broken)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            base.finetune(few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1})
+    assert not (run / "checkpoints").exists()
+    tuned = base.finetune(few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1})
+    assert (run / "model").is_dir() and (run / "checkpoints" / "run_config.json").is_file()
+    assert tuned.method == "lora"

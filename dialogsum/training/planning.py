@@ -183,7 +183,7 @@ def _prepare(
     accepts_tokenizer = "tokenizer" in inspect.signature(method.prepare).parameters
     kwargs = {"tokenizer": tokenizer} if accepts_tokenizer else {}
     try:
-        return method.prepare(model, options, **kwargs)
+        prepared = method.prepare(model, options, **kwargs)
     except DialogsumError:
         raise
     except Exception as exc:
@@ -191,3 +191,22 @@ def _prepare(
             f"Method '{method.name}' ({source}) failed to prepare the model: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    _check_prepared(prepared, method.name, source)
+    return prepared
+
+
+def _check_prepared(module: Any, name: str, source: str) -> None:
+    """A method's ``prepare`` must return the module to train, with something to train: the
+    Trainer's and autograd's own errors for the usual slips name neither the method nor the fix."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise PluginError(
+            f"Method '{name}' ({source}): prepare() returned {type(module).__name__}, not the "
+            f"torch.nn.Module to train. Return the model (or the peft model wrapping it)."
+        )
+    if not any(parameter.requires_grad for parameter in module.parameters()):
+        raise PluginError(
+            f"Method '{name}' ({source}): prepare() left no parameter trainable "
+            f"(requires_grad is False everywhere); unfreeze what the method trains."
+        )
