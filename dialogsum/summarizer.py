@@ -15,6 +15,7 @@ from dialogsum.modeling import (
     DEFAULT_MODEL,
     ModelManifest,
     default_backend,
+    first_line,
     save_model,
 )
 from dialogsum.plugins import DialogsumPluginManager
@@ -257,14 +258,42 @@ class Summarizer:
         search ends early is reported before the rest of its batch; backends without that
         capability report each summary when their batch (or the call) ends.
         """
-        if on_summary is None:
-            return self._predictor.summarize(dialogues, **generation)
-        if isinstance(self._predictor, StreamingPredictor):
-            return self._predictor.summarize_each(dialogues, on_summary, **generation)
-        summaries = self._predictor.summarize(dialogues, **generation)
-        for index, summary in enumerate(summaries):
-            on_summary(index, summary)
+        predictor = self._predictor
+        streams = on_summary is not None and isinstance(predictor, StreamingPredictor)
+        try:
+            if on_summary is not None and isinstance(predictor, StreamingPredictor):
+                summaries = predictor.summarize_each(dialogues, on_summary, **generation)
+            else:
+                summaries = predictor.summarize(dialogues, **generation)
+        except DialogsumError:
+            raise
+        except Exception as exc:  # a backend's own failure, named (a plugin's included)
+            raise BackendError(
+                f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc
+        self._check_summaries(dialogues, summaries)
+        if on_summary is not None and not streams:
+            for index, summary in enumerate(summaries):
+                on_summary(index, summary)
         return summaries
+
+    def _check_summaries(self, dialogues: list[str], summaries: Any) -> None:
+        # One string per dialogue is every backend's contract; a plugin that breaks it would
+        # otherwise hand back a short list (a server's request then waits for ever) or None.
+        if (
+            not isinstance(summaries, list)
+            or len(summaries) != len(dialogues)
+            or not all(isinstance(summary, str) for summary in summaries)
+        ):
+            got = type(summaries).__name__
+            if isinstance(summaries, list):
+                kinds = ", ".join(sorted({type(item).__name__ for item in summaries}))
+                got = f"{len(summaries)} items ({kinds or 'none'})"
+            raise PluginError(
+                f"The '{self.backend}' backend broke its contract: summarize() of "
+                f"{len(dialogues)} dialogues returned {got}, not one string per dialogue in "
+                f"input order. Fix the backend (dialogsum.testing.BackendContract checks it)."
+            )
 
     def evaluate(
         self,

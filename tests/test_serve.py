@@ -4,6 +4,7 @@ httpx; every answer is checked against what summarize() gives offline."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -344,3 +345,42 @@ def test_the_app_mounted_in_another_serves_from_its_first_request(
             {"summary_text": summarizer.summarize([dialogues[0]], **GREEDY)[0]}
         ]
         assert httpx.get(f"{address}/summarizer/readyz").json() == {"status": "ready"}
+
+
+class Broken:
+    """A backend's predictor that breaks the contract: too few summaries, or not strings."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def summarize(self, dialogues: list[str], **generation: Any) -> Any:
+        if dialogues == [WARM_UP]:
+            return ["ready"]
+        return self.answer
+
+
+WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
+
+
+@pytest.mark.parametrize(("answer", "got"), [(["only one"], "1 items (str)"),
+                                             ([None, None], "2 items (NoneType)")])
+def test_a_backend_that_breaks_its_contract_is_named_not_waited_for(answer: Any, got: str) -> None:
+    from dialogsum.errors import PluginError
+    from dialogsum.serve.app import WARM_UP as SERVED_WARM_UP
+
+    assert SERVED_WARM_UP == WARM_UP
+    summarizer = Summarizer(Broken(answer), backend="sloppy")
+    with pytest.raises(PluginError, match=rf"'sloppy' backend broke its contract.*{re.escape(got)}"):
+        summarizer.summarize(["a", "b"])
+    with Server(summarizer, ServeSettings(request_timeout_s=30)) as address:
+        started = time.perf_counter()
+        response = post(address, {"inputs": ["a", "b"]})
+        assert response.status_code == 500 and "broke its contract" in response.json()["error"]
+        assert time.perf_counter() - started < 5  # answered, not left to time out
+
+
+def test_a_backend_failure_is_named() -> None:
+    from dialogsum.errors import BackendError
+
+    with pytest.raises(BackendError, match=r"'torch' backend failed: RuntimeError: boom"):
+        Summarizer(Slow(fail_on="boom")).summarize(["boom"])

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dialogsum.errors import DialogsumError, logger
+from dialogsum.errors import ConfigError, DataError, DialogsumError, logger
 from dialogsum.serve.batching import MicroBatcher, QueueFull
 from dialogsum.serve.inputs import InputMeter, Rejected, request_inputs
 from dialogsum.serve.metrics import ServeMetrics
@@ -181,11 +181,12 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
                 f"server's request_timeout_s sets the limit).",
                 request_id,
             )
-        except DialogsumError as exc:  # a generation option this backend cannot honour
+        except (ConfigError, DataError) as exc:  # an option this backend cannot honour
             return _error(422, str(exc), request_id)
         except Exception as exc:  # the model failed: this request hears it, the server goes on
             request_log.exception("request %s failed", request_id)
-            return _error(500, f"The model failed: {type(exc).__name__}: {exc}", request_id)
+            detail = str(exc) if isinstance(exc, DialogsumError) else f"{type(exc).__name__}: {exc}"
+            return _error(500, f"The model failed: {detail}", request_id)
         finally:
             metrics.queue_depth.set(state["batcher"].depth if "batcher" in state else 0)
         if meter.available:
