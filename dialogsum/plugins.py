@@ -92,7 +92,7 @@ def _allowlist() -> set[str] | None:
     raw = os.environ.get(ENV_ALLOWLIST)
     if raw is None:
         return None
-    return {canonical_name(part) for part in raw.split(",") if part.strip()}
+    return {canonical_name(part.strip()) for part in raw.split(",") if part.strip()}
 
 
 def _autoload_disabled() -> bool:

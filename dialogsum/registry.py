@@ -6,6 +6,7 @@ track of where it came from, rejects name clashes and answers look-ups with help
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -100,13 +101,25 @@ class Registry:
         if name in table:
             return table[name]
         available = ", ".join(sorted(table)) or "none"
-        # No table of known plugins here: the core cannot know every third party's name, so it
-        # says where plugins come from instead (docs/plugins.md lists the known ones).
+        close = difflib.get_close_matches(name, list(table), n=1, cutoff=0.75)
+        if close:  # a typo: no advice to install a package of the misspelt name
+            raise PluginError(
+                f"Unknown {kind} '{name}'; did you mean '{close[0]}'? Available {kind}s: "
+                f"{available}."
+            )
+        known = KNOWN_PLUGINS.get((kind, name))
+        if known is not None:
+            raise PluginError(
+                f"Unknown {kind} '{name}'. Available {kind}s: {available}. '{name}' comes with "
+                f"the {known} plugin: pip install {known} (see docs/plugins.md)."
+            )
+        # Any other name: the core cannot know every third party's, and advising to install
+        # a package of whatever name was typed would send users to typosquatters.
         raise PluginError(
             f"Unknown {kind} '{name}'. Available {kind}s: {available}. A {kind} from a plugin "
-            f"appears once its distribution is installed; plugins are published as "
-            f"dialogsum-<name> by convention (pip install dialogsum-{name}; see "
-            f"docs/plugins.md), and `dialogsum plugins` lists what is loaded."
+            f"appears once its distribution is installed: see docs/plugins.md for the known "
+            f"plugins (check a package's author before installing it), and `dialogsum "
+            f"plugins` lists what is loaded."
         )
 
     def method_options(self, name: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
@@ -118,6 +131,13 @@ class Registry:
     ) -> BaseModel:
         """Validate options for backend ``name`` (unknown backend or bad field: clear error)."""
         return validate_options(f"backend '{name}'", self.backend(name).Options, options)
+
+
+#: The plugins dialogsum's own repository publishes, by what they register.
+KNOWN_PLUGINS: dict[tuple[str, str], str] = {
+    ("method", "ia3"): "dialogsum-ia3",
+    ("backend", "ctranslate2"): "dialogsum-ctranslate2",
+}
 
 
 def _check_shape(kind: Kind, obj: Any, source: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, PluginError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -58,3 +58,9 @@ def validate_options(
         raise ConfigError(
             f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
         ) from None
+    except Exception as exc:  # a validator of a plugin's Options that raised something else
+        raise PluginError(
+            f"Checking the options of {label} ({options_cls.__name__}) failed inside its own "
+            f"code: {type(exc).__name__}: {exc}. A validator should raise ValueError for a bad "
+            f"value; report this to the plugin's author."
+        ) from exc

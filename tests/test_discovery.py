@@ -320,6 +320,7 @@ def test_unknown_method_lists_the_available_ones() -> None:
     message = str(info.value)
     assert "Unknown method 'qlora'" in message
     assert "Available methods: full, lora, prompt_tuning." in message
+    assert "pip install" not in message  # 'qlora' is nobody's package we know of
 
 
 def test_unknown_backend_lists_the_available_ones() -> None:
@@ -651,3 +652,33 @@ def test_prepare_slips_name_the_method_and_leave_the_run_folder_reusable(
     assert not (run / "checkpoints").exists()  # a rerun is not told the folder is taken
     tuned = base.finetune(few_examples, method="full", output_dir=run, training=training)
     assert tuned.method == "full"
+
+
+def test_the_allowlist_takes_spaces_after_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogsum.plugins import ENV_ALLOWLIST, _allowlist
+
+    monkeypatch.setenv(ENV_ALLOWLIST, "dialogsum-ia3, My_Backend ,")
+    assert _allowlist() == {"dialogsum-ia3", "my-backend"}
+
+
+def test_an_options_validator_that_raises_something_else_names_the_method() -> None:
+    from pydantic import field_validator
+
+    class BuggyOptions(dialogsum.Options):
+        x: int = 0
+
+        @field_validator("x")
+        @classmethod
+        def _look_up(cls, value: int) -> int:
+            return {1: 1}[value]  # a KeyError for anything but 1
+
+    class Buggy(EchoMethod):
+        name = "buggy"
+        Options = BuggyOptions
+
+    manager = builtins_manager()
+    manager.register(plugin(register_methods=lambda register: register(Buggy())), name="buggy")
+    registry = get_registry(manager)
+    assert registry.method_options("buggy", {"x": 1}).x == 1  # type: ignore[attr-defined]
+    with pytest.raises(PluginError, match=r"options of method 'buggy'.*KeyError: 5"):
+        registry.method_options("buggy", {"x": 5})

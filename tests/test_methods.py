@@ -139,8 +139,9 @@ def test_bad_method_options_fail_before_training(base: Summarizer, few_examples)
             options={"target_modules": ["query"]},
             training={"max_steps": 1, "progress": False},
         )
-    with pytest.raises(PluginError, match=r"Unknown method 'lorra'. Available methods: .*lora"):
+    with pytest.raises(PluginError, match=r"Unknown method 'lorra'; did you mean 'lora'\?") as typo:
         base.finetune(few_examples, method="lorra")
+    assert "pip install" not in str(typo.value)  # never a package named after a typo
     # The CLI's --option target_modules=q,query arrives as a string: read as a list.
     with pytest.raises(ConfigError, match=r"target_modules \['query'\] match no module"):
         base.finetune(few_examples, method="lora", options={"target_modules": "q,query"},
