@@ -116,7 +116,8 @@ def load_entry_point_plugins(manager: DialogsumPluginManager) -> None:
     allow = _allowlist()
     disabled = _autoload_disabled()
     seen: set[str] = set()
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    for entry_point in found:
         dist_name, label = _distribution_label(entry_point)
         seen.add(dist_name)
         if dist_name != CORE_DISTRIBUTION and (
@@ -129,11 +130,19 @@ def load_entry_point_plugins(manager: DialogsumPluginManager) -> None:
         try:
             plugin = entry_point.load()
         except Exception as exc:
+            others = sorted(
+                {_distribution_label(other)[0] for other in found}
+                - {dist_name, CORE_DISTRIBUTION}
+            )
+            without = (
+                f"{ENV_ALLOWLIST}={','.join(others)}"
+                if others
+                else f"{ENV_DISABLE_AUTOLOAD}=1 (no other plugin is installed)"
+            )
             raise PluginError(
                 f"Plugin '{entry_point.name}' ({entry_point.value}) from distribution {label} "
                 f"failed to import: {type(exc).__name__}: {exc}. Fix or reinstall it, uninstall it "
-                f"(pip uninstall {dist_name}), or load only the plugins you want with "
-                f"{ENV_ALLOWLIST}=<distribution>,..."
+                f"(pip uninstall {dist_name}), or run without it: {without}."
             ) from exc
         if manager.is_registered(plugin):  # two entry points naming one module
             continue

@@ -223,12 +223,17 @@ def test_ia3_is_found_through_its_installed_entry_point() -> None:
 
 def test_plugin_that_fails_to_import_names_its_distribution(install: Callable[..., str]) -> None:
     install("dialogsum-broken", "raise RuntimeError('missing CUDA toolkit')\n", version="0.4")
+    install("dialogsum-healthy", method_plugin("healthy"), version="1.0")
     with pytest.raises(PluginError) as info:
         make_plugin_manager()
     message = str(info.value)
     assert "dialogsum-broken 0.4" in message
     assert "RuntimeError: missing CUDA toolkit" in message
     assert "pip uninstall dialogsum-broken" in message
+    # The way round it names the healthy plugins, ready to paste.
+    allow = message.split("run without it: ")[1]
+    assert allow.startswith("DIALOGSUM_PLUGINS=") and "dialogsum-healthy" in allow
+    assert "dialogsum-broken" not in allow
 
 
 def test_two_distributions_registering_one_name_are_both_named(
