@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 
@@ -55,6 +56,10 @@ class DialogsumPluginManager(pluggy.PluginManager):
         ignores an implementation of a hook that does not exist (``register_method``), which
         would leave a plugin that registers nothing and says nothing.
         """
+        if self.is_registered(plugin):
+            # An installed plugin that a test or an application also registers by hand (as
+            # docs/plugins.md shows): one registration, not pluggy's "already registered".
+            return self.get_name(plugin)
         where = self.source_of(name) if name else None
         try:
             plugin_name = super().register(plugin, name)
@@ -74,6 +79,14 @@ class DialogsumPluginManager(pluggy.PluginManager):
                 impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()
             )
         )
+        callers = self.get_hookcallers(plugin) or []
+        problem = _silent(plugin, callers)
+        if problem and not unknown:
+            self.unregister(plugin)
+            raise PluginError(
+                f"Plugin {self.source_of(plugin_name)} {problem}; it would register nothing. "
+                f"See docs/plugins.md: @dialogsum.hookimpl def register_methods(register): ..."
+            )
         if unknown:
             self.unregister(plugin)
             known = ", ".join(
@@ -86,6 +99,24 @@ class DialogsumPluginManager(pluggy.PluginManager):
                 f"@hookimpl(optionalhook=True)."
             )
         return plugin_name
+
+
+def _silent(plugin: object, callers: list[Any]) -> str | None:
+    """Why a plugin's hooks would register nothing without a word, or None."""
+    if not callers:
+        plain = [
+            name
+            for name in ("register_methods", "register_backends")
+            if callable(getattr(plugin, name, None))
+        ]
+        if plain:
+            return f"defines {', '.join(plain)} without the @dialogsum.hookimpl decorator"
+        return "implements no dialogsum hook"
+    for caller in callers:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and caller.has_spec() and "register" not in impl.argnames:
+                return f"has {caller.name}() without its 'register' parameter"
+    return None
 
 
 def _allowlist() -> set[str] | None:

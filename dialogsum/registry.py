@@ -61,7 +61,7 @@ class Registry:
                 source = manager.source_of(impl.plugin_name)
                 register = registry._registrar(kind, source)
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
+                    returned = impl.function(**{arg: register for arg in impl.argnames})
                 except PluginError:
                     raise
                 except Exception as exc:
@@ -69,6 +69,12 @@ class Registry:
                         f"Plugin {source} raised in its register_{kind}s hook: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
+                if returned is not None:
+                    raise PluginError(
+                        f"Plugin {source}'s register_{kind}s hook returned "
+                        f"{type(returned).__name__} instead of calling register(...) for each "
+                        f"{kind}; nothing it returns is registered."
+                    )
         return registry
 
     def _registrar(self, kind: Kind, source: str) -> Callable[[Any], None]:

@@ -687,3 +687,40 @@ def test_an_options_validator_that_raises_something_else_names_the_method() -> N
     assert registry.method_options("buggy", {"x": 1}).x == 1  # type: ignore[attr-defined]
     with pytest.raises(PluginError, match=r"options of method 'buggy'.*KeyError: 5"):
         registry.method_options("buggy", {"x": 5})
+
+
+def _undecorated_register_methods(register: Callable[[Any], None]) -> None:
+    register(EchoMethod())
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: types.SimpleNamespace(register_methods=_undecorated_register_methods),
+         "defines register_methods without the @dialogsum.hookimpl decorator"),
+        (lambda: plugin(register_methods=lambda: None),
+         r"has register_methods\(\) without its 'register' parameter"),
+        (lambda: types.SimpleNamespace(), "implements no dialogsum hook"),
+    ],
+)
+def test_a_plugin_that_would_register_nothing_says_so(make: Any, message: str) -> None:
+    manager = make_plugin_manager(load_entry_points=False)
+    with pytest.raises(PluginError, match=message):
+        manager.register(make(), name="quiet")
+
+
+def test_a_hook_that_returns_its_methods_instead_of_registering_them_is_named() -> None:
+    manager = builtins_manager()
+    manager.register(plugin(register_methods=lambda register: [EchoMethod()]), name="returner")
+    with pytest.raises(PluginError, match=r"'returner''s register_methods hook returned list"):
+        get_registry(manager)
+
+
+def test_registering_an_installed_plugin_again_by_hand_is_one_registration(
+    install: Callable[..., str],
+) -> None:
+    module = install("dialogsum-twice", method_plugin("twice"), version="1.0")
+    manager = make_plugin_manager()  # finds the installed plugin
+    again = importlib.import_module(module)
+    assert manager.register(again) is not None  # as a test module of the plugin would
+    assert get_registry(manager).method("twice").name == "twice"
