@@ -56,6 +56,12 @@ class DialogsumPluginManager(pluggy.PluginManager):
         ignores an implementation of a hook that does not exist (``register_method``), which
         would leave a plugin that registers nothing and says nothing.
         """
+        if isinstance(plugin, type):  # an entry point 'module:Class' loads the class itself
+            raise PluginError(
+                f"Plugin {self.source_of(name) if name else repr(plugin)} is the class "
+                f"{plugin.__name__}; its hooks would be called without an instance. Point the "
+                f"entry point at a module (or an instance) whose functions carry @hookimpl."
+            )
         if self.is_registered(plugin):
             # An installed plugin that a test or an application also registers by hand (as
             # docs/plugins.md shows): one registration, not pluggy's "already registered".
@@ -162,8 +168,7 @@ def load_entry_point_plugins(manager: DialogsumPluginManager) -> None:
             plugin = entry_point.load()
         except Exception as exc:
             others = sorted(
-                {_distribution_label(other)[0] for other in found}
-                - {dist_name, CORE_DISTRIBUTION}
+                {_distribution_label(other)[0] for other in found} - {dist_name, CORE_DISTRIBUTION}
             )
             without = (
                 f"{ENV_ALLOWLIST}={','.join(others)}"

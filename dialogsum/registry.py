@@ -88,6 +88,11 @@ class Registry:
         _check_shape(kind, obj, source)
         table: dict[str, Registered[Any]] = self.methods if kind == "method" else self.backends
         name = obj.name
+        if name in table and table[name].source == source:
+            raise PluginError(
+                f"Plugin {source} registers two {kind}s named '{name}'; give each its own name "
+                f"(or register it once)."
+            )
         if name in table:
             raise PluginError(
                 f"Two plugins register a {kind} named '{name}': {table[name].source} and {source}. "
@@ -173,7 +178,15 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
         )
     method = _CALLABLE[kind]
     if not callable(getattr(obj, method, None)):
-        raise PluginError(f"The {kind} '{name}' registered by {source} has no {method}() method.")
+        other: Kind = "backend" if kind == "method" else "method"
+        hint = (
+            f" It has {_CALLABLE[other]}(): a {other}? Register it in register_{other}s."
+            if callable(getattr(obj, _CALLABLE[other], None))
+            else ""
+        )
+        raise PluginError(
+            f"The {kind} '{name}' registered by {source} has no {method}() method.{hint}"
+        )
     if kind == "method":
         if not hasattr(obj, "default_learning_rate"):
             # Documented fallback (docs/plugins.md): a duck-typed method need not declare one.

@@ -724,3 +724,40 @@ def test_registering_an_installed_plugin_again_by_hand_is_one_registration(
     again = importlib.import_module(module)
     assert manager.register(again) is not None  # as a test module of the plugin would
     assert get_registry(manager).method("twice").name == "twice"
+
+
+class EchoBackendLike:
+    """A backend by shape (load, Options, name), registered where methods go."""
+
+    name = "echo-like"
+    Options = dialogsum.NoOptions
+
+    def load(self, source: Any, options: Any) -> Any:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        (lambda register: (register(EchoMethod()), register(EchoMethod())),
+         "registers two methods named 'echo'"),
+        (lambda register: register(EchoBackendLike()),
+         r"has no prepare\(\) method\. It has load\(\): a backend\? Register it in "
+         r"register_backends"),
+    ],
+)
+def test_registration_slips_within_one_plugin_are_told_as_such(hook: Any, message: str) -> None:
+    manager = make_plugin_manager(load_entry_points=False)
+    manager.register(plugin(register_methods=hook), name="slips")
+    with pytest.raises(PluginError, match=message):
+        get_registry(manager)
+
+
+def test_a_class_as_the_plugin_is_told_to_point_at_a_module() -> None:
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register: Any) -> None:
+            register(EchoMethod())
+
+    with pytest.raises(PluginError, match="is the class Plugin"):
+        make_plugin_manager(load_entry_points=False).register(Plugin, name="klass")
