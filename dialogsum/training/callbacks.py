@@ -69,3 +69,20 @@ class RunTotals(TrainerCallback):
         if state.is_world_process_zero and folder.is_dir():
             payload = {"global_step": state.global_step, "loss_sum": self.total()}
             (folder / STATE_FILE).write_text(json.dumps(payload) + "\n", encoding="utf-8")
+
+
+class RecordRun(TrainerCallback):
+    """Write what a fresh run trains with beside its checkpoints when the first one is saved,
+    for a resume to check (:func:`dialogsum.training.checkpoints.check_resumed_run`)."""
+
+    def __init__(self, checkpoint_dir: Path, record: dict[str, Any]) -> None:
+        from dialogsum.training.checkpoints import RUN_RECORD
+
+        self.path = checkpoint_dir / RUN_RECORD
+        self.text = json.dumps(record, indent=2, default=str) + "\n"
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Write the record once, from the main process."""
+        if state.is_world_process_zero and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(self.text, encoding="utf-8")

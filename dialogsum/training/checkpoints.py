@@ -214,16 +214,6 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
             )
 
 
-def record_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
-    """Write what a fresh run trains with beside its checkpoints, for a resume to check."""
-    from dialogsum.training.distributed import is_main_process
-
-    if is_main_process():
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, indent=2, default=str) + "\n"
-        (checkpoint_dir / RUN_RECORD).write_text(text, encoding="utf-8")
-
-
 def _differences(
     before: object, after: object, prefix: str = ""
 ) -> list[tuple[str, object, object]]:
@@ -234,16 +224,3 @@ def _differences(
             found += _differences(before.get(key), after.get(key), f"{prefix}{key}.")
         return found
     return [] if before == after else [(prefix.rstrip("."), before, after)]
-
-
-def forget_run(run_dir: Path) -> None:
-    """Undo :func:`record_run` for a run that failed before its first checkpoint, so a rerun
-    does not find the run folder 'already exists and is not empty'."""
-    from dialogsum.training.distributed import is_main_process
-
-    checkpoint_dir = run_dir / "checkpoints"
-    if not is_main_process() or checkpoints(checkpoint_dir):
-        return
-    (checkpoint_dir / RUN_RECORD).unlink(missing_ok=True)
-    if checkpoint_dir.is_dir() and not any(checkpoint_dir.iterdir()):
-        checkpoint_dir.rmdir()

@@ -35,12 +35,8 @@ def run_finetune(
     rank 0 scores the model and writes the run folder.
     """
     from dialogsum.training.budget import record_budget, start_budget
-    from dialogsum.training.checkpoints import (
-        check_resumed_run,
-        forget_run,
-        record_run,
-        resume_point,
-    )
+    from dialogsum.training.callbacks import RecordRun
+    from dialogsum.training.checkpoints import check_resumed_run, resume_point
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
@@ -56,26 +52,23 @@ def run_finetune(
         # projection and the Trainer continue from the same step.
         resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
         budget = start_budget(plan, resume)  # refuses a run projected over its budget
-        recorded = trained_with is not None and not resuming
-        if recorded and trained_with is not None:
-            record_run(checkpoint_dir, trained_with)
-        try:
-            result = train(
-                plan.module,
-                plan.tokenizer,
-                plan.train_features,
-                plan.eval_features,
-                options,
-                learning_rate=plan.learning_rate,
-                checkpoint_dir=checkpoint_dir,
-                max_target_length=plan.data.max_target_length,
-                callbacks=[budget] if budget is not None else None,
-                resume=resume,
-            )
-        except BaseException:
-            if recorded and output_dir is not None:
-                forget_run(output_dir)  # a run that failed before its first checkpoint
-            raise
+        callbacks: list[Any] = [budget] if budget is not None else []
+        if trained_with is not None and not resuming:
+            # Written with the first checkpoint, not before: until then the run folder stays as
+            # the other processes of a distributed launch expect to find it.
+            callbacks.append(RecordRun(checkpoint_dir, trained_with))
+        result = train(
+            plan.module,
+            plan.tokenizer,
+            plan.train_features,
+            plan.eval_features,
+            options,
+            learning_rate=plan.learning_rate,
+            checkpoint_dir=checkpoint_dir,
+            max_target_length=plan.data.max_target_length,
+            callbacks=callbacks or None,
+            resume=resume,
+        )
     plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
     if budget is not None:
         record_budget(budget, result.metrics, checkpoint_dir if output_dir is not None else None)
