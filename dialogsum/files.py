@@ -49,12 +49,19 @@ def check_writable(target: Path, *, overwrite: bool) -> None:
     folder that holds the working directory even then (replacing it would delete the user's
     files, or fail half-way with 'device or resource busy')."""
     resolved = target.expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        # Even with overwrite: it replaces a folder, and a file here is the user's, not an
+        # earlier output (an export once deleted it; a run failed half-way on it).
+        raise ConfigError(
+            f"{target} is a file, not a folder; give a folder to write into (nothing was "
+            f"written, and the file is kept)."
+        )
     if overwrite and resolved.is_dir() and resolved in (Path.cwd(), *Path.cwd().parents):
         raise ConfigError(
             f"{target} is the current folder or holds it; give a new folder to write into "
             f"(overwrite=True replaces a folder whole)."
         )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+    if target.exists() and any(target.iterdir()) and not overwrite:
         raise ConfigError(
             f"{target} already exists and is not empty; choose another folder or pass "
             f"overwrite=True (CLI: --overwrite) to replace it."

@@ -202,3 +202,16 @@ def test_overwrite_never_replaces_the_folder_it_runs_in(
         with pytest.raises(ConfigError, match="is the current folder or holds it"):
             base.save(target, overwrite=True)
     assert (work / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_where_a_folder_goes_is_kept_even_with_overwrite(
+    base: Summarizer, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="is a file, not a folder"):
+            base.save(notes, overwrite=overwrite)
+        with pytest.raises(ConfigError, match="is a file, not a folder"):
+            base.export(notes, overwrite=overwrite)
+    assert notes.read_text() == "mine"
