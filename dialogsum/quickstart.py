@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dialogsum.data import DataSource, Example, group_references, load_examples
-from dialogsum.errors import logger
+from dialogsum.errors import ConfigError, logger
 from dialogsum.evaluate import ROUGE_TYPES
 from dialogsum.files import write_text
 
@@ -77,6 +77,12 @@ def run_quickstart(
         logger.warning("replacing the earlier quickstart run in %s", output)
         overwrite = True
     check_writable(output, overwrite=overwrite)
+    if isinstance(data, (str, Path)) and Path(data).expanduser().is_file():
+        raise ConfigError(
+            f"The quickstart's data is a folder with train and test files (or a hub id); "
+            f"{data} is one file, which would be both what the model is tuned on and what it "
+            f"is scored on. Give its folder."
+        )
     source: DataSource = data if data is not None else sample_path("train").parent
     train = load_examples(source, "train")[:train_samples]
     test = group_references(load_examples(source, "test"))[:test_samples]

@@ -104,3 +104,13 @@ def test_bundled_demo_model_loads_offline() -> None:
     assert (folder / "README.md").is_file() and (
         folder / "model.safetensors"
     ).stat().st_size < 30 * 2**20
+
+
+def test_a_single_data_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    from dialogsum import ConfigError
+    from dialogsum.data import sample_path
+    from dialogsum.quickstart import run_quickstart
+
+    with pytest.raises(ConfigError, match="one file, which would be both"):
+        run_quickstart(model="dialogsum-tiny", data=sample_path("test"), output_dir=tmp_path / "q")
+    assert not (tmp_path / "q").exists()

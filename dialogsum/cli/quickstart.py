@@ -25,7 +25,11 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--output", default=keep, help="Folder for the run (dialogsum-quickstart).")
     parser.add_argument(
-        "--overwrite", action="store_true", default=keep, help="Replace an earlier run."
+        "--overwrite",
+        action="store_true",
+        default=keep,
+        help="Replace a folder that is not a quickstart run (an earlier quickstart run in "
+        "--output is replaced without it).",
     )
     parser.add_argument(
         "--train-samples",
