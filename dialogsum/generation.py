@@ -144,9 +144,12 @@ def warn_truncated_inputs(truncated: int, total: int, options: DataOptions) -> N
     if truncated:
         logger.warning(
             "%d of %d dialogues were longer than max_source_length=%d tokens and were "
-            "truncated before summarizing.",
+            "truncated before summarizing: the model reads the first %d, the length it was "
+            "tuned with (its manifest's data.max_source_length; tune with a larger one to read "
+            "more).",
             truncated,
             total,
+            options.max_source_length,
             options.max_source_length,
             # For callers that add the counts up over many calls (dialogsum batch).
             extra={"truncated": truncated, "dialogues": total},

@@ -15,6 +15,7 @@ from dialogsum.cli.config import (
     load_settings,
     load_summarizer,
 )
+from dialogsum.errors import ConfigError
 from dialogsum.generation import GenerationOptions
 
 
@@ -48,7 +49,15 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_settings(CompareConfig, args)
     output = Path(config.output).expanduser()
-    for page in (output.with_suffix(".md"), output.with_suffix(".html")):
+    # 'results.v2' writes results.v2.md, not results.md: only .md or .html is replaced.
+    stem = output.with_suffix("") if output.suffix in (".md", ".html") else output
+    pages = (Path(f"{stem}.md"), Path(f"{stem}.html"))
+    repeated = sorted({name for name in config.model if config.model.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"--model {', '.join(repeated)} is given more than once; compare each model once."
+        )
+    for page in pages:
         check_output_file(page, overwrite=config.overwrite)  # before any model loads
     examples = group_references(load_examples(config.data, config.split))
     if config.limit:
@@ -56,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     models = {name: load_summarizer(config, name) for name in config.model}
     result = compare(models, examples, **config.generation.model_dump(exclude_unset=True))
     markdown = to_markdown(result, show=config.show)
-    write_text(output.with_suffix(".md"), markdown, overwrite=config.overwrite)
-    write_text(output.with_suffix(".html"), to_html(result, show=config.show), overwrite=True)
+    write_text(pages[0], markdown, overwrite=config.overwrite)
+    write_text(pages[1], to_html(result, show=config.show), overwrite=True)
     print(markdown)
-    print(f"wrote {output.with_suffix('.md')} and {output.with_suffix('.html')}", file=sys.stderr)
+    print(f"wrote {pages[0]} and {pages[1]}", file=sys.stderr)
     return 0
