@@ -106,6 +106,8 @@ def example_from_row(row: Any, where: str, *, require_references: bool = True) -
             f"'summary2', ...). Fields present: {present}."
         )
     raw_id = row.get("fname", row.get("id"))
+    if raw_id == "":  # an empty CSV cell: no id, so the row's position names it
+        raw_id = None
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
         raw_id = str(raw_id)
     return Example(dialogue, references, raw_id)
@@ -163,7 +165,9 @@ def load_examples(
         example_from_row(row, where, require_references=require_references) for where, row in rows
     ]
     if not examples:
-        raise DataError(f"{source}: no examples found (split '{split}').")
+        whole_file = isinstance(source, (str, Path)) and Path(source).expanduser().is_file()
+        where = "" if whole_file or not isinstance(source, (str, Path)) else f" (split '{split}')"
+        raise DataError(f"{source}: no examples found{where}; the input is empty.")
     return examples
 
 
@@ -256,7 +260,9 @@ def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"{name}:{number}: invalid JSON ({exc.msg} at column {exc.colno})."
+                f"{name}:{number}: invalid JSON ({exc.msg.removesuffix(' at')}, column "
+                f"{exc.colno}). Each line is one JSON value: an object such as "
+                f'{{"dialogue": "#Person1#: ..."}}, or a JSON string.'
             ) from None
 
 

@@ -73,8 +73,23 @@ def test_json_array_file(tmp_path: Path) -> None:
 def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text('{"dialogue": "a", "summary": "b"}\n{"dialogue": "a", \n')
-    with pytest.raises(DataError, match=rf"{path}:2: invalid JSON"):
+    with pytest.raises(DataError, match=rf"{path}:2: invalid JSON") as info:
         load_examples(path)
+    assert 'an object such as {"dialogue": ' in str(info.value)  # what a line should be
+    path.write_text('{"dialogue": "unterminated\tstring}\n')
+    with pytest.raises(DataError, match=r"Invalid control character, column") as info:
+        load_examples(path)
+    assert " at at " not in str(info.value)
+
+
+def test_an_empty_file_and_an_empty_csv_id(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty.jsonl: no examples found; the input is empty"):
+        load_examples(empty)
+    table = tmp_path / "data.csv"
+    table.write_text("id,dialogue,summary\n,#Person1#: Hi.,Greeting.\n")
+    assert load_examples(table)[0].id is None  # not "": the row's place names it
 
 
 def test_missing_field_names_file_line_and_field(tmp_path: Path) -> None:

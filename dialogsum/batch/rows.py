@@ -171,7 +171,9 @@ def parse_row(line: str, where: str) -> _Parsed:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno}).") from None
+        raise DataError(
+            f"{where}: invalid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})."
+        ) from None
     example = example_from_row(value, where, require_references=False)
     return _Parsed(example.id, example.dialogue)
 
