@@ -131,12 +131,12 @@ def test_config_file_mirrors_flags_and_flags_override(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epochs", "0"], r"training.epochs: Input should be greater than 0"),
+        (["--epochs", "0"], r"training.epochs \(--epochs\): Input should be greater than 0"),
         (["--precision", "fp16"], r"fp16 is refused for T5"),
         (["--option", "rank=3"], r"method 'lora': rank: Extra inputs are not permitted"),
         (["--option", "r"], r"--option takes KEY=VALUE"),
         (["--method", "ia4"], r"Unknown method 'ia4'"),
-        (["--prompt", "no placeholder"], r"data.prompt: .*'\{dialogue\}'"),
+        (["--prompt", "no placeholder"], r"data.prompt \(--prompt\): .*'\{dialogue\}'"),
     ],
 )
 def test_train_rejects_bad_settings_before_loading(

@@ -197,20 +197,42 @@ def nest_flat_keys(model: type[BaseModel], settings: Mapping[str, Any]) -> dict[
     return nested
 
 
-def build_config(model: type[ConfigT], file: str | None, flags: Mapping[str, Any]) -> ConfigT:
-    """Validate file settings overridden by flags; errors name the field and the file."""
+def build_config(
+    model: type[ConfigT],
+    file: str | None,
+    flags: Mapping[str, Any],
+    flag_names: Mapping[str, str] | None = None,
+) -> ConfigT:
+    """Validate file settings overridden by flags; errors name the field (with its flag, from
+    ``flag_names``: dotted field -> ``--flag``) and the file."""
     from_file = nest_flat_keys(model, read_config_file(file)) if file else {}
     settings = merge(from_file, flags)
     try:
         return model.model_validate(settings)
     except ValidationError as exc:
         where = f" (config file {file} and flags)" if file else ""
-        raise ConfigError(f"Invalid settings{where}: {format_validation_error(exc)}.") from None
+        problems = format_validation_error(exc)
+        if flag_names:
+            clauses = []
+            for item in exc.errors():
+                field = ".".join(str(part) for part in item["loc"])
+                flag = flag_names.get(field)
+                clauses.append(f"{field}{f' ({flag})' if flag else ''}: {item['msg']}")
+            problems = "; ".join(clauses)
+        raise ConfigError(f"Invalid settings{where}: {problems}.") from None
 
 
 def load_settings(model: type[ConfigT], namespace: argparse.Namespace) -> ConfigT:
     """The command's settings: its ``--config`` file (if any) overridden by its flags."""
-    return build_config(model, getattr(namespace, "config", None), flags_to_settings(namespace))
+    parser = getattr(namespace, "command_parser", None)
+    flag_names = {
+        action.dest: action.option_strings[-1]
+        for action in (parser._actions if parser is not None else [])
+        if action.option_strings and action.dest not in ("help", "config")
+    }
+    return build_config(
+        model, getattr(namespace, "config", None), flags_to_settings(namespace), flag_names
+    )
 
 
 def backend_options(config: Any, backend: str = "torch") -> dict[str, Any]:
