@@ -56,7 +56,7 @@ def check_writable(target: Path, *, overwrite: bool) -> None:
             f"{target} is a file, not a folder; give a folder to write into (nothing was "
             f"written, and the file is kept)."
         )
-    if overwrite and resolved.is_dir() and resolved in (Path.cwd(), *Path.cwd().parents):
+    if resolved.is_dir() and resolved in (Path.cwd(), *Path.cwd().parents):
         raise ConfigError(
             f"{target} is the current folder or holds it; give a new folder to write into "
             f"(overwrite=True replaces a folder whole)."

@@ -122,7 +122,8 @@ class Registry:
         if known is not None:
             raise PluginError(
                 f"Unknown {kind} '{name}'. Available {kind}s: {available}. '{name}' comes with "
-                f"the {known} plugin: pip install {known} (see docs/plugins.md)."
+                f"the {known} plugin in dialogsum's repository: pip install ./plugins/{known} "
+                f"from a checkout (see docs/plugins.md)."
             )
         # Any other name: the core cannot know every third party's, and advising to install
         # a package of whatever name was typed would send users to typosquatters.

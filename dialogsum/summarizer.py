@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError
+from dialogsum.generation import check_dialogues
 from dialogsum.interfaces import Predictor, StreamingPredictor, TorchModelPredictor
 from dialogsum.modeling import (
     DEFAULT_MODEL,
@@ -75,6 +77,8 @@ class Summarizer:
         defaults to the one the folder's manifest names: ``onnxruntime`` for an ONNX export,
         ``torch`` for everything else.
         """
+        if isinstance(name_or_path, os.PathLike):
+            name_or_path = Path(os.fspath(name_or_path))
         if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
             raise ConfigError(
                 f"name_or_path must name a model (a hub id, a folder, or 'dialogsum-tiny'), "
@@ -258,6 +262,9 @@ class Summarizer:
         search ends early is reported before the rest of its batch; backends without that
         capability report each summary when their batch (or the call) ends.
         """
+        # A list from here on (a generator would be spent by the backend before the answer is
+        # checked); a bare string or an empty dialogue is the caller's error, named as such.
+        dialogues = check_dialogues(dialogues)
         predictor = self._predictor
         streams = on_summary is not None and isinstance(predictor, StreamingPredictor)
         try:

@@ -64,3 +64,15 @@ def validate_options(
             f"code: {type(exc).__name__}: {exc}. A validator should raise ValueError for a bad "
             f"value; report this to the plugin's author."
         ) from exc
+
+
+def differences(
+    before: object, after: object, prefix: str = ""
+) -> list[tuple[str, object, object]]:
+    """Dotted keys whose values differ between two JSON values, nested mappings walked."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: list[tuple[str, object, object]] = []
+        for key in sorted(set(before) | set(after)):
+            found += differences(before.get(key), after.get(key), f"{prefix}{key}.")
+        return found
+    return [] if before == after else [(prefix.rstrip("."), before, after)]

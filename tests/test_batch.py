@@ -281,7 +281,8 @@ def test_a_rerun_with_other_settings_is_refused(
     output = tmp_path / "out.jsonl"
     assert batch("--input", str(data), "--output", str(output)) == 0
     record = json.loads((tmp_path / "out.jsonl.job.json").read_text())
-    assert record["model"] == "dialogsum-tiny" and record["generation"]["num_beams"] == 1
+    assert record["model"] == "dialogsum-tiny" and record["decoding"]["num_beams"] == 1
+    assert record["decoding"]["no_repeat_ngram_size"] == 3  # the model's default, in effect
     kept = "".join(complete.read_text().splitlines(keepends=True)[:5])
     output.write_text(kept)  # an interrupted run
     capsys.readouterr()
@@ -289,7 +290,7 @@ def test_a_rerun_with_other_settings_is_refused(
              "--no-progress", "--input", str(data), "--output", str(output)]
     assert main(["batch", *other]) == 2
     error = capsys.readouterr().err
-    assert "was written with other settings" in error and "'num_beams': 1" in error
+    assert "was written with other settings (decoding.num_beams: 1 then, 2 now)" in error
     assert output.read_text() == kept  # nothing appended
     assert main(["batch", *other, "--overwrite"]) == 0
     assert len(read_output(output)) == ROWS
@@ -330,3 +331,17 @@ def test_a_csv_input_is_refused_and_a_byte_order_mark_is_read_past(
     marked = tmp_path / "in.jsonl"
     marked.write_text(json.dumps(rows()[0]) + "\n", encoding="utf-8-sig")
     assert batch("--input", str(marked), "--output", str(tmp_path / "out.jsonl")) == 0
+
+
+
+def test_output_and_rejects_inside_the_input_folder_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_rows(folder / "a.jsonl", rows()[:2])
+    for extra in (["--output", str(folder / "out.jsonl")],
+                  ["--output", str(tmp_path / "out.jsonl"), "--rejects", str(folder / "r.jsonl")]):
+        assert batch("--input", str(folder), *extra) == 2
+        assert "is inside the input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl"]

@@ -3,6 +3,7 @@ httpx; every answer is checked against what summarize() gives offline."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -304,7 +305,6 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
     [
         ({"DIALOGSUM_SERVE_PORT": "abc"}, [], "DIALOGSUM_SERVE_PORT='abc'"),
         ({"DIALOGSUM_SERVE_OVER_LENGTH": "drop"}, [], "DIALOGSUM_SERVE_OVER_LENGTH='drop'"),
-        ({"DIALOGSUM_SERVE_MAX_QEUE": "3"}, [], "DIALOGSUM_SERVE_MAX_QUEUE"),
         ({"DIALOGSUM_SERVE_API_KEY_ENV": "TEST_DIALOGSUM_UNSET_KEY"}, [],
          "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set"),
         ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
@@ -329,15 +329,22 @@ def test_bad_settings_stop_the_command_with_a_clear_error(
 
 
 def test_the_app_mounted_in_another_serves_from_its_first_request(
-    summarizer: Summarizer, dialogues: list[str]
+    summarizer: Summarizer, dialogues: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fastapi import FastAPI
 
     from dialogsum.serve import create_app
 
+    monkeypatch.setenv("TEST_DIALOGSUM_MOUNT_KEY", "k")
+    settings = ServeSettings(max_wait_ms=0, api_key_env="TEST_DIALOGSUM_MOUNT_KEY")
     outer = FastAPI()  # a mounted app gets no lifespan events of its own
-    outer.mount("/summarizer", create_app(summarizer, ServeSettings(max_wait_ms=0)))
+    outer.mount("/summarizer", create_app(summarizer, settings))
     with Server(app=outer) as address:
+        # The open paths are open under the mount prefix too; the rest needs the key.
+        assert httpx.get(f"{address}/summarizer/healthz").status_code == 200
+        assert httpx.get(f"{address}/summarizer/v1/model").status_code == 401
+        monkeypatch.setattr(httpx, "post", functools.partial(httpx.post, headers={"X-API-Key": "k"}))
+        monkeypatch.setattr(httpx, "get", functools.partial(httpx.get, headers={"X-API-Key": "k"}))
         answer = post(f"{address}/summarizer", {"inputs": dialogues[0],
                                                 "parameters": {"generate_parameters": GREEDY}})
         assert answer.status_code == 200, answer.text
@@ -384,3 +391,16 @@ def test_a_backend_failure_is_named() -> None:
 
     with pytest.raises(BackendError, match=r"'torch' backend failed: RuntimeError: boom"):
         Summarizer(Slow(fail_on="boom")).summarize(["boom"])
+
+
+def test_a_misspelt_setting_variable_is_reported_and_a_service_link_is_not(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dialogsum.cli import main
+
+    monkeypatch.setenv("DIALOGSUM_SERVE_MAX_QEUE", "3")
+    monkeypatch.setenv("DIALOGSUM_SERVE_CANARY_PORT", "tcp://10.0.0.5:8000")  # Kubernetes'
+    with caplog.at_level("WARNING", logger="dialogsum"):
+        assert main(["serve", "--model", "/nonexistent/model"]) == 2  # stops at the model
+    assert "DIALOGSUM_SERVE_MAX_QEUE names no setting" in caplog.text
+    assert "DIALOGSUM_SERVE_MAX_QUEUE" in caplog.text and "CANARY" not in caplog.text

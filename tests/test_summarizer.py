@@ -202,6 +202,12 @@ def test_overwrite_never_replaces_the_folder_it_runs_in(
         with pytest.raises(ConfigError, match="is the current folder or holds it"):
             base.save(target, overwrite=True)
     assert (work / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # empty, so no overwrite is needed: still not replaced
+    with pytest.raises(ConfigError, match="is the current folder or holds it"):
+        base.save(empty)
+    assert empty.is_dir() and Path.cwd() == empty
 
 
 def test_a_file_where_a_folder_goes_is_kept_even_with_overwrite(

@@ -87,6 +87,7 @@ def run_batch(
     target = Path(output).expanduser()
     check_output(target, engine=settings.engine)
     files = input_files(source)
+    _check_outside_input(source, target, settings)
     _check_rejects(settings, files, target, overwrite=overwrite)
     scan = _scan(files, settings)
     if overwrite:  # only once the input has passed its checks
@@ -102,7 +103,7 @@ def run_batch(
         )
     if settings.engine == "ray":
         target.mkdir(exist_ok=True)
-    check_job(target, {**(job or {}), "generation": dict(generation)}, resuming=bool(done))
+    check_job(target, dict(job) if job else {"generation": dict(generation)}, resuming=bool(done))
     if done:
         logger.info(
             "%s already has %d of %d rows; summarizing the other %d.",
@@ -177,6 +178,20 @@ def _summarize(
     finally:
         writer.close()
         bar.close()
+
+
+def _check_outside_input(source: str | Path, target: Path, settings: BatchSettings) -> None:
+    """The output and the rejects may not be written inside an input folder: a rerun would
+    read them (and the job's record) as input rows."""
+    if is_uri(str(source)) or not Path(source).expanduser().is_dir():
+        return
+    folder = Path(source).expanduser().resolve()
+    for flag, path in (("--output", target), ("--rejects", settings.rejects)):
+        if path and folder in Path(path).expanduser().resolve().parents:
+            raise ConfigError(
+                f"{flag} {path} is inside the input folder {source}, whose files a rerun would "
+                f"read as input. Write it outside that folder."
+            )
 
 
 def _check_rejects(

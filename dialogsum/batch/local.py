@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from dialogsum.batch.output import LineWriter, summary_line
 from dialogsum.batch.rows import BatchRow
-from dialogsum.errors import BackendError, DialogsumError, logger
+from dialogsum.errors import BackendError, ConfigError, DataError, DialogsumError, logger
 
 
 class Summarizes(Protocol):
@@ -104,13 +104,13 @@ def _write_oldest(
     chunk, future = pending.popleft()
     try:
         result = future.result()
-    except DialogsumError:
+    except (ConfigError, DataError):  # the input or the options: nothing a rerun fixes
         raise
-    except Exception as exc:
+    except Exception as exc:  # the model failed, a backend's error included
+        detail = str(exc) if isinstance(exc, DialogsumError) else f"{type(exc).__name__}: {exc}"
         raise BackendError(
-            f"A worker failed on rows {chunk[0].where} to {chunk[-1].where}: "
-            f"{type(exc).__name__}: {exc}. What was written so far is kept; rerun the same "
-            f"command to go on from there."
+            f"A worker failed on rows {chunk[0].where} to {chunk[-1].where}: {detail}. What "
+            f"was written so far is kept; rerun the same command to go on from there."
         ) from exc
     _write(chunk, result, writer, progress, advance)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from dialogsum.errors import ConfigError, DataError, logger
+from dialogsum.validation import differences
 
 #: The suffix of the Ray engine's part files.
 PART_SUFFIX = ".jsonl"
@@ -124,10 +125,10 @@ def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
                 f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
                 f"--overwrite starts the output again."
             ) from None
+        now = json.loads(json.dumps(job, default=str))  # as it reads back from the file
         changed = [
-            f"{key}: {earlier.get(key)!r} then, {job.get(key)!r} now"
-            for key in sorted(set(earlier) | set(job))
-            if earlier.get(key) != job.get(key)
+            f"{key}: {before!r} then, {after!r} now"
+            for key, before, after in differences(earlier, now)
         ]
         if changed:
             raise ConfigError(

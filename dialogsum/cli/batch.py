@@ -77,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
     if "threads" in fields:
         options.setdefault("threads", config.batch.worker_threads())
     load = functools.partial(load_model, config.model, backend, options)
-    local = Path(config.model).expanduser()
     job = {
         # What makes the summaries, recorded with the output: a rerun must match it.
-        "model": str(local.resolve()) if local.exists() else config.model,
+        "model": _resolved(config.model),
         "backend": backend,
-        "backend_options": {k: v for k, v in options.items() if k not in ("progress", "threads")},
+        "backend_options": {
+            key: _resolved(value) if key == "base_model" else value
+            for key, value in options.items()
+            if key not in ("progress", "threads")
+        },
+        "decoding": _decoding(config.model, config.generation.model_dump(exclude_unset=True)),
     }
     report = run_batch(
         config.input,
@@ -95,6 +99,28 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report.as_dict(), indent=2))
     return 0
+
+
+def _resolved(value: Any) -> Any:
+    """A local path as an absolute one (the same model from another folder is the same)."""
+    if isinstance(value, str) and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _decoding(model: str, generation: dict[str, Any]) -> dict[str, Any]:
+    """The decoding in effect: the flags over the model's saved defaults (when it is local),
+    so leaving out a flag that only restated a default is the same job."""
+    from dialogsum.errors import DialogsumError
+    from dialogsum.generation import parse_generation
+    from dialogsum.modeling import read_manifest, resolve_model_dir
+
+    try:
+        folder = resolve_model_dir(model)
+        defaults = read_manifest(folder).generation if folder is not None else {}
+    except DialogsumError:  # the model fails to load later, with its own message
+        defaults = {}
+    return parse_generation(generation, defaults).model_dump(exclude={"batch_size"})
 
 
 def load_model(model: str, backend: str, options: dict[str, Any]) -> Any:

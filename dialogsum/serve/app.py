@@ -51,8 +51,10 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
         ``dialogsum serve`` starts it in the app's lifespan; an app mounted inside another one
         gets no lifespan events of its own, so there the first request starts it.
         """
+        loop = asyncio.get_running_loop()
         batcher: MicroBatcher | None = state.get("batcher")
-        if batcher is None:
+        if batcher is None or state.get("loop") is not loop:
+            # (A host that runs each request on a loop of its own gets a batcher per loop.)
             batcher = MicroBatcher(
                 # A gathered batch decodes as one batch (the model's batch_size would split it).
                 functools.partial(summarizer.summarize, batch_size=settings.max_batch_size),
@@ -63,18 +65,29 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
                 on_batch=on_batch,
             )
             batcher.start()
-            state["batcher"] = batcher
-            state["warm_up"] = asyncio.get_running_loop().create_task(warm_up(batcher))
+            state.update(batcher=batcher, loop=loop, ready=False)
+            state["warm_up"] = loop.create_task(warm_up(batcher))
+        elif not state["ready"] and state["warm_up"].done():
+            state["warm_up"] = loop.create_task(warm_up(batcher))  # the last one failed: again
         return batcher
 
     async def warm_up(batcher: MicroBatcher) -> None:
-        await batcher.submit([WARM_UP], {})
+        try:
+            await batcher.submit([WARM_UP], {})
+        except Exception:
+            # Without a lifespan (a mounted app) nothing else would read this error, and
+            # /readyz would say 'starting' for ever; the next request tries again.
+            request_log.exception("the warm-up summary failed; the service is not ready")
+            return
         state["ready"] = True
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher = start()
         await state["warm_up"]
+        if not state["ready"]:
+            await batcher.stop()
+            raise RuntimeError("the model failed its warm-up summary (logged above)")
         try:
             yield
         finally:
@@ -282,7 +295,17 @@ def _route_path(app: FastAPI, request: Request) -> str:
     if route is not None:
         return str(getattr(route, "path", "unmatched"))
     paths = {getattr(r, "path", None) for r in app.routes}  # /docs and /openapi.json
-    return request.url.path if request.url.path in paths else "unmatched"
+    path = _app_path(request)
+    return path if path in paths else "unmatched"
+
+
+def _app_path(request: Request) -> str:
+    """The request's path inside this app: without the prefix it is mounted under."""
+    path = str(request.scope.get("path", ""))
+    root = str(request.scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path or "/"
 
 
 def _version() -> str:
@@ -299,7 +322,7 @@ OPEN_PATHS = frozenset(
 
 
 def _check_key(request: Request, key: str | None) -> None:
-    if key is None or request.url.path in OPEN_PATHS:
+    if key is None or _app_path(request) in OPEN_PATHS:
         return
     given = request.headers.get("x-api-key") or ""
     authorization = request.headers.get("authorization") or ""

@@ -5,6 +5,7 @@ environment)."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from dialogsum.errors import ConfigError
 
 ENV_PREFIX = "DIALOGSUM_SERVE_"
+#: The shapes of the variables Kubernetes sets for a Service (``X_SERVICE_HOST``, ``X_PORT``,
+#: ``X_PORT_8000_TCP_ADDR`` ...), which are not settings.
+_SERVICE_LINK = re.compile(r"_SERVICE_(HOST|PORT.*)$|_PORT(_\d+_(TCP|UDP|SCTP).*)?$")
 
 
 class ServeSettings(BaseModel):
@@ -46,19 +50,26 @@ class ServeSettings(BaseModel):
     def environment(cls) -> dict[str, Any]:
         """Settings from ``DIALOGSUM_SERVE_<FIELD>`` environment variables (strings).
 
-        A variable with the prefix that names no setting is an error: a misspelt one would
-        otherwise be ignored without a word."""
+        A variable with the prefix that names no setting is reported (a misspelt one would
+        otherwise be ignored without a word) but not fatal: Kubernetes injects
+        ``<SERVICE>_PORT...`` and ``<SERVICE>_SERVICE_...`` variables for every Service, and a
+        Service named ``dialogsum-serve-...`` must not stop the pods."""
+        from dialogsum.errors import logger
+
         known = {ENV_PREFIX + name.upper(): name for name in cls.model_fields}
         found: dict[str, Any] = {}
         for variable, value in os.environ.items():
             if not variable.startswith(ENV_PREFIX):
                 continue
-            if variable not in known:
-                raise ConfigError(
-                    f"The environment variable {variable} names no setting of dialogsum serve; "
-                    f"fix or unset it. The settings are: {', '.join(sorted(known))}."
+            if variable in known:
+                found[known[variable]] = value
+            elif not _SERVICE_LINK.search(variable):
+                logger.warning(
+                    "The environment variable %s names no setting of dialogsum serve and is "
+                    "ignored; the settings are: %s.",
+                    variable,
+                    ", ".join(sorted(known)),
                 )
-            found[known[variable]] = value
         return found
 
     def api_key(self) -> str | None:

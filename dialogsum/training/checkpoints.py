@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dialogsum.errors import ConfigError, logger
 from dialogsum.files import check_writable
+from dialogsum.validation import differences
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -204,7 +205,7 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
             raise ConfigError(f"Cannot resume: {path} is unreadable ({exc}).") from None
         changed = [
             f"{key}: {before!r} then, {after!r} now"
-            for key, before, after in _differences(earlier, now)
+            for key, before, after in differences(earlier, now)
         ]
         if changed:
             raise ConfigError(
@@ -212,15 +213,3 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
                 f"settings ({'; '.join(changed)}). Resume with the settings it started with, "
                 f"or start over with the new ones: overwrite=True (CLI: --overwrite)."
             )
-
-
-def _differences(
-    before: object, after: object, prefix: str = ""
-) -> list[tuple[str, object, object]]:
-    """Dotted keys whose values differ between two JSON values, nested mappings walked."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        found: list[tuple[str, object, object]] = []
-        for key in sorted(set(before) | set(after)):
-            found += _differences(before.get(key), after.get(key), f"{prefix}{key}.")
-        return found
-    return [] if before == after else [(prefix.rstrip("."), before, after)]

@@ -78,9 +78,10 @@ class RunPlan:
         config["training"] = {
             key: value for key, value in config["training"].items() if key not in RESUMABLE_CHANGES
         }
-        digest = hashlib.sha256(
-            json.dumps(self.train_features, separators=(",", ":")).encode()
-        ).hexdigest()
+        hasher = hashlib.sha256()
+        for feature in self.train_features:  # one at a time: no copy of the whole data set
+            hasher.update(json.dumps(feature, separators=(",", ":")).encode())
+        digest = hasher.hexdigest()
         config["train_examples"] = len(self.train_features)
         config["train_digest"] = digest[:16]
         return config
