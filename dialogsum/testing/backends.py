@@ -129,6 +129,8 @@ class BackendContract(ContractBase):
         ],
     )
     def test_bad_dialogues_are_a_data_error(self, served: Summarizer, dialogues: Any) -> None:
+        # Through the Summarizer, which checks the dialogues before the backend sees them: what
+        # a user of the backend gets, whatever the backend checks itself.
         with pytest.raises(DataError):
             served.summarize(dialogues, **self.generation)
 
