@@ -266,10 +266,10 @@ class Summarizer:
         # checked); a bare string or an empty dialogue is the caller's error, named as such.
         dialogues = check_dialogues(dialogues)
         predictor = self._predictor
-        streams = on_summary is not None and isinstance(predictor, StreamingPredictor)
+        streaming = predictor if isinstance(predictor, StreamingPredictor) else None
         try:
-            if on_summary is not None and isinstance(predictor, StreamingPredictor):
-                summaries = predictor.summarize_each(dialogues, on_summary, **generation)
+            if on_summary is not None and streaming is not None:
+                summaries = streaming.summarize_each(dialogues, on_summary, **generation)
             else:
                 summaries = predictor.summarize(dialogues, **generation)
         except DialogsumError:
@@ -279,7 +279,7 @@ class Summarizer:
                 f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
         self._check_summaries(dialogues, summaries)
-        if on_summary is not None and not streams:
+        if on_summary is not None and streaming is None:
             for index, summary in enumerate(summaries):
                 on_summary(index, summary)
         return summaries

@@ -7,7 +7,9 @@ the field at fault and the valid fields, so a misspelt key never passes silently
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -76,3 +78,15 @@ def differences(
             found += differences(before.get(key), after.get(key), f"{prefix}{key}.")
         return found
     return [] if before == after else [(prefix.rstrip("."), before, after)]
+
+
+def changes_since(record: Path, now: object) -> list[str]:
+    """``'key: before then, after now'`` for each setting that differs between the JSON file
+    ``record`` (written by an earlier run) and ``now``, compared as ``now`` would read back
+    from such a file. Raises ``OSError`` or ``ValueError`` when the file cannot be read."""
+    earlier = json.loads(record.read_text(encoding="utf-8"))
+    current = json.loads(json.dumps(now, default=str))
+    return [
+        f"{key}: {before!r} then, {after!r} now"
+        for key, before, after in differences(earlier, current)
+    ]

@@ -8,6 +8,7 @@ read again: every input row must be in it exactly once, or the job fails saying 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -25,7 +26,14 @@ from dialogsum.batch.output import (
     remove_output,
     written_ids,
 )
-from dialogsum.batch.rows import BatchRow, InputFile, input_files, is_uri, read_rows
+from dialogsum.batch.rows import (
+    REJECT_FIELDS,
+    BatchRow,
+    InputFile,
+    input_files,
+    is_uri,
+    read_rows,
+)
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, ConfigError, DataError, logger
 
@@ -220,13 +228,11 @@ def _check_rejects(
 
 def _is_rejects_file(path: Path) -> bool:
     """Whether every line of ``path`` is one a rejects file holds (an empty file is one)."""
-    import json
-
     try:
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 record = json.loads(line)
-                if not isinstance(record, dict) or set(record) != {"where", "error", "text"}:
+                if not isinstance(record, dict) or set(record) != set(REJECT_FIELDS):
                     return False
     except (OSError, ValueError):
         return False

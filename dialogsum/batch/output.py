@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from dialogsum.errors import ConfigError, DataError, logger
-from dialogsum.validation import differences
+from dialogsum.validation import changes_since
 
 #: The suffix of the Ray engine's part files.
 PART_SUFFIX = ".jsonl"
@@ -119,17 +119,12 @@ def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
     record = job_file(path)
     if resuming and record.exists():
         try:
-            earlier = json.loads(record.read_text(encoding="utf-8"))
+            changed = changes_since(record, job)
         except (OSError, ValueError) as exc:
             raise DataError(
                 f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
                 f"--overwrite starts the output again."
             ) from None
-        now = json.loads(json.dumps(job, default=str))  # as it reads back from the file
-        changed = [
-            f"{key}: {before!r} then, {after!r} now"
-            for key, before, after in differences(earlier, now)
-        ]
         if changed:
             raise ConfigError(
                 f"{path} was written with other settings ({'; '.join(changed)}), and one "

@@ -20,6 +20,8 @@ from dialogsum.errors import DataError, logger, require
 
 #: Files a folder input is read from, in sorted order.
 INPUT_SUFFIXES = (".jsonl", ".json")
+#: The fields of a line of the rejects file, in order.
+REJECT_FIELDS = ("where", "error", "text")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Reject:
 
     def as_json(self) -> str:
         """One line of the rejects file."""
-        record = {"where": self.where, "error": self.error, "text": self.text}
+        record = {field: getattr(self, field) for field in REJECT_FIELDS}
         return json.dumps(record, ensure_ascii=False) + "\n"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dialogsum.errors import ConfigError, logger
 from dialogsum.files import check_writable
-from dialogsum.validation import differences
+from dialogsum.validation import changes_since
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -189,7 +189,8 @@ RESUMABLE_CHANGES = frozenset(
 
 
 def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
-    """Refuse to resume a run that started with other settings (see :func:`record_run`).
+    """Refuse to resume a run that started with other settings (recorded by
+    :class:`dialogsum.training.callbacks.RecordRun` with its first checkpoint).
 
     A resume with another method, adapter size, learning rate, batch size or data loaded
     checkpoints into a model of another shape (a traceback) or silently continued another
@@ -197,16 +198,11 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
     :data:`RESUMABLE_CHANGES` left out) and a digest of the tokenized training data.
     """
     path = checkpoint_dir / RUN_RECORD
-    now = json.loads(json.dumps(record, default=str))  # as it reads back from the file
     if path.is_file():  # runs started before dialogsum recorded them are not checked
         try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
+            changed = changes_since(path, record)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"Cannot resume: {path} is unreadable ({exc}).") from None
-        changed = [
-            f"{key}: {before!r} then, {after!r} now"
-            for key, before, after in differences(earlier, now)
-        ]
         if changed:
             raise ConfigError(
                 f"Cannot resume the run in {checkpoint_dir.parent}: it started with other "
