@@ -13,7 +13,10 @@ For FLAN-T5-base (greedy, 32 forced tokens) each phase is timed on its own: the 
 first decoder step (which projects the encoder output into every layer's cross-attention keys
 and values, padding included) and the 31 later steps (each reads every row's cross-attention
 cache, padded to the batch's longest dialogue). Padding is reported as padded positions over
-real ones. Medians of 3 rounds. Writes ``benchmarks/results/batching_ceiling.json``.
+real ones. Medians of 3 rounds. Then one profiled run (onnxruntime's own profiler) of 31 later
+steps over the first arrival-order batch: each operator type's share of the step, and what the
+attention over the cross-attention cache reads per second. Writes
+``benchmarks/results/batching_ceiling.json``.
 """
 
 from __future__ import annotations
@@ -70,6 +73,57 @@ def padding(batches: list[list[list[int]]]) -> float:
     return padded / real
 
 
+def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str, Any]:
+    """Operator shares of FLAN-T5-base's later decoder steps for one batch, profiled."""
+    import json as json_module
+    import tempfile
+
+    import onnxruntime as ort
+
+    from dialogsum.generation import pad_batch
+    from dialogsum.onnx.predictor import CROSS_ATTENTION_TAIL, OnnxPredictor, _OnnxSteps
+
+    predictor = OnnxPredictor(folder, threads=2, progress=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "step")
+        predictor.decoder_with_past = ort.InferenceSession(
+            str(folder / "decoder_with_past_model.onnx"), options
+        )
+        ids, mask = pad_batch(sources, predictor.pad_token_id)
+        hidden, encoder_mask = predictor._encode_batch(ids, mask)
+        decoder = _OnnxSteps(predictor, hidden, encoder_mask, 1)
+        logits, cache = decoder.start(len(ids))
+        for _ in range(steps - 1):
+            logits, cache = decoder.step(logits.argmax(axis=-1), cache)
+        events = json_module.loads(Path(predictor.decoder_with_past.end_profiling()).read_text())
+    by_operator: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            operator = event["args"]["op_name"]
+            by_operator[operator] = by_operator.get(operator, 0.0) + event["dur"]
+    total = sum(by_operator.values())
+    attention = by_operator.get("MatMul", 0.0) + by_operator.get("FusedMatMul", 0.0)
+    layers = len(predictor._past_names) // 4  # self and cross keys and values per layer
+    width = len(ids[0]) + CROSS_ATTENTION_TAIL
+    # Keys and values of every layer, every row, every step: 74 KB a position for FLAN-T5-base.
+    cache_bytes = 2 * layers * len(ids) * width * hidden.shape[2] * 4 * (steps - 1)
+    return {
+        "rows": len(ids),
+        "positions": width,
+        "share": {
+            op: round(t / total, 3)
+            for op, t in sorted(by_operator.items(), key=lambda kv: -kv[1])[:6]
+        },
+        "attention_share": attention / total,
+        "attention_gb_per_s": cache_bytes / (attention / 1e6) / 1e9,
+    }
+
+
 def base_model(texts: list[str]) -> dict[str, Any]:
     from dialogsum.onnx.predictor import OnnxPredictor
 
@@ -98,6 +152,9 @@ def base_model(texts: list[str]) -> dict[str, Any]:
     for order in ("arrival", "sorted"):
         result[order]["padding"] = padding(groups(sources, order))
         result[order]["gain"] = result["alone"]["total_ms"] / result[order]["total_ms"]
+    result["step_profile"] = step_profile(
+        with_dialogsum_tokenizer(folders["int8"], WORK), groups(sources, "arrival")[0], steps
+    )
     return result
 
 

@@ -5,13 +5,17 @@
 The bundled dialogsum-tiny int8 export (its own decoding defaults), served with
 ``--backend-option threads=1`` and ``threads=2``, with batching on and off: 32 warm-up requests,
 then 320 (the first 320 DialogSum test dialogues) at concurrency 16, every answer checked against
-``summarize()`` offline. Three rounds, the four servers in turn in each; medians reported. The load generator shares the machine's cores, as in
+``summarize()`` offline. Three rounds, the four servers in turn in each; medians reported. Also
+the CPU time per request of the server's event-loop thread and of the load generator (from
+``/proc``), which share the machine's cores with the model. The load generator shares the machine's cores, as in
 ``serve_load.py``. Writes ``benchmarks/results/serve_threads.json``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import signal
 import statistics
 import sys
@@ -39,12 +43,29 @@ def serve(
     process = start(command, port)
     try:
         load(port, texts[:32], {}, CONCURRENCY, None)  # warm-up
+        loop_before = _thread_cpu(process.pid, process.pid)
+        client_before = _own_cpu()
         result = load(port, texts, {}, CONCURRENCY, expected)
+        result["event_loop_ms_per_request"] = (
+            1000 * (_thread_cpu(process.pid, process.pid) - loop_before) / len(texts)
+        )
+        result["load_generator_ms_per_request"] = 1000 * (_own_cpu() - client_before) / len(texts)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     result.update(threads=threads, batching=batching)
     return result
+
+
+def _thread_cpu(pid: int, tid: int) -> float:
+    """CPU seconds (user and system) of one thread of a process (the main thread: tid = pid)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -67,6 +88,9 @@ def main() -> int:
         for threads, batching in servers:
             rows.append(serve(export, texts, expected, threads, batching))
             print(json.dumps(rows[-1]), flush=True)
+    for name in ("event_loop_ms_per_request", "load_generator_ms_per_request"):
+        batched = [r[name] for r in rows if r["batching"] and r["threads"] == 2]
+        print(f"{name}, batching on, 2 threads: median {statistics.median(batched):.2f}")
     medians = {
         f"threads={threads} batching={'on' if batching else 'off'}": statistics.median(
             r["throughput"] for r in rows if (r["threads"], r["batching"]) == (threads, batching)
