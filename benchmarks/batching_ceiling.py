@@ -42,7 +42,7 @@ ROUNDS = 3
 def phases(predictor: Any, sources: list[list[int]], steps: int) -> list[float]:
     """Seconds of encoder, first step and later steps for one padded batch, greedy."""
     from dialogsum.generation import pad_batch
-    from dialogsum.onnx.predictor import _OnnxSteps
+    from dialogsum.backends.onnxruntime.onnx_predictor import _OnnxSteps
 
     ids, mask = pad_batch(sources, predictor.pad_token_id)
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def groups(sources: list[list[int]], order: str) -> list[list[list[int]]]:
 
 def padding(batches: list[list[list[int]]]) -> float:
     """Padded positions over real ones, counting the cross-attention's masked tail."""
-    from dialogsum.onnx.predictor import CROSS_ATTENTION_TAIL
+    from dialogsum.backends.onnxruntime.onnx_predictor import CROSS_ATTENTION_TAIL
 
     real = sum(len(s) for batch in batches for s in batch)
     padded = sum(len(batch) * (max(map(len, batch)) + CROSS_ATTENTION_TAIL) for batch in batches)
@@ -81,7 +81,7 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
     import onnxruntime as ort
 
     from dialogsum.generation import pad_batch
-    from dialogsum.onnx.predictor import CROSS_ATTENTION_TAIL, OnnxPredictor, _OnnxSteps
+    from dialogsum.backends.onnxruntime.onnx_predictor import CROSS_ATTENTION_TAIL, OnnxPredictor, _OnnxSteps
 
     predictor = OnnxPredictor(folder, threads=2, progress=False)
     with tempfile.TemporaryDirectory() as scratch:
@@ -125,7 +125,7 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
 
 
 def base_model(texts: list[str]) -> dict[str, Any]:
-    from dialogsum.onnx.predictor import OnnxPredictor
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
 
     folders = random_model_exports(config_path("base"), WORK)
     predictor = OnnxPredictor(
@@ -160,7 +160,7 @@ def base_model(texts: list[str]) -> dict[str, Any]:
 
 def tiny_model(texts: list[str]) -> dict[str, Any]:
     from dialogsum import Summarizer
-    from dialogsum.onnx.predictor import OnnxPredictor
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
 
     folder = WORK / "tiny-int8"
     if not (folder / "dialogsum.json").exists():

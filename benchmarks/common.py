@@ -26,7 +26,7 @@ def random_model_exports(config: Path, work: Path) -> dict[str, Path]:
     from transformers import T5Config, T5ForConditionalGeneration
 
     from dialogsum import Summarizer
-    from dialogsum.training.scratch import build_tiny_tokenizer
+    from dialogsum.training.tiny_models import build_tiny_tokenizer
 
     folders = {"pytorch": work / "pytorch", "fp32": work / "onnx-fp32", "int8": work / "onnx-int8"}
     if (

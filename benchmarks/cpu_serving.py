@@ -70,7 +70,7 @@ def base_runner(engine: str, batch: int, beams: int, tokens: int, work: Path) ->
         return run
     if engine == "onnxruntime-int8":
         from dialogsum.generation import GenerationOptions
-        from dialogsum.onnx.predictor import OnnxPredictor
+        from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
 
         predictor = OnnxPredictor(work / "onnx-int8", threads=THREADS, progress=False)
         mask = [[1] * len(row) for row in ids]

@@ -89,7 +89,7 @@ def random_model(config: Path, device: str, dry_run: bool) -> tuple[Path, Any]:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from dialogsum.training.scratch import build_tiny_tokenizer
+    from dialogsum.training.tiny_models import build_tiny_tokenizer
 
     t5 = T5Config.from_json_file(str(config))
     if dry_run:  # the same code paths at toy size

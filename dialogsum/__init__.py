@@ -25,8 +25,8 @@ from dialogsum.interfaces import (
     NoOptions,
     Options,
     Predictor,
-    TorchModelPredictor,
 )
+from dialogsum.modeling import TorchModel
 from dialogsum.summarizer import Summarizer
 from dialogsum.training.options import TrainingOptions
 
@@ -47,7 +47,7 @@ __all__ = [
     "PluginError",
     "Predictor",
     "Summarizer",
-    "TorchModelPredictor",
+    "TorchModel",
     "TrainingOptions",
     "__version__",
     "hookimpl",

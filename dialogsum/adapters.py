@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from dialogsum.errors import ConfigError
+
 
 def is_peft(model: Any) -> bool:
     """Whether ``model`` is a peft wrapper (LoRA, IA3, prompt tuning, a plugin's peft method)."""
@@ -42,3 +44,25 @@ def merged_copy(model: Any) -> Any:
     """
     duplicate = copy.deepcopy(model)
     return duplicate.merge_and_unload() if is_peft(duplicate) else duplicate
+
+
+def check_target_modules(model: Any, targets: list[str], method: str) -> None:
+    """Fail, listing the model's linear modules, when a target matches no module of ``model``.
+
+    peft would raise too, but with a message about its internals rather than the option the
+    user set.
+    """
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [target for target in targets if target not in leaves]
+    if missing:
+        linear = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, module in model.named_modules()
+                if type(module).__name__ == "Linear"
+            }
+        )
+        raise ConfigError(
+            f"Invalid options for method '{method}': target_modules {missing} match no module "
+            f"of this model. Linear modules it has: {', '.join(linear)}."
+        )

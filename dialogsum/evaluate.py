@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import fmean
-from typing import Any
 
 from dialogsum.data import Example
 from dialogsum.errors import ConfigError
 from dialogsum.files import write_text
-from dialogsum.interfaces import Predictor
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -71,15 +69,14 @@ def check_output_file(path: str | Path, *, overwrite: bool = True) -> None:
         )
 
 
-def evaluate_predictor(
-    predictor: Predictor,
+def evaluate_summaries(
+    summarize: Callable[[list[str]], list[str]],
     examples: Sequence[Example],
     *,
     predictions_file: str | Path | None = None,
     overwrite: bool = True,
-    **generation: Any,
 ) -> dict[str, float]:
-    """Summarize ``examples`` with ``predictor`` and score the summaries with :func:`rouge`.
+    """Summarize ``examples`` with ``summarize`` and score the summaries with :func:`rouge`.
 
     Returns ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum``, ``n`` (dialogues),
     ``references`` and timing; with ``predictions_file``, writes one JSON line per dialogue
@@ -88,7 +85,7 @@ def evaluate_predictor(
     if predictions_file is not None:
         check_output_file(predictions_file, overwrite=overwrite)  # before the work
     started = time.perf_counter()
-    predictions = predictor.summarize([e.dialogue for e in examples], **generation)
+    predictions = summarize([e.dialogue for e in examples])
     seconds = time.perf_counter() - started
     scores: dict[str, float] = rouge(predictions, [e.references for e in examples])
     scores.update(

@@ -202,6 +202,11 @@ def summarize_batches(
     return [text or "" for text in summaries]
 
 
+def cut_at_eos(tokens: list[int], eos: int) -> list[int]:
+    """``tokens`` up to and including the first end-of-sequence token."""
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
 def pad_batch(
     sequences: Sequence[list[int]], pad_id: int
 ) -> tuple[list[list[int]], list[list[int]]]:

@@ -27,9 +27,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_methods(register: Callable[[FinetuneMethod], None]) -> None:
     """Register fine-tuning methods.
 
-    Call ``register(method)`` once per method. A method has a ``name``, an ``Options`` pydantic
-    model class that forbids unknown fields, and ``prepare(model, options)`` returning the torch
-    module to train. See ``docs/plugins.md``.
+    Call ``register(method)`` once per method: an instance of a
+    :class:`~dialogsum.plugin_api.FinetuneMethod` subclass, which declares what a method
+    provides. See ``docs/plugins.md``.
     """
 
 
@@ -37,7 +37,7 @@ def register_methods(register: Callable[[FinetuneMethod], None]) -> None:
 def register_backends(register: Callable[[InferenceBackend], None]) -> None:
     """Register inference backends.
 
-    Call ``register(backend)`` once per backend. A backend has a ``name``, an ``Options`` pydantic
-    model class that forbids unknown fields, and ``load(model_dir, options)`` returning an object
-    with ``summarize(dialogues, **generation) -> list[str]``. See ``docs/plugins.md``.
+    Call ``register(backend)`` once per backend: an instance of an
+    :class:`~dialogsum.plugin_api.InferenceBackend` subclass, which declares what a backend
+    provides (loading, and optionally exporting). See ``docs/plugins.md``.
     """

@@ -1,24 +1,33 @@
-"""The contracts fine-tuning methods and inference backends fulfil.
+"""The contract every fine-tuning method, inference backend and predictor fulfils, declared once.
 
-Subclassing :class:`FinetuneMethod` or :class:`InferenceBackend` is optional: the registry checks
-the shape of whatever is registered (``name``, ``Options``, ``prepare`` or ``load``), so a plugin
-may also register plain objects. The base classes document the contract and give type checkers
-something to hold on to.
+Everything a plugin may provide is an attribute or method of these base classes, with its
+default: the registry checks what is registered against them (a plugin subclasses them), and
+``docs/plugins.md`` documents exactly these names. Nothing in dialogsum probes a plugin for
+an undeclared attribute or inspects a signature.
+
+- :class:`FinetuneMethod`: ``name``, ``Options``, ``default_learning_rate`` and
+  ``prepare(model, options, *, tokenizer)``.
+- :class:`InferenceBackend`: ``name``, ``Options``, ``install_hint``, ``load(model_dir,
+  options)``; optionally an export step (``ExportOptions`` and ``export(job, options)``) and
+  serving a PyTorch model held in memory (``serves_torch_models`` and ``from_torch_model``).
+- :class:`Predictor`: what ``load`` returns: ``manifest``, ``summarize(dialogues, options)``,
+  optionally ``summarize_each`` (streaming) and ``torch_model`` (fine-tuning, saving, merging
+  and exporting need it).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:
-    import torch
+from dialogsum.generation import GenerationOptions, OnSummary
+from dialogsum.modeling import ModelManifest, TorchModel
 
-    from dialogsum.generation import OnSummary
-    from dialogsum.modeling import ModelManifest
+if TYPE_CHECKING:
+    from dialogsum.exporting import ExportJob
 
 #: The learning rate of a method that declares no ``default_learning_rate``: the usual AdamW
 #: rate for fine-tuning every weight of a T5. Adapter methods should declare a larger one.
@@ -26,13 +35,53 @@ FALLBACK_LEARNING_RATE = 5e-5
 
 
 class Options(BaseModel):
-    """Base class for a method's or backend's options: unknown fields are rejected."""
+    """Base class for a plugin's options models: unknown fields are rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
 
 class NoOptions(Options):
-    """Options of a method or backend that takes none."""
+    """Options of a method or backend (or an export step) that takes none."""
+
+
+class Predictor(ABC):
+    """What a backend's ``load`` returns: something that summarizes dialogues.
+
+    The :class:`~dialogsum.Summarizer` checks the dialogues and validates the generation
+    options once (the model's decoding defaults applied) before a predictor sees them, and
+    checks that one string per dialogue comes back.
+    """
+
+    #: The model's manifest: prompt, lengths and decoding defaults (and the export record).
+    manifest: ModelManifest
+
+    @abstractmethod
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        """Summarize each dialogue; one summary per input, in input order."""
+
+    def summarize_each(
+        self, dialogues: list[str], options: GenerationOptions, on_summary: OnSummary
+    ) -> list[str]:
+        """Like :meth:`summarize`, calling ``on_summary(index, summary)`` once per dialogue.
+
+        Override it to report each summary as soon as it can no longer change (from the
+        thread that runs the model): ``dialogsum serve`` then answers a request before the
+        rest of its batch is done. This default reports every summary when the call ends.
+        """
+        summaries = self.summarize(dialogues, options)
+        if isinstance(summaries, list) and len(summaries) == len(dialogues):
+            for index, summary in enumerate(summaries):
+                on_summary(index, summary)
+        return summaries
+
+    @property
+    def torch_model(self) -> TorchModel | None:
+        """The PyTorch model behind this predictor, or None when it serves something else.
+
+        Fine-tuning, saving, merging and exporting need it: a backend whose predictor returns
+        one is tuned and exported like the built-in ``torch`` backend.
+        """
+        return None
 
 
 class FinetuneMethod(ABC):
@@ -51,63 +100,30 @@ class FinetuneMethod(ABC):
     default_learning_rate: ClassVar[float] = FALLBACK_LEARNING_RATE
 
     @abstractmethod
-    def prepare(self, model: Any, options: Any) -> torch.nn.Module:
-        """Return the module to train, built from ``model`` (a transformers seq2seq model)."""
+    def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
+        """Return the module to train (a ``torch.nn.Module``), built from ``model``.
 
-
-@runtime_checkable
-class Predictor(Protocol):
-    """What a backend's ``load`` returns: something that summarizes dialogues."""
-
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
-        """Summarize each dialogue; one summary per input, in input order."""
-        ...
-
-
-@runtime_checkable
-class StreamingPredictor(Protocol):
-    """A predictor that reports each summary as soon as it is final (an optional capability).
-
-    ``on_summary(index, summary)`` is called once per dialogue, from the thread that runs the
-    model, as soon as that dialogue's summary can no longer change (a short summary need not
-    wait for the longest in its batch); the call still returns every summary in input order.
-    ``dialogsum serve`` answers each request as soon as its own summaries are reported.
-    """
-
-    def summarize_each(
-        self, dialogues: list[str], on_summary: OnSummary | None, **generation: Any
-    ) -> list[str]:
-        """Like ``summarize``, reporting each summary through ``on_summary`` when final."""
-        ...
-
-
-@runtime_checkable
-class TorchModelPredictor(Protocol):
-    """A predictor exposing its PyTorch model: what fine-tuning, saving, merging, export need.
-
-    The built-in ``torch`` backend returns one, and so may any third party's backend: the
-    :class:`~dialogsum.Summarizer` checks this capability, never a class, before it tunes,
-    saves, merges or exports. ``model`` is a transformers seq2seq model (or a peft model around
-    one), ``tokenizer`` a transformers tokenizer, ``manifest`` the
-    :class:`~dialogsum.modeling.ModelManifest` read from the model's folder.
-    """
-
-    model: Any
-    tokenizer: Any
-    manifest: ModelManifest
-
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
-        """Summarize each dialogue; one summary per input, in input order."""
-        ...
+        ``model`` is a transformers seq2seq model (a copy: change it freely), ``options`` an
+        instance of :attr:`Options`, ``tokenizer`` the model's tokenizer (prompt tuning starts
+        its soft prompt from the embedding of a text, for example).
+        """
 
 
 class InferenceBackend(ABC):
-    """A way to serve a saved or exported model."""
+    """A way to serve a saved model, and optionally to export one into a folder it serves."""
 
     #: Unique backend name, used as ``backend=`` and ``--backend``.
     name: ClassVar[str]
-    #: Pydantic model of the backend's options; must forbid unknown fields.
+    #: Pydantic model of the backend's load options; must forbid unknown fields.
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: What to tell a user whose install lacks a package :meth:`load` imports (shown when it
+    #: raises ImportError), e.g. ``"pip install dialogsum-ctranslate2"``.
+    install_hint: ClassVar[str | None] = None
+    #: Pydantic model of the export step's options, or None when the backend cannot export.
+    #: A backend that sets it implements :meth:`export`.
+    ExportOptions: ClassVar[type[BaseModel] | None] = None
+    #: Whether :meth:`from_torch_model` serves a PyTorch model held in memory.
+    serves_torch_models: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, model_dir: Path | str, options: Any) -> Predictor:
@@ -116,3 +132,22 @@ class InferenceBackend(ABC):
         ``model_dir`` is a :class:`~pathlib.Path` for an existing folder; otherwise the string
         the user gave (a hub id, for backends that can fetch one).
         """
+
+    def export(self, job: ExportJob, options: Any) -> None:
+        """Write a deployable folder for ``job.model`` into ``job.folder``.
+
+        Called only when :attr:`ExportOptions` is set, with an instance of it. ``job.folder``
+        is a staged folder that dialogsum moves into place when this returns (and removes if
+        it raises); write the backend's files there and call ``job.write_manifest(...)`` with
+        the backend's own section and the parity results (see
+        :class:`~dialogsum.exporting.ExportJob`). Raise :class:`~dialogsum.errors.ModelError`
+        when the export does not reproduce the model: nothing is written then.
+        """
+        raise NotImplementedError(f"The '{self.name}' backend cannot export.")
+
+    def from_torch_model(self, model: TorchModel, options: Any) -> Predictor:
+        """A predictor for a PyTorch model held in memory (a freshly tuned or merged one).
+
+        Called only when :attr:`serves_torch_models` is True.
+        """
+        raise NotImplementedError(f"The '{self.name}' backend serves saved folders only.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import ModelError, logger
@@ -25,8 +25,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "MANIFEST_NAME",
     "ExportInfo",
-    "LoadedModel",
     "ModelManifest",
+    "TorchModel",
     "check_writable",
     "default_backend",
     "load_model",
@@ -43,27 +43,56 @@ DEFAULT_MODEL = "google/flan-t5-base"
 DEFAULT_BACKEND = "torch"
 
 
+#: Fields of an export record written before 0.2, when only onnxruntime exported: they now
+#: live in the record's ``backend_data`` (the onnxruntime backend's own section).
+_LEGACY_ONNX_FIELDS = ("quantize", "prompt_tokens", "onnxruntime_version", "cross_attention")
+
+
 class ExportInfo(BaseModel):
-    """What an export folder's manifest records about the export.
+    """The export record in an export folder's manifest: what every export shares.
 
     ``backend`` names the backend that serves the folder, so a loader picks it from the
-    manifest instead of guessing from file names.
+    manifest instead of guessing from file names. ``backend_data`` is that backend's own
+    section: the core never reads it.
     """
 
     model_config = ConfigDict(extra="ignore")
 
-    format: Literal["onnx"] = "onnx"
-    #: Exports written before this field existed were all onnxruntime exports.
-    backend: str = "onnxruntime"
-    quantize: Literal["int8"] | None = None
-    prompt_tokens: int = Field(0, description="Soft-prompt length baked into the encoder.")
-    onnxruntime_version: str = ""
+    #: The backend that wrote the folder and serves it.
+    backend: str
+    #: The model exported (folder or hub id), when known.
     source_model: str | None = None
+    #: How an adapter reached the export: "merged" (folded into the weights), "baked" (a soft
+    #: prompt built into the exported encoder) or None (a plain model).
+    adapter: Literal["merged", "baked"] | None = None
+    #: Package versions the export was written with (dialogsum, torch, the backend's runtime).
+    versions: dict[str, str] = Field(default_factory=dict)
+    #: The export step's options, as validated (the backend's ExportOptions).
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: The files the backend wrote (besides tokenizer, generation config and manifest).
     files: list[str] = Field(default_factory=list)
+    #: The parity check against the PyTorch model, as the backend recorded it.
     parity: dict[str, Any] = Field(default_factory=dict)
-    #: "item": the decoder's cross-attention cache has one row per dialogue, shared by its
-    #: beams (see dialogsum.onnx.beams); exports written before hold one per beam ("row").
-    cross_attention: Literal["row", "item"] = "row"
+    #: The backend's own section.
+    backend_data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_legacy_onnx_record(cls, raw: Any) -> Any:
+        # Records written before 0.2 had ONNX fields at the top level and no "backend" field
+        # in the oldest ones; they are read into today's shape, so those exports keep loading.
+        if not isinstance(raw, dict) or raw.get("format") != "onnx":
+            return raw
+        record = {k: v for k, v in raw.items() if k not in (*_LEGACY_ONNX_FIELDS, "format")}
+        record.setdefault("backend", "onnxruntime")
+        section = {k: raw[k] for k in _LEGACY_ONNX_FIELDS if k in raw}
+        # The per-beam cache layout ("row") was the default before the field existed.
+        section.setdefault("cross_attention", "row")
+        record["backend_data"] = section
+        record["options"] = {"quantize": raw.get("quantize")}
+        if raw.get("onnxruntime_version"):
+            record["versions"] = {"onnxruntime": raw["onnxruntime_version"]}
+        return record
 
 
 class ModelManifest(BaseModel):
@@ -80,14 +109,19 @@ class ModelManifest(BaseModel):
     merged: bool = False
     #: Decoding defaults for summarize() (GenerationOptions fields); callers override them.
     generation: dict[str, Any] = Field(default_factory=dict)
-    #: Set in ONNX export folders.
+    #: Set in folders an export wrote: which backend serves them, and how they were made.
     export: ExportInfo | None = None
     data: DataOptions = DataOptions()
 
 
 @dataclass
-class LoadedModel:
-    """A torch model, its tokenizer and its manifest."""
+class TorchModel:
+    """A PyTorch seq2seq model in memory with what summarizes it the way it was tuned.
+
+    ``model`` is a transformers seq2seq model or a peft model around one, ``tokenizer`` a
+    transformers tokenizer, ``manifest`` the model's :class:`ModelManifest` (method, base
+    model, prompt, lengths, decoding defaults).
+    """
 
     model: Any
     tokenizer: Any
@@ -174,7 +208,7 @@ def default_backend(name_or_path: str | Path) -> str:
 
 def load_model(
     name_or_path: str | Path, *, base_model: str | None = None, device: str | None = None
-) -> LoadedModel:
+) -> TorchModel:
     """Load a model folder or hub id (full model or PEFT adapter) with its tokenizer."""
     from transformers import AutoModelForSeq2SeqLM
 
@@ -205,7 +239,7 @@ def load_model(
     if device is not None:
         model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, manifest=manifest)
+    return TorchModel(model=model, tokenizer=tokenizer, manifest=manifest)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

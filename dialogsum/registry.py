@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from dialogsum.errors import PluginError
-from dialogsum.interfaces import FALLBACK_LEARNING_RATE, FinetuneMethod, InferenceBackend
+from dialogsum.interfaces import FinetuneMethod, InferenceBackend
 from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager
 from dialogsum.validation import format_validation_error, validate_options
 
@@ -26,8 +26,6 @@ Kind = Literal["method", "backend"]
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
-
-_CALLABLE: dict[Kind, str] = {"method": "prepare", "backend": "load"}
 
 
 @dataclass(frozen=True)
@@ -144,6 +142,21 @@ class Registry:
         """Validate options for backend ``name`` (unknown backend or bad field: clear error)."""
         return validate_options(f"backend '{name}'", self.backend(name).Options, options)
 
+    def export_options(self, name: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        """Validate export options for backend ``name``; a backend that cannot export is named."""
+        backend = self.backend(name)
+        if backend.ExportOptions is None:
+            exporters = ", ".join(sorted(self.exporters())) or "none"
+            raise PluginError(
+                f"Backend '{name}' ({self.backends[name].source}) cannot export. Backends that "
+                f"can: {exporters} (dialogsum plugins shows them)."
+            )
+        return validate_options(f"export with backend '{name}'", backend.ExportOptions, options)
+
+    def exporters(self) -> list[str]:
+        """The backends that can export, by name."""
+        return [n for n, e in self.backends.items() if e.obj.ExportOptions is not None]
+
 
 #: The plugins dialogsum's own repository publishes, by what they register.
 KNOWN_PLUGINS: dict[tuple[str, str], str] = {
@@ -152,55 +165,42 @@ KNOWN_PLUGINS: dict[tuple[str, str], str] = {
 }
 
 
+_CONTRACT: dict[Kind, type[FinetuneMethod] | type[InferenceBackend]] = {
+    "method": FinetuneMethod,
+    "backend": InferenceBackend,
+}
+
+
 def _check_shape(kind: Kind, obj: Any, source: str) -> None:
+    """Check ``obj`` against the contract its base class declares (dialogsum.interfaces)."""
     what = f"{kind} registered by {source}"
+    base: type[FinetuneMethod] | type[InferenceBackend] = _CONTRACT[kind]
     if isinstance(obj, type):
         raise PluginError(
             f"A {what} is the class {obj.__name__}; "
             f"register an instance: register({obj.__name__}())."
         )
-    name = getattr(obj, "name", None)
+    if not isinstance(obj, (FinetuneMethod, InferenceBackend)) or not isinstance(obj, base):
+        other: Kind = "backend" if kind == "method" else "method"
+        hint = (
+            f" It is a {other}: register it in register_{other}s."
+            if isinstance(obj, _CONTRACT[other])
+            else ""
+        )
+        raise PluginError(
+            f"A {what} ({type(obj).__name__}) does not subclass "
+            f"dialogsum.plugin_api.{base.__name__}, which declares what a {kind} provides "
+            f"(docs/plugins.md).{hint}"
+        )
+    name = getattr(obj, "name", None)  # declared without a default: a subclass must set it
     if not isinstance(name, str) or not _NAME.match(name):
         raise PluginError(
             f"A {what} ({type(obj).__name__}) has name {name!r}; a name must be a lower-case "
             f"identifier such as 'lora' or 'my-backend'."
         )
-    options = getattr(obj, "Options", None)
-    if not (isinstance(options, type) and issubclass(options, BaseModel)):
-        raise PluginError(
-            f"The {kind} '{name}' registered by {source} has no pydantic Options class; "
-            f"subclass dialogsum.Options (or use dialogsum.NoOptions)."
-        )
-    if options.model_config.get("extra") != "forbid":
-        raise PluginError(
-            f"The {kind} '{name}' registered by {source} has Options that accept unknown fields; "
-            f"set model_config = ConfigDict(extra='forbid') or subclass dialogsum.Options, "
-            f"so that a misspelt option is an error rather than silently ignored."
-        )
-    method = _CALLABLE[kind]
-    if not callable(getattr(obj, method, None)):
-        other: Kind = "backend" if kind == "method" else "method"
-        hint = (
-            f" It has {_CALLABLE[other]}(): a {other}? Register it in register_{other}s."
-            if callable(getattr(obj, _CALLABLE[other], None))
-            else ""
-        )
-        raise PluginError(
-            f"The {kind} '{name}' registered by {source} has no {method}() method.{hint}"
-        )
-    if kind == "method":
-        if not hasattr(obj, "default_learning_rate"):
-            # Documented fallback (docs/plugins.md): a duck-typed method need not declare one.
-            # Set on the object, so every later look-up sees the same rate.
-            try:
-                obj.default_learning_rate = FALLBACK_LEARNING_RATE
-            except AttributeError as exc:  # __slots__ or a read-only object
-                raise PluginError(
-                    f"The method '{name}' registered by {source} declares no "
-                    f"default_learning_rate and cannot be given the fallback "
-                    f"({FALLBACK_LEARNING_RATE:g}): {exc}. Declare default_learning_rate."
-                ) from exc
-        rate = getattr(obj, "default_learning_rate", None)
+    _check_options(kind, name, source, "Options", obj.Options)
+    if isinstance(obj, FinetuneMethod):
+        rate = obj.default_learning_rate
         if (
             isinstance(rate, bool)
             or not isinstance(rate, (int, float))
@@ -212,6 +212,37 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
                 f"{rate!r}; it must be a positive, finite number (the rate used when the user "
                 f"gives none)."
             )
+    if isinstance(obj, InferenceBackend) and obj.ExportOptions is not None:
+        _check_options(kind, name, source, "ExportOptions", obj.ExportOptions)
+        if type(obj).export is InferenceBackend.export:
+            raise PluginError(
+                f"The backend '{name}' registered by {source} declares ExportOptions but does "
+                f"not implement export(job, options); implement it, or set ExportOptions = None."
+            )
+    if (
+        isinstance(obj, InferenceBackend)
+        and obj.serves_torch_models
+        and type(obj).from_torch_model is InferenceBackend.from_torch_model
+    ):
+        raise PluginError(
+            f"The backend '{name}' registered by {source} sets serves_torch_models but does "
+            f"not implement from_torch_model(model, options)."
+        )
+
+
+def _check_options(kind: Kind, name: str, source: str, attribute: str, options: Any) -> None:
+    if not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise PluginError(
+            f"The {kind} '{name}' registered by {source} has no pydantic {attribute} class; "
+            f"subclass dialogsum.plugin_api.Options (or use NoOptions)."
+        )
+    if options.model_config.get("extra") != "forbid":
+        raise PluginError(
+            f"The {kind} '{name}' registered by {source} has {attribute} that accept unknown "
+            f"fields; set model_config = ConfigDict(extra='forbid') or subclass "
+            f"dialogsum.plugin_api.Options, so that a misspelt option is an error rather than "
+            f"silently ignored."
+        )
 
 
 def get_registry(manager: DialogsumPluginManager | None = None) -> Registry:

@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError
-from dialogsum.generation import check_dialogues
-from dialogsum.interfaces import Predictor, StreamingPredictor, TorchModelPredictor
+from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
+from dialogsum.interfaces import Predictor
 from dialogsum.modeling import (
     DEFAULT_MODEL,
     ModelManifest,
+    TorchModel,
     default_backend,
     first_line,
     save_model,
@@ -24,8 +25,12 @@ from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
 from dialogsum.training.options import TrainingOptions
 
+#: The backend that serves a model held in memory (tuned or merged in this process).
+IN_MEMORY_BACKEND = "torch"
+
 if TYPE_CHECKING:
     from dialogsum.generation import OnSummary
+    from dialogsum.interfaces import InferenceBackend
     from dialogsum.training.estimates import Estimate
     from dialogsum.training.planning import RunPlan
     from dialogsum.training.trainer import TrainResult
@@ -45,9 +50,12 @@ class Summarizer:
         backend: str = "torch",
         source: str | None = None,
         plugins: DialogsumPluginManager | None = None,
+        backend_options: BaseModel | None = None,
     ) -> None:
         self._predictor = predictor
         self.backend = backend
+        #: The backend's validated options (kept for the models tuned or merged from this one).
+        self.backend_options = backend_options
         #: Where the model was loaded from (folder or hub id); None for a model only in memory.
         self.source = source
         self._plugins = plugins
@@ -97,7 +105,7 @@ class Summarizer:
             raise
         except ImportError as exc:
             # A plugin says how to install what it needs; dialogsum cannot know it.
-            hint = getattr(implementation, "install_hint", None) or (
+            hint = implementation.install_hint or (
                 f"install what {registry.backends[backend].source} depends on"
             )
             raise PluginError(
@@ -112,9 +120,35 @@ class Summarizer:
         if not isinstance(predictor, Predictor):
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) returned "
-                f"{type(predictor).__name__} from load(), which has no summarize() method."
+                f"{type(predictor).__name__} from load(), which is not a "
+                f"dialogsum.plugin_api.Predictor; subclass it (docs/plugins.md)."
             )
-        return cls(predictor, backend=backend, source=source, plugins=plugins)
+        return cls(
+            predictor, backend=backend, source=source, plugins=plugins, backend_options=options
+        )
+
+    def _in_memory(self) -> tuple[InferenceBackend, BaseModel]:
+        """The backend (torch) and options that serve models tuned or merged from this one."""
+        registry = get_registry(self._plugins)
+        backend = IN_MEMORY_BACKEND
+        implementation = registry.backend(backend)
+        if not implementation.serves_torch_models:
+            raise PluginError(
+                f"Backend '{backend}' ({registry.backends[backend].source}) cannot serve a "
+                f"model held in memory; dialogsum's own torch backend can."
+            )
+        keep = self.backend_options if self.backend == backend else None
+        return implementation, registry.backend_options(backend, keep)
+
+    def _serve_in_memory(self, model: TorchModel) -> Summarizer:
+        """A Summarizer on ``model`` (merged from this one), served by torch."""
+        implementation, options = self._in_memory()
+        return Summarizer(
+            implementation.from_torch_model(model, options),
+            backend=IN_MEMORY_BACKEND,
+            plugins=self._plugins,
+            backend_options=options,
+        )
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -123,16 +157,17 @@ class Summarizer:
         """The backend object that summarizes."""
         return self._predictor
 
-    def _torch(self, action: str) -> TorchModelPredictor:
-        # A capability, not a class: any backend whose predictor exposes its torch model,
-        # tokenizer and manifest can be tuned, saved, merged and exported.
-        if not isinstance(self._predictor, TorchModelPredictor):
+    def _torch(self, action: str) -> TorchModel:
+        # A capability, not a class: any backend whose predictor exposes its torch model
+        # (Predictor.torch_model) can be tuned, saved, merged and exported.
+        torch_model = self._predictor.torch_model
+        if torch_model is None:
             raise ConfigError(
                 f"{action} needs the PyTorch model, but this Summarizer serves through backend "
-                f"'{self.backend}', whose predictor does not expose one (model, tokenizer, "
-                f"manifest). Load the model with backend='torch' to {action}."
+                f"'{self.backend}', whose predictor does not expose one (torch_model). Load the "
+                f"model with backend='torch' to {action}."
             )
-        return self._predictor
+        return torch_model
 
     @property
     def model(self) -> Any:
@@ -147,8 +182,7 @@ class Summarizer:
     @property
     def manifest(self) -> ModelManifest:
         """Method, base model, prompt and lengths recorded for this model."""
-        manifest = getattr(self._predictor, "manifest", None)
-        return manifest if isinstance(manifest, ModelManifest) else ModelManifest()
+        return self._predictor.manifest
 
     @property
     def method(self) -> str | None:
@@ -170,10 +204,10 @@ class Summarizer:
 
         registry = get_registry(self._plugins)
         registry.method_options(method, options)  # a bad name or option fails before anything
-        torch_side = self._torch("finetune")
+        torch_model = self._torch("finetune")
         return plan_run(
-            model=torch_side.model,
-            tokenizer=torch_side.tokenizer,
+            model=torch_model.model,
+            tokenizer=torch_model.tokenizer,
             manifest=self.manifest,
             source=self.source,
             registry=registry,
@@ -216,10 +250,19 @@ class Summarizer:
             prepare_run_folder(
                 run_dir, overwrite=overwrite, resume=plan.training.resume_from_checkpoint
             )
+        implementation, backend_options = self._in_memory()
         predictor, result = run_finetune(
-            plan, output_dir=run_dir, generation=self.manifest.generation
+            plan,
+            output_dir=run_dir,
+            generation=self.manifest.generation,
+            serve=lambda model: implementation.from_torch_model(model, backend_options),
         )
-        tuned = Summarizer(predictor, backend="torch", source=None, plugins=self._plugins)
+        tuned = Summarizer(
+            predictor,
+            backend=IN_MEMORY_BACKEND,
+            plugins=self._plugins,
+            backend_options=backend_options,
+        )
         tuned.training = result
         if run_dir is not None and is_main_process() and (run_dir / "model").is_dir():
             tuned.source = str((run_dir / "model").resolve())
@@ -246,32 +289,51 @@ class Summarizer:
 
     # -- using ---------------------------------------------------------------------------------
 
+    def generation_options(self, **generation: Any) -> GenerationOptions:
+        """``generation`` validated over this model's decoding defaults, once.
+
+        Pass the result as ``summarize(dialogues, options=...)`` to summarize many times with
+        options checked once (``dialogsum serve`` does). A bad option is a ConfigError naming
+        it and the valid ones.
+        """
+        return parse_generation(generation, self.manifest.generation)
+
     def summarize(
         self,
         dialogues: list[str],
         *,
+        options: GenerationOptions | None = None,
         on_summary: OnSummary | None = None,
         **generation: Any,
     ) -> list[str]:
         """Summarize each dialogue (batched, longest first); one summary per input, in order.
 
         ``generation`` takes :class:`~dialogsum.generation.GenerationOptions` fields such as
-        ``num_beams=4``, ``max_new_tokens=96`` or ``batch_size=16``. ``on_summary(index,
-        summary)``, if given, is called once per dialogue as soon as its summary is final
-        (from the thread running the model): with the onnxruntime backend a dialogue whose
-        search ends early is reported before the rest of its batch; backends without that
-        capability report each summary when their batch (or the call) ends.
+        ``num_beams=4``, ``max_new_tokens=96`` or ``batch_size=16``, over the model's own
+        decoding defaults; or pass ``options`` made by :meth:`generation_options`.
+        ``on_summary(index, summary)``, if given, is called once per dialogue as soon as its
+        summary is final (from the thread running the model): with the onnxruntime backend a
+        dialogue whose search ends early is reported before the rest of its batch; other
+        backends report each summary when their batch (or the call) ends.
         """
         # A list from here on (a generator would be spent by the backend before the answer is
         # checked); a bare string or an empty dialogue is the caller's error, named as such.
         dialogues = check_dialogues(dialogues)
+        if options is None:
+            options = self.generation_options(**generation)
+        elif generation:
+            raise ConfigError(
+                f"summarize() got options= and {', '.join(sorted(generation))}: give the "
+                f"generation options one way, either as keywords or as options."
+            )
+        if not dialogues:
+            return []
         predictor = self._predictor
-        streaming = predictor if isinstance(predictor, StreamingPredictor) else None
         try:
-            if on_summary is not None and streaming is not None:
-                summaries = streaming.summarize_each(dialogues, on_summary, **generation)
+            if on_summary is not None:
+                summaries = predictor.summarize_each(dialogues, options, on_summary)
             else:
-                summaries = predictor.summarize(dialogues, **generation)
+                summaries = predictor.summarize(dialogues, options)
         except DialogsumError:
             raise
         except Exception as exc:  # a backend's own failure, named (a plugin's included)
@@ -279,9 +341,6 @@ class Summarizer:
                 f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
         self._check_summaries(dialogues, summaries)
-        if on_summary is not None and streaming is None:
-            for index, summary in enumerate(summaries):
-                on_summary(index, summary)
         return summaries
 
     def _check_summaries(self, dialogues: list[str], summaries: Any) -> None:
@@ -320,15 +379,15 @@ class Summarizer:
         ``predictions_file`` is refused unless ``overwrite=True``, as ``save`` and ``export``
         refuse an existing folder.
         """
-        from dialogsum.evaluate import evaluate_predictor
+        from dialogsum.evaluate import evaluate_summaries
 
+        options = self.generation_options(**generation)  # a bad option fails before loading
         examples = group_references(load_examples(data, split))
-        return evaluate_predictor(
-            self._predictor,
+        return evaluate_summaries(
+            lambda dialogues: self.summarize(dialogues, options=options),
             examples,
             predictions_file=predictions_file,
             overwrite=overwrite,
-            **generation,
         )
 
     def merge(self) -> Summarizer:
@@ -339,25 +398,19 @@ class Summarizer:
         has no weights to fold: :meth:`export` bakes its soft prompt into the exported encoder.
         """
         from dialogsum.adapters import is_prompt_learning, merged_copy
-        from dialogsum.predictor import TorchPredictor
 
-        torch_side = self._torch("merge")
+        torch_model = self._torch("merge")
         if not self.manifest.peft:
             return self
-        if is_prompt_learning(torch_side.model):
+        if is_prompt_learning(torch_model.model):
             raise ConfigError(
                 f"A '{self.method}' model has no adapter weights to merge: its soft prompt is an "
                 f"input, not a weight. Export it instead (export(dir)), which bakes the prompt "
                 f"into the exported encoder."
             )
         manifest = self.manifest.model_copy(update={"peft": False, "merged": True})
-        merged = TorchPredictor(
-            merged_copy(torch_side.model),
-            torch_side.tokenizer,
-            manifest,
-            progress=getattr(torch_side, "progress", True),
-        )
-        result = Summarizer(merged, backend="torch", source=None, plugins=self._plugins)
+        merged = TorchModel(merged_copy(torch_model.model), torch_model.tokenizer, manifest)
+        result = self._serve_in_memory(merged)
         result.training = self.training
         return result
 
@@ -365,31 +418,32 @@ class Summarizer:
         self,
         path: str | Path,
         *,
-        format: str = "onnx",
-        quantize: str | None = None,
+        backend: str = "onnxruntime",
         overwrite: bool = False,
+        **options: Any,
     ) -> Path:
-        """Export for CPU serving: a self-contained ONNX folder (optionally int8).
+        """Export into a self-contained folder that ``backend`` serves; return the folder.
 
-        Adapters are merged first; a prompt-tuned model gets its soft prompt baked into the
-        encoder. The export is checked against this PyTorch model (the parity gate) and the
-        results recorded in its ``dialogsum.json``. Serve it with
-        ``Summarizer.from_pretrained(path, backend="onnxruntime")``.
+        ``options`` are the backend's export options (``dialogsum plugins`` lists them; the
+        onnxruntime backend takes ``quantize="int8"``). Adapters are merged first (a
+        prompt-tuned model's soft prompt is baked in where the backend can), and the export is
+        checked against this PyTorch model, with the results in its ``dialogsum.json``. Load
+        it with ``Summarizer.from_pretrained(path)``: the manifest names its backend. An
+        existing folder is replaced only with ``overwrite=True``.
         """
-        from dialogsum.onnx.export import check_quantize, export_onnx
+        from dialogsum.exporting import export_model
 
-        if format != "onnx":
-            raise ConfigError(f"Unsupported export format {format!r}; the supported one is 'onnx'.")
-        check_quantize(quantize)
-        torch_side = self._torch("export")
-        return export_onnx(
-            torch_side.model,
-            torch_side.tokenizer,
-            self.manifest,
+        registry = get_registry(self._plugins)
+        validated = registry.export_options(backend, options)  # before anything is loaded
+        torch_model = self._torch("export")
+        return export_model(
+            registry,
+            backend,
+            torch_model,
             path,
-            quantize=quantize,
-            overwrite=overwrite,
+            validated,
             source_model=self.source or self.manifest.base_model,
+            overwrite=overwrite,
         )
 
     def save(
@@ -405,13 +459,11 @@ class Summarizer:
         :meth:`summarize` uses for this model unless the caller overrides them. Written
         atomically; an existing folder is replaced only with ``overwrite=True``.
         """
-        from dialogsum.generation import parse_generation
-
-        torch_side = self._torch("save")
+        torch_model = self._torch("save")
         manifest = self.manifest
         if generation is not None:
             defaults = parse_generation(generation).model_dump(exclude_unset=True)
             manifest = manifest.model_copy(update={"generation": defaults})
         return save_model(
-            torch_side.model, torch_side.tokenizer, manifest, path, overwrite=overwrite
+            torch_model.model, torch_model.tokenizer, manifest, path, overwrite=overwrite
         )

@@ -141,7 +141,7 @@ def main() -> int:
     from dialogsum.data import load_examples
     from dialogsum.evaluate import rouge
     from dialogsum.training.reports import hardware_description
-    from dialogsum.training.scratch import build_tiny_tokenizer
+    from dialogsum.training.tiny_models import build_tiny_tokenizer
 
     started = time.perf_counter()
     train = load_examples(args.data, "train")

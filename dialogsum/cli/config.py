@@ -78,15 +78,30 @@ class SummarizeConfig(_Serving):
 
 
 class ExportConfig(_Strict):
-    """``dialogsum export``: a saved or tuned model to a self-contained ONNX folder."""
+    """``dialogsum export``: a saved or tuned model to a self-contained folder a backend serves."""
 
     model: str = Field(description="Folder save() or train wrote (or a hub id).")
     base_model: str | None = Field(None, description="Local copy of an adapter's base model.")
     output: str = Field(description="Export folder to create.")
+    backend: str = Field("onnxruntime", description="The backend that exports and serves it.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The backend's export options (--option KEY=VALUE)."
+    )
     quantize: Literal["int8"] | None = Field(
-        None, description="int8: onnxruntime dynamic quantization."
+        None, description="Shorthand for --option quantize=int8 (onnxruntime, ctranslate2)."
     )
     overwrite: bool = False
+
+    def export_options(self) -> dict[str, Any]:
+        """The backend's export options, ``--quantize`` included."""
+        if self.quantize is None:
+            return dict(self.options)
+        if self.options.get("quantize", self.quantize) != self.quantize:
+            raise ConfigError(
+                f"--quantize {self.quantize} and --option quantize={self.options['quantize']} "
+                f"disagree; give one of them."
+            )
+        return {**self.options, "quantize": self.quantize}
 
 
 class CompareConfig(_Strict):

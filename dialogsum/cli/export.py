@@ -1,4 +1,4 @@
-"""``dialogsum export``: a saved or tuned model to a self-contained ONNX folder for CPU serving."""
+"""``dialogsum export``: a saved or tuned model to a self-contained folder a backend serves."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from dialogsum.cli.config import ExportConfig, add_config_flag, backend_options,
 
 def add_parser(commands: Any) -> None:
     """Add the ``export`` command."""
-    parser = commands.add_parser("export", help="Export a model to ONNX for CPU serving.")
+    parser = commands.add_parser(
+        "export", help="Export a model into a folder a backend serves (ONNX by default)."
+    )
     parser.set_defaults(handler=run)
     add_config_flag(parser)
     keep = argparse.SUPPRESS
@@ -22,7 +24,19 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--output", default=keep, help="Export folder to create.")
     parser.add_argument(
-        "--quantize", choices=["int8"], default=keep, help="onnxruntime dynamic int8 quantization."
+        "--backend",
+        default=keep,
+        help="The backend that exports and serves the folder (default: onnxruntime; "
+        "`dialogsum plugins` shows which can export).",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="An export option of the backend, e.g. quantize=int8.",
+    )
+    parser.add_argument(
+        "--quantize", choices=["int8"], default=keep, help="Shorthand for --option quantize=int8."
     )
     parser.add_argument(
         "--overwrite", action="store_true", default=keep, help="Replace an existing folder."
@@ -30,16 +44,21 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse a taken output folder before loading, export, and print the export record."""
+    """Check the backend, its options and the output before loading; export; print the record."""
     from dialogsum.modeling import check_writable, read_manifest
+    from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
 
     config = load_settings(ExportConfig, args)
+    options = config.export_options()
+    get_registry().export_options(config.backend, options)  # a bad backend or option: now
     check_writable(Path(config.output).expanduser(), overwrite=config.overwrite)
     summarizer = Summarizer.from_pretrained(
         config.model, backend="torch", backend_options=backend_options(config)
     )
-    folder = summarizer.export(config.output, quantize=config.quantize, overwrite=config.overwrite)
+    folder = summarizer.export(
+        config.output, backend=config.backend, overwrite=config.overwrite, **options
+    )
     export = read_manifest(folder).export
     print(json.dumps({"output": str(folder), **(export.model_dump() if export else {})}, indent=2))
     return 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dialogsum.hookspecs import hookimpl
-from dialogsum.interfaces import FinetuneMethod, NoOptions
+from dialogsum.plugin_api import FinetuneMethod, NoOptions, hookimpl
 
 
 class FullFinetuning(FinetuneMethod):
@@ -16,7 +15,7 @@ class FullFinetuning(FinetuneMethod):
     Options = NoOptions
     default_learning_rate = 3e-4  # T5 fine-tunes well with AdamW around 1e-4..1e-3.
 
-    def prepare(self, model: Any, options: Any) -> Any:
+    def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
         """Return the model itself with every parameter trainable."""
         for parameter in model.parameters():
             parameter.requires_grad_(True)

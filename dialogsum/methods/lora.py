@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from dialogsum.hookspecs import hookimpl
-from dialogsum.interfaces import FinetuneMethod, Options
-from dialogsum.methods import check_target_modules
+from dialogsum.plugin_api import FinetuneMethod, Options, check_target_modules, hookimpl
 
 
 class LoraOptions(Options):
@@ -43,7 +41,7 @@ class Lora(FinetuneMethod):
     Options = LoraOptions
     default_learning_rate = 1e-3
 
-    def prepare(self, model: Any, options: LoraOptions) -> Any:
+    def prepare(self, model: Any, options: LoraOptions, *, tokenizer: Any) -> Any:
         """Wrap ``model`` in a peft LoRA model."""
         from peft import LoraConfig, TaskType, get_peft_model
 

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dialogsum.hookspecs import hookimpl
-from dialogsum.interfaces import FinetuneMethod, Options
+from dialogsum.plugin_api import FinetuneMethod, Options, hookimpl
 
 
 class PromptTuningOptions(Options):
@@ -30,10 +29,10 @@ class PromptTuning(FinetuneMethod):
     # Soft prompts need far larger steps than weights (Lester et al. used 0.3 with Adafactor).
     default_learning_rate = 3e-2
 
-    def prepare(self, model: Any, options: PromptTuningOptions, *, tokenizer: Any = None) -> Any:
+    def prepare(self, model: Any, options: PromptTuningOptions, *, tokenizer: Any) -> Any:
         """Wrap ``model`` in a peft prompt-tuning model.
 
-        ``tokenizer`` (passed by the core to methods that accept it) embeds ``init_text``.
+        ``tokenizer`` embeds ``init_text``.
         """
         from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
@@ -56,7 +55,7 @@ def _init_from_text(peft_model: Any, tokenizer: Any, text: str) -> None:
     """
     import torch
 
-    from dialogsum.errors import ConfigError
+    from dialogsum.plugin_api import ConfigError
 
     if tokenizer is None:
         raise ConfigError(

@@ -14,7 +14,7 @@ import pytest
 
 from dialogsum.data import Example, load_examples, sample_path
 from dialogsum.plugins import DialogsumPluginManager, make_plugin_manager
-from dialogsum.training.scratch import build_tiny_t5, build_tiny_tokenizer, save_tiny_t5
+from dialogsum.training.tiny_models import build_tiny_t5, build_tiny_tokenizer, save_tiny_t5
 
 if TYPE_CHECKING:
     from transformers import T5ForConditionalGeneration, T5TokenizerFast

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -181,10 +180,8 @@ def plan_run(
 def _prepare(
     method: FinetuneMethod, source: str, model: Any, options: BaseModel, tokenizer: Any
 ) -> Any:
-    accepts_tokenizer = "tokenizer" in inspect.signature(method.prepare).parameters
-    kwargs = {"tokenizer": tokenizer} if accepts_tokenizer else {}
     try:
-        prepared = method.prepare(model, options, **kwargs)
+        prepared = method.prepare(model, options, tokenizer=tokenizer)
     except DialogsumError:
         raise
     except Exception as exc:

@@ -10,26 +10,32 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import logger
-from dialogsum.evaluate import evaluate_predictor
+from dialogsum.evaluate import evaluate_summaries
 from dialogsum.files import write_text
-from dialogsum.modeling import ModelManifest, save_model
-from dialogsum.predictor import TorchPredictor
+from dialogsum.generation import parse_generation
+from dialogsum.interfaces import Predictor
+from dialogsum.modeling import ModelManifest, TorchModel, save_model
 from dialogsum.training.distributed import is_main_process
 from dialogsum.training.planning import RunPlan
 from dialogsum.training.trainer import TrainResult, train
 
 
 def run_finetune(
-    plan: RunPlan, *, output_dir: Path | None, generation: Mapping[str, Any]
-) -> tuple[TorchPredictor, TrainResult]:
+    plan: RunPlan,
+    *,
+    output_dir: Path | None,
+    generation: Mapping[str, Any],
+    serve: Callable[[TorchModel], Predictor],
+) -> tuple[Predictor, TrainResult]:
     """Train ``plan`` and return the tuned model as a predictor, with the run's metrics.
 
-    ``generation`` is the base model's decoding defaults; the tuned model keeps them. With
+    ``generation`` is the base model's decoding defaults; the tuned model keeps them.
+    ``serve`` makes the predictor of the tuned model (the registry's torch backend). With
     ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the model, metrics, config
     and report are written beside them. In a distributed launch every process trains, and only
     rank 0 scores the model and writes the run folder.
@@ -81,9 +87,8 @@ def run_finetune(
         data=plan.data,
         generation=dict(generation),
     )
-    predictor = TorchPredictor(
-        plan.module, plan.tokenizer, manifest, progress=plan.training.progress
-    )
+    tuned = TorchModel(plan.module, plan.tokenizer, manifest)
+    predictor = serve(tuned)
     if not is_main_process():
         # The other processes of a distributed launch hold the same weights; scoring and
         # saving once is enough. Generation on rank 0 calls no collective, so they need not
@@ -92,23 +97,27 @@ def run_finetune(
     # A run stopped by its budget is not scored: scoring would spend past the budget.
     stopped = "stopped" in result.metrics
     if plan.eval_examples and plan.training.eval_strategy != "no" and not stopped:
-        scores = evaluate_predictor(predictor, plan.eval_examples)
+        generation_options = parse_generation({}, manifest.generation)
+        scores = evaluate_summaries(
+            lambda dialogues: predictor.summarize(dialogues, generation_options),
+            plan.eval_examples,
+        )
         result.metrics.update({f"eval_{key}": value for key, value in scores.items()})
     if output_dir is not None:
-        write_run_folder(output_dir, plan, predictor, result)
+        write_run_folder(output_dir, plan, tuned, result)
     return predictor, result
 
 
 def write_run_folder(
-    output_dir: Path, plan: RunPlan, predictor: TorchPredictor, result: TrainResult
+    output_dir: Path, plan: RunPlan, tuned: TorchModel, result: TrainResult
 ) -> None:
     """Save the tuned model into ``output_dir/model`` and the run's records beside it."""
     from dialogsum.training.reports import write_run_report
 
     save_model(
-        predictor.model,
-        predictor.tokenizer,
-        predictor.manifest,
+        tuned.model,
+        tuned.tokenizer,
+        tuned.manifest,
         output_dir / "model",
         overwrite=True,
     )

@@ -84,11 +84,11 @@ def train(
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from dialogsum.training.batching import GlobalBatchTrainer, token_mean_loss
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
     from dialogsum.training.distributed import check_sharding, cpu_only, world_size
     from dialogsum.training.features import IGNORE_INDEX
+    from dialogsum.training.global_batches import GlobalBatchTrainer, token_mean_loss
 
     check_reporting(options.report_to)
     check_sharding()

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dialogsum import FinetuneMethod, Options, hookimpl
-from dialogsum.methods import check_target_modules
+from dialogsum.plugin_api import FinetuneMethod, Options, check_target_modules, hookimpl
 from pydantic import Field, ValidationInfo, field_validator
 
 __version__ = "0.1.0"
@@ -65,7 +64,7 @@ class IA3(FinetuneMethod):
     # about 3e-3, ten times a typical full fine-tuning rate.
     default_learning_rate = 3e-3
 
-    def prepare(self, model: Any, options: IA3Options) -> Any:
+    def prepare(self, model: Any, options: IA3Options, *, tokenizer: Any) -> Any:
         """Wrap ``model`` in a peft IA3 model for sequence-to-sequence training."""
         from peft import IA3Config, TaskType, get_peft_model
 

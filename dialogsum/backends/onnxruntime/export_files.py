@@ -1,8 +1,10 @@
 """The files of an ONNX export folder, as the exporter writes them and the predictor reads them.
 
 The folder's manifest (``dialogsum.json``) carries an export record
-(:class:`~dialogsum.modeling.ExportInfo`) naming the format, the quantization, the parity
-results and the backend that serves it.
+(:class:`~dialogsum.modeling.ExportInfo`) naming the backend that serves it and the parity
+results; its ``backend_data`` holds this backend's own fields: ``quantize``, ``prompt_tokens``
+(the soft prompt baked into the encoder) and ``cross_attention`` (``"item"``: the decoder's
+cross-attention cache has one row per dialogue, shared by its beams).
 """
 
 from __future__ import annotations
@@ -11,5 +13,3 @@ from __future__ import annotations
 ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 #: Everything the onnxruntime backend reads from an export folder.
 REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
-#: The backend that serves an ONNX export.
-ONNX_BACKEND = "onnxruntime"

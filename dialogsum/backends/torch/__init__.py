@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from dialogsum.errors import BackendError, require
-from dialogsum.hookspecs import hookimpl
-from dialogsum.interfaces import InferenceBackend, Options
+from dialogsum.plugin_api import (
+    BackendError,
+    InferenceBackend,
+    Options,
+    Predictor,
+    TorchModel,
+    hookimpl,
+    load_model,
+    require,
+)
 
 
 class TorchOptions(Options):
@@ -34,14 +41,14 @@ class TorchBackend(InferenceBackend):
 
     name = "torch"
     Options = TorchOptions
+    serves_torch_models = True
 
-    def load(self, model_dir: Path | str, options: TorchOptions) -> Any:
+    def load(self, model_dir: Path | str, options: TorchOptions) -> Predictor:
         """Load ``model_dir`` (a folder save() wrote, or a hub id) for summarizing."""
         require(("torch", "transformers", "peft"), extra="train", purpose="The torch backend")
         import torch
 
-        from dialogsum.modeling import load_model
-        from dialogsum.predictor import TorchPredictor
+        from dialogsum.backends.torch.torch_predictor import TorchPredictor
 
         device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -53,9 +60,13 @@ class TorchBackend(InferenceBackend):
         if resolve_dtype(options.dtype, device) == "bfloat16":
             # T5 was pre-trained in bf16: it keeps its range, unlike fp16, which overflows.
             loaded.model.to(torch.bfloat16)
-        return TorchPredictor(
-            loaded.model, loaded.tokenizer, loaded.manifest, progress=options.progress
-        )
+        return TorchPredictor(loaded, progress=options.progress)
+
+    def from_torch_model(self, model: TorchModel, options: TorchOptions) -> Predictor:
+        """Serve a model held in memory (freshly tuned or merged), where its weights are."""
+        from dialogsum.backends.torch.torch_predictor import TorchPredictor
+
+        return TorchPredictor(model, progress=options.progress)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dialogsum.generation import GenerationOptions
+from dialogsum.generation import GenerationOptions, cut_at_eos
 
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]
@@ -115,11 +115,6 @@ def top_log_probs(logits: Any, k: int) -> tuple[Any, Any]:
     scores = _log_softmax(logits)
     tokens = _top(scores, k)  # k past the vocabulary: all of it
     return np.take_along_axis(scores, tokens, axis=-1), tokens
-
-
-def cut_at_eos(tokens: list[int], eos: int) -> list[int]:
-    """``tokens`` up to and including the first end-of-sequence token."""
-    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
 
 
 def greedy(

@@ -50,7 +50,7 @@ def build_top_model() -> bytes:
 
 
 class TopLogProbsSession:
-    """``top(logits, k)`` for :mod:`dialogsum.onnx.decoding`, on an onnxruntime session."""
+    """``top(logits, k)`` for :mod:`.decoding`, on an onnxruntime session."""
 
     def __init__(self, options: Any) -> None:
         import onnxruntime as ort

@@ -2,7 +2,7 @@
 
 Nothing here imports torch, transformers, peft or optimum, so a serving image needs only
 ``pip install 'dialogsum[cpu-serve]'``. Decoding (greedy or beam search, in
-:mod:`dialogsum.onnx.decoding`) runs over three sessions: the encoder (which, for a prompt-tuned
+:mod:`.decoding`) runs over three sessions: the encoder (which, for a prompt-tuned
 model, prepends the baked soft prompt and returns the widened attention mask), the first decoder
 step, and the decoder with past key values for every later step.
 """
@@ -14,20 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ConfigError, ModelError
-from dialogsum.generation import (
+from dialogsum.backends.onnxruntime.decoding import Finished, beam_search, greedy
+from dialogsum.backends.onnxruntime.export_files import ONNX_FILES, REQUIRED_FILES
+from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
+from dialogsum.plugin_api import (
+    ConfigError,
     GenerationOptions,
+    ModelError,
+    ModelManifest,
     OnSummary,
-    check_dialogues,
+    Predictor,
     encode_sources,
-    parse_generation,
+    read_manifest,
     summarize_batches,
     warn_truncated_inputs,
 )
-from dialogsum.modeling import ModelManifest, read_manifest
-from dialogsum.onnx.decoding import Finished, beam_search, greedy
-from dialogsum.onnx.format import ONNX_FILES, REQUIRED_FILES
-from dialogsum.onnx.top import TopLogProbsSession
 
 #: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
 #: 16 covers the widest vector (AVX-512, 16 floats) a kernel's tail loop can leave.
@@ -67,7 +68,7 @@ class _TokenizerAdapter:
         return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
 
 
-class OnnxPredictor:
+class OnnxPredictor(Predictor):
     """Summarization (greedy or beam search) with onnxruntime over an export folder."""
 
     def __init__(
@@ -89,10 +90,22 @@ class OnnxPredictor:
                 f"(Summarizer.export(DIR)), then load DIR."
             )
         self.manifest: ModelManifest = read_manifest(folder)
-        if self.manifest.export is None:
+        export = self.manifest.export
+        if export is None or export.backend != "onnxruntime":
+            what = "has no export record" if export is None else f"names {export.backend}"
             raise ModelError(
-                f"{folder} is not an ONNX export (its dialogsum.json has no export record). "
-                f"Export it first: dialogsum export --model {folder} --output DIR."
+                f"{folder} is not an ONNX export (its dialogsum.json {what}). Export it first: "
+                f"dialogsum export --model MODEL --backend onnxruntime --output DIR."
+            )
+        if export.backend_data.get("cross_attention") != "item":
+            # Exports written before the decoder shared its cross-attention cache among beams
+            # (dialogsum 0.1) hold one per beam; that layout is no longer served.
+            raise ModelError(
+                f"The ONNX export in {folder} was written by an older dialogsum, with one "
+                f"cross-attention cache per beam, which this version no longer serves. Export "
+                f"it again from its source model"
+                + (f" ({export.source_model})" if export.source_model else "")
+                + ": dialogsum export --model SOURCE --output DIR --overwrite."
             )
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
         if missing:
@@ -147,7 +160,6 @@ class OnnxPredictor:
         )
         self.tokenizer = tokenizer
         self.progress = progress
-        self.cross_attention_per_item = self.manifest.export.cross_attention == "item"
         self.model_dir = folder
         self._past_names = [
             i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_")
@@ -157,17 +169,20 @@ class OnnxPredictor:
             o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
         ]
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         """One summary per dialogue, in input order (greedy or beam search)."""
-        return self.summarize_each(dialogues, None, **generation)
+        return self._run(dialogues, options, None)
 
     def summarize_each(
-        self, dialogues: list[str], on_summary: OnSummary | None, **generation: Any
+        self, dialogues: list[str], options: GenerationOptions, on_summary: OnSummary
     ) -> list[str]:
         """Like :meth:`summarize`, calling ``on_summary(index, summary)`` as each summary is
         final: a dialogue whose search ends early is reported before its batch is done."""
-        texts = check_dialogues(dialogues)
-        options = parse_generation(generation, self.manifest.generation)
+        return self._run(dialogues, options, on_summary)
+
+    def _run(
+        self, texts: list[str], options: GenerationOptions, on_summary: OnSummary | None
+    ) -> list[str]:
         _check_supported(options)
         if not texts:
             return []
@@ -284,7 +299,7 @@ class OnnxPredictor:
 
 
 class _OnnxSteps:
-    """Decoder steps over the two decoder sessions, for :mod:`dialogsum.onnx.decoding`."""
+    """Decoder steps over the two decoder sessions, for :mod:`.decoding`."""
 
     def __init__(
         self, predictor: OnnxPredictor, hidden: Any, encoder_mask: Any, beams: int
@@ -306,11 +321,9 @@ class _OnnxSteps:
         self.beams = beams
         self.item_mask = encoder_mask
         # Beam search runs batch x beams rows; each beam attends to its item's encoder output.
-        # An export whose decoder shares the cross-attention cache among an item's beams takes
-        # it (and the encoder mask) once per item; older ones once per beam.
-        self.per_item = predictor.cross_attention_per_item
-        repeat = beams > 1 and not self.per_item
-        self.encoder_mask = np.repeat(encoder_mask, beams, axis=0) if repeat else encoder_mask
+        # The decoder shares the cross-attention cache among an item's beams, so it takes the
+        # cache and the encoder mask once per item (see shared_cross_attention).
+        self.encoder_mask = encoder_mask
 
     def start(self, rows: int) -> tuple[Any, dict[str, Any]]:
         import numpy as np
@@ -329,9 +342,7 @@ class _OnnxSteps:
         named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
         if rows != items:
             named = {
-                name: value
-                if self.per_item and ".encoder." in name
-                else np.repeat(value, rows // items, axis=0)
+                name: value if ".encoder." in name else np.repeat(value, rows // items, axis=0)
                 for name, value in named.items()
             }
         # Cross-attention keys and values never change after the first step: they are kept.
@@ -374,7 +385,7 @@ class _OnnxSteps:
         return logits, cache
 
     def top(self, logits: Any, k: int) -> tuple[Any, Any]:
-        # Beam search's log-softmax and top-k, in onnxruntime (see dialogsum.onnx.top).
+        # Beam search's log-softmax and top-k, in onnxruntime (see top_log_probs).
         return self.predictor.top(logits, k)
 
     def reorder(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
@@ -391,15 +402,12 @@ class _OnnxSteps:
         # rows serves; kept per item, they shrink to the items of ``rows``).
         import numpy as np
 
-        if self.per_item:
-            items = np.asarray(rows)[:: self.beams] // self.beams
-            self.encoder_mask = self.encoder_mask[items]
-            return {
-                name: _as_array(value)[items if ".encoder." in name else rows]
-                for name, value in cache.items()
-            }
-        self.encoder_mask = self.encoder_mask[rows]
-        return {name: _as_array(value)[rows] for name, value in cache.items()}
+        items = np.asarray(rows)[:: self.beams] // self.beams
+        self.encoder_mask = self.encoder_mask[items]
+        return {
+            name: _as_array(value)[items if ".encoder." in name else rows]
+            for name, value in cache.items()
+        }
 
 
 def _as_array(value: Any) -> Any:

@@ -15,7 +15,7 @@ cached per process, so building many tiny models is cheap.
 
 Typical use::
 
-    from dialogsum.training.scratch import build_tiny_t5
+    from dialogsum.training.tiny_models import build_tiny_t5
 
     tiny = build_tiny_t5()  # TinyT5(model, tokenizer), in memory
     model, tokenizer = tiny  # it is a NamedTuple

@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.onnx.beams import DECODER_WITH_PAST
-from dialogsum.onnx.format import ONNX_FILES
+from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
+from dialogsum.backends.onnxruntime.shared_cross_attention import DECODER_WITH_PAST
 
 #: Protobuf's limit: larger models keep their weights in a separate data file.
 _SINGLE_FILE_LIMIT = 1_800_000_000
@@ -37,7 +37,7 @@ def quantize_int8(folder: Path) -> None:
         prepared = folder / f"{name}.pre.onnx"
         # Shape inference and graph clean-up first: every MatMul (the LM head included) then
         # has a constant weight to quantize, and the graph runs faster. The decoder with past
-        # computes its cross-attention shapes from the cache at run time (dialogsum.onnx.beams),
+        # computes its cross-attention shapes from the cache at run time (shared_cross_attention),
         # which symbolic inference cannot follow; ONNX's own inference finds the same weights.
         skip = name == DECODER_WITH_PAST
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=skip)

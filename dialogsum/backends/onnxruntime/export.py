@@ -1,0 +1,195 @@
+"""Export a tuned model to a self-contained ONNX folder for CPU serving.
+
+LoRA and other mergeable adapters are folded into the base weights first. Prompt tuning has no
+weights to fold, so its learned soft prompt is baked into the exported encoder: the encoder
+takes token ids, prepends the prompt embeddings itself and returns the matching attention mask,
+and a prompt-tuned model then serves with onnxruntime alone, no peft at run time.
+
+Every export runs a parity check against the PyTorch model it came from and records the result
+in the folder's manifest; an fp32 export that fails it is not written.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dialogsum.backends.onnxruntime import OnnxExportOptions
+from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
+from dialogsum.backends.onnxruntime.shared_cross_attention import share_cross_attention
+from dialogsum.plugin_api import (
+    ExportJob,
+    ModelError,
+    base_of,
+    is_prompt_learning,
+    merged_copy,
+    prompt_length,
+    require,
+)
+
+
+def quiet_exporters() -> None:
+    """Silence tracer and exporter chatter that says nothing actionable to a user.
+
+    The tracer warnings concern branches fixed per exported file (first decoder step or not),
+    which the parity gate verifies; optimum's tied-weight notes are informational.
+    """
+    import warnings
+
+    import torch
+    from optimum.utils import logging as optimum_logging
+    from transformers.utils import logging as transformers_logging
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+    optimum_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
+def _cpu_float32(model: Any) -> Any:
+    """The model on the CPU in float32: what ONNX export and the fp32 parity gate need.
+
+    A model served on a GPU (in bfloat16) is copied; the caller's model stays where it is.
+    """
+    import torch
+
+    parameter = next(model.parameters())
+    if parameter.device.type == "cpu" and parameter.dtype == torch.float32:
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+
+
+def _plain_model(model: Any) -> tuple[Any, Any]:
+    """A plain transformers model to export, and the soft prompt to bake (or None)."""
+    if is_prompt_learning(model):
+        length = prompt_length(model)
+        # Exactly what peft's generate() prepends to the encoder input embeddings.
+        prompt = model.get_prompt(batch_size=1)[0, :length].detach().clone()
+        return copy.deepcopy(base_of(model)), prompt
+    return merged_copy(model), None
+
+
+def _export_prompted_encoder(model: Any, prompt: Any, path: Path) -> None:
+    import torch
+
+    class PromptedEncoder(torch.nn.Module):
+        """ids, mask -> (hidden states, mask) with the soft prompt prepended, as peft does."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder: Any = model.get_encoder()
+            self.embed: Any = model.get_input_embeddings()
+            self.register_buffer("prompt", prompt[None])
+            self.length = int(prompt.shape[0])
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
+            batch = input_ids.shape[0]
+            embeds = self.embed(input_ids)
+            soft_prompt: Any = self.prompt
+            embeds = torch.cat([soft_prompt.expand(batch, -1, -1).to(embeds.dtype), embeds], dim=1)
+            ones = torch.ones(batch, self.length, dtype=attention_mask.dtype)
+            mask = torch.cat([ones, attention_mask], dim=1)
+            hidden = self.encoder(
+                inputs_embeds=embeds, attention_mask=mask, use_cache=False
+            ).last_hidden_state
+            return hidden, mask
+
+    dummy = (torch.randint(3, 20, (2, 7)), torch.ones(2, 7, dtype=torch.long))
+    axes = {0: "batch_size", 1: "encoder_sequence_length"}
+    prompted = {0: "batch_size", 1: "prompted_sequence_length"}
+    torch.onnx.export(
+        PromptedEncoder().eval(),
+        dummy,
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state", "encoder_attention_mask"],
+        dynamic_axes={
+            "input_ids": axes,
+            "attention_mask": axes,
+            "last_hidden_state": prompted,
+            "encoder_attention_mask": prompted,
+        },
+        opset_version=17,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
+    """Write an ONNX export of ``job.model`` into ``job.folder`` (see the module docstring)."""
+    require(
+        ("onnxruntime", "optimum.exporters.onnx", "onnx"),
+        extra="export",
+        purpose="Exporting to ONNX",
+    )
+    import onnxruntime
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    from dialogsum.backends.onnxruntime.parity import check_parity
+    from dialogsum.backends.onnxruntime.quantize import quantize_int8
+
+    quiet_exporters()
+    model = _cpu_float32(job.model)
+    plain, prompt = _plain_model(model)
+    plain.eval()
+    staging = job.folder
+    # optimum copies the tokenizer from config._name_or_path, which may be a hub id (or a
+    # bundled model's name) and would cost minutes of retries offline. Point it at the
+    # staging folder, which holds our tokenizer already; the name is not written to disk.
+    job.tokenizer.save_pretrained(str(staging))
+    plain.config._name_or_path = str(staging)
+    try:
+        onnx_export_from_model(
+            plain,
+            output=staging,
+            task="text2text-generation-with-past",
+            # Separate decoder and decoder-with-past files: faster on CPU than the merged one.
+            no_post_process=True,
+            do_validation=False,
+        )
+        if prompt is not None:
+            _export_prompted_encoder(plain, prompt, staging / "encoder_model.onnx")
+        shared = share_cross_attention(staging)
+    except Exception as exc:
+        raise ModelError(
+            f"The ONNX exporter failed on this {type(plain).__name__}: {type(exc).__name__}: "
+            f"{exc}. Nothing was written."
+        ) from exc
+    missing = [name for name in ONNX_FILES if not (staging / name).exists()]
+    if missing:
+        raise ModelError(f"The ONNX exporter did not write {', '.join(missing)}.")
+    if not shared:
+        raise ModelError(
+            f"The exported decoder of this {type(plain).__name__} has no cross-attention that "
+            f"dialogsum can share among beams; only T5-style encoder-decoders are supported. "
+            f"Nothing was written."
+        )
+    plain.generation_config.max_new_tokens = job.manifest.data.max_target_length
+    plain.generation_config.save_pretrained(str(staging))
+    section = {
+        "quantize": options.quantize,
+        "prompt_tokens": 0 if prompt is None else int(prompt.shape[0]),
+        # The decoder's cross-attention cache has one row per dialogue, shared by its beams
+        # (see shared_cross_attention).
+        "cross_attention": "item",
+    }
+    versions = {"onnxruntime": onnxruntime.__version__}
+    job.write_manifest(section, files=list(ONNX_FILES), versions=versions)
+    parity = check_parity(model, staging)
+    if options.quantize == "int8":
+        fp32 = staging.with_name(staging.name + "-fp32")
+        shutil.copytree(staging, fp32)
+        try:
+            try:
+                quantize_int8(staging)
+            except Exception as exc:
+                raise ModelError(
+                    f"int8 quantization failed: {type(exc).__name__}: {exc}. Nothing was "
+                    f"written; the fp32 export (quantize=None) is unaffected."
+                ) from exc
+            parity["int8"] = check_parity(model, staging, reference=fp32)
+        finally:
+            shutil.rmtree(fp32, ignore_errors=True)
+    job.write_manifest(parity=parity)

@@ -1,0 +1,131 @@
+"""The onnxruntime export's parity gate: the export must reproduce the PyTorch model it came from.
+
+fp32 exports are checked against PyTorch with :mod:`dialogsum.parity` (greedy and 4-beam
+tokens) and, here, on first-step logits; int8 exports are reported as token agreement with the
+fp32 export, and refused when a dialogue's logits change in a batch. Results go into the
+export's manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dialogsum.errors import ModelError
+from dialogsum.generation import GenerationOptions, cut_at_eos, pad_batch
+from dialogsum.parity import (
+    PARITY_NEW_TOKENS,
+    agreement,
+    check_token_parity,
+    parity_dialogues,
+    torch_first_logits,
+)
+
+#: Logits may differ by this much, relative to the largest logit magnitude (at least 1).
+LOGITS_TOLERANCE = 1e-4
+
+
+def _onnx_decode(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
+    options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
+    return [
+        cut_at_eos(onnx.generate_ids([s], [[1] * len(s)], options)[0], onnx.eos_token_id)
+        for s in sources
+    ]
+
+
+def _onnx_decode_batched(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
+    """All ``sources`` decoded as one padded batch (each row's own result, cut at eos)."""
+    options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
+    ids, mask = pad_batch(sources, onnx.pad_token_id)
+    return [cut_at_eos(row, onnx.eos_token_id) for row in onnx.generate_ids(ids, mask, options)]
+
+
+def _batch_logits_difference(onnx: Any, sources: list[list[int]], tokens: list[list[int]]) -> float:
+    """Largest logits difference, over every step of decoding ``tokens`` forced, between
+    each source alone and all of them in one padded batch."""
+    import numpy as np
+
+    width = max(1, *(len(t) for t in tokens)) - 1
+    # Rows that ended early go on with pad tokens: their later logits are compared as well.
+    forced = [(t + [onnx.pad_token_id] * width)[:width] for t in tokens]
+    ids, mask = pad_batch(sources, onnx.pad_token_id)
+    batched = onnx.step_logits(ids, mask, forced)
+    alone = np.concatenate(
+        [onnx.step_logits([s], [[1] * len(s)], [f]) for s, f in zip(sources, forced, strict=True)]
+    )
+    return float(np.abs(batched - alone).max())
+
+
+def check_parity(
+    model: Any,
+    export_dir: Path,
+    *,
+    dialogues: list[str] | None = None,
+    reference: Path | None = None,
+) -> dict[str, Any]:
+    """Compare the export in ``export_dir`` with ``model`` (or with the export in ``reference``).
+
+    Raises :class:`ModelError` when an fp32 export misses the gate, so it is never written.
+    """
+    import numpy as np
+
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+
+    model.eval()  # dropout off: the reference must be deterministic
+    texts = dialogues or parity_dialogues()
+    onnx = OnnxPredictor(export_dir, progress=False)
+    sources = onnx.encode(texts, warn=False)  # parity compares cut inputs on both sides
+    if reference is not None:
+        greedy = _onnx_decode(onnx, sources, 1)
+        fp32 = OnnxPredictor(reference, progress=False)
+        # A server batches strangers' requests together: a summary must not depend on them.
+        # Per-row activation scales and the decoder's masked cross-attention tail make every
+        # step's logits the same alone and in a padded batch (per-tensor scales moved them by
+        # percents). Checked on every step of the batch's own greedy decode, forced; an export
+        # whose greedy summaries change in a batch is refused.
+        batched_tokens = _onnx_decode_batched(onnx, sources, 1)
+        difference = _batch_logits_difference(onnx, sources, batched_tokens)
+        batch_agreement = agreement(greedy, batched_tokens)
+        if difference > LOGITS_TOLERANCE or batch_agreement < 1.0:
+            raise ModelError(
+                f"The int8 export's logits for a dialogue change when it shares a batch "
+                f"(largest difference {difference:.2e} over {PARITY_NEW_TOKENS} steps; greedy "
+                f"summaries identical alone and in a batch for {batch_agreement:.0%} of "
+                f"{len(texts)} dialogues): served summaries would depend on other requests, "
+                f"giving a different summary in a batch than alone. "
+                f"Nothing was written; export without quantize (fp32), and please report this "
+                f"with the model's config and your CPU (lscpu)."
+            )
+        return {
+            "dialogues": len(texts),
+            "greedy_agreement_with_fp32": agreement(greedy, _onnx_decode(fp32, sources, 1)),
+            "batch_logits_difference": difference,
+            "batch_greedy_agreement": batch_agreement,
+        }
+    ids, mask = pad_batch(sources, onnx.pad_token_id)
+    torch_logits = torch_first_logits(model, ids, mask, onnx.start_token_id)
+    difference = float(np.abs(torch_logits - onnx.first_step_logits(ids, mask)).max())
+    scale = max(1.0, float(np.abs(torch_logits).max()))
+    tokens = check_token_parity(
+        model,
+        sources,
+        lambda rows, beams: _onnx_decode(onnx, rows, beams),
+        eos=onnx.eos_token_id,
+        what="The ONNX export",
+    )
+    if difference > LOGITS_TOLERANCE * scale:
+        raise ModelError(
+            f"The ONNX export does not match the PyTorch model: largest first-step logits "
+            f"difference {difference:.2e}, tolerance {LOGITS_TOLERANCE * scale:.2e}, over "
+            f"{len(texts)} dialogues. Nothing was written. Please report this with the model's "
+            f"config."
+        )
+    return {
+        "dialogues": len(texts),
+        "new_tokens": PARITY_NEW_TOKENS,
+        "max_abs_logits_difference": difference,
+        "logits_scale": scale,
+        "greedy_identical": tokens["greedy_identical"],
+        "beam4_identical": tokens["beam4_identical"],
+        "passed": True,
+    }

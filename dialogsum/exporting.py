@@ -1,0 +1,162 @@
+"""Export as a backend capability: the staged folder, the shared manifest, the dispatch.
+
+``Summarizer.export(path, backend=NAME, **options)`` and ``dialogsum export --backend NAME``
+come here. The core checks the target, stages a folder, hands the backend an
+:class:`ExportJob` and moves the folder into place when the backend returns; the backend
+writes its own files and calls :meth:`ExportJob.write_manifest` with its own section of the
+export record. The core knows no backend's field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from dialogsum.adapters import is_peft, is_prompt_learning
+from dialogsum.errors import DialogsumError, ModelError, PluginError, logger
+from dialogsum.files import check_writable, staged_folder
+from dialogsum.modeling import MANIFEST_NAME, ExportInfo, ModelManifest, read_manifest
+
+if TYPE_CHECKING:
+    from dialogsum.interfaces import TorchModel
+    from dialogsum.registry import Registry
+
+
+@dataclass
+class ExportJob:
+    """What a backend's ``export`` gets: the model to export and the staged folder to fill.
+
+    ``model``, ``tokenizer`` and ``manifest`` are the PyTorch model as the Summarizer holds it
+    (a peft model for an adapter; possibly on a GPU, in bfloat16: copy it before changing it),
+    ``source_model`` where it was loaded from, ``folder`` the staged folder to write into.
+    """
+
+    backend: str
+    model: Any
+    tokenizer: Any
+    manifest: ModelManifest
+    source_model: str | None
+    folder: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    #: The record last written by :meth:`write_manifest` (None before the first call).
+    record: ExportInfo | None = None
+
+    @property
+    def adapter(self) -> Literal["merged", "baked"] | None:
+        """How the model's adapter reaches the export: "baked" (a soft prompt), "merged", None."""
+        if is_prompt_learning(self.model):
+            return "baked"
+        if is_peft(self.model) or self.manifest.merged:
+            return "merged"
+        return None
+
+    def write_manifest(
+        self,
+        backend_data: Mapping[str, Any] | None = None,
+        *,
+        files: list[str] | None = None,
+        parity: Mapping[str, Any] | None = None,
+        versions: Mapping[str, str] | None = None,
+    ) -> ModelManifest:
+        """Write ``dialogsum.json`` into the folder with this export's record; return it.
+
+        Call it once the files are written (a backend's own loader may read the manifest, to
+        run its parity check) and again with the parity results; each call replaces the
+        record, keeping what an earlier call gave and this one leaves out.
+        """
+        from dialogsum._version import __version__
+
+        previous = self.record
+        record = ExportInfo(
+            backend=self.backend,
+            source_model=self.source_model,
+            adapter=self.adapter,
+            versions={
+                "dialogsum": __version__,
+                **(previous.versions if previous else {}),
+                **(versions or {}),
+            },
+            options=self.options,
+            files=list(files if files is not None else previous.files if previous else []),
+            parity=dict(parity if parity is not None else previous.parity if previous else {}),
+            backend_data=dict(
+                backend_data
+                if backend_data is not None
+                else previous.backend_data
+                if previous
+                else {}
+            ),
+        )
+        self.record = record
+        manifest = self.manifest.model_copy(
+            update={
+                "dialogsum_version": __version__,
+                # The export is a plain model: an adapter was merged or baked into it.
+                "peft": False,
+                "merged": self.adapter == "merged",
+                "export": record,
+            }
+        )
+        (self.folder / MANIFEST_NAME).write_text(
+            manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
+        return manifest
+
+
+def export_model(
+    registry: Registry,
+    backend: str,
+    torch_model: TorchModel,
+    path: str | Path,
+    options: BaseModel,
+    *,
+    source_model: str | None,
+    overwrite: bool = False,
+) -> Path:
+    """Export ``torch_model`` to ``path`` with ``backend`` (its export ``options`` validated).
+
+    The folder appears only complete: written under a temporary name and renamed into place,
+    removed if the backend raises (a failed parity check included).
+    """
+    implementation = registry.backend(backend)
+    source = registry.backends[backend].source
+    target = Path(path).expanduser()
+    check_writable(target, overwrite=overwrite)
+    with staged_folder(target, overwrite=overwrite) as staging:
+        job = ExportJob(
+            backend=backend,
+            model=torch_model.model,
+            tokenizer=torch_model.tokenizer,
+            manifest=torch_model.manifest,
+            source_model=source_model,
+            folder=staging,
+            options=options.model_dump(mode="json"),
+        )
+        try:
+            implementation.export(job, options)
+        except DialogsumError:
+            raise
+        except ImportError as exc:
+            hint = implementation.install_hint or f"install what {source} depends on"
+            raise PluginError(
+                f"Exporting with backend '{backend}' ({source}) needs a missing package: {exc}. "
+                f"To fix: {hint}."
+            ) from exc
+        except Exception as exc:
+            raise ModelError(
+                f"Backend '{backend}' ({source}) failed to export: {type(exc).__name__}: {exc}. "
+                f"Nothing was written."
+            ) from exc
+        written = read_manifest(staging).export if (staging / MANIFEST_NAME).is_file() else None
+        if written is None or written.backend != backend:
+            raise PluginError(
+                f"Backend '{backend}' ({source}) exported without writing its manifest: its "
+                f"export() must call job.write_manifest(...) (docs/plugins.md). Nothing was "
+                f"written."
+            )
+    logger.info("exported for the %s backend to %s", backend, target)
+    return target

@@ -1,0 +1,119 @@
+"""The public plugin API: every name a dialogsum plugin may rely on, and nothing else.
+
+A plugin (and each built-in method and backend) imports from this module and from the package
+face (``dialogsum``) only; everything else in dialogsum is internal and may change between
+releases. ``docs/plugins.md`` documents exactly the names in ``__all__``, and a test fails when
+one is undocumented. Plugin tests add the test kit, ``dialogsum.testing``.
+
+Importing it is cheap: no torch, transformers, peft, optimum or onnxruntime.
+"""
+
+from __future__ import annotations
+
+from dialogsum.adapters import (
+    base_of,
+    check_target_modules,
+    is_peft,
+    is_prompt_learning,
+    merged_copy,
+    prompt_length,
+)
+from dialogsum.data import DataOptions
+from dialogsum.errors import (
+    BackendError,
+    ConfigError,
+    DataError,
+    DialogsumError,
+    MissingDependencyError,
+    ModelError,
+    PluginError,
+    require,
+)
+from dialogsum.exporting import ExportJob
+from dialogsum.generation import (
+    GenerationOptions,
+    OnSummary,
+    cut_at_eos,
+    encode_sources,
+    pad_batch,
+    summarize_batches,
+    warn_truncated_inputs,
+)
+from dialogsum.hookspecs import hookimpl
+from dialogsum.interfaces import (
+    FALLBACK_LEARNING_RATE,
+    FinetuneMethod,
+    InferenceBackend,
+    NoOptions,
+    Options,
+    Predictor,
+)
+from dialogsum.modeling import (
+    MANIFEST_NAME,
+    ExportInfo,
+    ModelManifest,
+    TorchModel,
+    load_model,
+    read_manifest,
+    resolve_model_dir,
+)
+from dialogsum.parity import (
+    BEAM_AGREEMENT,
+    BEAMS,
+    PARITY_NEW_TOKENS,
+    agreement,
+    check_token_parity,
+    parity_dialogues,
+    parity_sources,
+    torch_first_logits,
+    torch_tokens,
+)
+
+__all__ = [
+    "BEAMS",
+    "BEAM_AGREEMENT",
+    "FALLBACK_LEARNING_RATE",
+    "MANIFEST_NAME",
+    "PARITY_NEW_TOKENS",
+    "BackendError",
+    "ConfigError",
+    "DataError",
+    "DataOptions",
+    "DialogsumError",
+    "ExportInfo",
+    "ExportJob",
+    "FinetuneMethod",
+    "GenerationOptions",
+    "InferenceBackend",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelManifest",
+    "NoOptions",
+    "OnSummary",
+    "Options",
+    "PluginError",
+    "Predictor",
+    "TorchModel",
+    "agreement",
+    "base_of",
+    "check_target_modules",
+    "check_token_parity",
+    "cut_at_eos",
+    "encode_sources",
+    "hookimpl",
+    "is_peft",
+    "is_prompt_learning",
+    "load_model",
+    "merged_copy",
+    "pad_batch",
+    "parity_dialogues",
+    "parity_sources",
+    "prompt_length",
+    "read_manifest",
+    "require",
+    "resolve_model_dir",
+    "summarize_batches",
+    "torch_first_logits",
+    "torch_tokens",
+    "warn_truncated_inputs",
+]
