@@ -41,8 +41,8 @@ ROUNDS = 3
 
 def phases(predictor: Any, sources: list[list[int]], steps: int) -> list[float]:
     """Seconds of encoder, first step and later steps for one padded batch, greedy."""
-    from dialogsum.generation import pad_batch
     from dialogsum.backends.onnxruntime.onnx_predictor import _OnnxSteps
+    from dialogsum.generation import pad_batch
 
     ids, mask = pad_batch(sources, predictor.pad_token_id)
     started = time.perf_counter()
@@ -80,8 +80,12 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
 
     import onnxruntime as ort
 
+    from dialogsum.backends.onnxruntime.onnx_predictor import (
+        CROSS_ATTENTION_TAIL,
+        OnnxPredictor,
+        _OnnxSteps,
+    )
     from dialogsum.generation import pad_batch
-    from dialogsum.backends.onnxruntime.onnx_predictor import CROSS_ATTENTION_TAIL, OnnxPredictor, _OnnxSteps
 
     predictor = OnnxPredictor(folder, threads=2, progress=False)
     with tempfile.TemporaryDirectory() as scratch:
@@ -161,6 +165,7 @@ def base_model(texts: list[str]) -> dict[str, Any]:
 def tiny_model(texts: list[str]) -> dict[str, Any]:
     from dialogsum import Summarizer
     from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+    from dialogsum.generation import parse_generation
 
     folder = WORK / "tiny-int8"
     if not (folder / "dialogsum.json").exists():
@@ -168,14 +173,16 @@ def tiny_model(texts: list[str]) -> dict[str, Any]:
     predictor = OnnxPredictor(folder, threads=2, progress=False)
     sources = predictor.encode(texts, warn=False)
     arrival = [texts[k : k + BATCH] for k in range(0, len(texts), BATCH)]
-    predictor.summarize(texts[:BATCH], batch_size=BATCH)  # warm-up
+    alone = parse_generation({"batch_size": 1}, predictor.manifest.generation)
+    batched = parse_generation({"batch_size": BATCH}, predictor.manifest.generation)
+    predictor.summarize(texts[:BATCH], batched)  # warm-up
     timings: dict[str, list[float]] = {"alone": [], "arrival": [], "sorted": []}
     for _ in range(ROUNDS):
-        timings["alone"].append(_timed(lambda: [predictor.summarize([t]) for t in texts]))
+        timings["alone"].append(_timed(lambda: [predictor.summarize([t], alone) for t in texts]))
         timings["arrival"].append(
-            _timed(lambda: [predictor.summarize(b, batch_size=BATCH) for b in arrival])
+            _timed(lambda: [predictor.summarize(b, batched) for b in arrival])
         )
-        timings["sorted"].append(_timed(lambda: predictor.summarize(texts, batch_size=BATCH)))
+        timings["sorted"].append(_timed(lambda: predictor.summarize(texts, batched)))
     result: dict[str, Any] = {"model": "dialogsum-tiny", "dialogues": len(texts)}
     for name, values in timings.items():
         result[name] = {"total_ms": 1000 * statistics.median(values) / len(texts)}

@@ -69,8 +69,8 @@ def base_runner(engine: str, batch: int, beams: int, tokens: int, work: Path) ->
 
         return run
     if engine == "onnxruntime-int8":
-        from dialogsum.generation import GenerationOptions
         from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+        from dialogsum.generation import GenerationOptions
 
         predictor = OnnxPredictor(work / "onnx-int8", threads=THREADS, progress=False)
         mask = [[1] * len(row) for row in ids]
@@ -106,7 +106,9 @@ def tiny_runner(engine: str, batch: int, work: Path) -> Any:
         import torch
 
         torch.set_num_threads(THREADS)
-        summarizer = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
+        summarizer = Summarizer.from_pretrained(
+            "dialogsum-tiny", backend_options={"progress": False}
+        )
     elif engine == "onnxruntime-int8":
         summarizer = Summarizer.from_pretrained(
             work / "tiny-int8", backend_options={"progress": False, "threads": THREADS}
@@ -145,8 +147,13 @@ def cells(tokens: list[int]) -> list[dict[str, Any]]:
             for batch in (1, 8):
                 for engine in ENGINES:
                     result.append(
-                        {"model": "flan-t5-base", "engine": engine, "tokens": length,
-                         "beams": beams, "batch": batch}
+                        {
+                            "model": "flan-t5-base",
+                            "engine": engine,
+                            "tokens": length,
+                            "beams": beams,
+                            "batch": batch,
+                        }
                     )
     for batch in (1, 16):
         for engine in ENGINES:
@@ -193,8 +200,16 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     environment = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
     for cell in cells(args.tokens):
-        command = [sys.executable, __file__, "--work", str(args.work), "--repeats",
-                   str(args.repeats), "--worker", json.dumps(cell)]
+        command = [
+            sys.executable,
+            __file__,
+            "--work",
+            str(args.work),
+            "--repeats",
+            str(args.repeats),
+            "--worker",
+            json.dumps(cell),
+        ]
         output = subprocess.run(
             command, check=True, capture_output=True, text=True, env=environment
         ).stdout
@@ -203,7 +218,9 @@ def main() -> int:
     for row in rows:
         same = {k: v for k, v in row.items() if k in ("model", "tokens", "beams", "batch")}
         baseline = next(
-            r for r in rows if r["engine"] == "pytorch" and all(r.get(k) == v for k, v in same.items())
+            r
+            for r in rows
+            if r["engine"] == "pytorch" and all(r.get(k) == v for k, v in same.items())
         )
         row["speedup_vs_pytorch"] = baseline["median_s"] / row["median_s"]
     meta = {
@@ -214,8 +231,12 @@ def main() -> int:
         "new_tokens": NEW_TOKENS,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cpu_serving.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print("\n| model | input tokens | decoding | batch | PyTorch | dialogsum int8 | CTranslate2 int8 |")
+    (RESULTS / "cpu_serving.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
+    print(
+        "\n| model | input tokens | decoding | batch | PyTorch | dialogsum int8 | CTranslate2 int8 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         if row["engine"] != "pytorch":

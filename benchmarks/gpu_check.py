@@ -37,7 +37,10 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
 def find_data(explicit: str | None) -> Path:
     """The DialogSum folder: --data, a carried copy in the checkout, or ../shared."""
     candidates = [explicit] if explicit else []
-    candidates += [str(ROOT / ".gpu" / "dialogsum"), str(ROOT.parent / "shared" / "data" / "dialogsum")]
+    candidates += [
+        str(ROOT / ".gpu" / "dialogsum"),
+        str(ROOT.parent / "shared" / "data" / "dialogsum"),
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "train.jsonl").is_file():
             return Path(candidate)
@@ -46,8 +49,10 @@ def find_data(explicit: str | None) -> Path:
 
 def find_config(explicit: str | None, size: str) -> Path:
     candidates = [explicit] if explicit else []
-    candidates += [str(ROOT / ".gpu" / f"flan-t5-{size}.config.json"),
-                   str(ROOT.parent / "shared" / "models" / f"flan-t5-{size}.config.json")]
+    candidates += [
+        str(ROOT / ".gpu" / f"flan-t5-{size}.config.json"),
+        str(ROOT.parent / "shared" / "models" / f"flan-t5-{size}.config.json"),
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -93,8 +98,16 @@ def random_model(config: Path, device: str, dry_run: bool) -> tuple[Path, Any]:
 
     t5 = T5Config.from_json_file(str(config))
     if dry_run:  # the same code paths at toy size
-        t5.update({"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2,
-                   "num_decoder_layers": 2, "num_heads": 4})
+        t5.update(
+            {
+                "d_model": 64,
+                "d_kv": 16,
+                "d_ff": 128,
+                "num_layers": 2,
+                "num_decoder_layers": 2,
+                "num_heads": 4,
+            }
+        )
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-model-"))
     torch.manual_seed(0)
     T5ForConditionalGeneration(t5).save_pretrained(folder)
@@ -140,7 +153,9 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
     results: dict[str, Any] = {}
     steps = 3 if args.dry_run else args.train_steps
     for method, options, batch in (("lora", {"r": 32}, 8), ("full", {}, 16)):
-        base = Summarizer.from_pretrained(folder, backend_options={"device": device, "progress": False})
+        base = Summarizer.from_pretrained(
+            folder, backend_options={"device": device, "progress": False}
+        )
         rate = StepTimer(device)
         plan = plan_run(
             model=base.model,
@@ -151,17 +166,29 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
             train=rows,
             method=method,
             options=options,
-            training={"max_steps": steps + 2, "batch_size": batch, "precision": "auto",
-                      "save_strategy": "no", "eval_strategy": "no", "progress": False,
-                      "logging_steps": 1},
+            training={
+                "max_steps": steps + 2,
+                "batch_size": batch,
+                "precision": "auto",
+                "save_strategy": "no",
+                "eval_strategy": "no",
+                "progress": False,
+                "logging_steps": 1,
+            },
             data={"max_source_length": 512, "max_target_length": 128},
         )
         lengths = [len(f["input_ids"]) + len(f["labels"]) for f in plan.train_features]
         with tempfile.TemporaryDirectory() as scratch:
             train(
-                plan.module, plan.tokenizer, plan.train_features, None, plan.training,
-                learning_rate=plan.learning_rate, checkpoint_dir=Path(scratch),
-                max_target_length=128, callbacks=[rate],
+                plan.module,
+                plan.tokenizer,
+                plan.train_features,
+                None,
+                plan.training,
+                learning_rate=plan.learning_rate,
+                checkpoint_dir=Path(scratch),
+                max_target_length=128,
+                callbacks=[rate],
             )
         measured = rate.seconds[2:] or rate.seconds  # the first steps pay for warm-up
         step_s = statistics.median(measured)
@@ -200,7 +227,9 @@ def serve_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
     results: dict[str, Any] = {"device": device, "rows": []}
     gpu = Summarizer.from_pretrained(folder, backend_options={"device": device, "progress": False})
     export = Path(tempfile.mkdtemp(prefix="gpu-check-int8-")) / "int8"
-    cpu_model = Summarizer.from_pretrained(folder, backend_options={"device": "cpu", "progress": False})
+    cpu_model = Summarizer.from_pretrained(
+        folder, backend_options={"device": "cpu", "progress": False}
+    )
     cpu_model.export(export, quantize="int8")
     cpu = Summarizer.from_pretrained(export, backend_options={"progress": False})
     batches = (1, 8) if args.dry_run else (1, 8, 64)
@@ -217,8 +246,13 @@ def serve_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - started)
                 latency = statistics.median(times)
-                row = {"engine": engine, "beams": beams, "batch": batch, "latency_s": latency,
-                       "summaries_per_s": batch / latency}
+                row = {
+                    "engine": engine,
+                    "beams": beams,
+                    "batch": batch,
+                    "latency_s": latency,
+                    "summaries_per_s": batch / latency,
+                }
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
     return results
@@ -242,8 +276,14 @@ def agreement_part(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "dialogsum-tiny", backend_options={"device": device, "dtype": dtype, "progress": False}
     ).summarize(texts, **greedy)
     identical = sum(a == b for a, b in zip(reference, served, strict=True)) / len(texts)
-    return {"dialogues": len(texts), "device": device, "dtype": dtype, "identical": identical,
-            "target": 0.95, "passed": identical >= 0.95}
+    return {
+        "dialogues": len(texts),
+        "device": device,
+        "dtype": dtype,
+        "identical": identical,
+        "target": 0.95,
+        "passed": identical >= 0.95,
+    }
 
 
 def main() -> int:

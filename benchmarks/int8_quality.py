@@ -45,7 +45,9 @@ def invariance(folder: Path, test: list[Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"dialogues": len(texts)}
     for batch in (8, 32):
         batched = served.summarize(texts, batch_size=batch)
-        result[f"differ_in_batch_{batch}"] = sum(a != b for a, b in zip(alone, batched, strict=True))
+        result[f"differ_in_batch_{batch}"] = sum(
+            a != b for a, b in zip(alone, batched, strict=True)
+        )
     return result
 
 

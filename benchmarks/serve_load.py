@@ -79,16 +79,18 @@ def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
     return 0.0
 
 
-def soak(port: int, pid: int, texts: list[str], params: dict[str, Any],
-         expected: list[str]) -> dict[str, Any]:
+def soak(
+    port: int, pid: int, texts: list[str], params: dict[str, Any], expected: list[str]
+) -> dict[str, Any]:
     """SOAK requests at concurrency 16, cycling through ``texts``: resident memory after the
     first 200 and after all of them (a leak shows as growth), every answer checked."""
     first = [i % len(texts) for i in range(200)]
     rest = [i % len(texts) for i in range(200, SOAK)]
     rows = []
     for indices in (first, rest):
-        rows.append(load(port, [texts[i] for i in indices], params, 16,
-                         [expected[i] for i in indices]))
+        rows.append(
+            load(port, [texts[i] for i in indices], params, 16, [expected[i] for i in indices])
+        )
         rows[-1]["rss_mb"] = peak_rss_mb(pid, "VmRSS")
     return {
         "requests": SOAK,
@@ -119,8 +121,13 @@ def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not become ready")
 
 
-def load(port: int, texts: list[str], params: dict[str, Any], concurrency: int,
-         expected: list[str] | None) -> dict[str, Any]:
+def load(
+    port: int,
+    texts: list[str],
+    params: dict[str, Any],
+    concurrency: int,
+    expected: list[str] | None,
+) -> dict[str, Any]:
     import httpx
 
     client = httpx.Client(timeout=300)
@@ -174,7 +181,11 @@ def main() -> int:
         Summarizer.from_pretrained("dialogsum-tiny").export(tiny_int8, quantize="int8")
     texts = [e.dialogue for e in load_examples(DATA, "test")]
     models = {
-        "dialogsum-tiny": (tiny_int8, {}, Path(str(ROOT / "dialogsum" / "models" / "dialogsum-tiny"))),
+        "dialogsum-tiny": (
+            tiny_int8,
+            {},
+            Path(str(ROOT / "dialogsum" / "models" / "dialogsum-tiny")),
+        ),
         "flan-t5-base": (
             with_dialogsum_tokenizer(folders["int8"], WORK),
             BASE_PARAMS,
@@ -192,14 +203,33 @@ def main() -> int:
         for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
             port = free_port()
             if engine == "peer":
-                command = [sys.executable, str(ROOT / "benchmarks" / "peer_fastapi.py"),
-                           str(torch_dir), str(port)]
+                command = [
+                    sys.executable,
+                    str(ROOT / "benchmarks" / "peer_fastapi.py"),
+                    str(torch_dir),
+                    str(port),
+                ]
                 levels, check = (1, 16), None  # PyTorch's summaries are not the int8 ones
             else:
-                command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(export),
-                           "--port", str(port), "--no-log-requests", "--max-batch-size", "16",
-                           "--max-wait-ms", "5", "--backend-option", "threads=2",
-                           "--backend-option", "progress=false"]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "dialogsum",
+                    "serve",
+                    "--model",
+                    str(export),
+                    "--port",
+                    str(port),
+                    "--no-log-requests",
+                    "--max-batch-size",
+                    "16",
+                    "--max-wait-ms",
+                    "5",
+                    "--backend-option",
+                    "threads=2",
+                    "--backend-option",
+                    "progress=false",
+                ]
                 if engine.endswith("no-batching"):
                     command.append("--no-batching")
                 levels, check = (1, 4, 16, 32), expected
@@ -207,7 +237,9 @@ def main() -> int:
             try:
                 for concurrency in levels:
                     n = count if engine != "peer" else min(count, 32)
-                    result = load(port, sample[:n], params, concurrency, check[:n] if check else None)
+                    result = load(
+                        port, sample[:n], params, concurrency, check[:n] if check else None
+                    )
                     result.update(model=name, engine=engine, peak_rss_mb=peak_rss_mb(process.pid))
                     rows.append(result)
                     print(json.dumps(result), flush=True)
@@ -236,11 +268,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for axis, model in zip(axes, models, strict=True):
         for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
             subset = [
-                r for r in rows
+                r
+                for r in rows
                 if r["model"] == model and r["engine"] == engine and not r.get("soak")
             ]
-            axis.plot([r["throughput"] for r in subset], [r["p95_s"] for r in subset],
-                      marker="o", label=engine)
+            axis.plot(
+                [r["throughput"] for r in subset],
+                [r["p95_s"] for r in subset],
+                marker="o",
+                label=engine,
+            )
             for r in subset:
                 axis.annotate(str(r["concurrency"]), (r["throughput"], r["p95_s"]), fontsize=8)
         axis.set_title(model)

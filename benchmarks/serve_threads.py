@@ -35,9 +35,23 @@ def serve(
 ) -> dict[str, Any]:
     """One server's run: start it, warm it up, send the requests, stop it."""
     port = free_port()
-    command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(export),
-               "--port", str(port), "--no-log-requests", "--max-batch-size", "16",
-               "--max-wait-ms", "5", "--backend-option", f"threads={threads}"]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum",
+        "serve",
+        "--model",
+        str(export),
+        "--port",
+        str(port),
+        "--no-log-requests",
+        "--max-batch-size",
+        "16",
+        "--max-wait-ms",
+        "5",
+        "--backend-option",
+        f"threads={threads}",
+    ]
     if not batching:
         command.append("--no-batching")
     process = start(command, port)

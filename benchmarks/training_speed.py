@@ -229,8 +229,16 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
 
     config = T5Config.from_json_file(str(config_path("small")))
     if args.quick:  # the same code paths at toy size
-        config.update({"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2,
-                       "num_decoder_layers": 2, "num_heads": 4})
+        config.update(
+            {
+                "d_model": 64,
+                "d_kv": 16,
+                "d_ff": 128,
+                "num_layers": 2,
+                "num_decoder_layers": 2,
+                "num_heads": 4,
+            }
+        )
     tokenizer_dir = bundled_model_dir("dialogsum-tiny")
     assert tokenizer_dir is not None
     folder = Path(tempfile.mkdtemp(prefix="training-speed-model-"))
@@ -256,8 +264,13 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
             train=examples,
             method=method,
             options=options,
-            training={"epochs": 1, "batch_size": BATCH, "save_strategy": "no",
-                      "eval_strategy": "no", "progress": False},
+            training={
+                "epochs": 1,
+                "batch_size": BATCH,
+                "save_strategy": "no",
+                "eval_strategy": "no",
+                "progress": False,
+            },
             data={"max_source_length": MAX_LENGTH, "max_target_length": 128},
         )
 
@@ -268,8 +281,10 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
     if real_tokens(notebook, tokenizer.pad_token_id) != tokens:
         # Both truncate to 512 and keep the closing </s>; any difference is a bug here.
         raise SystemExit("the notebook's features hold other real tokens than dialogsum's")
-    warm = {"dialogsum": plan("lora", LORA, warm_rows).train_features,
-            "notebook": notebook_features(warm_rows, tokenizer)}
+    warm = {
+        "dialogsum": plan("lora", LORA, warm_rows).train_features,
+        "notebook": notebook_features(warm_rows, tokenizer),
+    }
 
     def lora_copy() -> Any:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -277,20 +292,45 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
         torch.manual_seed(42)
         return get_peft_model(
             copy.deepcopy(base.model),
-            LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=32, lora_alpha=32, lora_dropout=0.05,
-                       target_modules=["q", "v"], bias="none"),
+            LoraConfig(
+                task_type=TaskType.SEQ_2_SEQ_LM,
+                r=32,
+                lora_alpha=32,
+                lora_dropout=0.05,
+                target_modules=["q", "v"],
+                bias="none",
+            ),
         )
 
     contenders = [
-        Contender("notebook", plain_trainer_run(
-            lora_copy(), tokenizer, notebook, notebook=True, group_by_length=False)),
-        Contender("notebook, labels per batch", plain_trainer_run(
-            lora_copy(), tokenizer, notebook_inputs_only(notebook, features), notebook=False,
-            group_by_length=False)),
-        Contender("per-batch padding", plain_trainer_run(
-            lora_copy(), tokenizer, features, notebook=False, group_by_length=False)),
-        Contender("+ group_by_length", plain_trainer_run(
-            lora_copy(), tokenizer, features, notebook=False, group_by_length=True)),
+        Contender(
+            "notebook",
+            plain_trainer_run(
+                lora_copy(), tokenizer, notebook, notebook=True, group_by_length=False
+            ),
+        ),
+        Contender(
+            "notebook, labels per batch",
+            plain_trainer_run(
+                lora_copy(),
+                tokenizer,
+                notebook_inputs_only(notebook, features),
+                notebook=False,
+                group_by_length=False,
+            ),
+        ),
+        Contender(
+            "per-batch padding",
+            plain_trainer_run(
+                lora_copy(), tokenizer, features, notebook=False, group_by_length=False
+            ),
+        ),
+        Contender(
+            "+ group_by_length",
+            plain_trainer_run(
+                lora_copy(), tokenizer, features, notebook=False, group_by_length=True
+            ),
+        ),
         Contender("dialogsum", dialogsum_run(lora_plan)),
     ]
     for contender in contenders:
@@ -319,12 +359,20 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dialogsum"))
     parser.add_argument("--rows", type=int, default=160, help="Train rows (one epoch a round).")
     parser.add_argument("--rounds", type=int, default=2, help="Timed epochs per contender.")
-    parser.add_argument("--notebook-steps", type=int, default=4,
-                        help="Steps timed of the notebook's way each round.")
+    parser.add_argument(
+        "--notebook-steps",
+        type=int,
+        default=4,
+        help="Steps timed of the notebook's way each round.",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="Picks the rows.")
-    parser.add_argument("--methods", nargs="*", default=["full", "prompt_tuning"],
-                        help="Other methods timed on dialogsum's path.")
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=["full", "prompt_tuning"],
+        help="Other methods timed on dialogsum's path.",
+    )
     parser.add_argument("--quick", action="store_true", help="Toy model, few rows: a smoke run.")
     parser.add_argument("--out", type=Path, default=RESULTS / "training_speed.json")
     args = parser.parse_args()
@@ -339,8 +387,11 @@ def main() -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()
     contenders, tokens, setup = build(args)
-    print(f"{setup['rows']} rows, {tokens} real tokens, built in "
-          f"{time.perf_counter() - started:.0f}s", flush=True)
+    print(
+        f"{setup['rows']} rows, {tokens} real tokens, built in "
+        f"{time.perf_counter() - started:.0f}s",
+        flush=True,
+    )
     for contender in contenders:
         contender.run(contender.warm, 2, step_clock())  # type: ignore[attr-defined]
     for round_index in range(args.rounds):
@@ -355,24 +406,29 @@ def main() -> int:
                 seconds = clock.seconds()
             contender.rates.append(tokens / seconds)
             contender.step_seconds.extend(clock.steps())
-            print(f"round {round_index + 1} {contender.name}: {contender.rates[-1]:.0f} "
-                  f"tokens/s ({seconds:.1f}s an epoch)", flush=True)
+            print(
+                f"round {round_index + 1} {contender.name}: {contender.rates[-1]:.0f} "
+                f"tokens/s ({seconds:.1f}s an epoch)",
+                flush=True,
+            )
     notebook = statistics.median(contenders[0].rates)
     rows = []
     for contender in contenders:
         rate = statistics.median(contender.rates)
-        rows.append({
-            "contender": contender.name,
-            "tokens_per_s": rate,
-            "rates": contender.rates,
-            "median_step_s": statistics.median(contender.step_seconds),
-            "vs_notebook": rate / notebook,
-            # The same round's notebook figure, measured minutes apart: robust to load drift.
-            "vs_notebook_by_round": [
-                mine / theirs for mine, theirs in zip(contender.rates, contenders[0].rates,
-                                                      strict=True)
-            ],
-        })
+        rows.append(
+            {
+                "contender": contender.name,
+                "tokens_per_s": rate,
+                "rates": contender.rates,
+                "median_step_s": statistics.median(contender.step_seconds),
+                "vs_notebook": rate / notebook,
+                # The same round's notebook figure, measured minutes apart: robust to load drift.
+                "vs_notebook_by_round": [
+                    mine / theirs
+                    for mine, theirs in zip(contender.rates, contenders[0].rates, strict=True)
+                ],
+            }
+        )
         print(f"{contender.name:24s} {rate:8.0f} tokens/s  {rate / notebook:5.2f}x notebook")
     results = {
         "model": "flan-t5-small" if not args.quick else "toy",

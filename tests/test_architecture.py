@@ -28,6 +28,7 @@ import ast
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -46,35 +47,53 @@ PACKAGE_DIR = ROOT / PACKAGE
 TORCH_STACK = frozenset({"torch", "transformers", "peft", "optimum"})
 #: What ``import dialogsum`` and ``dialogsum plugins`` must not load.
 HEAVY = TORCH_STACK | {"onnxruntime", "fastapi", "uvicorn"}
-TORCH_FREE_ONNX = ("dialogsum.onnx.format", "dialogsum.onnx.predictor", "dialogsum.onnx.decoding")
+ONNX = f"{PACKAGE}.backends.onnxruntime"
+#: The serving half of the onnxruntime backend: what a CPU serving install imports.
+TORCH_FREE_ONNX = tuple(
+    f"{ONNX}.{name}"
+    for name in ("options", "export_files", "onnx_predictor", "decoding", "top_log_probs")
+)
 
-PLUGIN_LAYER = frozenset(
+#: What everything shares and nothing plugin-specific: data, options, model folders, writes.
+FOUNDATION = frozenset(
     f"{PACKAGE}.{name}"
     for name in (
         "_version",
         "errors",
         "validation",
+        "files",
+        "hub",
+        "data",
+        "generation",
+        "evaluate",
+        "modeling",
+        "adapters",
+    )
+)
+#: The contract, discovery, the registry, and the capabilities plugins share (export, parity).
+PLUGIN_LAYER = frozenset(
+    f"{PACKAGE}.{name}"
+    for name in (
+        "interfaces",
         "hookspecs",
         "plugins",
         "registry",
-        "interfaces",
+        "exporting",
+        "parity",
+        "plugin_api",
     )
 )
-CORE = frozenset(
-    f"{PACKAGE}.{name}"
-    for name in ("data", "generation", "evaluate", "modeling", "adapters", "predictor", "files", "hub")
-)
-TRAINING, ONNX = f"{PACKAGE}.training", f"{PACKAGE}.onnx"
+TRAINING = f"{PACKAGE}.training"
 BUILT_INS = (f"{PACKAGE}.methods", f"{PACKAGE}.backends")
 SERVE = f"{PACKAGE}.serve"
 BATCH = f"{PACKAGE}.batch"
-ROOMS = (TRAINING, ONNX, SERVE, BATCH, *BUILT_INS)
+ROOMS = (TRAINING, SERVE, BATCH, *BUILT_INS)
 FACE = frozenset(
     {PACKAGE, *(f"{PACKAGE}.{name}" for name in ("summarizer", "quickstart", "compare"))}
 )
 CLI = (f"{PACKAGE}.cli", f"{PACKAGE}.__main__")
 TESTING = f"{PACKAGE}.testing"
-LAYER_NAMES = ("plugin layer", "core", "rooms", "face", "cli")
+LAYER_NAMES = ("foundation", "plugin layer", "rooms", "face", "cli")
 
 SUBPROCESS_TIMEOUT = 300
 
@@ -86,9 +105,9 @@ def within(module: str, prefixes: Iterable[str]) -> bool:
 
 def layer_of(module: str) -> int | None:
     """The layer index of ``module`` (see LAYER_NAMES), or None for one no layer claims."""
-    if module in PLUGIN_LAYER:
+    if module in FOUNDATION:
         return 0
-    if module in CORE:
+    if module in PLUGIN_LAYER:
         return 1
     if within(module, ROOMS):
         return 2
@@ -337,9 +356,11 @@ def cycle_path(graph: dict[str, list[Import]], component: list[str]) -> list[Imp
 def test_every_module_parses_and_has_a_layer() -> None:
     graph = import_graph()
     assert not graph.unreadable, report("Modules the import graph cannot read:", graph.unreadable)
-    assert {"dialogsum.summarizer", "dialogsum.onnx.predictor", "dialogsum.training.run"} <= (
-        graph.modules
-    )
+    assert {
+        "dialogsum.summarizer",
+        "dialogsum.backends.onnxruntime.onnx_predictor",
+        "dialogsum.training.run",
+    } <= graph.modules
     unplaced = sorted(m for m in graph.modules if layer_of(m) is None and not within(m, [TESTING]))
     assert not unplaced, report(
         "Modules in no layer: place each in tests/test_architecture.py and docs/architecture.md:",
@@ -394,6 +415,42 @@ def test_the_graph_sees_what_python_runs(tmp_path: Path) -> None:
         ("dialogsum.face", "dialogsum.room.part"),
         ("dialogsum.room.part", "dialogsum.face"),
     ]
+
+
+def import_depth(graph: dict[str, list[Import]]) -> tuple[int, list[str]]:
+    """The longest chain of imports (lazy ones included) in the acyclic graph, and one such chain."""
+    longest: dict[str, list[str]] = {}
+
+    def chain(module: str) -> list[str]:
+        if module not in longest:
+            longest[module] = [module]  # a cycle (reported by rule 1) ends the chain here
+            below = max((chain(e.target) for e in graph[module]), key=len, default=[])
+            longest[module] = [module, *below]
+        return longest[module]
+
+    deepest = max((chain(module) for module in sorted(graph)), key=len)
+    return len(deepest), deepest
+
+
+def test_docs_architecture_names_every_module_and_the_graph_depth() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w/]+\.py)`", text))
+    files = {path.relative_to(PACKAGE_DIR).as_posix() for path in package_files()}
+    missing = sorted(files - named)
+    assert not missing, report(
+        "Modules docs/architecture.md does not name (as `path/under/dialogsum.py`):", missing
+    )
+    stale = sorted(
+        name for name in named - files if not (ROOT / name).exists() and "/" in name
+    )
+    assert not stale, report("docs/architecture.md names modules that do not exist:", stale)
+    depth, deepest = import_depth(import_graph().edges())
+    stated = re.search(r"import graph is (\d+) modules deep", text)
+    assert stated, "docs/architecture.md must say 'the import graph is N modules deep'"
+    assert int(stated.group(1)) == depth, (
+        f"docs/architecture.md says the import graph is {stated.group(1)} modules deep; it is "
+        f"{depth}: {' -> '.join(deepest)}"
+    )
 
 
 # -- rule 1 ---------------------------------------------------------------------------------------
@@ -466,15 +523,31 @@ def test_production_code_never_imports_the_test_kit() -> None:
 # -- rule 4 ---------------------------------------------------------------------------------------
 
 
-def test_core_asks_the_registry_and_rooms_stay_apart() -> None:
+def test_only_the_face_reaches_the_built_ins_and_rooms_stay_apart() -> None:
     violations = []
     for item in import_graph().internal():
-        if item.source in CORE and within(item.target, BUILT_INS):
-            violations.append(f"{item}   [core imports a built-in; ask the registry]")
-        for room, other in ((TRAINING, ONNX), (ONNX, TRAINING)):
-            if within(item.source, [room]) and within(item.target, [other, *BUILT_INS]):
-                violations.append(f"{item}   [room {room} imports {item.target}]")
+        below_rooms = item.source in FOUNDATION or item.source in PLUGIN_LAYER
+        if below_rooms and within(item.target, BUILT_INS):
+            violations.append(f"{item}   [the core imports a built-in; ask the registry]")
+        for room in (TRAINING, SERVE, BATCH):
+            if within(item.source, [room]) and within(item.target, BUILT_INS):
+                violations.append(f"{item}   [room {room} imports a built-in; ask the registry]")
+        if within(item.source, [TRAINING]) and within(item.target, [SERVE, BATCH]):
+            violations.append(f"{item}   [room {TRAINING} imports {item.target}]")
+        # Each built-in lives in its own folder and reaches the others only through the registry.
+        for built_in in built_in_folders():
+            if within(item.source, [built_in]) and within(item.target, BUILT_INS):
+                if not within(item.target, [built_in]):
+                    violations.append(f"{item}   [built-in {built_in} imports another built-in]")
     assert not violations, report("Arrows between rooms or into the built-ins:", violations)
+
+
+def built_in_folders() -> list[str]:
+    """Each built-in method or backend: a module or package under methods/ or backends/."""
+    modules = import_graph().modules
+    return sorted(
+        m for m in modules for parent in BUILT_INS if m.rpartition(".")[0] == parent
+    )
 
 
 # -- rule 5 ---------------------------------------------------------------------------------------
@@ -517,7 +590,7 @@ def test_torch_free_onnx_half_imports_no_torch_stack() -> None:
         if i.source in reached and not i.lazy and top_level(i.target) in TORCH_STACK
     ]
     assert not direct + transitive, report(
-        "The torch-free half of onnx (format, predictor, decoding) reaches the torch stack:",
+        "The serving half of the onnxruntime backend reaches the torch stack:",
         direct + transitive,
     )
 
@@ -541,7 +614,7 @@ SERVE_WITHOUT_TORCH = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())  # before dialogsum is imported
 
-    import dialogsum.onnx.predictor
+    import dialogsum.backends.onnxruntime.onnx_predictor
     import dialogsum
 
     folder, dialogues, generation = json.loads(sys.argv[1])
@@ -609,7 +682,7 @@ def test_an_onnx_export_serves_without_the_torch_stack(onnx_export: Path) -> Non
     assert child["named"] == expected
     assert child["picked"] == expected
     assert child["picked_backend"] == "onnxruntime"  # from the manifest's export record
-    assert child["predictor"] == "dialogsum.onnx.predictor"
+    assert child["predictor"] == "dialogsum.backends.onnxruntime.onnx_predictor"
 
 
 LIGHT_IMPORT = textwrap.dedent(

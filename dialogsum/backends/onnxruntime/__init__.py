@@ -2,7 +2,8 @@
 
 Two halves kept apart (as optimum keeps ``exporters/onnx`` apart from ``onnxruntime``):
 
-- torch-free, what a serving image needs: :mod:`.export_files` (the export folder's files),
+- torch-free, what a serving image needs: :mod:`.options` (load and export options),
+  :mod:`.export_files` (the export folder's files),
   :mod:`.onnx_predictor` (onnxruntime sessions, tokenizers), :mod:`.decoding` (greedy and beam
   search in numpy) and :mod:`.top_log_probs` (beam search's log-softmax and top-k graph);
 - torch, what exporting needs: :mod:`.export`, :mod:`.shared_cross_attention` (a graph
@@ -15,40 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
+from dialogsum.backends.onnxruntime.options import OnnxExportOptions, OnnxRuntimeOptions
 from dialogsum.plugin_api import (
     ExportJob,
     InferenceBackend,
-    Options,
     Predictor,
     hookimpl,
     require,
 )
-
-
-class OnnxRuntimeOptions(Options):
-    """onnxruntime session settings."""
-
-    threads: int | None = Field(None, gt=0, description="Intra-op threads; default: all cores.")
-    graph_optimization: Literal["disabled", "basic", "extended", "all"] = Field(
-        "all", description="onnxruntime graph optimisation level."
-    )
-    progress: bool = Field(True, description="Show a progress bar over batches.")
-
-
-class OnnxExportOptions(Options):
-    """Options of the onnxruntime backend's export step."""
-
-    quantize: Literal["int8"] | None = Field(
-        None,
-        description=(
-            "int8: int8 weights, activations quantized per row (summaries do not depend on the "
-            "batch); default: fp32."
-        ),
-    )
 
 
 class OnnxRuntimeBackend(InferenceBackend):

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime import OnnxExportOptions
 from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
+from dialogsum.backends.onnxruntime.options import OnnxExportOptions
 from dialogsum.backends.onnxruntime.shared_cross_attention import share_cross_attention
 from dialogsum.plugin_api import (
     ExportJob,
