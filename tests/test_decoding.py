@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from dialogsum.backends.onnxruntime.decoding import _top
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from dialogsum.onnx.decoding import _top
 
 scores = arrays(
     np.float32,
@@ -63,8 +62,9 @@ SLOW = np.array([0.0, -50.0, 3.0, 2.0, 1.0, 0.5], dtype=np.float32)
 
 
 def _decode(decoder: str, beams: int) -> tuple[list[list[int]], list[tuple[int, list[int], int]]]:
+    from dialogsum.backends.onnxruntime.decoding import beam_search, greedy
+
     from dialogsum.generation import GenerationOptions
-    from dialogsum.onnx.decoding import beam_search, greedy
 
     steps = PlannedSteps([SLOW, QUICK, SLOW], beams)
     reported: list[tuple[int, list[int], int]] = []
@@ -92,7 +92,7 @@ def _reference_candidates(
     running: np.ndarray, keep: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Process every score, then stably sort all of beams x vocabulary: the plain way."""
-    from dialogsum.onnx.decoding import _log_softmax, process_scores
+    from dialogsum.backends.onnxruntime.decoding import _log_softmax, process_scores
 
     items, beams = running.shape
     vocab = logits.shape[-1]
@@ -115,8 +115,9 @@ def _reference_candidates(
 def test_best_candidates_equal_a_stable_sort_of_every_score(
     seed: int, beams: int, vocab: int, length: int, ngram: int, min_new: int, penalty: float
 ) -> None:
+    from dialogsum.backends.onnxruntime.decoding import NEG, best_candidates, top_log_probs
+
     from dialogsum.generation import GenerationOptions
-    from dialogsum.onnx.decoding import NEG, best_candidates, top_log_probs
 
     rng = np.random.default_rng(seed)
     items = 3
@@ -138,9 +139,8 @@ def test_best_candidates_equal_a_stable_sort_of_every_score(
 
 def test_top_log_probs_in_onnxruntime_match_numpy_and_ignore_the_batch() -> None:
     import onnxruntime as ort
-
-    from dialogsum.onnx.decoding import top_log_probs
-    from dialogsum.onnx.top import TopLogProbsSession
+    from dialogsum.backends.onnxruntime.decoding import top_log_probs
+    from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
 
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((12, 8000)).astype(np.float32) * 4
@@ -162,6 +162,6 @@ def test_the_shipped_top_graph_is_the_one_build_top_model_writes() -> None:
     import pytest
 
     pytest.importorskip("onnx")
-    from dialogsum.onnx.top import TOP_MODEL, build_top_model
+    from dialogsum.backends.onnxruntime.top_log_probs import TOP_MODEL, build_top_model
 
     assert TOP_MODEL.read_bytes() == build_top_model()

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 import dialogsum
 from dialogsum import ConfigError, PluginError, Summarizer, hookimpl
-from dialogsum.backends import pytorch
+import dialogsum.backends.torch as pytorch
 from dialogsum.methods import full, lora, prompt_tuning
 from dialogsum.plugins import (
     ENV_ALLOWLIST,

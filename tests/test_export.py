@@ -10,8 +10,8 @@ import pytest
 
 from dialogsum import Summarizer
 from dialogsum.cli import main
-from dialogsum.errors import ConfigError, ModelError
-from dialogsum.onnx.parity import default_dialogues
+from dialogsum.errors import ConfigError, ModelError, PluginError
+from dialogsum.plugin_api import parity_dialogues as default_dialogues
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("optimum.exporters.onnx")
@@ -57,11 +57,13 @@ def test_export_serves_like_pytorch(
     manifest = json.loads((folder / "dialogsum.json").read_text())
     export = manifest["export"]
     assert manifest["method"] == method and manifest["peft"] is False
-    assert export["quantize"] is None and export["onnxruntime_version"]
+    assert export["backend"] == "onnxruntime" and export["options"] == {"quantize": None}
+    assert export["backend_data"]["quantize"] is None and export["versions"]["onnxruntime"]
+    assert export["adapter"] == ("baked" if method == "prompt_tuning" else "merged")
     assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
     assert export["parity"]["beam4_identical"] >= 0.95
     assert export["parity"]["max_abs_logits_difference"] < 1e-4 * export["parity"]["logits_scale"]
-    assert export["prompt_tokens"] == (5 if method == "prompt_tuning" else 0)
+    assert export["backend_data"]["prompt_tokens"] == (5 if method == "prompt_tuning" else 0)
     assert not (folder / "adapter_config.json").exists()
 
     served = Summarizer.from_pretrained(folder, backend="onnxruntime", backend_options=SERVE)
@@ -76,7 +78,7 @@ def test_int8_export_is_batch_invariant_and_reports_agreement(
 ) -> None:
     folder = lora.export(tmp_path / "int8", quantize="int8")
     export = json.loads((folder / "dialogsum.json").read_text())["export"]
-    assert export["quantize"] == "int8"
+    assert export["options"]["quantize"] == export["backend_data"]["quantize"] == "int8"
     assert export["parity"]["int8"]["batch_logits_difference"] == 0.0
     assert export["parity"]["int8"]["batch_greedy_agreement"] == 1.0
     assert 0.0 <= export["parity"]["int8"]["greedy_agreement_with_fp32"] <= 1.0
@@ -97,8 +99,8 @@ def test_the_gate_refuses_an_int8_export_that_depends_on_the_batch(
 ) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from dialogsum.onnx import quantize
-    from dialogsum.onnx.format import ONNX_FILES
+    from dialogsum.backends.onnxruntime import quantize
+    from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
 
     def per_tensor(folder: Path, **_: object) -> None:  # what int8 export used to do
         for name in ONNX_FILES:
@@ -115,8 +117,8 @@ def test_every_decoding_step_is_batch_invariant_in_fp32(lora_export: Path) -> No
     # about 1e-4 in a batch, enough to flip a near-tie. Every step must now be bit-identical.
     import numpy as np
 
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
     from dialogsum.generation import pad_batch
-    from dialogsum.onnx.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(lora_export, progress=False)
     sources = predictor.encode(default_dialogues(6), warn=False)
@@ -136,26 +138,36 @@ def test_beams_share_one_cross_attention_cache_per_dialogue(
     import numpy as np
     import onnxruntime as ort
 
-    from dialogsum.onnx import beams
-    from dialogsum.onnx import export as exporting
+    from dialogsum.backends.onnxruntime import export as exporting
+    from dialogsum.backends.onnxruntime import shared_cross_attention as beams
 
-    assert json.loads((lora_export / "dialogsum.json").read_text())["export"][
+    assert json.loads((lora_export / "dialogsum.json").read_text())["export"]["backend_data"][
         "cross_attention"
     ] == "item"
-    # An export as written before: one cross-attention cache per beam. It still serves.
-    monkeypatch.setattr(exporting, "share_cross_attention", lambda folder: 0)
-    per_row = lora.export(tmp_path / "per-row")
-    assert json.loads((per_row / "dialogsum.json").read_text())["export"]["cross_attention"] == "row"
-    served = Summarizer.from_pretrained(per_row, backend_options=SERVE)
+    name = beams.DECODER_WITH_PAST
+    # The decoder as optimum writes it (one cross-attention cache per beam), kept aside during
+    # an export, against the rewritten one the export serves.
+    rewrite = exporting.share_cross_attention
+
+    def keep_per_beam_graph(folder: Path) -> int:
+        shutil.copy(folder / name, tmp_path / "per-beam.onnx")
+        return rewrite(folder)
+
+    monkeypatch.setattr(exporting, "share_cross_attention", keep_per_beam_graph)
+    lora.export(tmp_path / "shared")
+    served = Summarizer.from_pretrained(tmp_path / "shared", backend_options=SERVE)
     dialogues = default_dialogues(6)
     alone = [served.summarize([d], num_beams=4, max_new_tokens=12)[0] for d in dialogues]
     assert served.summarize(dialogues, batch_size=4, num_beams=4, max_new_tokens=12) == alone
 
+    # A decoder the rewrite cannot share is refused: nothing is written.
+    monkeypatch.setattr(exporting, "share_cross_attention", lambda folder: 0)
+    with pytest.raises(ModelError, match="no cross-attention that dialogsum can share"):
+        lora.export(tmp_path / "per-row")
+    assert not (tmp_path / "per-row").exists()
+
     # The rewrite computes what the per-beam graph computes from repeated caches.
-    shutil.copytree(per_row, tmp_path / "shared")
-    assert beams.share_cross_attention(tmp_path / "shared") > 0
-    name = beams.DECODER_WITH_PAST
-    before = ort.InferenceSession(str(per_row / name), providers=["CPUExecutionProvider"])
+    before = ort.InferenceSession(str(tmp_path / "per-beam.onnx"), providers=["CPUExecutionProvider"])
     after = ort.InferenceSession(str(tmp_path / "shared" / name), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for items, width in ((3, 4), (2, 1)):
@@ -199,13 +211,51 @@ def test_each_summary_is_reported_once_as_it_is_final(lora: Summarizer, lora_exp
 
 
 def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"Unsupported quantize value 'int4'.*'int8'"):
+    with pytest.raises(ConfigError, match=r"export with backend 'onnxruntime'.*quantize.*'int8'"):
         lora.export(tmp_path / "x", quantize="int4")
     with pytest.raises(ConfigError, match=r"already exists.*overwrite"):
         lora.export(lora_export)
-    with pytest.raises(ConfigError, match=r"Unsupported export format 'tflite'"):
+    with pytest.raises(ConfigError, match=r"format.*Valid fields: quantize"):
         lora.export(tmp_path / "x", format="tflite")
+    with pytest.raises(PluginError, match=r"Backend 'torch' .* cannot export.*onnxruntime"):
+        lora.export(tmp_path / "x", backend="torch")
+    with pytest.raises(PluginError, match=r"Unknown backend 'onnx-runtime'; did you mean"):
+        lora.export(tmp_path / "x", backend="onnx-runtime")
     assert not (tmp_path / "x").exists()
+
+
+def test_export_records_written_before_keep_loading_or_say_how_to_re_export(
+    lora_export: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    # The record as 0.1 wrote it: ONNX fields at the top level of "export".
+    manifest = json.loads((lora_export / "dialogsum.json").read_text())
+    new = manifest["export"]
+    old = {
+        "format": "onnx",
+        "backend": "onnxruntime",
+        "quantize": None,
+        "prompt_tokens": 0,
+        "onnxruntime_version": new["versions"]["onnxruntime"],
+        "source_model": new["source_model"],
+        "files": new["files"],
+        "parity": new["parity"],
+        "cross_attention": "item",
+    }
+    folder = shutil.copytree(lora_export, tmp_path / "old")
+    (folder / "dialogsum.json").write_text(json.dumps({**manifest, "export": old}))
+    expected = Summarizer.from_pretrained(lora_export, backend_options=SERVE).summarize(
+        default_dialogues(2)
+    )
+    served = Summarizer.from_pretrained(folder, backend_options=SERVE)
+    assert served.backend == "onnxruntime"
+    assert served.summarize(default_dialogues(2)) == expected
+    # The per-beam cache layout ("row", the default before the field existed) is refused.
+    del old["cross_attention"]
+    (folder / "dialogsum.json").write_text(json.dumps({**manifest, "export": old}))
+    with pytest.raises(ModelError, match=r"older dialogsum.*Export it again.*--overwrite"):
+        Summarizer.from_pretrained(folder, backend_options=SERVE)
 
 
 def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -367,4 +417,4 @@ def test_export_takes_a_config_file(lora: Summarizer, tmp_path: Path, capsys) ->
     assert "quantise: Extra inputs are not permitted" in capsys.readouterr().err
     config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\n")
     assert main(["export", "--config", str(config), "--quantize", "int8"]) == 0
-    assert json.loads(capsys.readouterr().out)["quantize"] == "int8"
+    assert json.loads(capsys.readouterr().out)["options"] == {"quantize": "int8"}

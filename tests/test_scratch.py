@@ -1,4 +1,4 @@
-"""Tests of dialogsum.training.scratch: tiny, offline T5 models and tokenizers built in-process."""
+"""Tests of dialogsum.training.tiny_models: tiny, offline T5 models and tokenizers built in-process."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
-
-from dialogsum.data import SPLITS, sample_path, sample_rows
-from dialogsum.training.scratch import (
+from dialogsum.training.tiny_models import (
     EOS_TOKEN_ID,
     PAD_TOKEN_ID,
     UNK_TOKEN_ID,
@@ -25,6 +22,9 @@ from dialogsum.training.scratch import (
     build_tiny_tokenizer,
     save_tiny_t5,
 )
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
+
+from dialogsum.data import SPLITS, sample_path, sample_rows
 
 
 def _normalised(text: str) -> str:
@@ -177,7 +177,7 @@ def test_tokenizer_is_identical_across_processes() -> None:
     # the module re-scores them so that every process, with any thread count, gets one tokenizer.
     script = (
         "import hashlib\n"
-        "from dialogsum.training.scratch import build_tiny_tokenizer\n"
+        "from dialogsum.training.tiny_models import build_tiny_tokenizer\n"
         "tokenizer_json = build_tiny_tokenizer().backend_tokenizer.to_str()\n"
         "print(hashlib.sha256(tokenizer_json.encode()).hexdigest())\n"
     )
