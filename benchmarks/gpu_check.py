@@ -144,7 +144,7 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
     from dialogsum import Summarizer
     from dialogsum.data import load_examples
     from dialogsum.registry import get_registry
-    from dialogsum.training.planning import plan_run
+    from dialogsum.training.planning import plan_run, validate_run
     from dialogsum.training.trainer import train
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -157,16 +157,11 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
             folder, backend_options={"device": device, "progress": False}
         )
         rate = StepTimer(device)
-        plan = plan_run(
-            model=base.model,
-            tokenizer=base.tokenizer,
-            manifest=base.manifest,
-            source=base.source,
-            registry=get_registry(),
-            train=rows,
-            method=method,
-            options=options,
-            training={
+        method_options, training_options, data_options = validate_run(
+            get_registry(),
+            method,
+            options,
+            {
                 "max_steps": steps + 2,
                 "batch_size": batch,
                 "precision": "auto",
@@ -175,7 +170,20 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
                 "progress": False,
                 "logging_steps": 1,
             },
-            data={"max_source_length": 512, "max_target_length": 128},
+            {"max_source_length": 512, "max_target_length": 128},
+            base.manifest,
+        )
+        plan = plan_run(
+            model=base.model,
+            tokenizer=base.tokenizer,
+            manifest=base.manifest,
+            source=base.source,
+            registry=get_registry(),
+            train=rows,
+            method=method,
+            method_options=method_options,
+            training_options=training_options,
+            data_options=data_options,
         )
         lengths = [len(f["input_ids"]) + len(f["labels"]) for f in plan.train_features]
         with tempfile.TemporaryDirectory() as scratch:

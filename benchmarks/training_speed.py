@@ -225,7 +225,7 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
     from dialogsum.data import load_examples
     from dialogsum.modeling import bundled_model_dir
     from dialogsum.registry import get_registry
-    from dialogsum.training.planning import plan_run
+    from dialogsum.training.planning import plan_run, validate_run
 
     config = T5Config.from_json_file(str(config_path("small")))
     if args.quick:  # the same code paths at toy size
@@ -255,6 +255,20 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
     rows, warm_rows = picked[: args.rows], picked[args.rows :]
 
     def plan(method: str, options: dict[str, Any], examples: list[Any]) -> Any:
+        method_options, training_options, data_options = validate_run(
+            get_registry(),
+            method,
+            options,
+            {
+                "epochs": 1,
+                "batch_size": BATCH,
+                "save_strategy": "no",
+                "eval_strategy": "no",
+                "progress": False,
+            },
+            {"max_source_length": MAX_LENGTH, "max_target_length": 128},
+            base.manifest,
+        )
         return plan_run(
             model=base.model,
             tokenizer=tokenizer,
@@ -263,15 +277,9 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
             registry=get_registry(),
             train=examples,
             method=method,
-            options=options,
-            training={
-                "epochs": 1,
-                "batch_size": BATCH,
-                "save_strategy": "no",
-                "eval_strategy": "no",
-                "progress": False,
-            },
-            data={"max_source_length": MAX_LENGTH, "max_target_length": 128},
+            method_options=method_options,
+            training_options=training_options,
+            data_options=data_options,
         )
 
     lora_plan = plan("lora", LORA, rows)

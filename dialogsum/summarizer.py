@@ -200,10 +200,13 @@ class Summarizer:
         training: Mapping[str, Any] | TrainingOptions | None,
         data: Mapping[str, Any] | DataOptions | None,
     ) -> RunPlan:
-        from dialogsum.training.planning import plan_run
+        from dialogsum.training.planning import plan_run, validate_run
 
         registry = get_registry(self._plugins)
-        registry.method_options(method, options)  # a bad name or option fails before anything
+        # Validated once, here at the edge; what follows receives the typed objects.
+        method_options, training_options, data_options = validate_run(
+            registry, method, options, training, data, self.manifest
+        )
         torch_model = self._torch("finetune")
         return plan_run(
             model=torch_model.model,
@@ -213,10 +216,10 @@ class Summarizer:
             registry=registry,
             train=train,
             method=method,
-            options=options,
+            method_options=method_options,
+            training_options=training_options,
+            data_options=data_options,
             eval_data=eval_data,
-            training=training,
-            data=data,
         )
 
     def finetune(

@@ -8,7 +8,7 @@ the field at fault and the valid fields, so a misspelt key never passes silently
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,11 +80,16 @@ def differences(
     return [] if before == after else [(prefix.rstrip("."), before, after)]
 
 
-def changes_since(record: Path, now: object) -> list[str]:
+def changes_since(
+    record: Path, now: object, upgrade: Callable[[Any], Any] | None = None
+) -> list[str]:
     """``'key: before then, after now'`` for each setting that differs between the JSON file
     ``record`` (written by an earlier run) and ``now``, compared as ``now`` would read back
-    from such a file. Raises ``OSError`` or ``ValueError`` when the file cannot be read."""
+    from such a file; ``upgrade`` reads a record an older version wrote into today's shape.
+    Raises ``OSError`` or ``ValueError`` when the file cannot be read."""
     earlier = json.loads(record.read_text(encoding="utf-8"))
+    if upgrade is not None:
+        earlier = upgrade(earlier)
     current = json.loads(json.dumps(now, default=str))
     return [
         f"{key}: {before!r} then, {after!r} now"

@@ -51,7 +51,8 @@ def test_run_folder_has_the_full_report(base: Summarizer, few_examples, tmp_path
         assert needle in card, needle
     assert (run / "model" / "README.md").read_text() == card
     config = json.loads((run / "train_config.json").read_text())
-    assert config["training"]["hourly_cost"] == 3.0 and config["learning_rate"] == 1e-3
+    assert config["training"]["hourly_cost"] == 3.0 and config["training"]["learning_rate"] == 1e-3
+    assert "learning_rate" not in config  # one learning rate, in the training options
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["wall_seconds"] > 0 and "eval_rouge1" in metrics
 

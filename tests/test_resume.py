@@ -220,3 +220,19 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_folder_reusable
     tuned = base.finetune(few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1})
     assert (run / "model").is_dir() and (run / "checkpoints" / "run_config.json").is_file()
     assert tuned.method == "lora"
+
+
+def test_a_run_recorded_with_two_learning_rates_resumes_and_compares_the_one(
+    tmp_path: Path,
+) -> None:
+    # Records written before the plan kept one learning rate held the resolved rate beside the
+    # training options (None there when the method's default applied).
+    from dialogsum.training.checkpoints import RUN_RECORD, check_resumed_run
+
+    old = {"method": "lora", "learning_rate": 0.01, "training": {"learning_rate": None, "epochs": 1}}
+    (tmp_path / RUN_RECORD).write_text(json.dumps(old))
+    now = {"method": "lora", "training": {"learning_rate": 0.01, "epochs": 1}}
+    check_resumed_run(tmp_path, now)  # the same run: no change reported
+    changed = {"method": "lora", "training": {"learning_rate": 0.5, "epochs": 1}}
+    with pytest.raises(ConfigError, match=r"training\.learning_rate: 0\.01 then, 0\.5 now"):
+        check_resumed_run(tmp_path, changed)

@@ -12,6 +12,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from dialogsum.errors import ConfigError, logger
 from dialogsum.files import check_writable
@@ -200,7 +201,7 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
     path = checkpoint_dir / RUN_RECORD
     if path.is_file():  # runs started before dialogsum recorded them are not checked
         try:
-            changed = changes_since(path, record)
+            changed = changes_since(path, record, upgrade=_one_learning_rate)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"Cannot resume: {path} is unreadable ({exc}).") from None
         if changed:
@@ -209,3 +210,15 @@ def check_resumed_run(checkpoint_dir: Path, record: dict[str, object]) -> None:
                 f"settings ({'; '.join(changed)}). Resume with the settings it started with, "
                 f"or start over with the new ones: overwrite=True (CLI: --overwrite)."
             )
+
+
+def _one_learning_rate(recorded: Any) -> Any:
+    """A run record written before the plan kept one learning rate: it held the resolved rate
+    beside the training options (whose own was None when the method's default applied)."""
+    if isinstance(recorded, dict) and "learning_rate" in recorded:
+        recorded = dict(recorded)
+        rate = recorded.pop("learning_rate")
+        training = recorded.get("training")
+        if isinstance(training, dict):
+            recorded["training"] = {**training, "learning_rate": rate}
+    return recorded

@@ -41,13 +41,13 @@ class RunPlan:
 
     method: str
     method_options: BaseModel
+    #: The run's hyper-parameters; ``learning_rate`` resolved (the user's, else the method's).
     training: TrainingOptions
     data: DataOptions
     module: Any
     tokenizer: Any
     is_peft: bool
     base_name: str | None
-    learning_rate: float
     train_description: str
     eval_description: str | None
     train_features: list[dict[str, list[int]]]
@@ -64,8 +64,14 @@ class RunPlan:
             "data": self.data.model_dump(),
             "base_model": self.base_name,
             "train_data": self.train_description,
-            "learning_rate": self.learning_rate,
         }
+
+    @property
+    def learning_rate(self) -> float:
+        """The run's learning rate: the one in :attr:`training`, resolved when planned."""
+        rate = self.training.learning_rate
+        assert rate is not None, "plan_run resolves the learning rate"
+        return rate
 
     def trained_with(self) -> dict[str, Any]:
         """What decides the weights this run trains: a resume must match it (see
@@ -103,6 +109,26 @@ def describe_source(source: DataSource) -> str:
     return f"{len(source)} in-memory examples"
 
 
+def validate_run(
+    registry: Registry,
+    method: str,
+    options: Mapping[str, Any] | BaseModel | None,
+    training: Mapping[str, Any] | TrainingOptions | None,
+    data: Mapping[str, Any] | DataOptions | None,
+    manifest: ModelManifest,
+) -> tuple[BaseModel, TrainingOptions, DataOptions]:
+    """The method's options, the training options and the data options, validated once.
+
+    A bad method name or option fails here, before anything loads; ``data`` defaults to the
+    model's own prompt and lengths.
+    """
+    return (
+        registry.method_options(method, options),
+        parse_training(training),
+        parse_data(data) if data is not None else manifest.data,
+    )
+
+
 def plan_run(
     *,
     model: Any,
@@ -112,22 +138,23 @@ def plan_run(
     registry: Registry,
     train: DataSource,
     method: str,
-    options: Mapping[str, Any] | BaseModel | None = None,
+    method_options: BaseModel,
+    training_options: TrainingOptions,
+    data_options: DataOptions,
     eval_data: DataSource | None = None,
-    training: Mapping[str, Any] | TrainingOptions | None = None,
-    data: Mapping[str, Any] | DataOptions | None = None,
 ) -> RunPlan:
-    """Validate every input, load and tokenize the data and prepare a copy of ``model``.
+    """Load and tokenize the data and prepare a copy of ``model`` for a validated run.
 
-    ``manifest`` is the model's own record (its prompt, lengths and, for an adapter, its
-    base); ``source`` is where the model was loaded from (recorded as an adapter's base), or
-    None for a model that exists only in memory. ``model`` itself is never changed.
+    The options arrive validated (:func:`validate_run`, at the edge); ``manifest`` is the
+    model's own record (its prompt, lengths and, for an adapter, its base); ``source`` is where
+    the model was loaded from (recorded as an adapter's base), or None for a model that exists
+    only in memory. ``model`` itself is never changed.
     """
-    # Everything the user gave is validated before any work starts.
+    from dialogsum.training.distributed import check_sharding
+
     implementation = registry.method(method)
-    method_options = registry.method_options(method, options)
-    training_options = parse_training(training)
-    data_options = parse_data(data) if data is not None else manifest.data
+    # A launch that shards the parameters could not save what it trains: refused before work.
+    check_sharding()
     if manifest.peft or is_peft(model):
         raise ConfigError(
             f"This model is a '{manifest.method}' adapter; fine-tuning an adapter again is not "
@@ -161,13 +188,17 @@ def plan_run(
     return RunPlan(
         method=method,
         method_options=method_options,
-        training=training_options,
+        training=training_options.model_copy(
+            update={
+                "learning_rate": training_options.learning_rate
+                or implementation.default_learning_rate
+            }
+        ),
         data=data_options,
         module=module,
         tokenizer=tokenizer,
         is_peft=peft,
         base_name=source or manifest.base_model,
-        learning_rate=training_options.learning_rate or implementation.default_learning_rate,
         train_description=describe_source(train),
         eval_description=None if eval_data is None else describe_source(eval_data),
         train_features=train_features,

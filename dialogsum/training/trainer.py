@@ -86,12 +86,11 @@ def train(
 
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
-    from dialogsum.training.distributed import check_sharding, cpu_only, world_size
+    from dialogsum.training.distributed import cpu_only, world_size
     from dialogsum.training.features import IGNORE_INDEX
     from dialogsum.training.global_batches import GlobalBatchTrainer, token_mean_loss
 
     check_reporting(options.report_to)
-    check_sharding()
     if resume == "options":
         resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
     evaluating = bool(eval_features) and options.eval_strategy != "no"

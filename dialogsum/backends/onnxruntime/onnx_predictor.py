@@ -126,9 +126,9 @@ class OnnxPredictor(Predictor):
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         # Each of the three sessions has its own thread pool, and a pool's threads spin for a
         # while after its run returns, looking for more work. Decoding alternates between the
-        # sessions, so the idle pools' spinning took cores from the busy one (a 512-token
-        # greedy decode ran 25% slower on 2 cores). Spinning now stops when a run returns;
-        # within a run it stays on, where it pays.
+        # sessions, so the idle pools' spinning took cores from the busy one (measured in
+        # docs/benchmarks.md). Spinning now stops when a run returns; within a run it stays
+        # on, where it pays.
         options.add_session_config_entry("session.force_spinning_stop", "1")
         sessions = []
         for name in ONNX_FILES:
