@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dialogsum.errors import ConfigError, DataError, DialogsumError, logger
-from dialogsum.serve.batching import MicroBatcher, QueueFull
+from dialogsum.serve.micro_batcher import MicroBatcher, QueueFull
 from dialogsum.serve.inputs import InputMeter, Rejected, request_inputs
 from dialogsum.serve.metrics import ServeMetrics
 from dialogsum.serve.page import PAGE
