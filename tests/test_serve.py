@@ -378,7 +378,7 @@ WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
                                              ([None, None], "2 items (NoneType)")])
 def test_a_backend_that_breaks_its_contract_is_named_not_waited_for(answer: Any, got: str) -> None:
     from dialogsum.errors import PluginError
-    from dialogsum.serve.app import WARM_UP as SERVED_WARM_UP
+    from dialogsum.serve.state import WARM_UP as SERVED_WARM_UP
 
     assert SERVED_WARM_UP == WARM_UP
     summarizer = Summarizer(Broken(answer), backend="sloppy")
