@@ -1,18 +1,24 @@
-"""The service's app: the API key check and the body size limit over many chunks."""
+"""The service's app: the API key check, the body size limit over many chunks, and the test
+kit's in-process client on an app mounted in another."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from dialogsum import Summarizer
+from dialogsum.data import load_examples
 from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor
 from dialogsum.serve import ServeSettings
+from dialogsum.testing import asgi_client
 from dialogsum.testing.serving import Server
 
 pytest.importorskip("fastapi")
@@ -21,6 +27,7 @@ pytest.importorskip("uvicorn")
 KEY_MESSAGE = (
     "Missing or wrong API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
 )
+GREEDY = {"num_beams": 1, "max_new_tokens": 12}
 
 
 class Reverse(Predictor):
@@ -147,3 +154,84 @@ def test_a_body_in_many_chunks_over_the_limit_is_refused_with_413(
     error = response.json()["error"]
     assert error.startswith(f"The request body is over the limit of {LIMIT} bytes.")
     assert "max_body_bytes" in error
+
+
+# -- the in-process client ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+
+
+def test_asgi_client_serves_an_app_mounted_in_another(
+    summarizer: Summarizer, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi import FastAPI
+
+    from dialogsum.serve import create_app
+
+    dialogue = load_examples(sample_dir / "test.jsonl")[0].dialogue
+    monkeypatch.setenv("TEST_DIALOGSUM_MOUNT_KEY", "k")
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    outer = FastAPI(lifespan=lifespan)
+    inner = create_app(summarizer, ServeSettings(api_key_env="TEST_DIALOGSUM_MOUNT_KEY"))
+    outer.mount("/summarizer", inner)
+
+    async def use() -> list[httpx.Response]:
+        async with asgi_client(outer) as client:
+            assert events == ["startup"]  # the host's lifespan runs around the block
+            refused = await client.get("/summarizer/v1/model")
+            answer = await client.post(
+                "/summarizer/v1/summarize",
+                json={"inputs": dialogue, "parameters": {"generate_parameters": GREEDY}},
+                headers={"X-API-Key": "k"},
+            )
+            ready = await client.get("/summarizer/readyz")
+            return [refused, answer, ready]
+
+    refused, answer, ready = asyncio.run(use())
+    assert events == ["startup", "shutdown"]
+    assert refused.status_code == 401
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == [{"summary_text": summarizer.summarize([dialogue], **GREEDY)[0]}]
+    assert answer.headers["X-Request-Id"]
+    assert ready.json() == {"status": "ready"}  # the first request started the mounted app
+
+
+def test_asgi_client_runs_the_apps_lifespan_warm_up_and_drain() -> None:
+    from dialogsum.serve import create_app
+
+    app = create_app(Summarizer(Reverse()))
+
+    async def use() -> tuple[httpx.Response, httpx.Response]:
+        async with asgi_client(app) as client:
+            # Warmed up before the first request: no request started it.
+            ready = await client.get("/readyz")
+            answer = await client.post("/v1/summarize", json={"inputs": "abc"})
+            return ready, answer
+
+    ready, answer = asyncio.run(use())
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert answer.json() == [{"summary_text": "cba"}]
+    assert app.state.dialogsum.ready is False  # shut down at the end of the block
+
+
+def test_asgi_client_reports_a_failed_startup() -> None:
+    from dialogsum.serve import create_app
+
+    app = create_app(Summarizer(Reverse(fail_on="warming up")))
+
+    async def use() -> None:
+        async with asgi_client(app):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"lifespan startup failed(.|\n)*warm-up summary"):
+        asyncio.run(use())
