@@ -20,6 +20,7 @@ import pytest
 
 from dialogsum import Summarizer
 from dialogsum.data import load_examples
+from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor
 from dialogsum.serve import ServeSettings
 from dialogsum.testing.serving import Server
 
@@ -170,13 +171,15 @@ def test_health_readiness_model_card_docs_and_page(url: str) -> None:
     assert 'route="/docs"' in metrics and 'route="/openapi.json"' in metrics
 
 
-class Slow:
+class Slow(Predictor):
     """A predictor that takes its time, or fails, to test limits and faults."""
+
+    manifest = ModelManifest()
 
     def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
         self.delay, self.fail_on = delay, fail_on
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         time.sleep(self.delay)
         if self.fail_on and any(self.fail_on in d for d in dialogues):
             raise RuntimeError("boom")
@@ -240,12 +243,12 @@ class Streaming(Slow):
     whose short summaries finish first does."""
 
     def summarize_each(
-        self, dialogues: list[str], on_summary: Any, **generation: Any
+        self, dialogues: list[str], options: GenerationOptions, on_summary: Any
     ) -> list[str]:
         for index, dialogue in enumerate(dialogues):
-            if "quick" in dialogue and on_summary is not None:
+            if "quick" in dialogue:
                 on_summary(index, dialogue[::-1])
-        return self.summarize(dialogues, **generation)
+        return self.summarize(dialogues, options)
 
 
 def test_a_request_is_answered_as_soon_as_its_own_summaries_are_final() -> None:
@@ -354,13 +357,15 @@ def test_the_app_mounted_in_another_serves_from_its_first_request(
         assert httpx.get(f"{address}/summarizer/readyz").json() == {"status": "ready"}
 
 
-class Broken:
+class Broken(Predictor):
     """A backend's predictor that breaks the contract: too few summaries, or not strings."""
+
+    manifest = ModelManifest()
 
     def __init__(self, answer: Any) -> None:
         self.answer = answer
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> Any:
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> Any:
         if dialogues == [WARM_UP]:
             return ["ready"]
         return self.answer
@@ -373,7 +378,7 @@ WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
                                              ([None, None], "2 items (NoneType)")])
 def test_a_backend_that_breaks_its_contract_is_named_not_waited_for(answer: Any, got: str) -> None:
     from dialogsum.errors import PluginError
-    from dialogsum.serve.app import WARM_UP as SERVED_WARM_UP
+    from dialogsum.serve.state import WARM_UP as SERVED_WARM_UP
 
     assert SERVED_WARM_UP == WARM_UP
     summarizer = Summarizer(Broken(answer), backend="sloppy")

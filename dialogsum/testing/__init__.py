@@ -20,6 +20,10 @@ The fixtures (:mod:`dialogsum.testing.fixtures`) are ``tiny_model_dir``, ``tiny_
 ``tiny_tokenizer``, ``plugin_manager``, ``sample_dir``, ``few_examples`` and
 ``one_torch_thread``; the kit also keeps the session offline (``HF_HUB_OFFLINE=1`` unless set).
 
+For the service, :func:`asgi_client` calls an application (``create_app(...)`` or one of yours
+that mounts it) in this process, its lifespan included, with no server;
+:class:`dialogsum.testing.serving.Server` serves one on 127.0.0.1 for a real HTTP client.
+
 The kit imports dialogsum, never the reverse. Importing it is cheap: torch and transformers are
 imported inside the fixtures and tests that use them.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from dialogsum.testing.backends import BackendContract, contract_dialogues
 from dialogsum.testing.methods import LEARNING_RATE_FACTOR, MethodContract, greedy_tokens
+from dialogsum.testing.serving import asgi_client
 
 #: Registering this package registers the fixtures module too.
 pytest_plugins = ["dialogsum.testing.fixtures"]
@@ -36,6 +41,7 @@ __all__ = [
     "LEARNING_RATE_FACTOR",
     "BackendContract",
     "MethodContract",
+    "asgi_client",
     "contract_dialogues",
     "greedy_tokens",
 ]

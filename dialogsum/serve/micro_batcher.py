@@ -156,6 +156,10 @@ class _Answers:
         self.missing = {id(job): len(job.texts) for job in jobs}
 
     def deliver(self, index: int, summary: str) -> None:
+        if not isinstance(summary, str) or not 0 <= index < len(self.owner):
+            # A backend that breaks its contract: never answer with it. The Summarizer's check
+            # fails the call when it returns, and every request still waiting hears why.
+            return
         job, slot = self.owner[index]
         summaries = self.summaries[id(job)]
         if summaries[slot] is not None:

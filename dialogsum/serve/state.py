@@ -1,0 +1,160 @@
+"""What the service's endpoints share: the model, the settings, the metrics, the micro-batcher
+and whether the model has warmed up. One :class:`ServiceState` per app, kept on
+``app.state.dialogsum`` and handed to the endpoints by a FastAPI dependency.
+
+This module imports no FastAPI: it is plain asyncio around the :class:`MicroBatcher`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any
+
+from dialogsum.errors import logger
+from dialogsum.serve.inputs import Counts, InputMeter, Rejected
+from dialogsum.serve.metrics import ServeMetrics
+from dialogsum.serve.micro_batcher import MicroBatcher
+
+if TYPE_CHECKING:
+    from dialogsum.serve.settings import ServeSettings
+    from dialogsum.summarizer import Summarizer
+
+request_log = logger.getChild("serve")
+
+#: A dialogue the service summarizes once at start-up, before it says it is ready.
+WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
+
+
+class ServiceState:
+    """The summarizer, settings, metrics and micro-batcher of one app, and its readiness.
+
+    ``dialogsum serve`` starts the batcher in the app's lifespan (:meth:`startup`,
+    :meth:`shutdown`); an app mounted inside another one gets no lifespan events of its own, so
+    there the first request starts it (:meth:`start`).
+    """
+
+    def __init__(self, summarizer: Summarizer, settings: ServeSettings) -> None:
+        self.summarizer = summarizer
+        self.settings = settings
+        key = settings.api_key()  # ConfigError when api_key_env names an unset variable
+        #: The API key as bytes, for a constant-time comparison; None when the service is open.
+        #: surrogateescape gives back the environment's own bytes where they are not UTF-8.
+        self.api_key = key.encode("utf-8", "surrogateescape") if key is not None else None
+        self.metrics = ServeMetrics()
+        self.meter = InputMeter.of(summarizer)
+        #: True once the warm-up summary is done, until shutdown.
+        self.ready = False
+        self._batcher: MicroBatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warm_up: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch (0 before the batcher starts)."""
+        return self._batcher.depth if self._batcher is not None else 0
+
+    def start(self) -> MicroBatcher:
+        """The batcher, started (and its warm-up queued) on first use on this event loop."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        if self._batcher is None or self._loop is not loop:
+            # (A host that runs each request on a loop of its own gets a batcher per loop.)
+            self._batcher = MicroBatcher(
+                # A gathered batch decodes as one batch (the model's batch_size would split it).
+                functools.partial(self.summarizer.summarize, batch_size=settings.max_batch_size),
+                batching=settings.batching,
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                on_batch=self.metrics.observe_batch,
+            )
+            self._batcher.start()
+            self._loop, self.ready = loop, False
+            self._warm_up = loop.create_task(self._warm(self._batcher))
+        elif not self.ready and self._warm_up is not None and self._warm_up.done():
+            self._warm_up = loop.create_task(self._warm(self._batcher))  # the last one failed
+        return self._batcher
+
+    async def _warm(self, batcher: MicroBatcher) -> None:
+        try:
+            await batcher.submit([WARM_UP], {})
+        except Exception:
+            # Without a lifespan (a mounted app) nothing else would read this error, and
+            # /readyz would say 'starting' for ever; the next request tries again.
+            request_log.exception("the warm-up summary failed; the service is not ready")
+            return
+        self.ready = True
+
+    async def startup(self) -> None:
+        """Start the batcher and wait for the warm-up; raise when the model fails it."""
+        batcher = self.start()
+        if self._warm_up is not None:
+            await self._warm_up
+        if not self.ready:
+            await batcher.stop()
+            raise RuntimeError("the model failed its warm-up summary (logged above)")
+
+    async def shutdown(self) -> None:
+        """Stop once every accepted request is answered (the drain on SIGTERM)."""
+        self.ready = False
+        if self._batcher is not None:
+            await self._batcher.stop()
+
+    def measure(self, texts: list[str]) -> Counts | None:
+        """Count the input tokens into the metrics; :class:`Rejected` for over-long inputs when
+        the settings say to reject them."""
+        counts = self.meter.measure(texts)
+        if counts is None:
+            return None
+        self.metrics.input_tokens.inc(counts.tokens)
+        self.metrics.truncated.inc(len(counts.truncated))
+        if counts.truncated and self.settings.over_length == "reject":
+            raise Rejected(
+                422,
+                f"inputs {counts.truncated} are longer than the model's {counts.limit} input "
+                f"tokens; shorten them (this server rejects over-long inputs instead of "
+                f"truncating them).",
+            )
+        return counts
+
+    async def summarize(self, texts: list[str], overrides: dict[str, Any]) -> list[str]:
+        """The summaries of one request, through the batcher, within the request timeout.
+
+        Raises :class:`~dialogsum.serve.micro_batcher.QueueFull`, :class:`asyncio.TimeoutError`
+        or whatever the model raised."""
+        batcher = self.start()
+        self.metrics.queue_depth.set(batcher.depth + 1)
+        try:
+            summaries = await asyncio.wait_for(
+                batcher.submit(texts, overrides), timeout=self.settings.request_timeout_s
+            )
+        finally:
+            self.metrics.queue_depth.set(self.queue_depth)
+        if self.meter.available:
+            self.metrics.output_tokens.inc(self.meter.count(summaries))
+        return summaries
+
+    def model_card(self) -> dict[str, Any]:
+        """What is served: the manifest, backend and limits (``GET /v1/model``)."""
+        summarizer, settings = self.summarizer, self.settings
+        manifest = summarizer.manifest.model_dump(mode="json")
+        export = manifest.get("export") or {}
+        return {
+            "source": summarizer.source,
+            "backend": summarizer.backend,
+            "method": summarizer.method,
+            "base_model": manifest.get("base_model"),
+            "quantize": export.get("quantize"),
+            "parity": export.get("parity"),
+            "generation_defaults": manifest.get("generation"),
+            "data": manifest.get("data"),
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_inputs": settings.max_inputs,
+                "max_batch_size": settings.max_batch_size,
+                "batching": settings.batching,
+                "over_length": settings.over_length,
+                "request_timeout_s": settings.request_timeout_s,
+            },
+        }
