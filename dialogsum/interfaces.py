@@ -11,8 +11,8 @@ an undeclared attribute or inspects a signature.
   options)``; optionally an export step (``ExportOptions`` and ``export(job, options)``) and
   serving a PyTorch model held in memory (``serves_torch_models`` and ``from_torch_model``).
 - :class:`Predictor`: what ``load`` returns: ``manifest``, ``summarize(dialogues, options)``,
-  optionally ``summarize_each`` (streaming) and ``torch_model`` (fine-tuning, saving, merging
-  and exporting need it).
+  optionally ``summarize_each`` (streaming), ``token_ids`` (token counts) and ``torch_model``
+  (fine-tuning, saving, merging and exporting need it).
 """
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ class Predictor(ABC):
             for index, summary in enumerate(summaries):
                 on_summary(index, summary)
         return summaries
+
+    def token_ids(self, texts: list[str]) -> list[list[int]] | None:
+        """Each text's token ids with the model's own tokenizer (special tokens added, nothing
+        cut), or None when this predictor cannot tell. ``dialogsum serve`` counts input and
+        output tokens with it, and reports inputs over the model's length."""
+        return None
 
     @property
     def torch_model(self) -> TorchModel | None:

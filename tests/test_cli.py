@@ -27,8 +27,11 @@ def test_plugins_table_from_the_installed_console_script() -> None:
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "dialogsum"]
     result = subprocess.run([*command, "plugins"], capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["kind", "name", "source", "options"]
+    assert lines[0].split() == ["kind", "name", "source", "options", "exports"]
     names = {(line.split()[0], line.split()[1]) for line in lines[2:]}
+    onnx = next(line for line in lines if line.split()[:2] == ["backend", "onnxruntime"])
+    torch = next(line for line in lines if line.split()[:2] == ["backend", "torch"])
+    assert onnx.endswith("yes: quantize") and torch.endswith("-")  # which backends export
     assert {
         ("method", "full"),
         ("method", "lora"),
@@ -42,6 +45,9 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = json.loads(out)
     lora = next(r for r in rows if r["name"] == "lora")
     assert code == 0 and lora["kind"] == "method" and "r" in lora["options"]
+    backends = {r["name"]: r["export_options"] for r in rows if r["kind"] == "backend"}
+    assert backends["onnxruntime"] == ["quantize"] and backends["torch"] is None
+    assert lora["export_options"] is None
 
 
 def test_train_evaluate_summarize(

@@ -3,16 +3,18 @@ sees anything, and input tokens counted so over-long dialogues are reported (or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
 from dialogsum.errors import ConfigError, DataError
-from dialogsum.generation import check_dialogues, parse_generation
+from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.serve.schema import SummarizeRequest
 from dialogsum.validation import format_validation_error
 
 if TYPE_CHECKING:
+    from dialogsum.interfaces import Predictor
     from dialogsum.serve.settings import ServeSettings
     from dialogsum.summarizer import Summarizer
 
@@ -29,8 +31,12 @@ class Rejected(Exception):
 
 def request_inputs(
     body: bytes, settings: ServeSettings, summarizer: Summarizer
-) -> tuple[list[str], dict[str, Any]]:
-    """The dialogues and generation options of a request, or :class:`Rejected` saying why not."""
+) -> tuple[list[str], GenerationOptions]:
+    """The dialogues and generation options of a request, or :class:`Rejected` saying why not.
+
+    The options are validated once, here, over the model's decoding defaults, with the
+    server's batch size: the model receives this object as it is.
+    """
     try:
         request = SummarizeRequest.model_validate_json(body or b"null")
     except ValidationError as exc:
@@ -52,10 +58,13 @@ def request_inputs(
             422, "parameters.generate_parameters.batch_size: the server sets the batch size."
         )
     try:
-        parse_generation(generate, summarizer.manifest.generation, unlisted=("batch_size",))
+        options = parse_generation(
+            generate, summarizer.manifest.generation, unlisted=("batch_size",)
+        )
     except ConfigError as exc:
         raise Rejected(422, f"parameters.generate_parameters: {exc}") from None
-    return texts, generate
+    # A gathered batch decodes as one batch (the model's own batch_size would split it).
+    return texts, options.model_copy(update={"batch_size": settings.max_batch_size})
 
 
 #: What a request looks like, for the errors that say the body is not one.
@@ -93,26 +102,19 @@ class Counts(NamedTuple):
 
 
 class InputMeter:
-    """Counts tokens with the served model's own tokenizer, where its predictor exposes one."""
+    """Counts tokens with the served model's own tokenizer, where its predictor can
+    (:meth:`~dialogsum.interfaces.Predictor.token_ids`)."""
 
-    def __init__(self, encode: Any, data: Any) -> None:
+    def __init__(self, encode: Callable[[list[str]], list[list[int]]] | None, data: Any) -> None:
         self.encode = encode
         self.data = data
 
     @classmethod
     def of(cls, summarizer: Summarizer) -> InputMeter:
-        """A meter for ``summarizer`` (one that counts nothing when no tokenizer is exposed)."""
-        tokenizer: Any = getattr(summarizer.predictor, "tokenizer", None)
-        encode = None
-        if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer (onnxruntime backend)
-
-            def encode(texts: list[str]) -> list[list[int]]:
-                return [e.ids for e in tokenizer.encode_batch(texts)]
-        elif callable(tokenizer):  # a transformers tokenizer (torch backend)
-
-            def encode(texts: list[str]) -> list[list[int]]:
-                return list(tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
-
+        """A meter for ``summarizer`` (one that counts nothing when its predictor cannot)."""
+        predictor = summarizer.predictor
+        probe = predictor.token_ids(["a"])
+        encode = None if probe is None else _ids_of(predictor)
         return cls(encode, summarizer.manifest.data)
 
     @property
@@ -132,3 +134,10 @@ class InputMeter:
     def count(self, texts: list[str]) -> int:
         """Tokens in ``texts`` (summaries)."""
         return sum(len(row) for row in self.encode(texts)) if self.encode is not None else 0
+
+
+def _ids_of(predictor: Predictor) -> Callable[[list[str]], list[list[int]]]:
+    def encode(texts: list[str]) -> list[list[int]]:
+        return predictor.token_ids(texts) or []
+
+    return encode

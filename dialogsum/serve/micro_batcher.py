@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dialogsum.generation import GenerationOptions
 
 Summarize = Callable[..., list[str]]
 
@@ -30,20 +32,21 @@ class QueueFull(Exception):
 
 @dataclass
 class Job:
-    """One request's dialogues, generation parameters and where its answer goes."""
+    """One request's dialogues, validated generation options and where its answer goes."""
 
     texts: list[str]
-    parameters: dict[str, Any]
+    options: GenerationOptions
     future: asyncio.Future[list[str]]
     key: str = field(init=False)
     queued_at: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.key = json.dumps(self.parameters, sort_keys=True, default=str)
+        # Requests with equal options share a batch.
+        self.key = self.options.model_dump_json()
 
 
 class MicroBatcher:
-    """Runs ``summarize(texts, **parameters)`` over batches of queued jobs."""
+    """Runs ``summarize(texts, options=options)`` over batches of queued jobs."""
 
     def __init__(
         self,
@@ -84,11 +87,11 @@ class MicroBatcher:
             await self.task
         self.executor.shutdown(wait=True)
 
-    async def submit(self, texts: list[str], parameters: dict[str, Any]) -> list[str]:
+    async def submit(self, texts: list[str], options: GenerationOptions) -> list[str]:
         """Queue one request and wait for its summaries."""
         if len(self.pending) >= self.max_queue or self.closing:
             raise QueueFull
-        job = Job(texts, parameters, asyncio.get_running_loop().create_future())
+        job = Job(texts, options, asyncio.get_running_loop().create_future())
         self.pending.append(job)
         self.arrived.set()
         return await job.future
@@ -134,7 +137,7 @@ class MicroBatcher:
 
             try:
                 call = functools.partial(
-                    self.summarize, texts, on_summary=on_summary, **jobs[0].parameters
+                    self.summarize, texts, options=jobs[0].options, on_summary=on_summary
                 )
                 summaries = await loop.run_in_executor(self.executor, call)
             except Exception as exc:  # the model failed: every request still waiting hears it

@@ -48,9 +48,9 @@ async def summarize(request: Request, state: ServiceStateDep) -> Response:
     settings = state.settings
     try:
         body = await read_body(request, settings.max_body_bytes)
-        texts, overrides = request_inputs(body, settings, state.summarizer)
+        texts, options = request_inputs(body, settings, state.summarizer)
         counts = state.measure(texts)
-        summaries = await state.summarize(texts, overrides)
+        summaries = await state.summarize(texts, options)
     except Rejected as rejected:
         return error_response(rejected.status, rejected.message, request_id, rejected.headers)
     except QueueFull:

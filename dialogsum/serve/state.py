@@ -8,7 +8,6 @@ This module imports no FastAPI: it is plain asyncio around the :class:`MicroBatc
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.errors import logger
@@ -17,6 +16,7 @@ from dialogsum.serve.metrics import ServeMetrics
 from dialogsum.serve.micro_batcher import MicroBatcher
 
 if TYPE_CHECKING:
+    from dialogsum.generation import GenerationOptions
     from dialogsum.serve.settings import ServeSettings
     from dialogsum.summarizer import Summarizer
 
@@ -61,8 +61,7 @@ class ServiceState:
         if self._batcher is None or self._loop is not loop:
             # (A host that runs each request on a loop of its own gets a batcher per loop.)
             self._batcher = MicroBatcher(
-                # A gathered batch decodes as one batch (the model's batch_size would split it).
-                functools.partial(self.summarizer.summarize, batch_size=settings.max_batch_size),
+                self.summarizer.summarize,
                 batching=settings.batching,
                 max_batch_size=settings.max_batch_size,
                 max_wait_ms=settings.max_wait_ms,
@@ -78,7 +77,8 @@ class ServiceState:
 
     async def _warm(self, batcher: MicroBatcher) -> None:
         try:
-            await batcher.submit([WARM_UP], {})
+            options = self.summarizer.generation_options(batch_size=self.settings.max_batch_size)
+            await batcher.submit([WARM_UP], options)
         except Exception:
             # Without a lifespan (a mounted app) nothing else would read this error, and
             # /readyz would say 'starting' for ever; the next request tries again.
@@ -118,7 +118,7 @@ class ServiceState:
             )
         return counts
 
-    async def summarize(self, texts: list[str], overrides: dict[str, Any]) -> list[str]:
+    async def summarize(self, texts: list[str], options: GenerationOptions) -> list[str]:
         """The summaries of one request, through the batcher, within the request timeout.
 
         Raises :class:`~dialogsum.serve.micro_batcher.QueueFull`, :class:`asyncio.TimeoutError`
@@ -127,7 +127,7 @@ class ServiceState:
         self.metrics.queue_depth.set(batcher.depth + 1)
         try:
             summaries = await asyncio.wait_for(
-                batcher.submit(texts, overrides), timeout=self.settings.request_timeout_s
+                batcher.submit(texts, options), timeout=self.settings.request_timeout_s
             )
         finally:
             self.metrics.queue_depth.set(self.queue_depth)
@@ -145,7 +145,8 @@ class ServiceState:
             "backend": summarizer.backend,
             "method": summarizer.method,
             "base_model": manifest.get("base_model"),
-            "quantize": export.get("quantize"),
+            "export_backend": export.get("backend"),
+            "quantize": (export.get("options") or {}).get("quantize"),
             "parity": export.get("parity"),
             "generation_defaults": manifest.get("generation"),
             "data": manifest.get("data"),

@@ -78,9 +78,10 @@ async def asgi_client(
     import httpx
 
     transport = httpx.ASGITransport(app=app)  # sends no lifespan events: lifespan() does
-    async with lifespan(app), httpx.AsyncClient(
-        transport=transport, base_url=base_url, **options
-    ) as client:
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url=base_url, **options) as client,
+    ):
         yield client
 
 

@@ -169,6 +169,10 @@ class OnnxPredictor(Predictor):
             o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
         ]
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids with the export's tokenizer."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
+
     def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         """One summary per dialogue, in input order (greedy or beam search)."""
         return self._run(dialogues, options, None)

@@ -32,6 +32,11 @@ class TorchPredictor(Predictor):
         """The model, its tokenizer and manifest: this predictor can be tuned and exported."""
         return self._model
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids with the model's tokenizer."""
+        tokenizer = self._model.tokenizer
+        return list(tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
+
     def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         """One summary per dialogue, in input order."""
         return self._run(dialogues, options, None)
