@@ -536,9 +536,12 @@ def test_only_the_face_reaches_the_built_ins_and_rooms_stay_apart() -> None:
             violations.append(f"{item}   [room {TRAINING} imports {item.target}]")
         # Each built-in lives in its own folder and reaches the others only through the registry.
         for built_in in built_in_folders():
-            if within(item.source, [built_in]) and within(item.target, BUILT_INS):
-                if not within(item.target, [built_in]):
-                    violations.append(f"{item}   [built-in {built_in} imports another built-in]")
+            if (
+                within(item.source, [built_in])
+                and within(item.target, BUILT_INS)
+                and not within(item.target, [built_in])
+            ):
+                violations.append(f"{item}   [built-in {built_in} imports another built-in]")
     assert not violations, report("Arrows between rooms or into the built-ins:", violations)
 
 

@@ -8,9 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dialogsum.backends.torch import resolve_dtype  # noqa: E402
-
 from dialogsum import Summarizer  # noqa: E402
+from dialogsum.backends.torch import resolve_dtype  # noqa: E402
 from dialogsum.errors import BackendError  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from dialogsum.backends.onnxruntime.decoding import _top
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from dialogsum.backends.onnxruntime.decoding import _top
 
 scores = arrays(
     np.float32,
@@ -63,7 +64,6 @@ SLOW = np.array([0.0, -50.0, 3.0, 2.0, 1.0, 0.5], dtype=np.float32)
 
 def _decode(decoder: str, beams: int) -> tuple[list[list[int]], list[tuple[int, list[int], int]]]:
     from dialogsum.backends.onnxruntime.decoding import beam_search, greedy
-
     from dialogsum.generation import GenerationOptions
 
     steps = PlannedSteps([SLOW, QUICK, SLOW], beams)
@@ -116,7 +116,6 @@ def test_best_candidates_equal_a_stable_sort_of_every_score(
     seed: int, beams: int, vocab: int, length: int, ngram: int, min_new: int, penalty: float
 ) -> None:
     from dialogsum.backends.onnxruntime.decoding import NEG, best_candidates, top_log_probs
-
     from dialogsum.generation import GenerationOptions
 
     rng = np.random.default_rng(seed)
@@ -139,6 +138,7 @@ def test_best_candidates_equal_a_stable_sort_of_every_score(
 
 def test_top_log_probs_in_onnxruntime_match_numpy_and_ignore_the_batch() -> None:
     import onnxruntime as ort
+
     from dialogsum.backends.onnxruntime.decoding import top_log_probs
     from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
 
