@@ -771,3 +771,39 @@ def test_the_version_has_one_source() -> None:
         )
     ]
     assert not elsewhere, report("__version__ assigned outside dialogsum/_version.py:", elsewhere)
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+#: The documented suffixes of pydantic models (docs/architecture.md, "Names"), by what they hold.
+MODEL_SUFFIXES = ("Options", "Settings", "Config")
+#: Models that are neither: records written to disk and the service's wire schema.
+RECORDS = {
+    "dialogsum.modeling": {"ModelManifest", "ExportInfo"},
+    "dialogsum.serve.schema": {"SummarizeRequest", "Parameters", "Summary"},
+}
+
+
+def test_pydantic_models_follow_the_suffix_convention() -> None:
+    import importlib
+    import inspect
+
+    from pydantic import BaseModel
+
+    wrong = []
+    for module_name_ in sorted(import_graph().modules):
+        if within(module_name_, [TESTING]) or module_name_.endswith("__main__"):
+            continue  # the test kit is not the package's API; __main__ runs the CLI
+        module = importlib.import_module(module_name_)
+        for name, value in vars(module).items():
+            if not (inspect.isclass(value) and issubclass(value, BaseModel)):
+                continue
+            if value.__module__ != module_name_ or name.startswith("_"):
+                continue
+            if not name.endswith(MODEL_SUFFIXES) and name not in RECORDS.get(module_name_, ()):
+                wrong.append(f"{module_name_}.{name}")
+    assert not wrong, report(
+        f"Pydantic models named outside the convention (*{', *'.join(MODEL_SUFFIXES)}, or a "
+        f"record listed in RECORDS):",
+        wrong,
+    )
