@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogsum import FinetuneMethod, InferenceBackend, Summarizer, hookimpl
+from dialogsum import FinetuneMethod, InferenceBackend, Predictor, Summarizer, hookimpl
+from dialogsum.plugin_api import ModelManifest
 from dialogsum.plugins import make_plugin_manager
 from dialogsum.testing import BackendContract, MethodContract
 
@@ -44,12 +45,13 @@ class CarelessBackend(InferenceBackend):
         return CarelessPredictor(model_dir)
 
 
-class CarelessPredictor:
+class CarelessPredictor(Predictor):
     def __init__(self, model_dir):
         self.model_dir = model_dir
+        self.manifest = ModelManifest()  # without reading the folder's
         self.inner = None
 
-    def summarize(self, dialogues, **generation):
+    def summarize(self, dialogues, options):
         if not dialogues:
             return [""]
         if self.inner is None:
@@ -64,7 +66,7 @@ class ForgetfulMethod(FinetuneMethod):
     name = "forgetful"
     default_learning_rate = 3e-4
 
-    def prepare(self, model, options):
+    def prepare(self, model, options, *, tokenizer):
         model.lm_head.register_forward_hook(lambda module, inputs, output: output.flip(-1))
         return model
 
@@ -139,19 +141,25 @@ def test_the_backend_battery_catches_every_broken_promise(
     battery_outcomes: dict[str, str],
 ) -> None:
     assert of_class(battery_outcomes, "TestCarelessBackend") == {
+        "test_backend_is_registered_with_a_valid_name_and_options": "PASSED",
         "test_load_returns_a_predictor": "PASSED",
         "test_summaries_come_back_one_per_dialogue_in_input_order": "FAILED",
         # It does not stream: the Summarizer reports its summaries when the call ends.
         "test_each_summary_is_reported_once_as_returned": "PASSED",
-        "test_no_dialogues_give_no_summaries": "FAILED",
+        # Summarizer.summarize answers [] for no dialogues without asking the backend, so the
+        # careless [""] never reaches a user.
+        "test_no_dialogues_give_no_summaries": "PASSED",
         # Summarizer.summarize checks the dialogues before any backend sees them, so a
         # backend that checks nothing still refuses bad ones with a DataError.
         "test_bad_dialogues_are_a_data_error[a-single-string]": "PASSED",
         "test_bad_dialogues_are_a_data_error[an-empty-dialogue]": "PASSED",
         "test_bad_dialogues_are_a_data_error[a-blank-dialogue]": "PASSED",
         "test_bad_dialogues_are_a_data_error[a-non-string]": "PASSED",
-        "test_unknown_generation_option_is_a_config_error": "FAILED",
+        # The Summarizer validates the generation options once, before the predictor gets
+        # them as a GenerationOptions, so a backend that ignores them cannot accept a typo.
+        "test_unknown_generation_option_is_a_config_error": "PASSED",
         "test_missing_model_folder_is_a_dialogsum_error": "FAILED",
+        # It cannot export: the export tests are skipped (not listed by -rA's summary lines).
     }
 
 

@@ -1,4 +1,4 @@
-"""dialogsum's test kit for plugin authors: pytest fixtures and one contract battery.
+"""dialogsum's test kit for plugin authors: pytest fixtures and the contract batteries.
 
 Register it once, in the ``conftest.py`` at the root of your tests (pytest accepts
 ``pytest_plugins`` only in a conftest it loads before collection)::
@@ -15,10 +15,17 @@ never the bases::
 
     class TestMyBackendContract(BackendContract):
         backend = "my-backend"
+        export_options = {"quantize": "int8"}  # a backend that exports: its export options
+
+:class:`BackendContract` also checks the export step of a backend that declares
+``ExportOptions`` (and skips those tests for one that does not).
 
 The fixtures (:mod:`dialogsum.testing.fixtures`) are ``tiny_model_dir``, ``tiny_model``,
 ``tiny_tokenizer``, ``plugin_manager``, ``sample_dir``, ``few_examples`` and
 ``one_torch_thread``; the kit also keeps the session offline (``HF_HUB_OFFLINE=1`` unless set).
+:func:`make_plugin_manager` makes a fresh plugin manager to register an uninstalled plugin on
+(``contract_plugin_manager``), and :func:`registration` tells what a name is registered as and
+by which distribution.
 
 For the service, :func:`asgi_client` calls an application (``create_app(...)`` or one of yours
 that mounts it) in this process, its lifespan included, with no server;
@@ -31,6 +38,7 @@ imported inside the fixtures and tests that use them.
 from __future__ import annotations
 
 from dialogsum.testing.backends import BackendContract, contract_dialogues
+from dialogsum.testing.contract import make_plugin_manager, registration
 from dialogsum.testing.methods import LEARNING_RATE_FACTOR, MethodContract, greedy_tokens
 from dialogsum.testing.serving import asgi_client
 
@@ -44,4 +52,6 @@ __all__ = [
     "asgi_client",
     "contract_dialogues",
     "greedy_tokens",
+    "make_plugin_manager",
+    "registration",
 ]

@@ -1,4 +1,10 @@
-"""``BackendContract``: the battery every inference backend passes, built-in or a plugin's."""
+"""``BackendContract``: the battery every inference backend passes, built-in or a plugin's.
+
+Every backend is checked for registration, serving and errors; a backend that can export
+(``ExportOptions`` is not None) is also checked for its export step: the folder, its manifest,
+loading it back, and the refusal to replace an existing folder. Those tests are skipped, with
+the reason, for a backend that cannot export.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import pytest
 
 from dialogsum import ConfigError, DataError, DialogsumError, Predictor, Summarizer
 from dialogsum.data import sample_rows
+from dialogsum.plugin_api import MANIFEST_NAME, InferenceBackend, read_manifest
 from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
 from dialogsum.testing.contract import ContractBase
@@ -32,16 +39,24 @@ def contract_dialogues() -> list[str]:
 class BackendContract(ContractBase):
     """What every inference backend promises, as tests; subclass it as ``Test<Name>Contract``.
 
-    Set :attr:`backend` (and :attr:`backend_options`). Override the class-scoped fixture
-    ``model_dir`` when the backend serves something other than a saved torch model (an export,
-    say), and ``contract_plugin_manager`` to register an uninstalled plugin in-process. Needs
-    the kit's fixtures: ``pytest_plugins = ["dialogsum.testing"]`` in your root conftest.
+    Set :attr:`backend` (and :attr:`backend_options`, and :attr:`export_options` for a backend
+    that exports). Override the class-scoped fixture ``model_dir`` when the backend serves
+    something other than a saved torch model (an export, say), and ``contract_plugin_manager``
+    to register an uninstalled plugin in-process. Needs the kit's fixtures:
+    ``pytest_plugins = ["dialogsum.testing"]`` in your root conftest.
+
+    The export tests (``test_export_*``) run when the backend declares ``ExportOptions``: they
+    export the kit's tiny model (``tiny_model_dir``, loaded with the ``torch`` backend) with
+    :attr:`export_options`, and serve the folder with :attr:`backend_options`. For a backend
+    that cannot export they are skipped.
     """
 
     #: The registered backend name under test.
     backend: ClassVar[str]
     #: Options passed as ``backend_options=``.
     backend_options: ClassVar[dict[str, Any]] = {}
+    #: Export options passed to ``Summarizer.export`` (backends that export only).
+    export_options: ClassVar[dict[str, Any]] = {}
     #: Greedy decoding, short: deterministic, so batched and one-by-one results must agree.
     generation: ClassVar[dict[str, Any]] = {
         "num_beams": 1,
@@ -80,6 +95,98 @@ class BackendContract(ContractBase):
             plugins=contract_plugin_manager,
         )
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def exporting_backend(
+        cls, backend_name: str, contract_plugin_manager: DialogsumPluginManager
+    ) -> str:
+        """The backend's name when it can export; the export tests are skipped otherwise."""
+        if get_registry(contract_plugin_manager).backend(backend_name).ExportOptions is None:
+            pytest.skip(f"backend '{backend_name}' cannot export (its ExportOptions is None)")
+        return backend_name
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def export_source(
+        cls, tiny_model_dir: Path, contract_plugin_manager: DialogsumPluginManager
+    ) -> Summarizer:
+        """The model the export tests export: the kit's tiny model, served by ``torch``."""
+        return Summarizer.from_pretrained(
+            tiny_model_dir,
+            backend="torch",
+            backend_options={"progress": False},
+            plugins=contract_plugin_manager,
+        )
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def exported(
+        cls,
+        exporting_backend: str,
+        export_source: Summarizer,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Path:
+        """The tiny model exported with the backend under test (:attr:`export_options`)."""
+        folder = tmp_path_factory.mktemp("contract-export") / "export"
+        written = export_source.export(folder, backend=exporting_backend, **cls.export_options)
+        assert Path(written) == folder, f"export() returned {written}, not the folder {folder}"
+        return folder
+
+    def test_backend_is_registered_with_a_valid_name_and_options(
+        self, backend_name: str, contract_plugin_manager: DialogsumPluginManager
+    ) -> None:
+        registry = get_registry(contract_plugin_manager)
+        assert backend_name in registry.backends, (
+            f"backend {backend_name!r} is not registered; registered: {sorted(registry.backends)}"
+        )
+        backend = registry.backend(backend_name)
+        assert isinstance(backend, InferenceBackend) and backend.name == backend_name
+        options = registry.backend_options(backend_name, self.backend_options)
+        assert isinstance(options, backend.Options)
+        if backend.ExportOptions is not None:
+            export_options = registry.export_options(backend_name, self.export_options)
+            assert isinstance(export_options, backend.ExportOptions)
+
+    def test_export_manifest_names_the_backend_and_records_parity(
+        self, exported: Path, exporting_backend: str
+    ) -> None:
+        assert (exported / MANIFEST_NAME).is_file()
+        record = read_manifest(exported).export
+        assert record is not None, f"{exported / MANIFEST_NAME} has no export record"
+        assert record.backend == exporting_backend
+        # The parity check against the PyTorch model (dialogsum.plugin_api.check_token_parity's
+        # result, or the backend's own), recorded and passed.
+        assert record.parity.get("passed") is True, f"parity record: {record.parity}"
+        assert [p.name for p in exported.parent.iterdir()] == [exported.name]  # nothing staged
+
+    def test_export_loads_with_its_backend_in_input_order(
+        self,
+        exported: Path,
+        exporting_backend: str,
+        contract_plugin_manager: DialogsumPluginManager,
+    ) -> None:
+        served = Summarizer.from_pretrained(  # no backend named: the manifest's is used
+            exported, backend_options=self.backend_options, plugins=contract_plugin_manager
+        )
+        assert served.backend == exporting_backend
+        dialogues = contract_dialogues()
+        batched = served.summarize(dialogues, batch_size=2, **self.generation)
+        assert isinstance(batched, list) and len(batched) == len(dialogues)
+        assert all(isinstance(summary, str) for summary in batched)
+        assert batched == [served.summarize([d], **self.generation)[0] for d in dialogues]
+
+    def test_export_refuses_an_existing_folder_without_overwrite(
+        self, exporting_backend: str, export_source: Summarizer, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "taken"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("the user's\n")
+        with pytest.raises(ConfigError, match="overwrite"):
+            export_source.export(folder, backend=exporting_backend, **self.export_options)
+        assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+        assert (folder / "notes.txt").read_text() == "the user's\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left
+
     def test_load_returns_a_predictor(
         self,
         model_dir: Path | str,
@@ -102,8 +209,9 @@ class BackendContract(ContractBase):
         assert len(set(one_by_one)) > 1, f"the model gives every dialogue one summary: {batched}"
 
     def test_each_summary_is_reported_once_as_returned(self, served: Summarizer) -> None:
-        # Through summarize_each where the predictor offers it (StreamingPredictor), otherwise
-        # reported at the end: either way once per dialogue, equal to what is returned.
+        # Through the predictor's summarize_each: its own where it streams, otherwise the base
+        # class's, which reports at the end; either way once per dialogue, equal to what is
+        # returned.
         dialogues = contract_dialogues()
         reported: list[tuple[int, str]] = []
         summaries = served.summarize(

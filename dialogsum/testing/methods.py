@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from dialogsum import ConfigError, Example, Summarizer
+from dialogsum.plugin_api import FinetuneMethod
 from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
 from dialogsum.testing.contract import ContractBase
@@ -157,6 +158,7 @@ class MethodContract(ContractBase):
             f"method {method_name!r} is not registered; registered: {sorted(registry.methods)}"
         )
         method = registry.method(method_name)
+        assert isinstance(method, FinetuneMethod)
         assert method.name == method_name and _METHOD_NAME.match(method_name)
         rate = method.default_learning_rate
         assert not isinstance(rate, bool) and isinstance(rate, (int, float))

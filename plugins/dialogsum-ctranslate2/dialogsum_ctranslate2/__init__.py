@@ -1,7 +1,8 @@
 """dialogsum-ctranslate2: serve a dialogsum model with CTranslate2 on CPU.
 
 A separately installed plugin that registers the ``ctranslate2`` inference backend through the
-documented backend contract only (``register_backends``, an ``Options`` model, ``load``)::
+documented backend contract only (``register_backends``, an ``InferenceBackend`` subclass with an
+``Options`` model and ``load``; it imports nothing of dialogsum but ``dialogsum.plugin_api``)::
 
     pip install ./plugins/dialogsum-ctranslate2
     dialogsum summarize --model runs/lora/model --backend ctranslate2
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from dialogsum import BackendError, InferenceBackend, Options, hookimpl
+from dialogsum.plugin_api import InferenceBackend, Options, hookimpl
 from dialogsum_ctranslate2.convert import converted_model
 from dialogsum_ctranslate2.predictor import CTranslate2Predictor
 
@@ -51,17 +52,13 @@ class CTranslate2Backend(InferenceBackend):
 
     name = "ctranslate2"
     Options = CTranslate2Options
-    #: What to install when ctranslate2 is missing.
+    #: What dialogsum tells a user when ``load`` raises ImportError (ctranslate2 is missing).
     install_hint = "pip install dialogsum-ctranslate2 (it brings ctranslate2)"
 
     def load(self, model_dir: Path | str, options: CTranslate2Options) -> CTranslate2Predictor:
         """Convert ``model_dir`` (once; cached) and load it for summarizing."""
-        try:
-            import ctranslate2  # noqa: F401
-        except ImportError as exc:
-            raise BackendError(
-                f"The ctranslate2 backend needs ctranslate2 ({exc}): {self.install_hint}."
-            ) from exc
+        import ctranslate2  # noqa: F401  # missing: dialogsum reports it with install_hint
+
         converted = converted_model(
             model_dir,
             compute_type=options.compute_type,
@@ -77,6 +74,6 @@ class CTranslate2Backend(InferenceBackend):
 
 
 @hookimpl
-def register_backends(register: Callable[[Any], None]) -> None:
+def register_backends(register: Callable[[InferenceBackend], None]) -> None:
     """Register the ``ctranslate2`` backend with dialogsum."""
     register(CTranslate2Backend())

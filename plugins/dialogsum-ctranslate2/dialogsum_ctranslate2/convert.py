@@ -15,8 +15,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dialogsum import BackendError, ConfigError
-from dialogsum.modeling import MANIFEST_NAME, read_manifest, resolve_model_dir
+from dialogsum.plugin_api import (
+    MANIFEST_NAME,
+    BackendError,
+    ConfigError,
+    is_prompt_learning,
+    load_model,
+    merged_copy,
+    read_manifest,
+    resolve_model_dir,
+)
 
 #: Files CTranslate2's converted folder keeps beside model.bin for dialogsum to read back.
 KEPT = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", MANIFEST_NAME)
@@ -61,8 +69,9 @@ def converted_model(
     manifest = read_manifest(folder)
     if manifest.export is not None:
         raise ConfigError(
-            f"{folder} is an ONNX export; the ctranslate2 backend converts the PyTorch model "
-            f"it came from. Pass the folder save() or train wrote."
+            f"{folder} is an export for the {manifest.export.backend} backend; the ctranslate2 "
+            f"backend converts the PyTorch model it came from. Pass the folder save() or train "
+            f"wrote."
         )
     target = cache_root(cache_dir) / _fingerprint(folder, compute_type, base_model)
     if (target / "model.bin").is_file():
@@ -86,9 +95,6 @@ def converted_model(
 
 def _convert(folder: Path, output: Path, compute_type: str, base_model: str | None) -> None:
     from ctranslate2.converters import TransformersConverter
-
-    from dialogsum.adapters import is_prompt_learning, merged_copy
-    from dialogsum.modeling import load_model
 
     loaded = load_model(folder, base_model=base_model, device="cpu")
     if is_prompt_learning(loaded.model):

@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum import ConfigError
-from dialogsum.generation import (
-    check_dialogues,
+from dialogsum.plugin_api import (
+    ConfigError,
+    GenerationOptions,
+    Predictor,
     encode_sources,
-    parse_generation,
+    read_manifest,
     summarize_batches,
     warn_truncated_inputs,
 )
-from dialogsum.modeling import read_manifest
 
 
 class _Tokenizer:
@@ -31,7 +31,7 @@ class _Tokenizer:
         return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
 
 
-class CTranslate2Predictor:
+class CTranslate2Predictor(Predictor):
     """One summary per dialogue, in input order, decoded greedily or with beam search."""
 
     def __init__(
@@ -47,20 +47,22 @@ class CTranslate2Predictor:
         self.tokenizer = _Tokenizer(folder)
         self.progress = progress
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
-        """One summary per dialogue: the model's decoding defaults, overridden by ``generation``."""
-        texts = check_dialogues(dialogues)
-        options = parse_generation(generation, self.manifest.generation)
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        """One summary per dialogue, in input order.
+
+        dialogsum has checked ``dialogues`` (a list of non-empty strings) and validated
+        ``options`` over the model's decoding defaults.
+        """
         if options.do_sample:
             raise ConfigError(
                 "The ctranslate2 backend decodes deterministically here (greedy or beam "
                 "search); do_sample is not supported. Use backend='torch' for sampling."
             )
-        if not texts:
+        if not dialogues:
             return []
         data = self.manifest.data
-        sources, truncated = encode_sources(texts, self.tokenizer, data)
-        warn_truncated_inputs(truncated, len(texts), data)
+        sources, truncated = encode_sources(dialogues, self.tokenizer, data)
+        warn_truncated_inputs(truncated, len(dialogues), data)
         tokenizer = self.tokenizer.tokenizer
         limit = options.max_new_tokens or data.max_target_length
 

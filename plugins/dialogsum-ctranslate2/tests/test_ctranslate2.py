@@ -9,8 +9,7 @@ import dialogsum_ctranslate2
 import pytest
 
 from dialogsum import ConfigError, Summarizer
-from dialogsum.registry import get_registry
-from dialogsum.testing import BackendContract
+from dialogsum.testing import BackendContract, registration
 
 PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
 
@@ -26,7 +25,7 @@ class TestCTranslate2Contract(BackendContract):
 
 
 def test_discovered_through_its_entry_point() -> None:
-    registered = get_registry().backends["ctranslate2"]
+    registered = registration("backend", "ctranslate2")
     assert isinstance(registered.obj, dialogsum_ctranslate2.CTranslate2Backend)
     assert registered.source == f"dialogsum-ctranslate2 {dialogsum_ctranslate2.__version__}"
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from dialogsum import ConfigError, Example, Summarizer
-from dialogsum.registry import get_registry
-from dialogsum.testing import MethodContract
+from dialogsum.testing import MethodContract, registration
 
 import dialogsum_ia3
 
@@ -35,22 +34,25 @@ def base(tiny_model_dir: Path) -> Summarizer:
 
 
 def test_ia3_is_discovered_through_its_entry_point() -> None:
-    registered = get_registry().methods["ia3"]
+    registered = registration("method", "ia3")
     assert isinstance(registered.obj, dialogsum_ia3.IA3)
     # The source is the installed distribution, which only entry-point loading records.
     assert registered.source == f"dialogsum-ia3 {dialogsum_ia3.__version__}"
 
 
 def test_default_learning_rate_is_larger_than_full_finetuning() -> None:
-    registry = get_registry()
-    ia3 = registry.method("ia3")
+    ia3 = registration("method", "ia3").obj
     assert ia3.default_learning_rate == pytest.approx(3e-3)
-    assert ia3.default_learning_rate > registry.method("full").default_learning_rate
+    assert ia3.default_learning_rate > registration("method", "full").obj.default_learning_rate
 
 
-def test_prepare_trains_only_ia3_vectors_on_the_default_modules(tiny_model: Any) -> None:
+def test_prepare_trains_only_ia3_vectors_on_the_default_modules(
+    tiny_model: Any, tiny_tokenizer: Any
+) -> None:
     total = sum(p.numel() for p in tiny_model.parameters())
-    prepared = dialogsum_ia3.IA3().prepare(tiny_model, dialogsum_ia3.IA3Options())
+    prepared = dialogsum_ia3.IA3().prepare(
+        tiny_model, dialogsum_ia3.IA3Options(), tokenizer=tiny_tokenizer
+    )
     trainable = {name: p for name, p in prepared.named_parameters() if p.requires_grad}
     assert trainable, "IA3 must leave some parameters trainable"
     assert all("ia3_l" in name for name in trainable)
@@ -98,9 +100,11 @@ def test_invalid_ia3_options_name_the_method_and_the_field(
     assert field in message
 
 
-def test_feedforward_outside_targets_explains_the_subset_rule() -> None:
+def test_feedforward_outside_targets_explains_the_subset_rule(
+    base: Summarizer, few_examples: list[Example]
+) -> None:
     with pytest.raises(ConfigError, match="subset of target_modules"):
-        get_registry().method_options("ia3", {"feedforward_modules": ["wi_0"]})
+        base.finetune(few_examples, method="ia3", options={"feedforward_modules": ["wi_0"]})
 
 
 def test_target_modules_the_model_lacks_are_reported_with_the_ones_it_has(
@@ -115,10 +119,10 @@ def test_target_modules_the_model_lacks_are_reported_with_the_ones_it_has(
     assert "wi_0" in message  # lists T5's real module names
 
 
-def test_custom_modules_are_passed_to_peft() -> None:
-    options = get_registry().method_options(
-        "ia3", {"target_modules": ["q", "k", "wi_0"], "feedforward_modules": ["wi_0"]}
-    )
-    assert isinstance(options, dialogsum_ia3.IA3Options)
-    assert options.target_modules == ["q", "k", "wi_0"]
-    assert options.feedforward_modules == ["wi_0"]
+def test_custom_modules_are_passed_to_peft(base: Summarizer, few_examples: list[Example]) -> None:
+    options = {"target_modules": ["q", "k", "wi_0"], "feedforward_modules": ["wi_0"]}
+    training = {"max_steps": 1, "batch_size": 4, "progress": False, "save_strategy": "no"}
+    tuned = base.finetune(few_examples, method="ia3", options=options, training=training)
+    config = tuned.model.peft_config["default"]
+    assert set(config.target_modules) == {"q", "k", "wi_0"}
+    assert set(config.feedforward_modules) == {"wi_0"}
