@@ -27,6 +27,7 @@ from dialogsum.interfaces import (
     Predictor,
 )
 from dialogsum.modeling import TorchModel
+from dialogsum.plugins import make_plugin_manager
 from dialogsum.summarizer import Summarizer
 from dialogsum.training.options import TrainingOptions
 
@@ -52,4 +53,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_examples",
+    "make_plugin_manager",
 ]

@@ -189,28 +189,12 @@ def own_package(unit: Path) -> str:
     return ".".join(unit.relative_to(ROOT).with_suffix("").parts)
 
 
-#: Modules of the onnxruntime backend that still import core modules directly; each of the
-#: names they use is in dialogsum.plugin_api. Remove an entry once its module is fixed (the
-#: test then fails as XPASS until it is).
-KNOWN_BYPASSES = {
-    "dialogsum/backends/onnxruntime/decoding.py": "dialogsum.generation",
-    "dialogsum/backends/onnxruntime/parity.py": "dialogsum.errors, dialogsum.generation, "
-    "dialogsum.parity",
-    "dialogsum/backends/onnxruntime/shared_cross_attention.py": "dialogsum.errors",
-}
-
-
 def built_in_files() -> list[Any]:
     params = []
     for unit in built_in_units():
         for path in [unit] if unit.is_file() else python_files(unit):
             name = str(path.relative_to(ROOT))
-            marks = (
-                [pytest.mark.xfail(strict=True, reason=f"imports {KNOWN_BYPASSES[name]}")]
-                if name in KNOWN_BYPASSES
-                else []
-            )
-            params.append(pytest.param(unit, path, id=name, marks=marks))
+            params.append(pytest.param(unit, path, id=name))
     return params
 
 

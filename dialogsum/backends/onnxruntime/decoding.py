@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dialogsum.generation import GenerationOptions, cut_at_eos
+from dialogsum.plugin_api import GenerationOptions, cut_at_eos
 
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]

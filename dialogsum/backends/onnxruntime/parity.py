@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ModelError
-from dialogsum.generation import GenerationOptions, cut_at_eos, pad_batch
-from dialogsum.parity import (
+from dialogsum.plugin_api import (
     PARITY_NEW_TOKENS,
+    GenerationOptions,
+    ModelError,
     agreement,
     check_token_parity,
+    cut_at_eos,
+    pad_batch,
     parity_dialogues,
     torch_first_logits,
 )

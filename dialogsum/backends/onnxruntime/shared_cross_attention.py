@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ModelError
+from dialogsum.plugin_api import ModelError
 
 DECODER_WITH_PAST = "decoder_with_past_model.onnx"
 
