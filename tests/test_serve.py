@@ -409,3 +409,32 @@ def test_a_misspelt_setting_variable_is_reported_and_a_service_link_is_not(
         assert main(["serve", "--model", "/nonexistent/model"]) == 2  # stops at the model
     assert "DIALOGSUM_SERVE_MAX_QEUE names no setting" in caplog.text
     assert "DIALOGSUM_SERVE_MAX_QUEUE" in caplog.text and "CANARY" not in caplog.text
+
+
+class Recording(Predictor):
+    """Remembers the options object each call received."""
+
+    def __init__(self) -> None:
+        self.manifest = ModelManifest(generation={"num_beams": 3, "max_new_tokens": 20})
+        self.received: list[GenerationOptions] = []
+
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        self.received.append(options)
+        return [f"{options.num_beams}:{options.max_new_tokens}" for _ in dialogues]
+
+
+def test_a_request_s_options_are_validated_once_and_passed_down_as_the_object() -> None:
+    predictor = Recording()
+    settings = ServeSettings(max_wait_ms=0, max_batch_size=4)
+    with Server(Summarizer(predictor, backend="recording"), settings) as address:
+        answer = post(address, {"inputs": "#Person1#: Hi.",
+                                "parameters": {"generate_parameters": {"max_new_tokens": 7}}})
+        assert answer.status_code == 200, answer.text
+        # The model's defaults under the request's own, and the server's batch size.
+        assert answer.json() == [{"summary_text": "3:7"}]
+        refused = post(address, {"inputs": "#Person1#: Hi.",
+                                 "parameters": {"generate_parameters": {"num_beams": 0}}})
+        assert refused.status_code == 422 and "num_beams" in refused.json()["error"]
+    last = predictor.received[-1]
+    assert isinstance(last, GenerationOptions)
+    assert (last.num_beams, last.max_new_tokens, last.batch_size) == (3, 7, 4)
