@@ -8,10 +8,10 @@ Two models:
   16 DialogSum test dialogues summarized one at a time and as one batch of 16.
 
 Engines: PyTorch eager (transformers ``generate``), dialogsum's onnxruntime backend on the int8
-export (batch-invariant int8), and the dialogsum-ctranslate2 plugin (CTranslate2 int8). All on
-2 threads. Every cell runs in its own process, one after another, so timings do not contend;
-ratios are against PyTorch in the same run. Writes benchmarks/results/cpu_serving.json and
-prints the table for docs/benchmarks.md.
+export (batch-invariant int8), and the dialogsum-ctranslate2 plugin on its int8 export
+(CTranslate2 int8). All on 2 threads. Every cell runs in its own process, one after another,
+so timings do not contend; ratios are against PyTorch in the same run. Writes
+benchmarks/results/cpu_serving.json and prints the table for docs/benchmarks.md.
 
     python benchmarks/cpu_serving.py            # about 15 minutes on 2 cores
 """
@@ -78,22 +78,15 @@ def base_runner(engine: str, batch: int, beams: int, tokens: int, work: Path) ->
             max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=beams
         )
         return lambda: predictor.generate_ids(ids, mask, options)
-    import ctranslate2
-    from dialogsum_ctranslate2.convert import converted_model
+    from dialogsum_ctranslate2.predictor import CTranslate2Predictor
 
-    folder = converted_model(work / "pytorch", compute_type="int8", cache_dir=str(work / "ct2"))
-    translator = ctranslate2.Translator(
-        str(folder), device="cpu", compute_type="int8", intra_threads=THREADS
+    from dialogsum.generation import GenerationOptions
+
+    translator = CTranslate2Predictor(work / "ct2-int8", threads=THREADS, progress=False)
+    options = GenerationOptions(
+        max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=beams
     )
-    vocabulary = json.loads((folder / "shared_vocabulary.json").read_text())
-    tokens_in = [[vocabulary[i] for i in row] for row in ids]
-    return lambda: translator.translate_batch(
-        tokens_in,
-        beam_size=beams,
-        max_decoding_length=NEW_TOKENS,
-        min_decoding_length=NEW_TOKENS,
-        max_input_length=0,
-    )
+    return lambda: translator.generate_ids(ids, options)
 
 
 def tiny_runner(engine: str, batch: int, work: Path) -> Any:
@@ -115,9 +108,7 @@ def tiny_runner(engine: str, batch: int, work: Path) -> Any:
         )
     else:
         summarizer = Summarizer.from_pretrained(
-            "dialogsum-tiny",
-            backend="ctranslate2",
-            backend_options={"progress": False, "threads": THREADS, "cache_dir": str(work / "ct2")},
+            work / "tiny-ct2-int8", backend_options={"progress": False, "threads": THREADS}
         )
     if batch == 1:
         return lambda: [summarizer.summarize([text], batch_size=1) for text in texts]
@@ -162,17 +153,20 @@ def cells(tokens: list[int]) -> list[dict[str, Any]]:
 
 
 def prepare(work: Path) -> None:
-    """The FLAN-T5-base exports, dialogsum-tiny's int8 export and CTranslate2 conversions."""
-    from dialogsum_ctranslate2.convert import converted_model
-
+    """The FLAN-T5-base exports and dialogsum-tiny's int8 exports, ONNX and CTranslate2."""
     from dialogsum import Summarizer
 
-    random_model_exports(config_path("base"), work)
-    if not (work / "tiny-int8" / "dialogsum.json").exists():
-        Summarizer.from_pretrained("dialogsum-tiny").export(
-            work / "tiny-int8", quantize="int8", overwrite=True
-        )
-    converted_model(work / "pytorch", compute_type="int8", cache_dir=str(work / "ct2"))
+    folders = random_model_exports(config_path("base"), work)
+    exports = (
+        (folders["pytorch"], work / "ct2-int8", "ctranslate2"),
+        ("dialogsum-tiny", work / "tiny-int8", "onnxruntime"),
+        ("dialogsum-tiny", work / "tiny-ct2-int8", "ctranslate2"),
+    )
+    for model, folder, backend in exports:
+        if not (folder / "dialogsum.json").exists():
+            Summarizer.from_pretrained(model, backend_options={"progress": False}).export(
+                folder, backend=backend, quantize="int8", overwrite=True
+            )
 
 
 def label(row: dict[str, Any]) -> str:

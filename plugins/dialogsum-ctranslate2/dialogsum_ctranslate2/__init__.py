@@ -1,76 +1,72 @@
-"""dialogsum-ctranslate2: serve a dialogsum model with CTranslate2 on CPU.
+"""dialogsum-ctranslate2: export a dialogsum model to CTranslate2 and serve the export on CPU.
 
 A separately installed plugin that registers the ``ctranslate2`` inference backend through the
-documented backend contract only (``register_backends``, an ``InferenceBackend`` subclass with an
-``Options`` model and ``load``; it imports nothing of dialogsum but ``dialogsum.plugin_api``)::
+plugin API only (``register_backends``, ``Options``, ``ExportOptions``, ``load``, ``export``)::
 
-    pip install ./plugins/dialogsum-ctranslate2
-    dialogsum summarize --model runs/lora/model --backend ctranslate2
+    pip install './plugins/dialogsum-ctranslate2[export]'
+    dialogsum export --model runs/lora --backend ctranslate2 --output served-ct2 [--quantize int8]
+    dialogsum summarize --model served-ct2          # the manifest names ctranslate2
 
-``load`` takes a folder dialogsum saved (a full model, a merged one, or a LoRA/IA3 adapter,
-which is merged first), converts it with CTranslate2's converter (int8 by default) into a cache
-folder, and serves it. Prompt-tuned models are refused: their soft prompt is not a weight
-CTranslate2 can hold; export them to ONNX instead.
+Like the built-in onnxruntime backend it has two halves, kept apart:
+
+- torch-free, what a serving image needs: :mod:`.options`, :mod:`.export_files` and
+  :mod:`.predictor` (ctranslate2 and tokenizers);
+- torch, what exporting needs: :mod:`.export` (adapter merging, CTranslate2's converter) and
+  :mod:`.parity` (the gate against the PyTorch model).
+
+This module, the registration, imports neither until it is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from dialogsum.plugin_api import ExportJob, InferenceBackend, Predictor, hookimpl
+from dialogsum_ctranslate2.options import CTranslate2ExportOptions, CTranslate2Options
 
-from dialogsum.plugin_api import InferenceBackend, Options, hookimpl
-from dialogsum_ctranslate2.convert import converted_model
-from dialogsum_ctranslate2.predictor import CTranslate2Predictor
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-
-__all__ = ["CTranslate2Backend", "CTranslate2Options", "__version__", "register_backends"]
-
-
-class CTranslate2Options(Options):
-    """How the model is converted and run."""
-
-    compute_type: Literal["int8", "int8_float32", "float32"] = Field(
-        "int8", description="Weights and computation type (int8: weights and products in int8)."
-    )
-    threads: int = Field(0, ge=0, description="Threads per translation (0: CTranslate2's default).")
-    cache_dir: str | None = Field(
-        None,
-        description="Where converted models are kept (default: ~/.cache/dialogsum/ctranslate2).",
-    )
-    base_model: str | None = Field(
-        None, description="For an adapter folder: load its base from here instead of the record."
-    )
-    progress: bool = Field(True, description="Show a progress bar over batches.")
+__all__ = [
+    "CTranslate2Backend",
+    "CTranslate2ExportOptions",
+    "CTranslate2Options",
+    "__version__",
+    "register_backends",
+]
 
 
 class CTranslate2Backend(InferenceBackend):
-    """Greedy or beam-search generation with CTranslate2."""
+    """Greedy or beam-search generation with CTranslate2 and tokenizers; no torch at serve time."""
 
     name = "ctranslate2"
     Options = CTranslate2Options
-    #: What dialogsum tells a user when ``load`` raises ImportError (ctranslate2 is missing).
-    install_hint = "pip install dialogsum-ctranslate2 (it brings ctranslate2)"
+    ExportOptions = CTranslate2ExportOptions
+    install_hint = (
+        "pip install dialogsum-ctranslate2 to serve, 'dialogsum-ctranslate2[export]' to export"
+    )
 
-    def load(self, model_dir: Path | str, options: CTranslate2Options) -> CTranslate2Predictor:
-        """Convert ``model_dir`` (once; cached) and load it for summarizing."""
-        import ctranslate2  # noqa: F401  # missing: dialogsum reports it with install_hint
+    def load(self, model_dir: Path | str, options: CTranslate2Options) -> Predictor:
+        """Serve a folder written by ``export`` / ``dialogsum export --backend ctranslate2``.
 
-        converted = converted_model(
-            model_dir,
-            compute_type=options.compute_type,
-            cache_dir=options.cache_dir,
-            base_model=options.base_model,
-        )
+        Nothing is converted here: any other folder is refused, saying how to export it.
+        """
+        # ctranslate2 and tokenizers are this distribution's own dependencies: a missing one
+        # is reported by dialogsum with install_hint.
+        from dialogsum_ctranslate2.predictor import CTranslate2Predictor
+
         return CTranslate2Predictor(
-            converted,
+            model_dir,
             compute_type=options.compute_type,
             threads=options.threads,
             progress=options.progress,
         )
+
+    def export(self, job: ExportJob, options: CTranslate2ExportOptions) -> None:
+        """Merge adapters, convert with CTranslate2's converter, check parity with PyTorch."""
+        from dialogsum_ctranslate2.export import export_ctranslate2
+
+        export_ctranslate2(job, options)
 
 
 @hookimpl
