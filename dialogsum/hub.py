@@ -9,7 +9,10 @@ Two rules for every ``from_pretrained`` dialogsum makes:
 - **Offline is noticed at once.** Without a connection, transformers retries the hub for over a
   minute before failing. dialogsum checks once per process whether the hub answers (or whether
   ``HF_HUB_OFFLINE`` is set) and, if not, loads from the local cache only: a cached model still
-  loads, anything else fails immediately with a message that says so.
+  loads, anything else fails immediately with a message that says so. That decision is
+  dialogsum's own (:func:`hub_reachable`): the process's environment and huggingface_hub's
+  settings are left as they were, so other code in the process (an ``InferenceClient``, say)
+  goes on working.
 """
 
 from __future__ import annotations
@@ -55,14 +58,10 @@ def hub_reachable() -> bool:
     return True
 
 
-#: Whether dialogsum itself switched this process offline (the hub did not answer).
-_switched_offline = False
-
-
 def offline_reason() -> str:
     """Why the hub is not used, for error messages."""
-    if offline_by_setting() and not _switched_offline:
-        return "offline mode is set (HF_HUB_OFFLINE)"
+    if offline_by_setting():
+        return "offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
     return "the Hugging Face hub cannot be reached from this machine"
 
 
@@ -91,31 +90,27 @@ def pretrained(cls: Any, source: str, *, weights: bool = True) -> Any:
 
     ``weights`` is False for tokenizers and configs, which are not pickles to refuse.
     """
-    kwargs: dict[str, Any] = {}
-    local = Path(source).exists()
-    if weights:
-        if local:
-            refuse_pickles(Path(source))
-        kwargs["use_safetensors"] = True
-    if not local and not hub_reachable():
-        work_offline()
-        kwargs["local_files_only"] = True
-    return cls.from_pretrained(source, **kwargs)
+    target = source
+    if not Path(source).exists() and not hub_reachable():
+        target = str(cached_snapshot(source))
+    if not weights:
+        return cls.from_pretrained(target)
+    refuse_pickles(Path(target))
+    model = cls.from_pretrained(target, use_safetensors=True)
+    if target != source:
+        model.config._name_or_path = source  # as when loaded online: the hub id, not the cache
+    return model
 
 
-def work_offline() -> None:
-    """Put huggingface_hub (and so transformers) in offline mode for this process.
+def cached_snapshot(repo_id: str) -> Path:
+    """The folder of ``repo_id``'s snapshot in the local Hugging Face cache, found without a
+    connection (``LocalEntryNotFoundError`` when it is not cached).
 
-    ``local_files_only`` alone is not enough: transformers still probes the hub for an
-    ``adapter_config.json`` beside a model, with five retries. The hub is unreachable anyway,
-    so every later request would fail the same slow way.
+    Loading that folder instead of the hub id keeps every later request of transformers on this
+    machine: ``local_files_only`` alone is not enough, since transformers still asks the hub
+    for an ``adapter_config.json`` beside a model, five times, with back-off. Switching the
+    whole process offline (``HF_HUB_OFFLINE``) would also stop the user's other hub calls.
     """
-    global _switched_offline
-    if not offline_by_setting():
-        _switched_offline = True
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return
-    constants.HF_HUB_OFFLINE = True
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, local_files_only=True))

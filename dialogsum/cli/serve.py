@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"server": _from_environment(server, environment)})
     config.server.api_key()  # a key variable that is unset stops here, before the model loads
     _check_host(config.server.host)
+    check_port(config.server.host, config.server.port)  # before the model: loading takes long
     summarizer = load_summarizer(config, config.model)
     logging.getLogger("dialogsum.serve").setLevel(logging.INFO)
     app = create_app(summarizer, config.server)
@@ -112,6 +113,42 @@ def _check_host(host: str) -> None:
             f"server.host: {host!r} is not an address this machine can bind ({exc}); use "
             f"127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of its addresses."
         ) from None
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, as the server will bind it (``SO_REUSEADDR``, every
+    address ``host`` resolves to); :class:`~dialogsum.errors.ConfigError` when it cannot.
+
+    Without this, a port in use shows as uvicorn's ``[Errno 98]`` only after the model has
+    loaded. (Another process may still take the port in between; uvicorn then says so.)
+    """
+    import errno
+    import socket
+
+    from dialogsum.errors import ConfigError
+
+    if port == 0:
+        return
+    reasons = {
+        errno.EADDRINUSE: "another process is listening there; stop it or pick another "
+        "--port (0 takes any free one)",
+        errno.EACCES: "ports below 1024 need privileges; pick --port 1024 or above",
+        errno.EADDRNOTAVAIL: "that is not an address of this machine; use 127.0.0.1 or "
+        "0.0.0.0",
+    }
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio's server binds it
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+                raise ConfigError(f"server.port: cannot listen on {shown}: {reason}.") from None
 
 
 def graceful_server(config: Any) -> Any:

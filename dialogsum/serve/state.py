@@ -8,6 +8,8 @@ This module imports no FastAPI: it is plain asyncio around the :class:`MicroBatc
 from __future__ import annotations
 
 import asyncio
+import logging
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.errors import logger
@@ -24,6 +26,38 @@ request_log = logger.getChild("serve")
 
 #: A dialogue the service summarizes once at start-up, before it says it is ready.
 WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
+
+#: The service whose model call runs on this thread (set around each call the batcher makes).
+_serving: ContextVar[ServiceState | None] = ContextVar("dialogsum_serving", default=None)
+
+
+class TruncationOnce(logging.Filter):
+    """Lets the backends' truncation warning (``warn_truncated_inputs``, whose records carry
+    a ``truncated`` count) through once per served model, and holds back the rest: a server
+    would otherwise log it on every batch. Every truncated input is still counted in the
+    ``dialogsum_truncated_inputs_total`` metric. Records from outside a service's model call
+    (a ``summarize()`` of the user's in the same process) pass untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a truncation warning after a service's first; every other record passes."""
+        state = _serving.get()
+        truncated = getattr(record, "truncated", None)
+        if state is None or truncated is None:
+            return True
+        if not state.meter.available:  # else measure() has counted the request's inputs
+            state.metrics.truncated.inc(int(truncated))
+        if state.truncation_logged:
+            return False
+        state.truncation_logged = True
+        record.msg = (
+            f"{record.getMessage()} This server logs it once; the metric "
+            f"dialogsum_truncated_inputs_total counts every truncated input."
+        )
+        record.args = None
+        return True
+
+
+_TRUNCATION_ONCE = TruncationOnce()
 
 
 class ServiceState:
@@ -45,6 +79,10 @@ class ServiceState:
         self.meter = InputMeter.of(summarizer)
         #: True once the warm-up summary is done, until shutdown.
         self.ready = False
+        #: True once this model's truncation warning has been logged (:class:`TruncationOnce`).
+        self.truncation_logged = False
+        if _TRUNCATION_ONCE not in logger.filters:
+            logger.addFilter(_TRUNCATION_ONCE)
         self._batcher: MicroBatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warm_up: asyncio.Task[None] | None = None
@@ -61,7 +99,7 @@ class ServiceState:
         if self._batcher is None or self._loop is not loop:
             # (A host that runs each request on a loop of its own gets a batcher per loop.)
             self._batcher = MicroBatcher(
-                self.summarizer.summarize,
+                self._summarize_batch,
                 batching=settings.batching,
                 max_batch_size=settings.max_batch_size,
                 max_wait_ms=settings.max_wait_ms,
@@ -74,6 +112,15 @@ class ServiceState:
         elif not self.ready and self._warm_up is not None and self._warm_up.done():
             self._warm_up = loop.create_task(self._warm(self._batcher))  # the last one failed
         return self._batcher
+
+    def _summarize_batch(self, texts: list[str], **options: Any) -> list[str]:
+        """One model call of the batcher, on its worker thread, known there as this service's
+        (for :class:`TruncationOnce`)."""
+        token = _serving.set(self)
+        try:
+            return self.summarizer.summarize(texts, **options)
+        finally:
+            _serving.reset(token)
 
     async def _warm(self, batcher: MicroBatcher) -> None:
         try:

@@ -1,0 +1,90 @@
+"""A server logs the truncation warning once per served model, not on every batch, and still
+counts every truncated input in ``dialogsum_truncated_inputs_total``; a ``summarize()`` of the
+user's in the same process is warned as before."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.plugin_api import (
+    DataOptions,
+    GenerationOptions,
+    ModelManifest,
+    Predictor,
+    warn_truncated_inputs,
+)
+from dialogsum.serve import ServeSettings
+from dialogsum.testing.serving import Server
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+#: Far over any model's input length here.
+LONG = "\n".join(
+    f"#Person{1 + n % 2}#: This is sentence number {n} of a long talk." for n in range(150)
+)
+GREEDY = {"num_beams": 1, "max_new_tokens": 4}
+
+
+def truncation_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if hasattr(record, "truncated")]
+
+
+def truncated_total(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    line = next(x for x in metrics.splitlines() if x.startswith("dialogsum_truncated_inputs_total"))
+    return float(line.split()[-1])
+
+
+def ask(url: str, dialogues: list[str]) -> httpx.Response:
+    payload = {"inputs": dialogues, "parameters": {"generate_parameters": GREEDY}}
+    response = httpx.post(f"{url}/v1/summarize", json=payload, timeout=120)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_the_truncation_warning_is_logged_once_and_every_input_counted(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    settings = ServeSettings(max_wait_ms=0, log_requests=False)
+    with caplog.at_level(logging.WARNING, logger="dialogsum"), Server(summarizer, settings) as url:
+        for dialogues in ([LONG], ["#Person1#: Hi.", LONG], [LONG, LONG]):  # three batches
+            assert ask(url, dialogues).headers["X-Dialogsum-Truncated"]
+        assert truncated_total(url) == 4
+    logged = truncation_warnings(caplog)
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert "dialogsum_truncated_inputs_total" in logged[0].getMessage()
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dialogsum"):
+        summarizer.summarize([LONG], **GREEDY)  # the user's own call, outside the service
+    assert len(truncation_warnings(caplog)) == 1
+
+
+class Cutting(Predictor):
+    """Cuts dialogues to 200 characters and says so, as a backend does; counts no tokens."""
+
+    manifest = ModelManifest(data=DataOptions(max_source_length=200))
+
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        cut = sum(len(dialogue) > 200 for dialogue in dialogues)
+        warn_truncated_inputs(cut, len(dialogues), self.manifest.data)
+        return [dialogue[:10] for dialogue in dialogues]
+
+
+def test_a_backend_that_counts_no_tokens_still_has_its_truncation_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = ServeSettings(max_wait_ms=0, log_requests=False)
+    summarizer = Summarizer(Cutting(), backend="cutting")
+    with caplog.at_level(logging.WARNING, logger="dialogsum"), Server(summarizer, settings) as url:
+        for dialogues in ([LONG], [LONG, LONG]):
+            ask(url, dialogues)
+        assert truncated_total(url) == 3
+    assert len(truncation_warnings(caplog)) == 1
