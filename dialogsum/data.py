@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dialogsum.errors import DataError
+from dialogsum.errors import DataError, clause
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
@@ -294,7 +294,8 @@ def _hub_rows(dataset_id: str, split: str) -> Iterable[tuple[str, Any]]:
     except Exception as exc:
         raise DataError(
             f"Could not load '{dataset_id}' (split '{split}') from the Hugging Face hub: "
-            f"{type(exc).__name__}: {exc}. Check the id and your connection, or give a local file."
+            f"{type(exc).__name__}: {clause(exc)}. Check the id and your connection, or give a "
+            f"local file."
         ) from exc
     return ((f"{dataset_id}[{split}] row {index}", row) for index, row in enumerate(dataset))
 
