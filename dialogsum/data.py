@@ -270,16 +270,19 @@ def read_dialogues(source: str | Path, split: str = "test") -> list[Example]:
 
 
 def split_file(folder: Path, split: str) -> Path:
-    """The file in ``folder`` that holds ``split`` (``validation`` also matches ``dev``, ...)."""
-    names = SPLIT_ALIASES.get(split, (split,))
+    """The file in ``folder`` that holds ``split``; an alias finds its split's file under any
+    of its names (``dev`` finds ``validation.jsonl``, ``validation`` finds ``dev.jsonl``)."""
+    aliases = next((names for names in SPLIT_ALIASES.values() if split in names), ())
+    names = (split, *(name for name in aliases if name != split))
     for name in names:
         for suffix in FILE_SUFFIXES:
             for candidate in (folder / f"{name}{suffix}", folder / f"dialogsum.{name}{suffix}"):
                 if candidate.is_file():
                     return candidate
     present = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FILE_SUFFIXES))
+    looked = ", ".join(f"{name}.jsonl" for name in names)
     raise DataError(
-        f"{folder}: no file for split '{split}' (looked for {names[0]}.jsonl, .json or .csv). "
+        f"{folder}: no file for split '{split}' (looked for {looked}, or .json or .csv). "
         f"Data files present: {present or 'none'}."
     )
 
