@@ -116,13 +116,14 @@ def validate_run(
 ) -> tuple[BaseModel, TrainingOptions, DataOptions]:
     """The method's options, the training options and the data options, validated once.
 
-    A bad method name or option fails here, before anything loads; ``data`` defaults to the
-    model's own prompt and lengths.
+    A bad method name or option fails here, before anything loads. Each data option left out
+    is the model's own (its prompt and lengths, from its manifest), even when others are given.
     """
+    own = manifest.data.model_dump()
     return (
         registry.method_options(method, options),
         parse_training(training),
-        parse_data(data) if data is not None else manifest.data,
+        validate_options("data", DataOptions, data, defaults=own),
     )
 
 
