@@ -107,7 +107,6 @@ def run_quickstart(
                 "epochs": epochs,
                 "batch_size": 8,
                 "save_strategy": "no",
-                "logging_steps": 10,
             },
         ),
     )

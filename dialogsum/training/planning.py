@@ -25,7 +25,7 @@ from dialogsum.interfaces import FinetuneMethod
 from dialogsum.modeling import ModelManifest
 from dialogsum.registry import Registry
 from dialogsum.training.features import TruncationReport, tokenize_examples
-from dialogsum.training.options import TrainingOptions, parse_training
+from dialogsum.training.options import TrainingOptions, default_logging_steps, parse_training
 from dialogsum.validation import validate_options
 
 
@@ -183,7 +183,7 @@ def plan_run(
     eval_features = (
         tokenize_examples(eval_examples, tokenizer, data_options)[0] if eval_examples else None
     )
-    return RunPlan(
+    plan = RunPlan(
         method=method,
         method_options=method_options,
         training=training_options.model_copy(
@@ -204,6 +204,10 @@ def plan_run(
         eval_examples=eval_examples,
         eval_features=eval_features,
     )
+    if plan.training.logging_steps is None:  # from the run's length: a curve, not two points
+        steps = default_logging_steps(plan.total_steps())
+        plan.training = plan.training.model_copy(update={"logging_steps": steps})
+    return plan
 
 
 def _prepare(
