@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dialogsum.data import Example
+from dialogsum.data import DataProvenance, Example
 from dialogsum.evaluate import ROUGE_TYPES, rouge
 
 
@@ -18,17 +18,41 @@ class Comparison:
     examples: list[Example]
     predictions: dict[str, list[str]]
     scores: dict[str, dict[str, float]]
+    #: Where the examples came from (path or hub id, split, rows, hash), when known.
+    data: DataProvenance | None = None
+    #: Dialogues in the data before a limit took the first ``len(examples)``, when known.
+    available: int | None = None
 
 
 def compare(
-    models: Mapping[str, Any], examples: Sequence[Example], **generation: Any
+    models: Mapping[str, Any],
+    examples: Sequence[Example],
+    *,
+    data: DataProvenance | None = None,
+    available: int | None = None,
+    **generation: Any,
 ) -> Comparison:
-    """Summarize ``examples`` with every model (name -> Summarizer) and score each."""
+    """Summarize ``examples`` with every model (name -> Summarizer) and score each.
+
+    ``data`` says where the examples came from and ``available`` how many dialogues it holds
+    (when ``examples`` are the first of them); the pages name both.
+    """
     dialogues = [e.dialogue for e in examples]
     references = [e.references for e in examples]
     predictions = {name: model.summarize(dialogues, **generation) for name, model in models.items()}
     scores = {name: rouge(texts, references) for name, texts in predictions.items()}
-    return Comparison(list(examples), predictions, scores)
+    return Comparison(list(examples), predictions, scores, data, available)
+
+
+def data_line(comparison: Comparison) -> str | None:
+    """Which data the comparison scored, and how much of it; None when not known."""
+    if comparison.data is None:
+        return None
+    line = f"Data: {comparison.data.describe()}"
+    scored, available = len(comparison.examples), comparison.available
+    if available is not None and scored < available:
+        line += f"; scored the first {scored:,} of its {available:,} dialogues"
+    return line + "."
 
 
 def _cell(text: str) -> str:
@@ -45,6 +69,9 @@ def to_markdown(comparison: Comparison, show: int = 3) -> str:
         "| model | " + " | ".join(ROUGE_TYPES) + " |",
         "|---|" + "---|" * len(ROUGE_TYPES),
     ]
+    source = data_line(comparison)
+    if source is not None:
+        lines[1:1] = ["", source]
     for name in names:
         values = " | ".join(f"{comparison.scores[name][key]:.2f}" for key in ROUGE_TYPES)
         lines.append(f"| {_cell(name)} | {values} |")
@@ -74,7 +101,9 @@ def to_html(comparison: Comparison, show: int = 3) -> str:
         "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{border:1px solid #ccc;"
         "padding:.3em .6em;vertical-align:top}table{border-collapse:collapse}"
         "pre{white-space:pre-wrap;background:#f6f6f6;padding:.6em}</style></head><body>",
-        f"<h2>ROUGE on {len(comparison.examples)} dialogues</h2><table><tr><th>model</th>",
+        f"<h2>ROUGE on {len(comparison.examples)} dialogues</h2>",
+        *([f"<p>{escape(line)}</p>"] if (line := data_line(comparison)) else []),
+        "<table><tr><th>model</th>",
         *(f"<th>{key}</th>" for key in ROUGE_TYPES),
         "</tr>",
     ]

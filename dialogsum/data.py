@@ -8,17 +8,18 @@ A malformed row fails with its file and line and the field at fault; nothing is 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dialogsum.errors import DataError
+from dialogsum.errors import DataError, clause
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
@@ -50,6 +51,67 @@ class Example:
 
 
 DataSource = str | Path | Sequence[Example | Mapping[str, Any] | str]
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    """Where a set of examples came from, for run records, model cards and comparison pages.
+
+    Two runs trained on the same ``sha256`` saw the same examples, whatever file, format or
+    list they were read from.
+    """
+
+    #: What was read: a data file, a folder's split file, a hub data set, or a list in memory.
+    kind: Literal["file", "folder", "hub", "in-memory"]
+    #: The path as given, made absolute; the hub id; None for a list in memory.
+    location: str | None
+    #: The split taken from a folder or the hub (as asked, e.g. ``dev``); None for a file or
+    #: a list, which are read whole.
+    split: str | None
+    #: For a folder: the file that holds the split.
+    file: str | None
+    #: How many examples (rows) were read.
+    rows: int
+    #: SHA-256 of the examples as loaded (each one's id, dialogue and references, in order).
+    sha256: str
+
+    def describe(self) -> str:
+        """One line for people: where the data came from, how many rows, and its hash."""
+        facts = f"{self.rows:,} rows, sha256 {self.sha256[:12]}"
+        if self.kind == "in-memory":
+            return f"an in-memory list ({facts})"
+        if self.kind == "hub":
+            return f"{self.location} from the Hugging Face hub, split {self.split} ({facts})"
+        if self.kind == "folder":
+            name = Path(self.file).name if self.file else "?"
+            return f"{self.location}, split {self.split} ({name}, {facts})"
+        return f"{self.location} ({facts})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready mapping (what ``train_config.json`` records)."""
+        return asdict(self)
+
+
+def examples_digest(examples: Iterable[Example]) -> str:
+    """SHA-256 of ``examples`` as loaded: the same rows give the same digest in any format."""
+    hasher = hashlib.sha256()
+    for example in examples:  # one at a time: no copy of the whole data set
+        row = [example.id, example.dialogue, list(example.references)]
+        hasher.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+        hasher.update(b"\n")
+    return hasher.hexdigest()
+
+
+class LoadedExamples(list[Example]):
+    """The examples :func:`load_examples` read, with :attr:`provenance`: where they came from.
+
+    A list like any other; passed on (to ``finetune``, ``estimate``) it keeps its provenance,
+    so a run records the file the examples were read from, not just a list in memory.
+    """
+
+    def __init__(self, examples: Iterable[Example], provenance: DataProvenance) -> None:
+        super().__init__(examples)
+        self.provenance = provenance
 
 
 class DataOptions(BaseModel):
@@ -127,21 +189,27 @@ def _text_field(row: Mapping[str, Any], key: str, where: str) -> str:
 
 def load_examples(
     source: DataSource, split: str = "train", *, require_references: bool = True
-) -> list[Example]:
-    """Load examples from any supported source.
+) -> LoadedExamples:
+    """Load examples from any supported source, with where they came from (``.provenance``).
 
     ``source`` is a ``.jsonl``/``.json``/``.csv`` file, a folder holding ``<split>.jsonl`` (or
     ``.json``/``.csv``) files, a list of :class:`Example`, dicts or dialogue strings, or a Hugging
     Face datasets id such as ``knkarthick/dialogsum`` (needs ``pip install 'dialogsum[hub]'`` and a
-    connection). ``split`` picks the file in a folder and the split on the hub.
+    connection). ``split`` picks the file in a folder (``dev`` and ``val`` find ``validation``)
+    and the split on the hub. Examples loaded before keep their provenance.
     """
     rows: Iterable[tuple[str, Any]]
+    kind: Literal["file", "folder", "hub", "in-memory"]
+    location: str | None = None
+    chosen: Path | None = None
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
+        kind = "file"
         if path.is_dir():
-            path = split_file(path, split)
-        if path.is_file():
-            rows = read_rows(path)
+            kind, chosen = "folder", split_file(path, split)
+        if (chosen or path).is_file():
+            location = str(path.resolve())
+            rows = read_rows(chosen or path)
         elif (
             isinstance(source, str)
             and _HUB_ID.match(source)
@@ -149,6 +217,7 @@ def load_examples(
             # 'data/test.jsonl' is a missing file, not a datasets id
             and path.suffix.lower() not in (".jsonl", ".json", ".csv")
         ):
+            kind, location = "hub", source
             rows = _hub_rows(source, split)
         else:
             raise DataError(
@@ -156,6 +225,7 @@ def load_examples(
                 f"with train/validation/test files, or a Hugging Face datasets id."
             )
     elif isinstance(source, Sequence):
+        kind = "in-memory"
         rows = ((f"item {index}", row) for index, row in enumerate(source))
     else:
         raise DataError(
@@ -165,10 +235,20 @@ def load_examples(
         example_from_row(row, where, require_references=require_references) for where, row in rows
     ]
     if not examples:
-        whole_file = isinstance(source, (str, Path)) and Path(source).expanduser().is_file()
-        where = "" if whole_file or not isinstance(source, (str, Path)) else f" (split '{split}')"
+        where = f" (split '{split}')" if kind in ("folder", "hub") else ""
         raise DataError(f"{source}: no examples found{where}; the input is empty.")
-    return examples
+    digest = examples_digest(examples)
+    if isinstance(source, LoadedExamples) and source.provenance.sha256 == digest:
+        return LoadedExamples(examples, source.provenance)  # unchanged since it was loaded
+    provenance = DataProvenance(
+        kind=kind,
+        location=location,
+        split=split if kind in ("folder", "hub") else None,
+        file=str(chosen.resolve()) if chosen is not None else None,
+        rows=len(examples),
+        sha256=digest,
+    )
+    return LoadedExamples(examples, provenance)
 
 
 def read_dialogues(source: str | Path, split: str = "test") -> list[Example]:
@@ -190,16 +270,19 @@ def read_dialogues(source: str | Path, split: str = "test") -> list[Example]:
 
 
 def split_file(folder: Path, split: str) -> Path:
-    """The file in ``folder`` that holds ``split`` (``validation`` also matches ``dev``, ...)."""
-    names = SPLIT_ALIASES.get(split, (split,))
+    """The file in ``folder`` that holds ``split``; an alias finds its split's file under any
+    of its names (``dev`` finds ``validation.jsonl``, ``validation`` finds ``dev.jsonl``)."""
+    aliases = next((names for names in SPLIT_ALIASES.values() if split in names), ())
+    names = (split, *(name for name in aliases if name != split))
     for name in names:
         for suffix in FILE_SUFFIXES:
             for candidate in (folder / f"{name}{suffix}", folder / f"dialogsum.{name}{suffix}"):
                 if candidate.is_file():
                     return candidate
     present = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FILE_SUFFIXES))
+    looked = ", ".join(f"{name}.jsonl" for name in names)
     raise DataError(
-        f"{folder}: no file for split '{split}' (looked for {names[0]}.jsonl, .json or .csv). "
+        f"{folder}: no file for split '{split}' (looked for {looked}, or .json or .csv). "
         f"Data files present: {present or 'none'}."
     )
 
@@ -294,7 +377,8 @@ def _hub_rows(dataset_id: str, split: str) -> Iterable[tuple[str, Any]]:
     except Exception as exc:
         raise DataError(
             f"Could not load '{dataset_id}' (split '{split}') from the Hugging Face hub: "
-            f"{type(exc).__name__}: {exc}. Check the id and your connection, or give a local file."
+            f"{type(exc).__name__}: {clause(exc)}. Check the id and your connection, or give a "
+            f"local file."
         ) from exc
     return ((f"{dataset_id}[{split}] row {index}", row) for index, row in enumerate(dataset))
 

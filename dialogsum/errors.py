@@ -51,6 +51,14 @@ class MissingDependencyError(DialogsumError, ImportError):
         self.missing = missing
 
 
+def clause(text: object) -> str:
+    """``text`` (an exception, a plugin's hint) without its closing period, for a message that
+    goes on after it: a library's "... in the cached files." followed by ". Give ..." read
+    "files.. Give". An ellipsis is kept."""
+    words = str(text).strip()
+    return words[:-1] if words.endswith(".") and not words.endswith("..") else words
+
+
 def install_command(extra: str, distribution: str = "dialogsum") -> str:
     """The pip command that installs ``distribution`` with ``extra``."""
     return f"pip install '{distribution}[{extra}]'"

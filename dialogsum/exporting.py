@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from dialogsum.adapters import is_peft, is_prompt_learning
-from dialogsum.errors import DialogsumError, ModelError, PluginError, logger
+from dialogsum.errors import DialogsumError, ModelError, PluginError, clause, logger
 from dialogsum.files import check_writable, staged_folder
 from dialogsum.modeling import MANIFEST_NAME, ExportInfo, ModelManifest, read_manifest
 
@@ -143,13 +143,13 @@ def export_model(
         except ImportError as exc:
             hint = implementation.install_hint or f"install what {source} depends on"
             raise PluginError(
-                f"Exporting with backend '{backend}' ({source}) needs a missing package: {exc}. "
-                f"To fix: {hint}."
+                f"Exporting with backend '{backend}' ({source}) needs a missing package: "
+                f"{clause(exc)}. To fix: {clause(hint)}."
             ) from exc
         except Exception as exc:
             raise ModelError(
-                f"Backend '{backend}' ({source}) failed to export: {type(exc).__name__}: {exc}. "
-                f"Nothing was written."
+                f"Backend '{backend}' ({source}) failed to export: {type(exc).__name__}: "
+                f"{clause(exc)}. Nothing was written."
             ) from exc
         written = read_manifest(staging).export if (staging / MANIFEST_NAME).is_file() else None
         if written is None or written.backend != backend:

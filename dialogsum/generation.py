@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import DataError, logger
@@ -14,6 +14,9 @@ from dialogsum.validation import validate_options
 
 #: Called with a dialogue's index and its summary as soon as that summary is final.
 OnSummary = Callable[[int, str], None]
+
+#: Options that shape sampling only: greedy and beam search never read them.
+SAMPLING_OPTIONS = ("temperature", "top_p", "top_k")
 
 
 class GenerationOptions(BaseModel):
@@ -61,6 +64,27 @@ class GenerationOptions(BaseModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _sampling_options_need_sampling(self) -> GenerationOptions:
+        # Without do_sample, generate() ignores them: a temperature the caller set would
+        # silently change nothing.
+        if self.do_sample:
+            return self
+        fields = type(self).model_fields
+        ignored = [
+            f"{name}={getattr(self, name)!r}"
+            for name in SAMPLING_OPTIONS
+            if name in self.model_fields_set and getattr(self, name) != fields[name].default
+        ]
+        if ignored:
+            one = len(ignored) == 1
+            raise ValueError(
+                f"{', '.join(ignored)} {'applies' if one else 'apply'} only when sampling, and "
+                f"do_sample is False (greedy and beam search ignore {'it' if one else 'them'}): "
+                f"add do_sample=True (CLI: --do-sample), or leave {'it' if one else 'them'} out"
+            )
+        return self
+
     def generate_kwargs(self, default_max_new_tokens: int) -> dict[str, Any]:
         """Keyword arguments for ``model.generate`` (sampling knobs only when sampling)."""
         kwargs: dict[str, Any] = {
@@ -88,11 +112,28 @@ def parse_generation(
 
     ``defaults`` are the model's own decoding settings (saved with it); what the caller passes
     overrides them. ``unlisted`` options are left out of the error's list of valid ones (the
-    server sets ``batch_size`` itself).
+    server sets ``batch_size`` itself). Sampling options among the model's defaults apply only
+    when the result samples: a model saved with a temperature is still decoded greedily when
+    the caller turns sampling off, but a temperature the caller gives without sampling fails.
     """
+    if defaults and not _samples(generation.get("do_sample", defaults.get("do_sample"))):
+        defaults = {k: v for k, v in defaults.items() if k not in SAMPLING_OPTIONS}
     return validate_options(
         "generation", GenerationOptions, generation, defaults=defaults, unlisted=unlisted
     )
+
+
+def _samples(do_sample: Any) -> bool:
+    """Whether a ``do_sample`` value, as given (``"true"`` from a form, ``1``), turns sampling on;
+    a value that is no boolean fails validation later, naming the option."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if do_sample is None:  # set by neither: the default, greedy or beam search
+        return False
+    try:
+        return TypeAdapter(bool).validate_python(do_sample)
+    except ValidationError:
+        return True  # keep the defaults: validation reports the bad value itself
 
 
 def check_dialogues(dialogues: Any) -> list[str]:

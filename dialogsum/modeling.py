@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import ModelError, logger
+from dialogsum.errors import ModelError, clause, logger
 from dialogsum.files import check_writable, staged_folder
 from dialogsum.hub import hub_reachable, offline_reason, pretrained, refuse_pickles
 
@@ -159,7 +159,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path | None:
     if not path.exists():
         text = str(name_or_path)
         if isinstance(name_or_path, Path) or text.startswith((".", "/", "~")) or text.endswith("/"):
-            raise ModelError(f"No model folder at {path}: it does not exist.")
+            raise ModelError(no_such_folder(path))
         return None
     if not path.is_dir():
         raise ModelError(
@@ -168,6 +168,28 @@ def resolve_model_dir(name_or_path: str | Path) -> Path | None:
     if not (path / MANIFEST_NAME).exists() and (path / "model" / MANIFEST_NAME).exists():
         return path / "model"
     return path
+
+
+def no_such_folder(path: Path) -> str:
+    """"No model folder at PATH: it does not exist", with the likeliest folder meant (a typo
+    such as ``runs/lroa`` for ``runs/lora``) or what the parent folder holds."""
+    import difflib
+
+    message = f"No model folder at {path}: it does not exist"
+    parent = path.parent
+    if parent.is_dir():
+        folders = sorted(p.name for p in parent.iterdir() if p.is_dir() and p.name[0] != ".")
+        close = difflib.get_close_matches(path.name, folders, n=1, cutoff=0.6)
+        if close:
+            message += f". Did you mean {parent / close[0]}?"
+        elif folders:
+            shown = ", ".join(folders[:10]) + (", ..." if len(folders) > 10 else "")
+            message += f" ({parent} holds {shown})."
+        else:
+            message += f" ({parent} holds no folders)."
+    else:
+        message += f" (nor does {parent})."
+    return message
 
 
 def read_manifest(model_dir: Path) -> ModelManifest:
@@ -243,9 +265,10 @@ def load_model(
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The start of an exception's message: library errors can run to pages."""
+    """The start of an exception's message (library errors can run to pages), without its
+    closing period: the messages that quote it go on after it."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + " ..."
+    return clause(text) if len(text) <= limit else text[:limit] + " (cut short)"
 
 
 def _from_pretrained(cls: Any, source: str, what: str) -> Any:
@@ -256,6 +279,12 @@ def _from_pretrained(cls: Any, source: str, what: str) -> Any:
     except Exception as exc:  # corrupt files raise anything from OSError to SafetensorError
         if Path(source).exists():
             where = "its folder"
+        elif Path(source).parent.is_dir() and Path(source).parent != Path():
+            # 'runs/lroa' reads as a hub id, but 'runs' is a local folder: a mistyped path.
+            raise ModelError(
+                f"{no_such_folder(Path(source))} Nor is '{source}' a model on the Hugging Face "
+                f"hub or in its local cache."
+            ) from exc
         elif not hub_reachable():
             where = (
                 f"the local cache: it is not a local folder, and {offline_reason()}, so the "
@@ -321,9 +350,42 @@ def _load_adapter(
     return model, str(model_dir) if has_tokenizer else base_source
 
 
+#: The files a tokenizer reads its vocabulary from; a folder needs one of them. T5's are
+#: tokenizer.json (fast) and spiece.model (sentencepiece); the others are other families'.
+TOKENIZER_VOCABULARY = (
+    "tokenizer.json",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+)
+#: What a folder save() writes for its tokenizer (T5), named when a folder lacks it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def check_tokenizer_files(folder: Path) -> None:
+    """Fail naming the missing files when ``folder`` holds no tokenizer vocabulary.
+
+    Without one, transformers fails deep in sentencepiece with "Either model_file or
+    model_proto must be specified", which names neither the folder nor the files.
+    """
+    if any((folder / name).is_file() for name in TOKENIZER_VOCABULARY):
+        return
+    missing = [name for name in TOKENIZER_FILES if not (folder / name).is_file()]
+    present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+    raise ModelError(
+        f"{folder} has no tokenizer (missing: {', '.join(missing)}; it holds {present}). Copy "
+        f"the tokenizer files of the model it was tuned from into it: "
+        f"tokenizer.save_pretrained('{folder}') writes them, as save() does."
+    )
+
+
 def _load_tokenizer(source: str, model_dir: Path | None) -> Any:
     from transformers import AutoTokenizer
 
+    if Path(source).is_dir():
+        check_tokenizer_files(Path(source))
     tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer")
     if tokenizer.pad_token_id is None:
         # Never fall back to eos as padding: labels padded with eos teach T5 to stop early.

@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 import dialogsum.hookspecs as hookspecs
-from dialogsum.errors import PluginError
+from dialogsum.errors import PluginError, clause
 
 ENTRY_POINT_GROUP = "dialogsum"
 CORE_DISTRIBUTION = "dialogsum"
@@ -71,7 +71,8 @@ class DialogsumPluginManager(pluggy.PluginManager):
             plugin_name = super().register(plugin, name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(
-                f"Plugin {where or repr(plugin)} has an invalid hook implementation: {exc}. "
+                f"Plugin {where or repr(plugin)} has an invalid hook implementation: "
+                f"{clause(exc)}. "
                 f"Hook implementations must match docs/plugins.md: "
                 f"register_methods(register), register_backends(register)."
             ) from exc
@@ -177,8 +178,8 @@ def load_entry_point_plugins(manager: DialogsumPluginManager) -> None:
             )
             raise PluginError(
                 f"Plugin '{entry_point.name}' ({entry_point.value}) from distribution {label} "
-                f"failed to import: {type(exc).__name__}: {exc}. Fix or reinstall it, uninstall it "
-                f"(pip uninstall {dist_name}), or run without it: {without}."
+                f"failed to import: {type(exc).__name__}: {clause(exc)}. Fix or reinstall it, "
+                f"uninstall it (pip uninstall {dist_name}), or run without it: {without}."
             ) from exc
         if manager.is_registered(plugin):  # two entry points naming one module
             continue

@@ -26,6 +26,8 @@ T = TypeVar("T")
 DEFAULT_MODEL = "dialogsum-tiny"
 #: Written last into the output folder: the scores, timings and summaries of the run.
 RESULTS_FILE = "quickstart.json"
+#: Dialogues tuned on and scored when the user does not say (the shipped sample has 200 and 40).
+DEFAULT_SAMPLES = {"train": 400, "test": 40}
 
 
 @dataclass
@@ -55,17 +57,34 @@ def _timed(stages: list[Stage], name: str, work: Callable[[], T]) -> T:
     return result
 
 
+def _first(examples: list[Example], asked: int | None, split: str, flag: str) -> list[Example]:
+    """The first ``asked`` examples (all, up to the default's number, when None), saying so
+    when the data holds fewer than the user asked for: never a silent cap."""
+    default = DEFAULT_SAMPLES[split]
+    if asked is not None and asked > len(examples):
+        print(
+            f"note: {flag} {asked}, but the data holds {len(examples)} {split} dialogues; "
+            f"using all {len(examples)}.",
+            flush=True,
+        )
+    return examples[: asked or default]
+
+
 def run_quickstart(
     *,
     model: str = DEFAULT_MODEL,
     data: DataSource | None = None,
     output_dir: str | Path = "dialogsum-quickstart",
-    train_samples: int = 400,
-    test_samples: int = 40,
+    train_samples: int | None = None,
+    test_samples: int | None = None,
     epochs: float = 2.0,
     overwrite: bool = False,
 ) -> QuickstartResult:
-    """Run the quickstart; ``data`` defaults to the DialogSum sample shipped in the package."""
+    """Run the quickstart; ``data`` defaults to the DialogSum sample shipped in the package.
+
+    ``train_samples`` and ``test_samples`` default to the first 400 and 40 (fewer when the
+    data holds fewer); a number above what the data holds is said, then all of it is used.
+    """
     from dialogsum.data import sample_path
     from dialogsum.modeling import check_writable
     from dialogsum.summarizer import Summarizer
@@ -84,8 +103,10 @@ def run_quickstart(
             f"is scored on. Give its folder."
         )
     source: DataSource = data if data is not None else sample_path("train").parent
-    train = load_examples(source, "train")[:train_samples]
-    test = group_references(load_examples(source, "test"))[:test_samples]
+    train = _first(load_examples(source, "train"), train_samples, "train", "--train-samples")
+    test = _first(
+        group_references(load_examples(source, "test")), test_samples, "test", "--test-samples"
+    )
     stages: list[Stage] = []
     original = _timed(stages, f"load {model}", lambda: Summarizer.from_pretrained(model))
     texts = [e.dialogue for e in test]
@@ -107,7 +128,6 @@ def run_quickstart(
                 "epochs": epochs,
                 "batch_size": 8,
                 "save_strategy": "no",
-                "logging_steps": 10,
             },
         ),
     )
@@ -132,6 +152,7 @@ def run_quickstart(
         "data": str(source),
         "train_dialogues": len(train),
         "test_dialogues": len(test),
+        "summaries_changed_by_tuning": most_changed(predictions, 0)[1],
         "rouge": scores,
         "seconds": {stage.name: round(stage.seconds, 2) for stage in stages},
         "predictions": predictions,
@@ -140,12 +161,42 @@ def run_quickstart(
     return QuickstartResult(test, predictions, scores, stages, export_dir)
 
 
+def change(before: str, after: str) -> float:
+    """How much ``after`` differs from ``before``: 0 for the same words, 1 for none shared."""
+    import difflib
+
+    return 1.0 - difflib.SequenceMatcher(None, before.split(), after.split()).ratio()
+
+
+def most_changed(predictions: dict[str, list[str]], show: int) -> tuple[list[int], int]:
+    """The indices of the ``show`` summaries tuning changed most, the first model's against the
+    second's (most changed first, ties in input order), and how many it changed at all."""
+    names = list(predictions)
+    if len(names) < 2:
+        return list(range(min(show, len(predictions[names[0]]) if names else 0))), 0
+    before, after = predictions[names[0]], predictions[names[1]]
+    changes = [change(old, new) for old, new in zip(before, after, strict=True)]
+    order = sorted(range(len(changes)), key=lambda index: -changes[index])
+    return order[:show], sum(1 for value in changes if value > 0)
+
+
 def render(result: QuickstartResult, show: int = 3, width: int = 100) -> str:
-    """The side-by-side summaries, the ROUGE table and the cost of each stage, as text."""
+    """The summaries tuning changed most side by side, the ROUGE table and each stage's cost."""
     wrap = textwrap.TextWrapper(width=width, initial_indent="    ", subsequent_indent="    ")
     lines: list[str] = []
-    for index, example in enumerate(result.examples[:show]):
-        lines += ["", "-" * width, f"Dialogue {index + 1}:", ""]
+    shown, changed = most_changed(result.predictions, show)
+    total = len(result.examples)
+    if shown and len(result.predictions) > 1:
+        first, second = list(result.predictions)[:2]
+        lines += [
+            "",
+            f"Tuning changed {changed} of the {total} test summaries ('{first}' against "
+            f"'{second}')" + ("; the most changed first:" if changed else "."),
+        ]
+    for index in shown:
+        example = result.examples[index]
+        label = f" ({example.id})" if example.id is not None else ""
+        lines += ["", "-" * width, f"Dialogue {index + 1} of {total}{label}:", ""]
         lines += [wrap.fill(turn) for turn in example.dialogue.splitlines()[:12]]
         if len(example.dialogue.splitlines()) > 12:
             lines.append("    ...")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
-from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError
+from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import (
@@ -110,7 +110,7 @@ class Summarizer:
             )
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) is missing a "
-                f"dependency: {exc}. To fix: {hint}."
+                f"dependency: {clause(exc)}. To fix: {clause(hint)}."
             ) from exc
         except Exception as exc:
             raise BackendError(
@@ -341,7 +341,7 @@ class Summarizer:
             raise
         except Exception as exc:  # a backend's own failure, named (a plugin's included)
             raise BackendError(
-                f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}"
+                f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}."
             ) from exc
         self._check_summaries(dialogues, summaries)
         return summaries

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from dialogsum.errors import ConfigError, PluginError
+from dialogsum.errors import ConfigError, PluginError, clause
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -63,8 +63,8 @@ def validate_options(
     except Exception as exc:  # a validator of a plugin's Options that raised something else
         raise PluginError(
             f"Checking the options of {label} ({options_cls.__name__}) failed inside its own "
-            f"code: {type(exc).__name__}: {exc}. A validator should raise ValueError for a bad "
-            f"value; report this to the plugin's author."
+            f"code: {type(exc).__name__}: {clause(exc)}. A validator should raise ValueError "
+            f"for a bad value; report this to the plugin's author."
         ) from exc
 
 

@@ -41,7 +41,7 @@ def test_run_folder_has_the_full_report(base: Summarizer, few_examples, tmp_path
     assert "- lora" in card and "type: rouge1, value:" in card
     for needle in (
         "| method | `lora` (r=4",
-        "| training data | 8 in-memory examples (8 pairs) |",
+        "| training data | an in-memory list (8 rows, sha256 ",
         "| wall time |",
         "| samples/s |",
         "| hardware |",

@@ -59,11 +59,19 @@ def run(args: argparse.Namespace) -> int:
         )
     for page in pages:
         check_output_file(page, overwrite=config.overwrite)  # before any model loads
-    examples = group_references(load_examples(config.data, config.split))
+    loaded = load_examples(config.data, config.split)
+    examples = group_references(loaded)
+    available = len(examples)
     if config.limit:
         examples = examples[: config.limit]
     models = {name: load_summarizer(config, name) for name in config.model}
-    result = compare(models, examples, **config.generation.model_dump(exclude_unset=True))
+    result = compare(
+        models,
+        examples,
+        data=loaded.provenance,
+        available=available,
+        **config.generation.model_dump(exclude_unset=True),
+    )
     markdown = to_markdown(result, show=config.show)
     write_text(pages[0], markdown, overwrite=config.overwrite)
     write_text(pages[1], to_html(result, show=config.show), overwrite=True)

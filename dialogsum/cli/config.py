@@ -126,8 +126,12 @@ class QuickstartConfig(_Strict):
     data: str | None = Field(None, description="DialogSum folder or hub id (default: the sample).")
     output: str = Field("dialogsum-quickstart", description="Folder for the run.")
     overwrite: bool = False
-    train_samples: int = Field(400, gt=0, description="Train dialogues for the LoRA tune.")
-    test_samples: int = Field(40, gt=0, description="Test dialogues scored before and after.")
+    train_samples: int | None = Field(
+        None, gt=0, description="Train dialogues for the LoRA tune (default: up to 400)."
+    )
+    test_samples: int | None = Field(
+        None, gt=0, description="Test dialogues scored before and after (default: up to 40)."
+    )
     epochs: float = Field(2.0, gt=0, description="Epochs of the LoRA tune.")
     show: int = Field(3, ge=0, description="Dialogues shown side by side.")
 

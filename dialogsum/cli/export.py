@@ -45,6 +45,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the backend, its options and the output before loading; export; print the record."""
+    from dialogsum.errors import require
     from dialogsum.modeling import check_writable, read_manifest
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
@@ -52,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_settings(ExportConfig, args)
     options = config.export_options()
     get_registry().export_options(config.backend, options)  # a bad backend or option: now
+    # Exporting loads the PyTorch model first: without this check, a torch-free (serving)
+    # install is told by the torch backend to install 'dialogsum[train]', which cannot export.
+    require(
+        ("torch", "transformers", "peft"),
+        extra="export",
+        purpose="Exporting (it loads the PyTorch model first)",
+    )
     check_writable(Path(config.output).expanduser(), overwrite=config.overwrite)
     summarizer = Summarizer.from_pretrained(
         config.model, backend="torch", backend_options=backend_options(config)

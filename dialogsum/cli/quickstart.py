@@ -36,14 +36,14 @@ def add_parser(commands: Any) -> None:
         dest="train_samples",
         type=int,
         default=keep,
-        help="Train dialogues for the LoRA tune (400).",
+        help="Train dialogues for the LoRA tune (default: up to 400).",
     )
     parser.add_argument(
         "--test-samples",
         dest="test_samples",
         type=int,
         default=keep,
-        help="Test dialogues scored before and after (40).",
+        help="Test dialogues scored before and after (default: up to 40).",
     )
     parser.add_argument("--epochs", type=float, default=keep, help="Epochs of the LoRA tune (2).")
     parser.add_argument("--show", type=int, default=keep, help="Dialogues shown side by side (3).")

@@ -83,7 +83,14 @@ class TrainingOptions(BaseModel):
         "auto", description="auto: bf16 on a CUDA GPU that supports it, else fp32."
     )
     seed: int = Field(42, description="Seeds adapter initialisation, dropout and data order.")
-    logging_steps: int = Field(10, gt=0, description="Log the loss every this many steps.")
+    logging_steps: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Log the loss every this many steps (default: every 10, more often in a run of "
+            "under 200 steps, so its loss curve has at least 20 points)."
+        ),
+    )
     save_strategy: Literal["no", "epoch", "steps"] = Field(
         "epoch", description="When to save a checkpoint (resume needs one)."
     )
@@ -157,6 +164,18 @@ class TrainingOptions(BaseModel):
         if value == "fp16":
             raise ValueError(FP16_REFUSAL)
         return value
+
+
+#: The default logging interval of a long run, in steps.
+LOGGING_STEPS = 10
+#: The fewest points a run's loss curve should have when the logging interval is left default.
+CURVE_POINTS = 20
+
+
+def default_logging_steps(total_steps: int) -> int:
+    """Log every :data:`LOGGING_STEPS` steps, or often enough for :data:`CURVE_POINTS` points:
+    every 10 steps of a 30-step run would draw the loss as three points."""
+    return max(1, min(LOGGING_STEPS, total_steps // CURVE_POINTS))
 
 
 def parse_training(training: Mapping[str, Any] | BaseModel | None) -> TrainingOptions:

@@ -14,19 +14,18 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from dialogsum.adapters import is_peft
-from dialogsum.data import DataOptions, DataSource, Example, load_examples
+from dialogsum.data import DataOptions, DataProvenance, DataSource, Example, load_examples
 from dialogsum.errors import ConfigError, DialogsumError, PluginError
 from dialogsum.interfaces import FinetuneMethod
 from dialogsum.modeling import ModelManifest
 from dialogsum.registry import Registry
 from dialogsum.training.features import TruncationReport, tokenize_examples
-from dialogsum.training.options import TrainingOptions, parse_training
+from dialogsum.training.options import TrainingOptions, default_logging_steps, parse_training
 from dialogsum.validation import validate_options
 
 
@@ -48,8 +47,10 @@ class RunPlan:
     tokenizer: Any
     is_peft: bool
     base_name: str | None
-    train_description: str
-    eval_description: str | None
+    #: Where the training data came from: path or hub id, split, rows and content hash.
+    train_data: DataProvenance
+    #: Where the validation data came from, when there is any.
+    eval_data: DataProvenance | None
     train_features: list[dict[str, list[int]]]
     truncation: TruncationReport
     eval_examples: list[Example] | None
@@ -63,7 +64,8 @@ class RunPlan:
             "training": self.training.model_dump(),
             "data": self.data.model_dump(),
             "base_model": self.base_name,
-            "train_data": self.train_description,
+            "train_data": self.train_data.as_dict(),
+            "eval_data": None if self.eval_data is None else self.eval_data.as_dict(),
         }
 
     @property
@@ -79,7 +81,9 @@ class RunPlan:
         from dialogsum.training.checkpoints import RESUMABLE_CHANGES
 
         config = self.config()
-        del config["train_data"]  # a path as given; the digest below says what it holds
+        # Where the data was read from may change (a moved file, a copy); the digest of the
+        # tokenized data below says what it holds. Validation data does not decide the weights.
+        del config["train_data"], config["eval_data"]
         config["training"] = {
             key: value for key, value in config["training"].items() if key not in RESUMABLE_CHANGES
         }
@@ -102,13 +106,6 @@ class RunPlan:
         return math.ceil(self.training.epochs * per_epoch)
 
 
-def describe_source(source: DataSource) -> str:
-    """A short, human-readable name for a data source (for configs and model cards)."""
-    if isinstance(source, (str, Path)):
-        return str(source)
-    return f"{len(source)} in-memory examples"
-
-
 def validate_run(
     registry: Registry,
     method: str,
@@ -119,13 +116,14 @@ def validate_run(
 ) -> tuple[BaseModel, TrainingOptions, DataOptions]:
     """The method's options, the training options and the data options, validated once.
 
-    A bad method name or option fails here, before anything loads; ``data`` defaults to the
-    model's own prompt and lengths.
+    A bad method name or option fails here, before anything loads. Each data option left out
+    is the model's own (its prompt and lengths, from its manifest), even when others are given.
     """
+    own = manifest.data.model_dump()
     return (
         registry.method_options(method, options),
         parse_training(training),
-        parse_data(data) if data is not None else manifest.data,
+        validate_options("data", DataOptions, data, defaults=own),
     )
 
 
@@ -185,7 +183,7 @@ def plan_run(
     eval_features = (
         tokenize_examples(eval_examples, tokenizer, data_options)[0] if eval_examples else None
     )
-    return RunPlan(
+    plan = RunPlan(
         method=method,
         method_options=method_options,
         training=training_options.model_copy(
@@ -199,13 +197,17 @@ def plan_run(
         tokenizer=tokenizer,
         is_peft=peft,
         base_name=source or manifest.base_model,
-        train_description=describe_source(train),
-        eval_description=None if eval_data is None else describe_source(eval_data),
+        train_data=train_examples.provenance,
+        eval_data=None if eval_examples is None else eval_examples.provenance,
         train_features=train_features,
         truncation=truncation,
         eval_examples=eval_examples,
         eval_features=eval_features,
     )
+    if plan.training.logging_steps is None:  # from the run's length: a curve, not two points
+        steps = default_logging_steps(plan.total_steps())
+        plan.training = plan.training.model_copy(update={"logging_steps": steps})
+    return plan
 
 
 def _prepare(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -11,6 +12,7 @@ from dialogsum.errors import logger
 from dialogsum.files import write_text
 
 if TYPE_CHECKING:
+    from dialogsum.data import DataProvenance
     from dialogsum.training.planning import RunPlan
     from dialogsum.training.trainer import TrainResult
 
@@ -81,7 +83,7 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
             "- name: dialogsum model",
             "  results:",
             "  - task: {type: summarization, name: Dialogue summarization}",
-            f"    dataset: {{name: {plan.eval_description or 'validation data'}, type: dialogsum}}",
+            f"    dataset: {_dataset(plan.eval_data)}",
             "    metrics:",
             *(f"    - {{type: {key}, value: {value:.2f}}}" for key, value in scores.items()),
         ]
@@ -99,7 +101,12 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
         "|---|---|",
         f"| base model | {plan.base_name or 'in-memory model'} |",
         f"| method | `{plan.method}` {_options(plan.method_options.model_dump())} |",
-        f"| training data | {plan.train_description} ({len(plan.train_features):,} pairs) |",
+        f"| training data | {plan.train_data.describe()}; {len(plan.train_features):,} pairs |",
+        *(
+            [f"| validation data | {plan.eval_data.describe()} |"]
+            if plan.eval_data is not None
+            else []
+        ),
         f"| truncated | {plan.truncation.dialogues_truncated} dialogues, "
         f"{plan.truncation.summaries_truncated} summaries |",
         _length(plan, metrics),
@@ -122,7 +129,7 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
         lines.append("Not scored: training stopped at its budget. Resume the run to finish it.")
     elif scores:
         lines += [
-            f"ROUGE on {plan.eval_description} (rouge-score, stemmed; percent; with several "
+            f"ROUGE on {_validation_name(plan)} (rouge-score, stemmed; percent; with several "
             f"references, the mean over references):",
             "",
             "| " + " | ".join(scores) + " |",
@@ -142,6 +149,24 @@ def model_card(plan: RunPlan, result: TrainResult, hardware: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _dataset(data: DataProvenance | None) -> str:
+    """The model index's dataset entry (YAML flow; the name quoted, as paths hold colons)."""
+    name = "validation data" if data is None else (data.location or "in-memory examples")
+    entry = f"name: {json.dumps(name)}, type: dialogsum"
+    if data is not None and data.split is not None:
+        entry += f", split: {json.dumps(data.split)}"
+    return "{" + entry + "}"
+
+
+def _validation_name(plan: RunPlan) -> str:
+    data = plan.eval_data
+    if data is None:
+        return "the validation data"
+    if data.kind == "in-memory":
+        return f"{data.rows:,} in-memory validation examples"
+    return f"{data.location}" + (f" (split {data.split})" if data.split else "")
 
 
 def _length(plan: RunPlan, metrics: dict[str, Any]) -> str:

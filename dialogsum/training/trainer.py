@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dialogsum.errors import ConfigError, MissingDependencyError, install_command, logger
-from dialogsum.training.options import TrainingOptions
+from dialogsum.training.options import LOGGING_STEPS, TrainingOptions
 
 
 @dataclass
@@ -111,7 +111,8 @@ def train(
         lr_scheduler_type=options.lr_scheduler,
         bf16=use_bf16(options.precision),
         seed=options.seed,
-        logging_steps=options.logging_steps,
+        # plan_run resolves an unset interval from the run's length; a direct caller gets 10.
+        logging_steps=options.logging_steps or LOGGING_STEPS,
         logging_first_step=True,
         save_strategy=options.save_strategy,
         save_steps=options.save_steps,
