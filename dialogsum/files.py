@@ -6,6 +6,10 @@ reports) is written to a temporary sibling and renamed. An interrupted or failed
 kill, a full disk) therefore leaves the previous state as it was. Temporary folders are created
 private (``mkdtemp`` makes them 0700); they are given the mode the user's umask asks for before
 they become visible, so other users and service accounts can read what was written.
+
+Every command checks first that it can write each output (:func:`check_can_write` creates and
+removes a probe file where the output will go), so a read-only or impossible location fails
+before a model loads, not after the work.
 """
 
 from __future__ import annotations
@@ -44,10 +48,56 @@ def apply_umask(path: Path) -> None:
         os.chmod(path, file_mode)
 
 
-def check_writable(target: Path, *, overwrite: bool) -> None:
+def check_can_write(target: Path, *, in_place: bool = False, create_parents: bool = False) -> None:
+    """Fail with a :class:`ConfigError` naming ``target`` and the reason unless it can be
+    written: a probe file is created and removed where the write will go.
+
+    ``target`` is written beside itself (a temporary sibling renamed into place) unless
+    ``in_place`` (a run folder, whose files are written inside it): then an existing folder
+    is probed inside. A folder to replace is probed too (its contents are removed). The folder
+    that holds ``target`` must exist unless ``create_parents``: then the missing folders'
+    nearest existing ancestor is probed, since they are created there.
+    """
+    target = Path(target).expanduser()
+    if in_place and target.is_dir():
+        _probe(target, target)
+        return
+    parent = target.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"Cannot write {target}: {existing} is a file, not a folder; give a path in a folder."
+        )
+    if existing != parent and not create_parents:
+        raise ConfigError(
+            f"Cannot write {target}: its folder {parent} does not exist; create it first."
+        )
+    _probe(target, existing)
+    if target.is_dir():
+        _probe(target, target)
+
+
+def _probe(target: Path, folder: Path) -> None:
+    """Create and remove a file in ``folder``, or say why ``target`` cannot be written there."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".dialogsum-probe.", dir=folder)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write {target}: a file cannot be created in {folder} "
+            f"({exc.strerror or exc}); make it writable or choose another location. Nothing "
+            f"was done."
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def check_writable(target: Path, *, overwrite: bool, in_place: bool = False) -> None:
     """Refuse to replace an existing, non-empty folder unless ``overwrite`` is set, and a
     folder that holds the working directory even then (replacing it would delete the user's
-    files, or fail half-way with 'device or resource busy')."""
+    files, or fail half-way with 'device or resource busy'); then :func:`check_can_write`
+    (missing parent folders are created)."""
     resolved = target.expanduser().resolve()
     if target.exists() and not target.is_dir():
         # Even with overwrite: it replaces a folder, and a file here is the user's, not an
@@ -66,6 +116,7 @@ def check_writable(target: Path, *, overwrite: bool) -> None:
             f"{target} already exists and is not empty; choose another folder or pass "
             f"overwrite=True (CLI: --overwrite) to replace it."
         )
+    check_can_write(target, in_place=in_place, create_parents=True)
 
 
 def disk_full_error(target: Path, exc: OSError) -> DialogsumError:

@@ -382,9 +382,11 @@ class Summarizer:
         ``predictions_file`` is refused unless ``overwrite=True``, as ``save`` and ``export``
         refuse an existing folder.
         """
-        from dialogsum.evaluate import evaluate_summaries
+        from dialogsum.evaluate import check_output_file, evaluate_summaries
 
         options = self.generation_options(**generation)  # a bad option fails before loading
+        if predictions_file is not None:  # and a file that cannot be written, before the data
+            check_output_file(predictions_file, overwrite=overwrite)
         examples = group_references(load_examples(data, split))
         return evaluate_summaries(
             lambda dialogues: self.summarize(dialogues, options=options),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import ConfigError, logger
-from dialogsum.files import check_writable
+from dialogsum.files import check_can_write, check_writable
 from dialogsum.validation import changes_since
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -123,9 +123,11 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
     """Fail when a run may not write ``run_dir`` (it changes nothing).
 
     A folder holding checkpoints of a run that never finished (killed, interrupted) is refused
-    with the advice to resume it, not to throw it away.
+    with the advice to resume it, not to throw it away. A folder that cannot be written is
+    refused either way.
     """
     if resume is not False:
+        check_can_write(run_dir, in_place=True, create_parents=True)
         return
     existing = checkpoints(run_dir / "checkpoints")
     unfinished = not (run_dir / "model").is_dir() or stopped_early(run_dir)
@@ -136,7 +138,7 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
             f"--resume-from-checkpoint). To discard it and start over: overwrite=True "
             f"(CLI: --overwrite)."
         )
-    check_writable(run_dir, overwrite=overwrite)
+    check_writable(run_dir, overwrite=overwrite, in_place=True)
 
 
 def stopped_early(run_dir: Path) -> bool:
