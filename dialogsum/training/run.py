@@ -8,15 +8,15 @@ owns none of these files.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import logger
 from dialogsum.evaluate import evaluate_summaries
-from dialogsum.files import write_text
+from dialogsum.files import temporary_folder, write_text
 from dialogsum.generation import parse_generation
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import ModelManifest, TorchModel, save_model
@@ -45,11 +45,16 @@ def run_finetune(
     from dialogsum.training.checkpoints import check_resumed_run, resume_point
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
+    # A run without a run folder still needs a folder for the Trainer; a run with one has no
+    # scratch to leave behind.
+    with (
+        temporary_folder("dialogsum-run-")
+        if output_dir is None
+        else nullcontext(output_dir / "checkpoints")
+    ) as checkpoint_dir:
         options = plan.training
         if output_dir is None:
             options = options.model_copy(update={"save_strategy": "no"})
-        checkpoint_dir = output_dir / "checkpoints" if output_dir is not None else Path(scratch)
         resuming = options.resume_from_checkpoint is not False
         trained_with = plan.trained_with() if output_dir is not None else None
         if trained_with is not None and resuming:
