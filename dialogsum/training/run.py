@@ -40,9 +40,13 @@ def run_finetune(
     and report are written beside them. In a distributed launch every process trains, and only
     rank 0 scores the model and writes the run folder.
     """
-    from dialogsum.training.budget import record_budget, start_budget
+    from dialogsum.training.budget import record_budget, resumed_step, start_budget
     from dialogsum.training.callbacks import RecordRun
-    from dialogsum.training.checkpoints import check_resumed_run, resume_point
+    from dialogsum.training.checkpoints import (
+        check_resume_within,
+        check_resumed_run,
+        resume_point,
+    )
 
     started = time.perf_counter()
     # A run without a run folder still needs a folder for the Trainer; a run with one has no
@@ -62,6 +66,10 @@ def run_finetune(
         # Resolved once (damaged checkpoints are checked by reading them whole): the budget's
         # projection and the Trainer continue from the same step.
         resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
+        if resume is not None:
+            check_resume_within(
+                resume, resumed_step(resume), plan.total_steps(), epochs=not options.max_steps
+            )
         budget = start_budget(plan, resume)  # refuses a run projected over its budget
         callbacks: list[Any] = [budget] if budget is not None else []
         if trained_with is not None and not resuming:
