@@ -16,7 +16,7 @@ from statistics import fmean
 
 from dialogsum.data import Example
 from dialogsum.errors import ConfigError
-from dialogsum.files import write_text
+from dialogsum.files import check_can_write, write_text
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -53,8 +53,8 @@ def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> di
 
 
 def check_output_file(path: str | Path, *, overwrite: bool = True) -> None:
-    """Fail before any work when ``path`` cannot be written (missing folder, a directory, or
-    an existing file without ``overwrite``)."""
+    """Fail before any work when ``path`` cannot be written (missing or read-only folder, a
+    directory, or an existing file without ``overwrite``)."""
     target = Path(path).expanduser()
     if target.is_dir():
         raise ConfigError(f"Output file {target} is a folder; give a file name.")
@@ -63,10 +63,7 @@ def check_output_file(path: str | Path, *, overwrite: bool = True) -> None:
             f"{target} already exists; choose another file or pass overwrite=True "
             f"(CLI: --overwrite) to replace it."
         )
-    if not target.parent.is_dir():
-        raise ConfigError(
-            f"Cannot write {target}: its folder {target.parent} does not exist; create it first."
-        )
+    check_can_write(target)  # a read-only folder, or a file where a folder should be
 
 
 def evaluate_summaries(

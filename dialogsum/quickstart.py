@@ -95,7 +95,7 @@ def run_quickstart(
     if (output / RESULTS_FILE).is_file() and not overwrite:
         logger.warning("replacing the earlier quickstart run in %s", output)
         overwrite = True
-    check_writable(output, overwrite=overwrite)
+    check_writable(output, overwrite=overwrite, in_place=True)  # before anything loads
     if isinstance(data, (str, Path)) and Path(data).expanduser().is_file():
         raise ConfigError(
             f"The quickstart's data is a folder with train and test files (or a hub id); "

@@ -191,22 +191,31 @@ class Summarizer:
 
     # -- fine-tuning ---------------------------------------------------------------------------
 
+    def _validate(
+        self,
+        method: str,
+        options: Mapping[str, Any] | BaseModel | None,
+        training: Mapping[str, Any] | TrainingOptions | None,
+        data: Mapping[str, Any] | DataOptions | None,
+    ) -> tuple[BaseModel, TrainingOptions, DataOptions]:
+        from dialogsum.training.planning import validate_run
+
+        # Validated once, here at the edge; what follows receives the typed objects.
+        return validate_run(
+            get_registry(self._plugins), method, options, training, data, self.manifest
+        )
+
     def _plan(
         self,
         train: DataSource,
         method: str,
-        options: Mapping[str, Any] | BaseModel | None,
+        validated: tuple[BaseModel, TrainingOptions, DataOptions],
         eval_data: DataSource | None,
-        training: Mapping[str, Any] | TrainingOptions | None,
-        data: Mapping[str, Any] | DataOptions | None,
     ) -> RunPlan:
-        from dialogsum.training.planning import plan_run, validate_run
+        from dialogsum.training.planning import plan_run
 
         registry = get_registry(self._plugins)
-        # Validated once, here at the edge; what follows receives the typed objects.
-        method_options, training_options, data_options = validate_run(
-            registry, method, options, training, data, self.manifest
-        )
+        method_options, training_options, data_options = validated
         torch_model = self._torch("finetune")
         return plan_run(
             model=torch_model.model,
@@ -241,18 +250,23 @@ class Summarizer:
         length limits (:class:`~dialogsum.data.DataOptions`; default: this model's). With
         ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the final model to
         ``output_dir/model``, with ``metrics.json`` and ``train_config.json`` beside them.
+        ``overwrite=True`` starts the run in ``output_dir`` over; ``resume_from_checkpoint``
+        (in ``training``) continues it; giving both is a :class:`ConfigError`.
         """
+        from dialogsum.training.checkpoints import check_run_folder, prepare_run_folder
         from dialogsum.training.distributed import is_main_process
         from dialogsum.training.run import run_finetune
 
-        plan = self._plan(train, method, options, eval_data, training, data)
+        validated = self._validate(method, options, training, data)
+        resume = validated[1].resume_from_checkpoint
         run_dir = Path(output_dir).expanduser() if output_dir is not None else None
         if run_dir is not None:
-            from dialogsum.training.checkpoints import prepare_run_folder
-
-            prepare_run_folder(
-                run_dir, overwrite=overwrite, resume=plan.training.resume_from_checkpoint
-            )
+            # Before the data is read and the model copied: a folder that cannot be written,
+            # or overwrite with resume, fails at once.
+            check_run_folder(run_dir, overwrite=overwrite, resume=resume)
+        plan = self._plan(train, method, validated, eval_data)
+        if run_dir is not None:
+            prepare_run_folder(run_dir, overwrite=overwrite, resume=resume)
         implementation, backend_options = self._in_memory()
         predictor, result = run_finetune(
             plan,
@@ -288,7 +302,8 @@ class Summarizer:
         """
         from dialogsum.training.estimates import estimate_run
 
-        return estimate_run(self._plan(train, method, options, None, training, data), steps=steps)
+        validated = self._validate(method, options, training, data)
+        return estimate_run(self._plan(train, method, validated, None), steps=steps)
 
     # -- using ---------------------------------------------------------------------------------
 
@@ -382,9 +397,11 @@ class Summarizer:
         ``predictions_file`` is refused unless ``overwrite=True``, as ``save`` and ``export``
         refuse an existing folder.
         """
-        from dialogsum.evaluate import evaluate_summaries
+        from dialogsum.evaluate import check_output_file, evaluate_summaries
 
         options = self.generation_options(**generation)  # a bad option fails before loading
+        if predictions_file is not None:  # and a file that cannot be written, before the data
+            check_output_file(predictions_file, overwrite=overwrite)
         examples = group_references(load_examples(data, split))
         return evaluate_summaries(
             lambda dialogues: self.summarize(dialogues, options=options),

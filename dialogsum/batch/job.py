@@ -36,6 +36,7 @@ from dialogsum.batch.rows import (
 )
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, ConfigError, DataError, logger
+from dialogsum.files import check_can_write
 
 
 @dataclass
@@ -224,6 +225,7 @@ def _check_rejects(
             f"--rejects {settings.rejects} exists and is not a rejects file of dialogsum batch; "
             f"it would be replaced. Give another file, or --overwrite to replace it."
         )
+    check_can_write(Path(settings.rejects).expanduser())
 
 
 def _is_rejects_file(path: Path) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from dialogsum.errors import ConfigError, DataError, logger
+from dialogsum.files import check_can_write
 from dialogsum.validation import changes_since
 
 #: The suffix of the Ray engine's part files.
@@ -89,10 +90,9 @@ def check_output(path: Path, *, engine: str) -> None:
             f"Output {path} is a file; the ray engine writes a folder of part files. Give a "
             f"folder name."
         )
-    if not path.parent.is_dir():
-        raise ConfigError(
-            f"Cannot write {path}: its folder {path.parent} does not exist; create it first."
-        )
+    # The ray engine writes its part files into the folder; the local engine appends to the
+    # file and writes the job's record beside it.
+    check_can_write(path, in_place=engine == "ray")
 
 
 def remove_output(path: Path) -> None:

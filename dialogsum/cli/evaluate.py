@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.evaluate import check_output_file
 
     config = load_settings(EvaluateConfig, args)
+    if config.predictions is not None:  # before any work: a write that fails loses it
+        check_output_file(config.predictions, overwrite=config.overwrite)
     # Grouped first, so the limit counts dialogues, not rows of one reference each.
     examples = group_references(load_examples(config.data, config.split))[: config.limit]
-    if config.predictions is not None:
-        check_output_file(config.predictions, overwrite=config.overwrite)
     summarizer = load_summarizer(config, config.model)
     scores = summarizer.evaluate(
         examples,

@@ -71,16 +71,16 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_settings(TrainConfig, args)
     check_sharding()  # a launch that cannot be saved fails before the model loads
-    # Validate everything cheap before the (slow) model load.
+    # Validate everything cheap before the (slow) model load; the run folder before the data.
     options = get_registry().method_options(config.method, config.options)
-    train_data = load_examples(config.train, "train")
-    eval_data = load_examples(config.eval, "validation") if config.eval else None
     if not args.estimate:
         check_run_folder(
             Path(config.output_dir).expanduser(),
             overwrite=config.overwrite,
             resume=config.training.resume_from_checkpoint,
         )
+    train_data = load_examples(config.train, "train")
+    eval_data = load_examples(config.eval, "validation") if config.eval else None
     summarizer = Summarizer.from_pretrained(
         config.model, backend="torch", backend_options=backend_options(config)
     )

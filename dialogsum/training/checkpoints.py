@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import ConfigError, logger
-from dialogsum.files import check_writable
+from dialogsum.files import check_can_write, check_writable
 from dialogsum.validation import changes_since
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -123,9 +123,19 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
     """Fail when a run may not write ``run_dir`` (it changes nothing).
 
     A folder holding checkpoints of a run that never finished (killed, interrupted) is refused
-    with the advice to resume it, not to throw it away.
+    with the advice to resume it, not to throw it away. ``overwrite`` with ``resume`` is a
+    contradiction, refused; a folder that cannot be written is refused either way.
     """
     if resume is not False:
+        if overwrite:
+            # Resuming used to win silently, and the user who asked to start over did not.
+            raise ConfigError(
+                f"overwrite=True and resume_from_checkpoint (CLI: --overwrite and "
+                f"--resume-from-checkpoint) contradict each other for {run_dir}: overwrite "
+                f"starts the run over and removes its checkpoints, resuming continues from "
+                f"one. Give one of them, not both."
+            )
+        check_can_write(run_dir, in_place=True, create_parents=True)
         return
     existing = checkpoints(run_dir / "checkpoints")
     unfinished = not (run_dir / "model").is_dir() or stopped_early(run_dir)
@@ -136,7 +146,24 @@ def check_run_folder(run_dir: Path, *, overwrite: bool, resume: bool | str) -> N
             f"--resume-from-checkpoint). To discard it and start over: overwrite=True "
             f"(CLI: --overwrite)."
         )
-    check_writable(run_dir, overwrite=overwrite)
+    check_writable(run_dir, overwrite=overwrite, in_place=True)
+
+
+def check_resume_within(checkpoint: Path, step: int, total_steps: int, *, epochs: bool) -> None:
+    """Refuse to resume from ``checkpoint`` (at ``step``) when it is past the run's last step.
+
+    The Trainer trained on past such a checkpoint and the run reported a ``train_loss`` of
+    steps it never had; continuing the run needs at least as many steps as it already took.
+    """
+    if step <= total_steps:
+        return
+    limit = f"the {total_steps} steps of its epochs" if epochs else f"max_steps {total_steps}"
+    raise ConfigError(
+        f"Cannot resume from {checkpoint}: it is at step {step}, past this run's {limit}. To "
+        f"continue the run, resume with max_steps {step} or more (CLI: --max-steps {step}); "
+        f"for a shorter run, start over in another folder or with overwrite=True (CLI: "
+        f"--overwrite)."
+    )
 
 
 def stopped_early(run_dir: Path) -> bool:

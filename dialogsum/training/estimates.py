@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import ConfigError
+from dialogsum.files import temporary_folder
 from dialogsum.training.planning import RunPlan
 
 
@@ -109,7 +108,7 @@ def estimate_run(plan: RunPlan, *, steps: int = 5) -> Estimate:
         }
     )
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    with tempfile.TemporaryDirectory(prefix="dialogsum-estimate-") as scratch:
+    with temporary_folder("dialogsum-estimate-") as scratch:
         train(
             plan.module,
             plan.tokenizer,
@@ -117,7 +116,7 @@ def estimate_run(plan: RunPlan, *, steps: int = 5) -> Estimate:
             None,
             options,
             learning_rate=plan.learning_rate,
-            checkpoint_dir=Path(scratch),
+            checkpoint_dir=scratch,
             max_target_length=plan.data.max_target_length,
             callbacks=[StepTimer()],
         )

@@ -8,15 +8,15 @@ owns none of these files.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from dialogsum.errors import logger
 from dialogsum.evaluate import evaluate_summaries
-from dialogsum.files import write_text
+from dialogsum.files import temporary_folder, write_text
 from dialogsum.generation import parse_generation
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import ModelManifest, TorchModel, save_model
@@ -40,16 +40,25 @@ def run_finetune(
     and report are written beside them. In a distributed launch every process trains, and only
     rank 0 scores the model and writes the run folder.
     """
-    from dialogsum.training.budget import record_budget, start_budget
+    from dialogsum.training.budget import record_budget, resumed_step, start_budget
     from dialogsum.training.callbacks import RecordRun
-    from dialogsum.training.checkpoints import check_resumed_run, resume_point
+    from dialogsum.training.checkpoints import (
+        check_resume_within,
+        check_resumed_run,
+        resume_point,
+    )
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dialogsum-run-") as scratch:
+    # A run without a run folder still needs a folder for the Trainer; a run with one has no
+    # scratch to leave behind.
+    with (
+        temporary_folder("dialogsum-run-")
+        if output_dir is None
+        else nullcontext(output_dir / "checkpoints")
+    ) as checkpoint_dir:
         options = plan.training
         if output_dir is None:
             options = options.model_copy(update={"save_strategy": "no"})
-        checkpoint_dir = output_dir / "checkpoints" if output_dir is not None else Path(scratch)
         resuming = options.resume_from_checkpoint is not False
         trained_with = plan.trained_with() if output_dir is not None else None
         if trained_with is not None and resuming:
@@ -57,6 +66,10 @@ def run_finetune(
         # Resolved once (damaged checkpoints are checked by reading them whole): the budget's
         # projection and the Trainer continue from the same step.
         resume = resume_point(checkpoint_dir, options.resume_from_checkpoint)
+        if resume is not None:
+            check_resume_within(
+                resume, resumed_step(resume), plan.total_steps(), epochs=not options.max_steps
+            )
         budget = start_budget(plan, resume)  # refuses a run projected over its budget
         callbacks: list[Any] = [budget] if budget is not None else []
         if trained_with is not None and not resuming:
