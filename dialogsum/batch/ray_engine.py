@@ -34,7 +34,7 @@ def run_ray(
 ) -> None:
     """Summarize every row of ``files`` whose id is not in ``done`` into part files in
     ``output``."""
-    require(("ray",), extra="ray", purpose="dialogsum batch --engine ray")
+    require_ray()
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -66,6 +66,12 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def require_ray() -> None:
+    """Raise :class:`~dialogsum.errors.MissingDependencyError` naming ``dialogsum[ray]`` unless
+    Ray Data is installed (checked before a job writes anything)."""
+    require(("ray", "ray.data"), extra="ray", purpose="dialogsum batch --engine ray")
 
 
 def _connect(ray: Any, settings: BatchSettings) -> bool:
