@@ -181,3 +181,21 @@ def test_the_watchdog_alone_ends_a_worker_whose_parent_was_killed() -> None:
         parent.wait(EXIT_WAIT)
         if worker is not None and not is_gone(worker):
             worker.kill()
+
+
+def test_starting_ray_keeps_the_handler_that_stops_the_job_on_sigterm() -> None:
+    """``ray.init`` installs a SIGTERM handler that exits at once (status 15); the Ray engine
+    puts back the one in place, so SIGTERM stops a Ray job like a local one."""
+    ray = pytest.importorskip("ray")
+    from dialogsum.batch.lifetime import stop_on_signals
+    from dialogsum.batch.ray_engine import _connect
+    from dialogsum.batch.settings import BatchSettings
+
+    assert not ray.is_initialized()
+    with stop_on_signals():
+        stopping = signal.getsignal(signal.SIGTERM)
+        try:
+            assert _connect(ray, BatchSettings(engine="ray", workers=1, threads=1))
+            assert signal.getsignal(signal.SIGTERM) is stopping
+        finally:
+            ray.shutdown()

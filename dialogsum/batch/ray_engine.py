@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -82,6 +84,26 @@ def _connect(ray: Any, settings: BatchSettings) -> bool:
     whether a Ray was started (and so must be stopped) here."""
     if ray.is_initialized():
         return False
+    # ray.init sets a SIGTERM handler that exits at once (status 15); keep the caller's, which
+    # stops the job cleanly (ray.shutdown below still runs).
+    kept = _sigterm_handler()
+    try:
+        _start(ray, settings)
+    finally:
+        if kept is not None:
+            signal.signal(signal.SIGTERM, kept)
+    return True
+
+
+def _sigterm_handler() -> Any:
+    """The SIGTERM handler to put back after ``ray.init``: None outside the main thread (where
+    it cannot be set) or when it was set outside Python."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _start(ray: Any, settings: BatchSettings) -> None:
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -100,7 +122,6 @@ def _connect(ray: Any, settings: BatchSettings) -> bool:
         cores = os.cpu_count() or 1
         needed = settings.workers * settings.worker_threads() + 1
         ray.init(num_cpus=max(cores, needed), **options)
-    return True
 
 
 def _parse_lines(batch: Any, done: set[str | int]) -> dict[str, Any]:
