@@ -1,8 +1,10 @@
 """A whole batch job: check the input and the output, pick the engine, prove exactly-once.
 
-Order of work: every row is checked first (a malformed row fails the job before any model
-loads, naming its file and line, unless rejects are being set aside), then the output is read
-for what an earlier run finished, then the engine summarizes the rest. At the end the output is
+Order of work: the input is found and the engine's dependencies checked before anything is
+written; every row is checked (a malformed row fails the job before any model loads, naming its
+file and line, unless rejects are being set aside), then the output is read for what an earlier
+run finished; the model loads, the job is recorded beside the output, and the engine summarizes
+the rest. At the end the output is
 read again: every input row must be in it exactly once, or the job fails saying which are not.
 """
 
@@ -23,6 +25,7 @@ from dialogsum.batch.output import (
     check_job,
     check_output,
     job_file,
+    record_job,
     remove_output,
     written_ids,
 )
@@ -88,6 +91,13 @@ def run_batch(
     beside the output with ``generation``, and a rerun with other settings is refused.
     """
     started = time.perf_counter()
+    # Nothing is written before the input is found and the engine can run: a failed start
+    # must leave no output (or record of one) that a later command would stumble on.
+    files = input_files(source)
+    if settings.engine == "ray":
+        from dialogsum.batch.ray_engine import require_ray
+
+        require_ray()
     if is_uri(str(output)):
         raise ConfigError(
             f"Output {output}: dialogsum batch writes to a local (or mounted) path, where it "
@@ -95,7 +105,6 @@ def run_batch(
         )
     target = Path(output).expanduser()
     check_output(target, engine=settings.engine)
-    files = input_files(source)
     _check_outside_input(source, target, settings)
     _check_rejects(settings, files, target, overwrite=overwrite)
     scan = _scan(files, settings)
@@ -110,9 +119,8 @@ def run_batch(
             f"{example!r}): it is the output of another input. Give another --output, or "
             f"--overwrite to start it again."
         )
-    if settings.engine == "ray":
-        target.mkdir(exist_ok=True)
-    check_job(target, dict(job) if job else {"generation": dict(generation)}, resuming=bool(done))
+    record: dict[str, object] = dict(job) if job else {"generation": dict(generation)}
+    check_job(target, record, resuming=bool(done))
     if done:
         logger.info(
             "%s already has %d of %d rows; summarizing the other %d.",
@@ -122,10 +130,15 @@ def run_batch(
             len(scan.ids) - len(done),
         )
     summarized = truncated = 0
-    if len(done) < len(scan.ids):
-        # Loaded here first: a bad model fails with its own message, before any worker starts.
-        # Only the in-process worker keeps it; other workers load their own copies.
-        loaded: Summarizes | None = load()
+    to_do = len(done) < len(scan.ids)
+    # Loaded here first: a bad model fails with its own message, before any worker starts and
+    # before the job is recorded. Only the in-process worker keeps it; other workers load
+    # their own copies.
+    loaded: Summarizes | None = load() if to_do else None
+    if settings.engine == "ray":
+        target.mkdir(exist_ok=True)
+    record_job(target, record, resuming=bool(done))
+    if to_do:
         if settings.engine == "ray" or settings.workers > 1:
             loaded = None
         work = Work(load, dict(generation), settings.worker_threads())

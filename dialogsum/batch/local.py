@@ -5,21 +5,28 @@ stays flat however long the input is. Results are written in input order as they
 the output is the same whatever the number of workers, and a rerun after a crash finds a prefix
 of it done. One worker runs in this process (no pool to start). The backends' per-call
 warnings about truncated dialogues are added up and reported once, for the whole job.
+
+Worker processes end with the job: when it stops (an error, Ctrl-C, SIGTERM) the chunks in flight
+are abandoned and the workers ended at once, and each worker dies with its parent however the
+parent ends (:mod:`.lifetime`).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from multiprocessing import get_context
 from typing import Any, Protocol
 
+from dialogsum.batch.lifetime import die_with_parent
 from dialogsum.batch.output import LineWriter, summary_line
 from dialogsum.batch.rows import BatchRow
 from dialogsum.errors import BackendError, ConfigError, DataError, DialogsumError, logger
@@ -81,10 +88,12 @@ def run_local(
         for chunk in chunks(rows, chunk_size):
             _write(chunk, counted_chunk([r.dialogue for r in chunk]), writer, progress, advance)
         return progress
-    context = get_context("spawn")  # fork would copy a half-initialised thread pool
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=start_worker, initargs=(work,)
-    ) as pool:
+    context = multiprocessing.get_context("spawn")  # fork would copy a half-initialised thread pool
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=start_pool_worker, initargs=(work, os.getpid())
+    )
+    try:
         pending: deque[tuple[list[BatchRow], Future[tuple[list[str], int]]]] = deque()
         for chunk in chunks(rows, chunk_size):
             pending.append((chunk, pool.submit(counted_chunk, [r.dialogue for r in chunk])))
@@ -92,7 +101,32 @@ def run_local(
                 _write_oldest(pending, writer, progress, advance)
         while pending:
             _write_oldest(pending, writer, progress, advance)
+    except BaseException:  # Ctrl-C and SIGTERM (Stopped) included
+        _abandon(pool, others)
+        raise
+    pool.shutdown()
     return progress
+
+
+#: How long the workers of a stopped job get to end after SIGTERM, then SIGKILL, in seconds.
+_END_WAIT = 5.0
+
+
+def _abandon(pool: ProcessPoolExecutor, others: set[multiprocessing.process.BaseProcess]) -> None:
+    """Stop the pool at once: cancel the chunks not started and end the workers in the middle
+    of theirs. Nothing a worker had not returned was written, so the output stays a prefix
+    that a rerun goes on from; waiting for the chunks in flight would only delay the exit."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    # The pool's own processes: the children started since it was made (the executor has no
+    # public way to end its workers before Python 3.14).
+    workers = [p for p in multiprocessing.active_children() if p not in others]
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(_END_WAIT)
+        if process.is_alive():
+            process.kill()
+            process.join(_END_WAIT)
 
 
 def _write_oldest(
@@ -135,6 +169,21 @@ def _lines(chunk: list[BatchRow], summaries: list[str]) -> list[str]:
 
 #: The model of this worker process (set once by :func:`start_worker`).
 _worker: tuple[Summarizes, Mapping[str, Any]] | None = None
+
+
+def start_pool_worker(work: Work, parent_pid: int) -> None:
+    """Start a worker process of the pool: it dies with its parent, leaves Ctrl-C to it (a
+    terminal sends SIGINT to the whole process group; the job decides what to do), then loads
+    its model."""
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm would make a multiprocessing lock here: a named semaphore that a worker ended
+    # mid-chunk by a stopped job never unregisters, so the resource tracker would warn of a
+    # leak when the job exits. A worker shows no bars; a thread lock does.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    start_worker(work)
 
 
 def start_worker(work: Work, loaded: Summarizes | None = None) -> None:

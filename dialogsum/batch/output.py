@@ -113,24 +113,32 @@ def job_file(path: Path) -> Path:
 
 
 def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
-    """Record ``job`` (what makes the summaries: model, backend, generation) for the output at
-    ``path``, or, when a rerun goes on with an earlier output, fail if that output was written
-    with other settings: one file must not mix summaries of two models or decodings."""
+    """When a rerun goes on with an earlier output at ``path``, fail if that output was written
+    with other settings than ``job`` (what makes the summaries: model, backend, generation): one
+    file must not mix summaries of two models or decodings. It reads, and writes nothing."""
+    record = job_file(path)
+    if not (resuming and record.exists()):
+        return
+    try:
+        changed = changes_since(record, job)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
+            f"--overwrite starts the output again."
+        ) from None
+    if changed:
+        raise ConfigError(
+            f"{path} was written with other settings ({'; '.join(changed)}), and one "
+            f"output must not mix their summaries. Rerun with the earlier settings to "
+            f"finish it, give another --output, or --overwrite to start it again."
+        )
+
+
+def record_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
+    """Record ``job`` beside the output at ``path`` (in its folder for the Ray engine), unless
+    a resumed output already has its record (which :func:`check_job` found the same)."""
     record = job_file(path)
     if resuming and record.exists():
-        try:
-            changed = changes_since(record, job)
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
-                f"--overwrite starts the output again."
-            ) from None
-        if changed:
-            raise ConfigError(
-                f"{path} was written with other settings ({'; '.join(changed)}), and one "
-                f"output must not mix their summaries. Rerun with the earlier settings to "
-                f"finish it, give another --output, or --overwrite to start it again."
-            )
         return
     record.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 

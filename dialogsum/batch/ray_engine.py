@@ -1,13 +1,16 @@
 """The Ray engine: Ray Data reads the input, an actor pool summarizes, part files come out.
 
-``read_text`` → ``map_batches`` (parse, drop rows done earlier or malformed) → ``map_batches``
+A lines datasource → ``map_batches`` (parse, drop rows done earlier or malformed) → ``map_batches``
 with an actor pool (one model per actor, loaded once) → a JSON Lines datasink. It runs on a
 local Ray started for the job, or on the cluster named by ``--ray-address`` / ``RAY_ADDRESS``;
 paths may be on any filesystem Ray and pyarrow read (local, ``s3://``, ``gs://``).
 
 Rows are read as lines rather than with ``read_json`` so that a malformed row is judged by the
 same rules as in the local engine (and dropped here after the driver has reported it), and so
-that an id keeps its JSON type (a number stays a number) on its way through Arrow.
+that an id keeps its JSON type (a number stays a number) on its way through Arrow. The lines
+are split and decoded as the driver reads them (not with ``read_text``, whose strict decoding
+fails the whole file on one line that is not UTF-8), and travel as bytes, since Arrow's strings
+cannot hold such a line.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 from dialogsum.batch.local import Work
 from dialogsum.batch.output import PART_SUFFIX, summary_line
-from dialogsum.batch.rows import InputFile, parse_row
+from dialogsum.batch.rows import DECODE_ERRORS, InputFile, parse_row
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, ConfigError, DataError, require
 
@@ -34,7 +39,7 @@ def run_ray(
 ) -> None:
     """Summarize every row of ``files`` whose id is not in ``done`` into part files in
     ``output``."""
-    require(("ray",), extra="ray", purpose="dialogsum batch --engine ray")
+    require_ray()
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -42,11 +47,11 @@ def run_ray(
     try:
         context = DataContext.get_current()
         context.enable_progress_bars = settings.progress
-        dataset = ray.data.read_text([file.location for file in files])
+        dataset = ray.data.read_datasource(_lines_source([file.location for file in files]))
         dataset = dataset.map_batches(
-            _parse_lines,  # type: ignore[arg-type]  # ray's stubs do not see fn_kwargs
+            _parse_lines,
             fn_kwargs={"done": done},
-            batch_format="numpy",
+            batch_format="pyarrow",
         )
         dataset = dataset.map_batches(
             _SummarizeActor,
@@ -68,11 +73,37 @@ def run_ray(
             ray.shutdown()
 
 
+def require_ray() -> None:
+    """Raise :class:`~dialogsum.errors.MissingDependencyError` naming ``dialogsum[ray]`` unless
+    Ray Data is installed (checked before a job writes anything)."""
+    require(("ray", "ray.data"), extra="ray", purpose="dialogsum batch --engine ray")
+
+
 def _connect(ray: Any, settings: BatchSettings) -> bool:
     """Join the cluster the settings or ``RAY_ADDRESS`` name, else start a local Ray; returns
     whether a Ray was started (and so must be stopped) here."""
     if ray.is_initialized():
         return False
+    # ray.init sets a SIGTERM handler that exits at once (status 15); keep the caller's, which
+    # stops the job cleanly (ray.shutdown below still runs).
+    kept = _sigterm_handler()
+    try:
+        _start(ray, settings)
+    finally:
+        if kept is not None:
+            signal.signal(signal.SIGTERM, kept)
+    return True
+
+
+def _sigterm_handler() -> Any:
+    """The SIGTERM handler to put back after ``ray.init``: None outside the main thread (where
+    it cannot be set) or when it was set outside Python."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _start(ray: Any, settings: BatchSettings) -> None:
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -91,10 +122,9 @@ def _connect(ray: Any, settings: BatchSettings) -> bool:
         cores = os.cpu_count() or 1
         needed = settings.workers * settings.worker_threads() + 1
         ray.init(num_cpus=max(cores, needed), **options)
-    return True
 
 
-def _parse_lines(batch: dict[str, Any], done: set[str | int]) -> dict[str, Any]:
+def _parse_lines(batch: Any, done: set[str | int]) -> dict[str, Any]:
     """Rows of this batch still to summarize: id (as JSON, so its type survives) and dialogue.
 
     A row the driver found malformed is dropped here too (the driver has already failed the job
@@ -104,9 +134,9 @@ def _parse_lines(batch: dict[str, Any], done: set[str | int]) -> dict[str, Any]:
 
     ids: list[str] = []
     dialogues: list[str] = []
-    for line in batch["text"]:
+    for raw in batch.column("line").to_pylist():
         try:
-            row = parse_row(str(line), "row")
+            row = parse_row(raw.decode("utf-8", DECODE_ERRORS), "row")
         except DataError:
             continue
         if row.id is None or row.id in done:
@@ -136,6 +166,26 @@ class _SummarizeActor:
             for row_id, summary in zip(batch["id"], summaries, strict=True)
         ]
         return {"line": np.array(lines, dtype=str)}
+
+
+def _lines_source(paths: list[str]) -> Any:
+    import io
+
+    import pyarrow as pa
+    from ray.data.datasource import FileBasedDatasource
+
+    class LinesSource(FileBasedDatasource):
+        """Each file's non-blank lines, split and decoded as :class:`InputFile` reads them,
+        as a ``line`` column of bytes."""
+
+        def _read_stream(self, f: Any, path: str) -> Any:
+            text = io.TextIOWrapper(
+                io.BytesIO(f.readall()), encoding="utf-8-sig", errors=DECODE_ERRORS
+            )
+            lines = [line.encode("utf-8", DECODE_ERRORS) for line in text if line.strip()]
+            yield pa.table({"line": pa.array(lines, type=pa.binary())})
+
+    return LinesSource(paths)
 
 
 def _lines_sink(output: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,11 @@ from dialogsum.errors import DataError, logger, require
 INPUT_SUFFIXES = (".jsonl", ".json")
 #: The fields of a line of the rejects file, in order.
 REJECT_FIELDS = ("where", "error", "text")
+#: How input is decoded: bytes that are not UTF-8 become lone surrogates (U+DC80..U+DCFF)
+#: instead of failing the read, so lines are split and numbered exactly, and a bad line is
+#: judged (and set aside) on its own.
+DECODE_ERRORS = "surrogateescape"
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,13 @@ class InputFile:
     label: str
 
     def open(self) -> IO[str]:
-        """The file as UTF-8 text."""
+        """The file as UTF-8 text (a byte-order mark is fine), bytes that are not UTF-8 kept
+        as :data:`DECODE_ERRORS` says, for :func:`parse_row` to report by line."""
         if not is_uri(self.location):
-            return Path(self.location).open(encoding="utf-8-sig")  # a byte-order mark is fine
+            return Path(self.location).open(encoding="utf-8-sig", errors=DECODE_ERRORS)
         filesystem, path = _filesystem(self.location)
-        return io.TextIOWrapper(filesystem.open_input_stream(path), encoding="utf-8-sig")
+        stream = filesystem.open_input_stream(path)
+        return io.TextIOWrapper(stream, encoding="utf-8-sig", errors=DECODE_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ def read_rows(files: Iterable[InputFile]) -> Iterator[BatchRow | Reject]:
             try:
                 row = parse_row(line, where)
             except DataError as exc:
-                yield Reject(where, str(exc), line.rstrip("\n"))
+                yield Reject(where, str(exc), printable(line.rstrip("\n")))
                 continue
             if row.id is None:
                 row_id: str | int = f"{file.label}:{number}" if several else number
@@ -169,7 +177,9 @@ class _Parsed:
 
 
 def parse_row(line: str, where: str) -> _Parsed:
-    """One JSON Lines row, checked like every dialogsum input; :class:`DataError` if malformed."""
+    """One JSON Lines row, checked like every dialogsum input; :class:`DataError` if malformed
+    (not UTF-8 included: ``line`` is decoded with :data:`DECODE_ERRORS`)."""
+    _check_utf8(line, where)
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -180,6 +190,24 @@ def parse_row(line: str, where: str) -> _Parsed:
     return _Parsed(example.id, example.dialogue)
 
 
+def _check_utf8(line: str, where: str) -> None:
+    if _NOT_UTF8.search(line) is None:
+        return
+    try:
+        line.encode("utf-8", DECODE_ERRORS).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start + 1} of the line); "
+            f"save the file as UTF-8."
+        ) from None
+
+
+def printable(line: str) -> str:
+    """``line`` with the bytes that are not UTF-8 shown as ``\\xNN`` escapes, so a rejected
+    row can be written to the rejects file as it was."""
+    return line.encode("utf-8", DECODE_ERRORS).decode("utf-8", "backslashreplace")
+
+
 def _lines(file: InputFile) -> Iterator[tuple[int, str]]:
     number = 0
     try:
@@ -188,10 +216,5 @@ def _lines(file: InputFile) -> Iterator[tuple[int, str]]:
                 number += 1
                 if line.strip():
                     yield number, line
-    except UnicodeDecodeError as exc:
-        where = f"after line {number}" if number else "from its start"
-        raise DataError(
-            f"{file.location}: not UTF-8 text {where} ({exc.reason}); save it as UTF-8."
-        ) from None
     except OSError as exc:
         raise DataError(f"{file.location}: cannot be read ({exc.strerror or exc}).") from None

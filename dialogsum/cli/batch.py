@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,13 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check input and output, then summarize what is not done yet; print the report."""
+    """Check input and output, then summarize what is not done yet; print the report.
+
+    Ctrl-C or SIGTERM stops the job, keeping what is written: it says to rerun the same command
+    and exits 128 + the signal's number (130, 143).
+    """
     from dialogsum.batch.job import run_batch
+    from dialogsum.batch.lifetime import Stopped, stop_on_signals
     from dialogsum.modeling import default_backend
     from dialogsum.registry import get_registry
 
@@ -88,15 +94,24 @@ def run(args: argparse.Namespace) -> int:
         },
         "decoding": _decoding(config.model, config.generation.model_dump(exclude_unset=True)),
     }
-    report = run_batch(
-        config.input,
-        config.output,
-        load,
-        config.generation.model_dump(exclude_unset=True),
-        config.batch,
-        overwrite=config.overwrite,
-        job=job,
-    )
+    try:
+        with stop_on_signals():
+            report = run_batch(
+                config.input,
+                config.output,
+                load,
+                config.generation.model_dump(exclude_unset=True),
+                config.batch,
+                overwrite=config.overwrite,
+                job=job,
+            )
+    except Stopped as stop:
+        print(
+            f"dialogsum batch: stopped by {stop.signal_name}; the summaries written to "
+            f"{config.output} are kept. Rerun the same command to go on from there.",
+            file=sys.stderr,
+        )
+        return stop.exit_status
     print(json.dumps(report.as_dict(), indent=2))
     return 0
 

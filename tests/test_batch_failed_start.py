@@ -1,0 +1,61 @@
+"""``dialogsum batch`` that cannot start writes nothing, and says first what is wrong with the
+input: a job refused for a missing extra leaves no output folder or record behind for a later
+command to trip over."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dialogsum.cli import main
+
+#: Runs the command line in a process where ``ray`` cannot be imported, as in an install
+#: without the ``ray`` extra (Ray is installed in the development environment).
+WITHOUT_RAY = """
+import importlib.abc
+import sys
+
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "ray":
+            raise ImportError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Block())
+from dialogsum.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_ray_engine_without_ray_writes_nothing_and_names_the_extra(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "dialogue": "#Person1#: Hi.\n#Person2#: Hello."}) + "\n")
+    output, rejects = tmp_path / "x.jsonl", tmp_path / "rejects.jsonl"
+    command = [sys.executable, "-c", WITHOUT_RAY, "batch", "--model", "dialogsum-tiny",
+               "--engine", "ray", "--input", str(data), "--output", str(output),
+               "--rejects", str(rejects), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "pip install 'dialogsum[ray]'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(tmp_path.iterdir()) == [data]  # no output folder, job record or rejects
+
+
+def test_a_missing_input_is_named_before_any_output_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leftover = tmp_path / "x.jsonl"  # a folder where the local engine wants a file
+    leftover.mkdir()
+    missing = tmp_path / "missing.jsonl"
+    status = main(["batch", "--input", str(missing), "--output", str(leftover), "--no-progress"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert f"No such input file or folder: {missing}" in error
+    assert "is a folder" not in error
