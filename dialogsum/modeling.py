@@ -171,7 +171,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path | None:
 
 
 def no_such_folder(path: Path) -> str:
-    """"No model folder at PATH: it does not exist", with the likeliest folder meant (a typo
+    """ "No model folder at PATH: it does not exist", with the likeliest folder meant (a typo
     such as ``runs/lroa`` for ``runs/lora``) or what the parent folder holds."""
     import difflib
 

@@ -27,6 +27,7 @@ from dialogsum.errors import (
     MissingDependencyError,
     ModelError,
     PluginError,
+    clause,
     require,
 )
 from dialogsum.exporting import ExportJob
@@ -98,6 +99,7 @@ __all__ = [
     "base_of",
     "check_target_modules",
     "check_token_parity",
+    "clause",
     "cut_at_eos",
     "encode_sources",
     "hookimpl",

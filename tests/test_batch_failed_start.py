@@ -59,3 +59,17 @@ def test_a_missing_input_is_named_before_any_output_check(
     error = capsys.readouterr().err
     assert f"No such input file or folder: {missing}" in error
     assert "is a folder" not in error
+
+
+def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "dialogue": "#Person1#: Hi.\n#Person2#: Hello."}) + "\n")
+    status = main(["batch", "--input", str(data), "--output", f"{tmp_path / 'outdir'}/",
+                   "--no-progress"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "names a folder (it ends with '/')" in error
+    assert str(tmp_path / "outdir" / "summaries.jsonl") in error
+    assert sorted(tmp_path.iterdir()) == [data]  # no file named 'outdir'

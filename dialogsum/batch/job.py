@@ -104,6 +104,13 @@ def run_batch(
             f"can read back what is done; inputs may be remote."
         )
     target = Path(output).expanduser()
+    if settings.engine == "local" and str(output).endswith(("/", os.sep)):
+        # A trailing slash names a folder (which Path would silently drop): never a file.
+        raise ConfigError(
+            f"Output {output} names a folder (it ends with '/'); the local engine writes one "
+            f"JSON Lines file. Give a file name such as {target / 'summaries.jsonl'} (the ray "
+            f"engine writes a folder of part files)."
+        )
     check_output(target, engine=settings.engine)
     _check_outside_input(source, target, settings)
     _check_rejects(settings, files, target, overwrite=overwrite)

@@ -27,7 +27,7 @@ from dialogsum.batch.local import Work
 from dialogsum.batch.output import PART_SUFFIX, summary_line
 from dialogsum.batch.rows import DECODE_ERRORS, InputFile, parse_row
 from dialogsum.batch.settings import BatchSettings
-from dialogsum.errors import BackendError, ConfigError, DataError, require
+from dialogsum.errors import BackendError, ConfigError, DataError, clause, require
 
 
 def run_ray(
@@ -65,7 +65,7 @@ def run_ray(
             dataset.write_datasink(_lines_sink(output))
         except ray.exceptions.RayError as exc:
             raise BackendError(
-                f"The Ray job failed: {exc}. Part files written so far in {output} are kept; "
+                f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are kept; "
                 f"rerun the same command to go on from there."
             ) from exc
     finally:
@@ -112,7 +112,7 @@ def _start(ray: Any, settings: BatchSettings) -> None:
         except ConnectionError as exc:
             raise ConfigError(
                 f"Cannot join the Ray cluster at {address!r} (from "
-                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): {exc}. Give "
+                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): {clause(exc)}. Give "
                 f"the address 'ray start --head' printed (or 'auto' on a cluster node), or "
                 f"leave both unset to start a local Ray for the job."
             ) from None

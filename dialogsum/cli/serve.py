@@ -133,8 +133,7 @@ def check_port(host: str, port: int) -> None:
         errno.EADDRINUSE: "another process is listening there; stop it or pick another "
         "--port (0 takes any free one)",
         errno.EACCES: "ports below 1024 need privileges; pick --port 1024 or above",
-        errno.EADDRNOTAVAIL: "that is not an address of this machine; use 127.0.0.1 or "
-        "0.0.0.0",
+        errno.EADDRNOTAVAIL: "that is not an address of this machine; use 127.0.0.1 or 0.0.0.0",
     }
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     for family, kind, proto, _, address in socket.getaddrinfo(

@@ -23,6 +23,7 @@ from dialogsum.plugin_api import (
     ExportJob,
     ModelError,
     base_of,
+    clause,
     is_prompt_learning,
     merged_copy,
     prompt_length,
@@ -155,7 +156,7 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     except Exception as exc:
         raise ModelError(
             f"The ONNX exporter failed on this {type(plain).__name__}: {type(exc).__name__}: "
-            f"{exc}. Nothing was written."
+            f"{clause(exc)}. Nothing was written."
         ) from exc
     missing = [name for name in ONNX_FILES if not (staging / name).exists()]
     if missing:
@@ -186,7 +187,7 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
                 quantize_int8(staging)
             except Exception as exc:
                 raise ModelError(
-                    f"int8 quantization failed: {type(exc).__name__}: {exc}. Nothing was "
+                    f"int8 quantization failed: {type(exc).__name__}: {clause(exc)}. Nothing was "
                     f"written; the fp32 export (quantize=None) is unaffected."
                 ) from exc
             parity["int8"] = check_parity(model, staging, reference=fp32)

@@ -24,6 +24,7 @@ from dialogsum.plugin_api import (
     ModelManifest,
     OnSummary,
     Predictor,
+    clause,
     encode_sources,
     read_manifest,
     summarize_batches,
@@ -140,7 +141,7 @@ class OnnxPredictor(Predictor):
                 )
             except Exception as exc:
                 raise ModelError(
-                    f"onnxruntime could not load {folder / name}: {exc}. The file is corrupt or "
+                    f"onnxruntime could not load {folder / name}: {clause(exc)}. The file is corrupt or "
                     f"was written for another onnxruntime; export the model again."
                 ) from exc
         self.encoder, self.decoder, self.decoder_with_past = sessions

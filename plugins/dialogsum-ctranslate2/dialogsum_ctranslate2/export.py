@@ -23,6 +23,7 @@ from dialogsum.plugin_api import (
     ConfigError,
     ExportJob,
     ModelError,
+    clause,
     is_prompt_learning,
     merged_copy,
     require,
@@ -85,7 +86,7 @@ def _convert(source: Path, scratch: Path, weights: str, folder: Path, tokenizer_
     except Exception as exc:
         raise ModelError(
             f"CTranslate2's converter failed on this model ({weights}): {type(exc).__name__}: "
-            f"{exc}. Only T5-style encoder-decoders are supported. Nothing was written."
+            f"{clause(exc)}. Only T5-style encoder-decoders are supported. Nothing was written."
         ) from exc
     missing = [name for name in MODEL_FILES if not (output / name).is_file()]
     if missing:

@@ -18,6 +18,7 @@ from dialogsum.plugin_api import (
     ModelManifest,
     OnSummary,
     Predictor,
+    clause,
     encode_sources,
     read_manifest,
     summarize_batches,
@@ -126,7 +127,7 @@ class CTranslate2Predictor(Predictor):
             written = export.versions.get("ctranslate2") if export is not None else None
             raise ModelError(
                 f"ctranslate2 {ctranslate2.__version__} could not load the export in {folder} "
-                f"(written with ctranslate2 {written or 'unknown'}): {exc}. The files are "
+                f"(written with ctranslate2 {written or 'unknown'}): {clause(exc)}. The files are "
                 f"corrupt or need another ctranslate2; export the model again."
             ) from exc
         # Token strings are how CTranslate2's Python API takes and returns tokens; the export
