@@ -65,8 +65,8 @@ def run_ray(
             dataset.write_datasink(_lines_sink(output))
         except ray.exceptions.RayError as exc:
             raise BackendError(
-                f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are kept; "
-                f"rerun the same command to go on from there."
+                f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are "
+                f"kept; rerun the same command to go on from there."
             ) from exc
     finally:
         if started_here:
@@ -112,9 +112,9 @@ def _start(ray: Any, settings: BatchSettings) -> None:
         except ConnectionError as exc:
             raise ConfigError(
                 f"Cannot join the Ray cluster at {address!r} (from "
-                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): {clause(exc)}. Give "
-                f"the address 'ray start --head' printed (or 'auto' on a cluster node), or "
-                f"leave both unset to start a local Ray for the job."
+                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): "
+                f"{clause(exc)}. Give the address 'ray start --head' printed (or 'auto' on a "
+                f"cluster node), or leave both unset to start a local Ray for the job."
             ) from None
     else:
         # Logical CPUs: one share per actor plus one, so that reading and parsing tasks are

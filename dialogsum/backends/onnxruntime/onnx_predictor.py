@@ -141,8 +141,8 @@ class OnnxPredictor(Predictor):
                 )
             except Exception as exc:
                 raise ModelError(
-                    f"onnxruntime could not load {folder / name}: {clause(exc)}. The file is corrupt or "
-                    f"was written for another onnxruntime; export the model again."
+                    f"onnxruntime could not load {folder / name}: {clause(exc)}. The file is "
+                    f"corrupt or was written for another onnxruntime; export the model again."
                 ) from exc
         self.encoder, self.decoder, self.decoder_with_past = sessions
         self.top = TopLogProbsSession(options)
