@@ -20,9 +20,10 @@ import pytest
 from pydantic import BaseModel
 
 import dialogsum
-from dialogsum import ConfigError, PluginError, Summarizer, hookimpl
 import dialogsum.backends.torch as pytorch
+from dialogsum import ConfigError, PluginError, Summarizer, hookimpl
 from dialogsum.methods import full, lora, prompt_tuning
+from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor
 from dialogsum.plugins import (
     ENV_ALLOWLIST,
     ENV_DISABLE_AUTOLOAD,
@@ -88,7 +89,7 @@ def method_plugin(method_name: str) -> str:
             name = {method_name!r}
             Options = NoOptions
 
-            def prepare(self, model, options):
+            def prepare(self, model, options, *, tokenizer):
                 return model
 
         @hookimpl
@@ -115,7 +116,7 @@ class EchoMethod(dialogsum.FinetuneMethod):
 
     name = "echo"
 
-    def prepare(self, model: Any, options: Any) -> Any:
+    def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
         return model
 
 
@@ -128,11 +129,20 @@ class EchoWithOptions(EchoMethod):
     Options = EchoOptions
 
 
+class EchoPredictor(Predictor):
+    """Answers each dialogue with itself."""
+
+    manifest = ModelManifest()
+
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        return list(dialogues)
+
+
 class EchoBackend(dialogsum.InferenceBackend):
     name = "echo"
 
     def load(self, model_dir: Path, options: Any) -> Any:
-        return types.SimpleNamespace(summarize=lambda dialogues, **_: list(dialogues))
+        return EchoPredictor()
 
 
 # -- in-process registration --------------------------------------------------------------------
@@ -463,9 +473,9 @@ class _ZeroRate(EchoMethod):
         ("methods", _BadName(), "name 'My Method'"),
         ("methods", _LooseMethod(), "accept unknown fields"),
         ("methods", _NoOptionsClass(), "no pydantic Options class"),
-        ("methods", _NoPrepare(), "has no prepare() method"),
+        ("methods", _NoPrepare(), "does not subclass dialogsum.plugin_api.FinetuneMethod"),
         ("methods", _ZeroRate(), "default_learning_rate 0.0"),
-        ("backends", _NoLoad(), "has no load() method"),
+        ("backends", _NoLoad(), "does not subclass dialogsum.plugin_api.InferenceBackend"),
         ("backends", EchoBackend, "register an instance: register(EchoBackend())"),
     ],
     ids=[
@@ -473,9 +483,9 @@ class _ZeroRate(EchoMethod):
         "bad-name",
         "options-allow-extra",
         "options-not-pydantic",
-        "missing-prepare",
+        "not-a-method-subclass",
         "bad-learning-rate",
-        "missing-load",
+        "not-a-backend-subclass",
         "backend-class",
     ],
 )
@@ -490,13 +500,13 @@ def test_invalid_registrations_are_plugin_errors_naming_the_plugin(
     assert "in-process plugin 'sloppy'" in str(info.value)
 
 
-def test_plain_objects_with_the_right_shape_are_accepted() -> None:
-    class Plain:
+def test_the_smallest_subclass_of_the_contract_is_accepted() -> None:
+    class Plain(dialogsum.FinetuneMethod):
         name = "plain"
         Options = dialogsum.NoOptions
         default_learning_rate = 1e-4
 
-        def prepare(self, model: Any, options: Any) -> Any:
+        def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
             return model
 
     manager = make_plugin_manager(load_entry_points=False)
@@ -629,7 +639,7 @@ class _Slip(dialogsum.FinetuneMethod):
     def __init__(self, name: str, slip: str) -> None:
         self.name, self.slip = name, slip
 
-    def prepare(self, model: Any, options: Any) -> Any:
+    def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
         if self.slip == "forgot return":
             model.lm_head.requires_grad_(True)
             return None
@@ -726,8 +736,8 @@ def test_registering_an_installed_plugin_again_by_hand_is_one_registration(
     assert get_registry(manager).method("twice").name == "twice"
 
 
-class EchoBackendLike:
-    """A backend by shape (load, Options, name), registered where methods go."""
+class EchoBackendLike(dialogsum.InferenceBackend):
+    """A backend, registered where methods go."""
 
     name = "echo-like"
     Options = dialogsum.NoOptions
@@ -742,8 +752,8 @@ class EchoBackendLike:
         (lambda register: (register(EchoMethod()), register(EchoMethod())),
          "registers two methods named 'echo'"),
         (lambda register: register(EchoBackendLike()),
-         r"has no prepare\(\) method\. It has load\(\): a backend\? Register it in "
-         r"register_backends"),
+         r"does not subclass dialogsum\.plugin_api\.FinetuneMethod.* It is a backend: register "
+         r"it in register_backends"),
     ],
 )
 def test_registration_slips_within_one_plugin_are_told_as_such(hook: Any, message: str) -> None:
