@@ -152,7 +152,7 @@ def test_a_pickle_only_checkpoint_is_refused_with_how_to_convert(
 
 
 def test_no_code_passes_trust_remote_code() -> None:
-    package = Path(__file__).resolve().parents[1] / "dialogsum"
+    package = Path(__file__).resolve().parents[2] / "dialogsum"
     offenders = [
         str(path)
         for path in package.rglob("*.py")

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from training_runs import adapter_weights, max_difference, train
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.training.options import parse_training
+
+from ..training_runs import adapter_weights, max_difference, train
 
 
 def metrics(run_dir: Path) -> dict[str, object]:

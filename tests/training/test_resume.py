@@ -12,10 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
-from training_runs import adapter_weights, environment, losses, max_difference, train, train_command
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.cli import main
+
+from ..training_runs import (
+    adapter_weights,
+    environment,
+    losses,
+    max_difference,
+    train,
+    train_command,
+)
 
 
 @pytest.fixture(scope="module")
