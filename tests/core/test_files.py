@@ -17,30 +17,21 @@ from dialogsum import ConfigError, ModelError, Summarizer
 from dialogsum.cli import main
 from dialogsum.files import staged_folder, write_text
 
-FAST = {"max_steps": 1, "progress": False, "save_strategy": "no", "logging_steps": 1}
 PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
-
-
-@pytest.fixture(scope="module")
-def tiny_lora(tmp_path_factory: pytest.TempPathFactory, few_examples) -> Path:  # type: ignore[no-untyped-def]
-    """A LoRA adapter tuned from the bundled dialogsum-tiny, saved: it records that name."""
-    base = Summarizer.from_pretrained("dialogsum-tiny", backend_options={"progress": False})
-    tuned = base.finetune(few_examples[:4], method="lora", options={"r": 2}, training=FAST)
-    return tuned.save(tmp_path_factory.mktemp("bundled") / "lora")
 
 
 # -- 1. bundled names resolve wherever a model name is accepted --------------------------------
 
 
-def test_an_adapter_of_the_bundled_model_loads_again(tiny_lora: Path) -> None:
-    manifest = json.loads((tiny_lora / "dialogsum.json").read_text())
+def test_an_adapter_of_the_bundled_model_loads_again(bundled_lora_dir: Path) -> None:
+    manifest = json.loads((bundled_lora_dir / "dialogsum.json").read_text())
     assert manifest["base_model"] == "dialogsum-tiny"
     started = time.perf_counter()
-    reloaded = Summarizer.from_pretrained(tiny_lora, backend_options={"progress": False})
+    reloaded = Summarizer.from_pretrained(bundled_lora_dir, backend_options={"progress": False})
     assert time.perf_counter() - started < 60  # no hub retries
     assert reloaded.method == "lora" and reloaded.summarize(PROBE, max_new_tokens=4)
     explicit = Summarizer.from_pretrained(
-        tiny_lora, backend_options={"base_model": "dialogsum-tiny", "progress": False}
+        bundled_lora_dir, backend_options={"base_model": "dialogsum-tiny", "progress": False}
     )
     assert explicit.summarize(PROBE, max_new_tokens=4, num_beams=1) == reloaded.summarize(
         PROBE, max_new_tokens=4, num_beams=1
@@ -48,12 +39,12 @@ def test_an_adapter_of_the_bundled_model_loads_again(tiny_lora: Path) -> None:
 
 
 def test_the_cli_takes_the_bundled_base_too(
-    tiny_lora: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundled_lora_dir: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["evaluate", "--model", str(tiny_lora), "--data", str(sample_dir / "test.jsonl")]
+    args = ["evaluate", "--model", str(bundled_lora_dir), "--data", str(sample_dir / "test.jsonl")]
     assert main([*args, "--max-new-tokens", "2", "--base-model", "dialogsum-tiny", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 40
-    compare = ["compare", "--model", str(tiny_lora), "--base-model", "dialogsum-tiny", "--data",
+    compare = ["compare", "--model", str(bundled_lora_dir), "--base-model", "dialogsum-tiny", "--data",
                str(sample_dir), "--limit", "2", "--output", str(tmp_path / "cmp"),
                "--max-new-tokens", "2"]
     assert main(compare) == 0, capsys.readouterr().err
