@@ -1,22 +1,16 @@
-"""Smaller things a new user tripped over: config files written like flags, empty inputs,
-noisy logs, hints that name a command that is not on PATH, flags without help, and writes that
-an interrupt or a full disk must not half-finish."""
+"""The commands as a new user runs them: config files written like flags, an empty input,
+a folder as input, the bundled model as a base, and a help text for every flag."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from dialogsum import ConfigError, DialogsumError, Summarizer
+from dialogsum import ConfigError
 from dialogsum.cli import build_parser, main
 from dialogsum.cli.config import TrainConfig, build_config
-from dialogsum.files import write_text
 
 
 def test_a_config_file_may_use_the_flat_keys_of_the_flags(tmp_path: Path) -> None:
@@ -56,6 +50,18 @@ def test_summarize_reads_a_folder_and_takes_no_progress(
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_the_cli_takes_the_bundled_base_too(
+    bundled_lora_dir: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["evaluate", "--model", str(bundled_lora_dir), "--data", str(sample_dir / "test.jsonl")]
+    assert main([*args, "--max-new-tokens", "2", "--base-model", "dialogsum-tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 40
+    compare = ["compare", "--model", str(bundled_lora_dir), "--base-model", "dialogsum-tiny", "--data",
+               str(sample_dir), "--limit", "2", "--output", str(tmp_path / "cmp"),
+               "--max-new-tokens", "2"]
+    assert main(compare) == 0, capsys.readouterr().err
+
+
 def test_every_flag_of_every_command_says_what_it_does() -> None:
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
@@ -66,70 +72,3 @@ def test_every_flag_of_every_command_says_what_it_does() -> None:
         if action.option_strings and action.dest != "help" and not action.help
     ]
     assert missing == []
-
-
-def test_int8_export_logs_no_library_chatter(tiny_model_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("optimum.exporters.onnx")
-    command = [sys.executable, "-m", "dialogsum", "export", "--model", str(tiny_model_dir),
-               "--output", str(tmp_path / "int8"), "--quantize", "int8"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "INFO root" not in result.stderr
-    assert len(result.stderr.splitlines()) < 15, result.stderr
-
-
-def test_the_quickstart_hint_names_a_command_that_runs(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from dialogsum import quickstart
-
-    script = tmp_path / "venv" / "bin" / "dialogsum"
-    script.parent.mkdir(parents=True)
-    script.write_text("#!/bin/sh\n")
-    monkeypatch.setattr(sys, "argv", [str(script), "quickstart"])
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    assert quickstart.command_name() == str(script.resolve())
-    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")
-    os.chmod(script, 0o755)
-    assert quickstart.command_name() == "dialogsum"
-
-
-def test_ctrl_c_during_a_save_leaves_the_folder_as_it_was(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    summarizer = Summarizer.from_pretrained(tiny_model_dir)
-    target = summarizer.save(tmp_path / "model")
-    before = sorted(p.name for p in target.iterdir())
-    config = (target / "config.json").read_text()
-
-    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(type(summarizer.tokenizer), "save_pretrained", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        summarizer.save(target, overwrite=True)
-    assert sorted(p.name for p in target.iterdir()) == before
-    assert (target / "config.json").read_text() == config
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left
-
-
-def test_a_full_disk_leaves_the_previous_state_and_says_so(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    report = write_text(tmp_path / "metrics.json", '{"old": true}')
-    summarizer = Summarizer.from_pretrained(tiny_model_dir)
-    target = summarizer.save(tmp_path / "model")
-
-    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(DialogsumError, match=r"disk or your quota is full.*intact"):
-        write_text(report, '{"new": true}')
-    assert report.read_text() == '{"old": true}'
-    monkeypatch.setattr(type(summarizer.tokenizer), "save_pretrained", full)
-    with pytest.raises(DialogsumError, match=r"disk or your quota is full"):
-        summarizer.save(target, overwrite=True)
-    assert (target / "config.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model"]

@@ -1,56 +1,18 @@
-"""What a new user broke, fixed: bundled bases, file modes, concurrent writers, offline loads,
-pickle checkpoints. Each test failed before its fix."""
+"""What dialogsum writes is written whole or not at all: saved models and reports follow the
+umask, a folder another process wrote meanwhile is never replaced silently, and an interrupt
+or a full disk leaves the previous state as it was."""
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from dialogsum import ConfigError, ModelError, Summarizer
-from dialogsum.cli import main
+from dialogsum import ConfigError, DialogsumError, Summarizer
 from dialogsum.files import staged_folder, write_text
-
-PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
-
-
-# -- 1. bundled names resolve wherever a model name is accepted --------------------------------
-
-
-def test_an_adapter_of_the_bundled_model_loads_again(bundled_lora_dir: Path) -> None:
-    manifest = json.loads((bundled_lora_dir / "dialogsum.json").read_text())
-    assert manifest["base_model"] == "dialogsum-tiny"
-    started = time.perf_counter()
-    reloaded = Summarizer.from_pretrained(bundled_lora_dir, backend_options={"progress": False})
-    assert time.perf_counter() - started < 60  # no hub retries
-    assert reloaded.method == "lora" and reloaded.summarize(PROBE, max_new_tokens=4)
-    explicit = Summarizer.from_pretrained(
-        bundled_lora_dir, backend_options={"base_model": "dialogsum-tiny", "progress": False}
-    )
-    assert explicit.summarize(PROBE, max_new_tokens=4, num_beams=1) == reloaded.summarize(
-        PROBE, max_new_tokens=4, num_beams=1
-    )
-
-
-def test_the_cli_takes_the_bundled_base_too(
-    bundled_lora_dir: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = ["evaluate", "--model", str(bundled_lora_dir), "--data", str(sample_dir / "test.jsonl")]
-    assert main([*args, "--max-new-tokens", "2", "--base-model", "dialogsum-tiny", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n"] == 40
-    compare = ["compare", "--model", str(bundled_lora_dir), "--base-model", "dialogsum-tiny", "--data",
-               str(sample_dir), "--limit", "2", "--output", str(tmp_path / "cmp"),
-               "--max-new-tokens", "2"]
-    assert main(compare) == 0, capsys.readouterr().err
-
-
-# -- 2. what dialogsum writes is readable as the umask says -------------------------------------
 
 
 def test_saved_models_follow_the_umask(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -65,7 +27,7 @@ def test_saved_models_follow_the_umask(tmp_path: Path, tiny_model_dir: Path) -> 
     assert stat.S_IMODE(report.stat().st_mode) == 0o644
 
 
-# -- 3. two writers into one folder: the second fails clearly ----------------------------------
+# -- two writers into one folder: the second fails clearly -------------------------------------
 
 
 def test_a_folder_written_meanwhile_is_never_replaced_silently(tmp_path: Path) -> None:
@@ -103,50 +65,44 @@ def test_a_save_racing_another_save_does_not_claim_success(
     assert (target / "config.json").is_file()
 
 
-# -- 9. offline is noticed at once ---------------------------------------------------------------
+# -- an interrupt or a full disk leaves the previous state -------------------------------------
 
 
-def test_offline_hub_names_fail_fast_and_say_why(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if "OFFLINE" not in k}
-    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the hub is unreachable
-    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
-    script = (
-        "from dialogsum import Summarizer\n"
-        "try:\n    Summarizer.from_pretrained('someone/mymodel')\n"
-        "except Exception as e:\n    print(type(e).__name__, e)\n"
-    )
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert time.perf_counter() - started < 20  # import, one refused connection, the error
-    assert result.stdout.startswith("ModelError"), result.stdout + result.stderr[-2000:]
-    assert "cannot be reached" in result.stdout and "someone/mymodel" in result.stdout
-
-
-# -- 11. pickles are refused -----------------------------------------------------------------
-
-
-def test_a_pickle_only_checkpoint_is_refused_with_how_to_convert(
-    tmp_path: Path, tiny_model_dir: Path
+def test_ctrl_c_during_a_save_leaves_the_folder_as_it_was(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    summarizer = Summarizer.from_pretrained(tiny_model_dir)
+    target = summarizer.save(tmp_path / "model")
+    before = sorted(p.name for p in target.iterdir())
+    config = (target / "config.json").read_text()
 
-    folder = tmp_path / "pickled"
-    AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir).save_pretrained(
-        folder, safe_serialization=False
-    )
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    assert (folder / "pytorch_model.bin").is_file()
-    with pytest.raises(ModelError, match=r"only as a pickle \(pytorch_model.bin\).*convert it"):
-        Summarizer.from_pretrained(folder)
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(summarizer.tokenizer), "save_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        summarizer.save(target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert (target / "config.json").read_text() == config
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left
 
 
-def test_no_code_passes_trust_remote_code() -> None:
-    package = Path(__file__).resolve().parents[2] / "dialogsum"
-    offenders = [
-        str(path)
-        for path in package.rglob("*.py")
-        if "trust_remote_code=" in path.read_text(encoding="utf-8")
-    ]
-    assert offenders == []
+def test_a_full_disk_leaves_the_previous_state_and_says_so(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = write_text(tmp_path / "metrics.json", '{"old": true}')
+    summarizer = Summarizer.from_pretrained(tiny_model_dir)
+    target = summarizer.save(tmp_path / "model")
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DialogsumError, match=r"disk or your quota is full.*intact"):
+        write_text(report, '{"new": true}')
+    assert report.read_text() == '{"old": true}'
+    monkeypatch.setattr(type(summarizer.tokenizer), "save_pretrained", full)
+    with pytest.raises(DialogsumError, match=r"disk or your quota is full"):
+        summarizer.save(target, overwrite=True)
+    assert (target / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model"]

@@ -2,7 +2,7 @@
 
 The Summarizer decides whether a model can be fine-tuned, saved, merged and exported by the
 predictor's declared ``torch_model`` capability, never by ``isinstance`` against the built-in
-predictor; and a method that declares no learning rate gets the documented fallback.
+predictor.
 """
 
 from __future__ import annotations
@@ -14,18 +14,9 @@ from typing import Any
 
 import pytest
 
-from dialogsum import (
-    ConfigError,
-    FinetuneMethod,
-    InferenceBackend,
-    NoOptions,
-    Summarizer,
-    hookimpl,
-)
-from dialogsum.interfaces import FALLBACK_LEARNING_RATE
+from dialogsum import ConfigError, InferenceBackend, NoOptions, Summarizer, hookimpl
 from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor, TorchModel
 from dialogsum.plugins import make_plugin_manager
-from dialogsum.registry import get_registry
 
 PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
 
@@ -137,22 +128,3 @@ def test_a_predictor_without_a_torch_model_cannot_be_tuned() -> None:
         with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'text-only'"):
             action()
     assert not Path("never-written").exists()
-
-
-def test_a_method_without_a_default_learning_rate_gets_the_fallback() -> None:
-    class Bare(FinetuneMethod):
-        name = "bare"
-        Options = NoOptions
-
-        def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
-            return model
-
-    class BarePlugin:
-        @hookimpl
-        def register_methods(self, register: Callable[[Any], None]) -> None:
-            register(Bare())
-
-    manager = make_plugin_manager(load_entry_points=False)
-    manager.register(BarePlugin(), name="bare")
-    method = get_registry(manager).method("bare")
-    assert method.default_learning_rate == FALLBACK_LEARNING_RATE == 5e-5

@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 import dialogsum
-from dialogsum import PluginError, Summarizer
+from dialogsum import FinetuneMethod, NoOptions, PluginError, Summarizer, hookimpl
+from dialogsum.interfaces import FALLBACK_LEARNING_RATE
 from dialogsum.plugins import ENV_DISABLE_AUTOLOAD, make_plugin_manager
 from dialogsum.registry import get_registry
 
@@ -209,3 +210,22 @@ def test_registration_slips_within_one_plugin_are_told_as_such(hook: Any, messag
     manager.register(plugin(register_methods=hook), name="slips")
     with pytest.raises(PluginError, match=message):
         get_registry(manager)
+
+
+def test_a_method_without_a_default_learning_rate_gets_the_fallback() -> None:
+    class Bare(FinetuneMethod):
+        name = "bare"
+        Options = NoOptions
+
+        def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
+            return model
+
+    class BarePlugin:
+        @hookimpl
+        def register_methods(self, register: Callable[[Any], None]) -> None:
+            register(Bare())
+
+    manager = make_plugin_manager(load_entry_points=False)
+    manager.register(BarePlugin(), name="bare")
+    method = get_registry(manager).method("bare")
+    assert method.default_learning_rate == FALLBACK_LEARNING_RATE == 5e-5
