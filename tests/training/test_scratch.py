@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
+
+from dialogsum.data import SPLITS, sample_path, sample_rows
 from dialogsum.training.tiny_models import (
     EOS_TOKEN_ID,
     PAD_TOKEN_ID,
@@ -22,9 +25,6 @@ from dialogsum.training.tiny_models import (
     build_tiny_tokenizer,
     save_tiny_t5,
 )
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
-
-from dialogsum.data import SPLITS, sample_path, sample_rows
 
 
 def _normalised(text: str) -> str:
