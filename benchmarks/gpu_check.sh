@@ -41,8 +41,9 @@ python3 -c "import torch, transformers, dialogsum; print('torch', torch.__versio
 torch.version.cuda, torch.cuda.get_device_name(0), 'transformers', transformers.__version__)" \
   | tee "$out/versions.txt"
 status=0
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_summarizer.py \
-  tests/test_capabilities.py 2>&1 | tail -n 30 | tee "$out/pytest.txt" \
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/backends/torch/test_cuda.py \
+  tests/face/test_summarizer.py tests/face/test_capabilities.py 2>&1 | tail -n 30 \
+  | tee "$out/pytest.txt" \
   || status=1
 timeout 330 python3 benchmarks/gpu_check.py --out "$out" --train-steps 30 || status=1
 exit $status

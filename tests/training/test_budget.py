@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from training_runs import adapter_weights, max_difference, train
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.training.options import parse_training
+
+from ..training_runs import adapter_weights, max_difference, train
 
 
 def metrics(run_dir: Path) -> dict[str, object]:
@@ -153,17 +154,8 @@ def test_a_run_projected_over_its_cost_is_refused_before_it_trains(
 # -- the real command line ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path) -> Path:
-    """An uninterrupted run without a budget: what every budgeted run must reproduce."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    result = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
-
-
 def test_a_budget_not_reached_changes_nothing(
-    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+    lora_run_dir: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
     result = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir, "--max-time", "1h",
@@ -171,15 +163,15 @@ def test_a_budget_not_reached_changes_nothing(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "budget check: about" in result.stderr  # the pre-flight measured and passed
     # Its measured steps were thrown away: the same weights and losses, bit for bit.
-    assert max_difference(adapter_weights(reference), adapter_weights(run_dir)) == 0.0
-    assert metrics(run_dir)["train_loss"] == metrics(reference)["train_loss"]
+    assert max_difference(adapter_weights(lora_run_dir), adapter_weights(run_dir)) == 0.0
+    assert metrics(run_dir)["train_loss"] == metrics(lora_run_dir)["train_loss"]
     assert "stopped" not in metrics(run_dir)
     assert metrics(run_dir)["budget"]["stopped"] is None  # type: ignore[index]
     assert "| budget | max_time 3600 s, max_cost 5; not reached" in (run_dir / "README.md").read_text()
 
 
 def test_the_budget_stops_the_run_and_the_run_resumes(
-    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+    lora_run_dir: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     data = sample_dir / "validation.jsonl"
     run_dir = tmp_path / "run"
@@ -213,8 +205,8 @@ def test_the_budget_stops_the_run_and_the_run_resumes(
     resumed = train(tiny_model_dir, data, run_dir, "--resume-from-checkpoint")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-1" in resumed.stderr
-    difference = max_difference(adapter_weights(reference), adapter_weights(run_dir))
+    difference = max_difference(adapter_weights(lora_run_dir), adapter_weights(run_dir))
     assert difference <= 1e-6, difference
     assert metrics(run_dir)["global_step"] == 12 and "stopped" not in metrics(run_dir)
-    assert metrics(run_dir)["train_loss"] == pytest.approx(metrics(reference)["train_loss"], abs=1e-6)
+    assert metrics(run_dir)["train_loss"] == pytest.approx(metrics(lora_run_dir)["train_loss"], abs=1e-6)
     assert "Partial model" not in (run_dir / "model" / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""Run reports (loss curve, model card, config, metrics), estimates before spending, comparisons."""
+"""Run reports (loss curve, model card, config, metrics) and estimates before spending."""
 
 from __future__ import annotations
 
@@ -108,50 +108,6 @@ def test_format_duration() -> None:
     assert format_duration(5412) == "1 h 30 min"
     assert format_duration(360000) == "100 h 0 min"
     assert format_duration(90) == "2 min" and format_duration(12) == "12 s"
-
-
-def test_compare_writes_markdown_and_html(
-    base: Summarizer, few_examples, tmp_path: Path, sample_dir: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
-    tuned = base.finetune(
-        few_examples,
-        method="full",
-        training={"max_steps": 2, "progress": False, "save_strategy": "no"},
-    )
-    saved = tuned.save(tmp_path / "tuned")
-    code = main(
-        [
-            "compare",
-            "--model",
-            str(base.source),
-            "--model",
-            str(saved),
-            "--data",
-            str(sample_dir),
-            "--limit",
-            "4",
-            "--show",
-            "2",
-            "--output",
-            str(tmp_path / "cmp"),
-            "--max-new-tokens",
-            "6",
-        ]
-    )
-    assert code == 0
-    markdown = (tmp_path / "cmp.md").read_text()
-    assert markdown.startswith("## ROUGE on 4 dialogues")
-    assert markdown.count("| human baseline |") == 2 and str(saved) in markdown
-    page = (tmp_path / "cmp.html").read_text()
-    assert page.startswith("<!doctype html>") and page.count("<th>human baseline</th>") == 2
-    # One model twice is a slip, told before anything loads; a dotted name keeps its dot.
-    twice = ["compare", "--model", "dialogsum-tiny", "--model", "dialogsum-tiny", "--data",
-             str(sample_dir), "--output", str(tmp_path / "again")]
-    assert main(twice) == 2 and "given more than once" in capsys.readouterr().err
-    dotted = ["compare", "--model", str(saved), "--data", str(sample_dir), "--limit", "1",
-              "--max-new-tokens", "2", "--output", str(tmp_path / "results.v2")]
-    assert main(dotted) == 0
-    assert (tmp_path / "results.v2.md").is_file() and (tmp_path / "results.v2.html").is_file()
 
 
 def test_estimate_warns_when_the_machine_is_busy() -> None:

@@ -1,8 +1,8 @@
 """Capabilities, not classes: a third party's torch backend gets every ability the built-in has.
 
 The Summarizer decides whether a model can be fine-tuned, saved, merged and exported by the
-``TorchModelPredictor`` protocol, never by ``isinstance`` against the built-in predictor; and a
-method that declares no learning rate gets the documented fallback.
+predictor's declared ``torch_model`` capability, never by ``isinstance`` against the built-in
+predictor.
 """
 
 from __future__ import annotations
@@ -14,29 +14,26 @@ from typing import Any
 
 import pytest
 
-from dialogsum import (
-    ConfigError,
-    InferenceBackend,
-    NoOptions,
-    Summarizer,
-    TorchModelPredictor,
-    hookimpl,
-)
-from dialogsum.interfaces import FALLBACK_LEARNING_RATE
+from dialogsum import ConfigError, InferenceBackend, NoOptions, Summarizer, hookimpl
+from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor, TorchModel
 from dialogsum.plugins import make_plugin_manager
-from dialogsum.registry import get_registry
 
 PROBE = ["#Person1#: Where is the station?\n#Person2#: Two blocks north, next to the bank."]
 
 
-class ThirdPartyPredictor:
+class ThirdPartyPredictor(Predictor):
     """A predictor of the third party's own: greedy decoding written here, not dialogsum's."""
 
     def __init__(self, model: Any, tokenizer: Any, manifest: Any) -> None:
         self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
         self.calls = 0
 
-    def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+    @property
+    def torch_model(self) -> TorchModel:
+        """The capability that lets this predictor be tuned, saved, merged and exported."""
+        return TorchModel(self.model, self.tokenizer, self.manifest)
+
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         import torch
 
         self.calls += 1
@@ -46,7 +43,7 @@ class ThirdPartyPredictor:
             with torch.inference_mode():
                 output = self.model.generate(
                     **ids, num_beams=1, do_sample=False,
-                    max_new_tokens=generation.get("max_new_tokens", 8),
+                    max_new_tokens=options.max_new_tokens or 8,
                 )
             summaries.append(self.tokenizer.decode(output[0], skip_special_tokens=True).strip())
         return summaries
@@ -82,7 +79,7 @@ def test_a_third_party_torch_backend_can_be_tuned_saved_merged_and_exported(
     pytest.importorskip("optimum.exporters.onnx")
     acme = Summarizer.from_pretrained(tiny_model_dir, backend="acme-torch", plugins=plugins)
     assert isinstance(acme.predictor, ThirdPartyPredictor)
-    assert isinstance(acme.predictor, TorchModelPredictor)
+    assert acme.predictor.torch_model is not None  # the capability, declared by the predictor
     assert acme.summarize(PROBE) and acme.predictor.calls == 1  # its own code serves
 
     tuned = acme.finetune(
@@ -114,12 +111,14 @@ def test_a_third_party_torch_backend_can_be_tuned_saved_merged_and_exported(
 
 
 def test_a_predictor_without_a_torch_model_cannot_be_tuned() -> None:
-    class TextOnly:
-        def summarize(self, dialogues: list[str], **generation: Any) -> list[str]:
+    class TextOnly(Predictor):
+        manifest = ModelManifest()
+
+        def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
             return ["summary"] * len(dialogues)
 
     summarizer = Summarizer(TextOnly(), backend="text-only")
-    assert not isinstance(TextOnly(), TorchModelPredictor)
+    assert TextOnly().torch_model is None
     for action in (
         lambda: summarizer.finetune([{"dialogue": "a", "summary": "b"}]),
         lambda: summarizer.save("never-written"),
@@ -129,22 +128,3 @@ def test_a_predictor_without_a_torch_model_cannot_be_tuned() -> None:
         with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'text-only'"):
             action()
     assert not Path("never-written").exists()
-
-
-def test_a_method_without_a_default_learning_rate_gets_the_fallback() -> None:
-    class Bare:
-        name = "bare"
-        Options = NoOptions
-
-        def prepare(self, model: Any, options: Any) -> Any:
-            return model
-
-    class BarePlugin:
-        @hookimpl
-        def register_methods(self, register: Callable[[Any], None]) -> None:
-            register(Bare())
-
-    manager = make_plugin_manager(load_entry_points=False)
-    manager.register(BarePlugin(), name="bare")
-    method = get_registry(manager).method("bare")
-    assert method.default_learning_rate == FALLBACK_LEARNING_RATE == 5e-5

@@ -181,7 +181,7 @@ def test_tokenizer_is_identical_across_processes() -> None:
         "tokenizer_json = build_tiny_tokenizer().backend_tokenizer.to_str()\n"
         "print(hashlib.sha256(tokenizer_json.encode()).hexdigest())\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     child = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

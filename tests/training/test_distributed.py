@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from training_runs import REPO, adapter_weights, environment, losses, max_difference
+
+from ..training_runs import REPO, adapter_weights, environment, losses, max_difference
 
 #: Every launch is killed after this long, so a deadlock fails the test instead of blocking CI.
 TIMEOUT = 300

@@ -321,7 +321,7 @@ def test_cli_export_and_serve(lora: Summarizer, tmp_path: Path, capsys, monkeypa
 @pytest.fixture(scope="module")
 def flan_t5_small_config() -> Path:
     config = (
-        Path(__file__).resolve().parents[1].parent
+        Path(__file__).resolve().parents[3].parent
         / "shared"
         / "models"
         / "flan-t5-small.config.json"

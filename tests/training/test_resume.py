@@ -12,33 +12,32 @@ import time
 from pathlib import Path
 
 import pytest
-from training_runs import adapter_weights, environment, losses, max_difference, train, train_command
 
 from dialogsum import ConfigError, Summarizer
 from dialogsum.cli import main
 
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path) -> Path:
-    """An uninterrupted run, the one every other run must reproduce."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    result = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+from ..training_runs import (
+    adapter_weights,
+    environment,
+    losses,
+    max_difference,
+    train,
+    train_command,
+)
 
 
 def test_the_same_seed_gives_the_same_weights_bit_for_bit(
-    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+    lora_run_dir: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
     result = train(tiny_model_dir, sample_dir / "validation.jsonl", again)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert max_difference(adapter_weights(reference), adapter_weights(again)) == 0.0
-    assert losses(reference) == losses(again)
+    assert max_difference(adapter_weights(lora_run_dir), adapter_weights(again)) == 0.0
+    assert losses(lora_run_dir) == losses(again)
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_result(
-    reference: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
+    lora_run_dir: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("DIALOGSUM_KILL_SEED", "20261126"))
     kill_after = random.Random(seed).randint(2, 10)
@@ -64,10 +63,10 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
                     "--resume-from-checkpoint")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
-    difference = max_difference(adapter_weights(reference), adapter_weights(run_dir))
+    difference = max_difference(adapter_weights(lora_run_dir), adapter_weights(run_dir))
     assert difference <= 1e-6, f"killed after step {kill_after} (seed {seed}): {difference}"
-    assert losses(run_dir) == losses(reference), kill_after  # logged rounded: equal
-    expected = json.loads((reference / "metrics.json").read_text())["train_loss"]
+    assert losses(run_dir) == losses(lora_run_dir), kill_after  # logged rounded: equal
+    expected = json.loads((lora_run_dir / "metrics.json").read_text())["train_loss"]
     assert json.loads((run_dir / "metrics.json").read_text())["train_loss"] == pytest.approx(
         expected, abs=1e-6
     )

@@ -14,7 +14,7 @@ import yaml
 from dialogsum import Summarizer
 from dialogsum.data import sample_path
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_recipe_trains_scores_and_writes_a_model_card(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,19 @@ def test_a_single_data_file_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="one file, which would be both"):
         run_quickstart(model="dialogsum-tiny", data=sample_path("test"), output_dir=tmp_path / "q")
     assert not (tmp_path / "q").exists()
+
+
+def test_the_quickstart_hint_names_a_command_that_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dialogsum import quickstart
+
+    script = tmp_path / "venv" / "bin" / "dialogsum"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "argv", [str(script), "quickstart"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert quickstart.command_name() == str(script.resolve())
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin")
+    os.chmod(script, 0o755)
+    assert quickstart.command_name() == "dialogsum"

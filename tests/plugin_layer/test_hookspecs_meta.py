@@ -14,7 +14,7 @@ import pytest
 from dialogsum import hookspecs
 from dialogsum.plugins import make_plugin_manager
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 PLUGINS_DOC = ROOT / "docs" / "plugins.md"
 
