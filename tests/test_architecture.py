@@ -658,13 +658,9 @@ def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def onnx_export(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("optimum.exporters.onnx")
-    from dialogsum import Summarizer
-
-    model = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
-    return model.export(tmp_path_factory.mktemp("architecture") / "onnx")
+def onnx_export(onnx_export_dir: Path) -> Path:
+    """The session's ONNX export of the tiny model (tests/conftest.py)."""
+    return onnx_export_dir
 
 
 def test_an_onnx_export_serves_without_the_torch_stack(onnx_export: Path) -> None:

@@ -47,7 +47,7 @@ def base(tiny_model_dir: Path) -> Summarizer:
 
 
 # Falling loss, an untouched original and a reload with the same greedy tokens are checked for
-# every registered method by the test kit's battery (tests/test_contract.py); this checks what a
+# every registered method by the test kit's battery (tests/testing/test_contract.py); this checks what a
 # saved folder holds.
 @pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
 def test_saved_folder_holds_the_weights_and_manifest_the_method_needs(

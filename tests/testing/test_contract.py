@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from dialogsum import Summarizer
 from dialogsum.registry import get_registry
 from dialogsum.testing import BackendContract, MethodContract
 
@@ -36,13 +35,9 @@ class TestTorchBackend(BackendContract):
 
 
 @pytest.fixture(scope="module")
-def onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model exported to ONNX, once for this module."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("optimum.exporters.onnx")
-    return Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False}).export(
-        tmp_path_factory.mktemp("exports") / "onnx"
-    )
+def onnx_model_dir(onnx_export_dir: Path) -> Path:
+    """The tiny model exported to ONNX (the session's shared export)."""
+    return onnx_export_dir
 
 
 class TestOnnxRuntimeBackend(BackendContract):

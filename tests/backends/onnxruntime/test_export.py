@@ -31,13 +31,15 @@ def tuned_model(tiny_model_dir: Path, few_examples, method: str, options: dict) 
 
 
 @pytest.fixture(scope="module")
-def lora(tiny_model_dir: Path, few_examples) -> Summarizer:  # type: ignore[no-untyped-def]
-    return tuned_model(tiny_model_dir, few_examples, "lora", {"r": 4})
+def lora(lora_summarizer: Summarizer) -> Summarizer:
+    """The session's LoRA-tuned tiny model (tests/conftest.py), the one tuned_model makes."""
+    return lora_summarizer
 
 
 @pytest.fixture(scope="module")
-def lora_export(lora: Summarizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return lora.export(tmp_path_factory.mktemp("exports") / "lora")
+def lora_export(lora_export_dir: Path) -> Path:
+    """The session's ONNX export of ``lora``."""
+    return lora_export_dir
 
 
 @pytest.mark.parametrize("method", ["lora", "prompt_tuning"])

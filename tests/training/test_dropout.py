@@ -1,7 +1,7 @@
 """What "the same model as one process" promises, exactly, with and without dropout.
 
 Batches and the loss are independent of the launch layout (processes x per-device batch x
-accumulation steps; tests/test_distributed.py launches real processes). Dropout masks are not:
+accumulation steps; tests/training/test_distributed.py launches real processes). Dropout masks are not:
 each forward pass draws them from the process's generator in the order and shapes its batch
 has, so another layout draws other masks. The promise, as docs/distributed.md states it:
 

@@ -50,7 +50,7 @@ from dialogsum.plugin_api import (
 )
 from dialogsum.testing import BackendContract, contract_dialogues, make_plugin_manager
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLUGINS_DOC = ROOT / "docs" / "plugins.md"
 PUBLIC = list(dialogsum.plugin_api.__all__)
 

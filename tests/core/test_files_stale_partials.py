@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from training_runs import environment
-
 from dialogsum.files import staged_folder, write_text
+
+from ..training_runs import environment
 
 
 def partials(folder: Path, name: str) -> list[Path]:

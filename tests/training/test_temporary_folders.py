@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from training_runs import environment, train_command
 
 from dialogsum import Summarizer
+
+from ..training_runs import environment, train_command
 
 #: A run without a run folder (the Python API's default), long enough to be stopped mid-run.
 ENDLESS_RUN = """
