@@ -171,7 +171,7 @@ def train_part(args: argparse.Namespace, data: Path, config: Path) -> dict[str, 
                 "logging_steps": 1,
             },
             {"max_source_length": 512, "max_target_length": 128},
-            base.manifest,
+            base.manifest.data.model_copy,
         )
         plan = plan_run(
             model=base.model,

@@ -267,7 +267,7 @@ def build(args: argparse.Namespace) -> tuple[list[Contender], int, dict[str, Any
                 "progress": False,
             },
             {"max_source_length": MAX_LENGTH, "max_target_length": 128},
-            base.manifest,
+            base.manifest.data.model_copy,
         )
         return plan_run(
             model=base.model,

@@ -202,7 +202,12 @@ class Summarizer:
 
         # Validated once, here at the edge; what follows receives the typed objects.
         return validate_run(
-            get_registry(self._plugins), method, options, training, data, self.manifest
+            get_registry(self._plugins),
+            method,
+            options,
+            training,
+            data,
+            lambda: self.manifest.data,
         )
 
     def _plan(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,17 +112,20 @@ def validate_run(
     options: Mapping[str, Any] | BaseModel | None,
     training: Mapping[str, Any] | TrainingOptions | None,
     data: Mapping[str, Any] | DataOptions | None,
-    manifest: ModelManifest,
+    model_data: Callable[[], DataOptions],
 ) -> tuple[BaseModel, TrainingOptions, DataOptions]:
     """The method's options, the training options and the data options, validated once.
 
-    A bad method name or option fails here, before anything loads. Each data option left out
-    is the model's own (its prompt and lengths, from its manifest), even when others are given.
+    A bad method name or option fails here, before anything of the model is read. Each data
+    option left out is the model's own (``model_data()``: its prompt and lengths, from its
+    manifest), even when others are given.
     """
-    own = manifest.data.model_dump()
+    method_options = registry.method_options(method, options)
+    training_options = parse_training(training)
+    own = model_data().model_dump()
     return (
-        registry.method_options(method, options),
-        parse_training(training),
+        method_options,
+        training_options,
         validate_options("data", DataOptions, data, defaults=own),
     )
 
