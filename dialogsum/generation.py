@@ -180,6 +180,35 @@ def encode_sources(
     return [ids for ids, _ in cut], sum(flag for _, flag in cut)
 
 
+class _TokenizersCall:
+    """A ``tokenizers.Tokenizer`` in the call shape of a transformers tokenizer."""
+
+    def __init__(self, tokenizer: Any, eos_token_id: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
+        return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
+
+
+def encode_with_tokenizers(
+    dialogues: Sequence[str],
+    tokenizer: Any,
+    eos_token_id: int,
+    options: DataOptions,
+    *,
+    warn: bool = True,
+) -> list[list[int]]:
+    """:func:`encode_sources` with a ``tokenizers.Tokenizer`` (what a torch-free backend
+    serves with); truncation is logged when ``warn``."""
+    sources, truncated = encode_sources(
+        dialogues, _TokenizersCall(tokenizer, eos_token_id), options
+    )
+    if warn:
+        warn_truncated_inputs(truncated, len(dialogues), options)
+    return sources
+
+
 def warn_truncated_inputs(truncated: int, total: int, options: DataOptions) -> None:
     """Log how many dialogues were cut before summarizing (never silent)."""
     if truncated:

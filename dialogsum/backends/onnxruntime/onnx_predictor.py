@@ -25,10 +25,9 @@ from dialogsum.plugin_api import (
     OnSummary,
     Predictor,
     clause,
-    encode_sources,
+    encode_with_tokenizers,
     read_manifest,
     summarize_batches,
-    warn_truncated_inputs,
 )
 
 #: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
@@ -56,17 +55,6 @@ def length_groups(lengths: list[int]) -> list[list[int]]:
             groups.append([row])
             real = lengths[row]
     return groups
-
-
-class _TokenizerAdapter:
-    """Gives a ``tokenizers.Tokenizer`` the call shape :func:`encode_sources` expects."""
-
-    def __init__(self, tokenizer: Any, eos_token_id: int) -> None:
-        self.tokenizer = tokenizer
-        self.eos_token_id = eos_token_id
-
-    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
-        return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
 
 
 class OnnxPredictor(Predictor):
@@ -215,11 +203,9 @@ class OnnxPredictor(Predictor):
 
     def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
         """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``)."""
-        adapter = _TokenizerAdapter(self.tokenizer, self.eos_token_id)
-        sources, truncated = encode_sources(texts, adapter, self.manifest.data)
-        if warn:
-            warn_truncated_inputs(truncated, len(texts), self.manifest.data)
-        return sources
+        return encode_with_tokenizers(
+            texts, self.tokenizer, self.eos_token_id, self.manifest.data, warn=warn
+        )
 
     def _encode_batch(self, ids: list[list[int]], mask: list[list[int]]) -> tuple[Any, Any]:
         """Encoder outputs and encoder mask of a right-padded batch, padded to its width.

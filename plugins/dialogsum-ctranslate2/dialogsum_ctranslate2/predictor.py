@@ -19,10 +19,9 @@ from dialogsum.plugin_api import (
     OnSummary,
     Predictor,
     clause,
-    encode_sources,
+    encode_with_tokenizers,
     read_manifest,
     summarize_batches,
-    warn_truncated_inputs,
 )
 from dialogsum_ctranslate2.export_files import REQUIRED_FILES
 
@@ -40,17 +39,6 @@ BEAM_PATIENCE = 2.0
 
 #: Called with a row's position in its batch and its token ids once they are final.
 Finished = Callable[[int, list[int]], None]
-
-
-class _TokenizerAdapter:
-    """Gives a ``tokenizers.Tokenizer`` the call shape :func:`encode_sources` expects."""
-
-    def __init__(self, tokenizer: Any, eos_token_id: int) -> None:
-        self.tokenizer = tokenizer
-        self.eos_token_id = eos_token_id
-
-    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
-        return {"input_ids": [e.ids for e in self.tokenizer.encode_batch(texts)]}
 
 
 def export_manifest(model_dir: Path | str) -> tuple[Path, ModelManifest]:
@@ -195,11 +183,9 @@ class CTranslate2Predictor(Predictor):
 
     def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
         """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``)."""
-        adapter = _TokenizerAdapter(self.tokenizer, self.eos_token_id)
-        sources, truncated = encode_sources(texts, adapter, self.manifest.data)
-        if warn:
-            warn_truncated_inputs(truncated, len(texts), self.manifest.data)
-        return sources
+        return encode_with_tokenizers(
+            texts, self.tokenizer, self.eos_token_id, self.manifest.data, warn=warn
+        )
 
     def generate_ids(
         self,
