@@ -13,25 +13,11 @@ import pytest
 
 from dialogsum.cli import main
 
+from ..without_modules import cli_without
+
 #: Runs the command line in a process where ``ray`` cannot be imported, as in an install
 #: without the ``ray`` extra (Ray is installed in the development environment).
-WITHOUT_RAY = """
-import importlib.abc
-import sys
-
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "ray":
-            raise ImportError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, Block())
-from dialogsum.cli import main
-
-sys.exit(main(sys.argv[1:]))
-"""
+WITHOUT_RAY = cli_without("ray")
 
 
 def test_the_ray_engine_without_ray_writes_nothing_and_names_the_extra(tmp_path: Path) -> None:
