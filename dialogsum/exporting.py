@@ -70,27 +70,21 @@ class ExportJob:
         """
         from dialogsum._version import __version__
 
-        previous = self.record
-        record = ExportInfo(
+        previous = self.record or ExportInfo(
             backend=self.backend,
             source_model=self.source_model,
             adapter=self.adapter,
-            versions={
-                "dialogsum": __version__,
-                **(previous.versions if previous else {}),
-                **(versions or {}),
-            },
+            versions={"dialogsum": __version__},
             options=self.options,
-            files=list(files if files is not None else previous.files if previous else []),
-            parity=dict(parity if parity is not None else previous.parity if previous else {}),
-            backend_data=dict(
-                backend_data
-                if backend_data is not None
-                else previous.backend_data
-                if previous
-                else {}
-            ),
         )
+        given: dict[str, Any] = {"versions": {**previous.versions, **(versions or {})}}
+        if files is not None:
+            given["files"] = list(files)
+        if parity is not None:
+            given["parity"] = dict(parity)
+        if backend_data is not None:
+            given["backend_data"] = dict(backend_data)
+        record = previous.model_copy(update=given)
         self.record = record
         manifest = self.manifest.model_copy(
             update={

@@ -180,7 +180,7 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
             f"A {what} is the class {obj.__name__}; "
             f"register an instance: register({obj.__name__}())."
         )
-    if not isinstance(obj, (FinetuneMethod, InferenceBackend)) or not isinstance(obj, base):
+    if not isinstance(obj, base):
         other: Kind = "backend" if kind == "method" else "method"
         hint = (
             f" It is a {other}: register it in register_{other}s."
