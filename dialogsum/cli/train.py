@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.registry import get_registry
     from dialogsum.summarizer import Summarizer
     from dialogsum.training.checkpoints import check_run_folder
-    from dialogsum.training.distributed import check_sharding, is_main_process
+    from dialogsum.training.distributed import (
+        check_sharding,
+        is_main_process,
+        leave_process_group,
+    )
 
     config = load_settings(TrainConfig, args)
     check_sharding()  # a launch that cannot be saved fails before the model loads
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             data=config.data,
             steps=args.estimate_steps,
         )
+        leave_process_group()
         if not is_main_process():
             return 0
         print(estimate.message())
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         data=config.data,
         overwrite=config.overwrite,
     )
+    leave_process_group()  # before a rank returns and exits; is_main_process reads RANK then
     if not is_main_process():
         return 0  # rank 0 prints the run's result, once
     metrics = tuned.training.metrics if tuned.training else {}

@@ -42,6 +42,19 @@ def is_main_process() -> bool:
     return process_rank() == 0
 
 
+def leave_process_group() -> None:
+    """Close this process's side of the launch's process group, if one is running.
+
+    A process that exits with the group still open tears gloo's threads down unjoined during
+    interpreter shutdown, which sometimes aborts it ("terminate called without an active
+    exception"); the launcher then stops every process as failed, rank 0 in the middle of
+    scoring. Closing it is local: the other processes are not waited for.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def cpu_only() -> bool:
     """True where torch sees no accelerator (CUDA, MPS, XPU, ...): training runs on the CPU.
 
