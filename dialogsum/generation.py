@@ -52,6 +52,10 @@ class GenerationOptions(BaseModel):
         False, description="Beam search: stop when num_beams finished candidates exist."
     )
     batch_size: int = Field(8, gt=0, description="Dialogues per generation batch.")
+    adapter: str | None = Field(
+        None,
+        description="A loaded adapter to summarize with (a multi-adapter export); None: the base.",
+    )
 
     @field_validator("min_new_tokens")
     @classmethod

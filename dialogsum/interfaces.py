@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, run_grouped
+from dialogsum.errors import ConfigError
 from dialogsum.generation import GenerationOptions, OnSummary
 from dialogsum.modeling import ModelManifest, TorchModel
 
@@ -79,6 +81,54 @@ class Predictor(ABC):
         cut), or None when this predictor cannot tell. ``dialogsum serve`` counts input and
         output tokens with it, and reports inputs over the model's length."""
         return None
+
+    def adapters(self) -> dict[str, AdapterInfo]:
+        """The adapters served beside the base model, by name (none unless overridden).
+
+        A backend that serves adapters unmerged overrides this, :meth:`load_adapter`,
+        :meth:`unload_adapter`, and reads ``options.adapter`` in :meth:`summarize`. The core
+        refuses an adapter name not listed here before a predictor sees it.
+        """
+        return {}
+
+    def load_adapter(self, name: str, source: Path) -> AdapterInfo:
+        """Start serving the adapter in folder ``source`` as ``name`` (replacing one so named).
+
+        Atomic: a summary running meanwhile finishes with the adapters it started with, and an
+        adapter that fails to load (a corrupt file, another base model) changes nothing.
+        """
+        export = self.manifest.export
+        raise ConfigError(
+            f"This model's backend ({export.backend if export else 'torch'}) serves no "
+            f"adapters beside its base, so {name!r} cannot be loaded. Export the base "
+            f"with its adapters for the onnxruntime backend (dialogsum export --adapter "
+            f"NAME=RUN ...) and serve that folder."
+        )
+
+    def unload_adapter(self, name: str) -> AdapterInfo:
+        """Stop serving adapter ``name`` (summaries already running with it finish); return it."""
+        raise UnknownAdapterError(name, list(self.adapters()))
+
+    def summarize_rows(
+        self,
+        dialogues: list[str],
+        adapters: list[str | None],
+        options: GenerationOptions,
+        on_summary: OnSummary | None = None,
+    ) -> list[str]:
+        """Summarize dialogues that may each ask for another adapter (None: the base).
+
+        ``adapters[i]`` replaces ``options.adapter`` for dialogue ``i``. This default runs the
+        dialogues of each adapter together, one :meth:`summarize_each` call per adapter; a
+        backend that can run rows of different adapters in one model call (each row's answer
+        unchanged) overrides it. ``dialogsum serve`` batches through it.
+        """
+
+        def run(name: str | None, rows: list[int], report: OnSummary) -> list[str]:
+            chosen = options.model_copy(update={"adapter": name})
+            return self.summarize_each([dialogues[row] for row in rows], chosen, report)
+
+        return run_grouped(adapters, run, on_summary)
 
     @property
     def torch_model(self) -> TorchModel | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, check_adapter_name
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
@@ -319,7 +320,39 @@ class Summarizer:
         options checked once (``dialogsum serve`` does). A bad option is a ConfigError naming
         it and the valid ones.
         """
-        return parse_generation(generation, self.manifest.generation)
+        options = parse_generation(generation, self.manifest.generation)
+        if options.adapter is None:
+            return options
+        # An adapter brings its own decoding defaults (those it was tuned with).
+        return parse_generation(generation, self.adapter(options.adapter).manifest.generation)
+
+    def adapters(self) -> dict[str, AdapterInfo]:
+        """The adapters served beside the base model, by name (a multi-adapter export's).
+
+        Choose one per call with ``summarize(dialogues, adapter=NAME)``; none is the base.
+        """
+        return self._predictor.adapters()
+
+    def adapter(self, name: str) -> AdapterInfo:
+        """The loaded adapter ``name``, or an error listing the loaded ones."""
+        found = self.adapters().get(name)
+        if found is None:
+            raise UnknownAdapterError(name, list(self.adapters()))
+        return found
+
+    def load_adapter(self, name: str, path: str | Path) -> AdapterInfo:
+        """Serve the adapter in ``path`` as ``name`` from now on, beside the others.
+
+        ``path`` is an adapter folder of a multi-adapter export, or a LoRA or prompt-tuning
+        run (its folder or its ``model`` folder) of this model's base. Atomic: a failure
+        changes nothing, and summaries running meanwhile finish unchanged.
+        """
+        check_adapter_name(name)
+        return self._predictor.load_adapter(name, Path(path).expanduser())
+
+    def unload_adapter(self, name: str) -> AdapterInfo:
+        """Stop serving adapter ``name``; return what it was."""
+        return self._predictor.unload_adapter(name)
 
     def summarize(
         self,

@@ -68,6 +68,7 @@ FOUNDATION = frozenset(
         "evaluate",
         "modeling",
         "adapters",
+        "adapter_serving",
     )
 )
 #: The contract, discovery, the registry, and the capabilities plugins share (export, parity).
@@ -776,6 +777,7 @@ MODEL_SUFFIXES = ("Options", "Settings", "Config")
 #: Models that are neither: records written to disk and the service's wire schema.
 RECORDS = {
     "dialogsum.modeling": {"ModelManifest", "ExportInfo"},
+    "dialogsum.adapter_serving": {"AdapterInfo"},
     "dialogsum.serve.schema": {"SummarizeRequest", "Parameters", "Summary"},
 }
 
