@@ -115,13 +115,18 @@ class Predictor(ABC):
         adapters: list[str | None],
         options: GenerationOptions,
         on_summary: OnSummary | None = None,
+        on_partial: OnSummary | None = None,
     ) -> list[str]:
         """Summarize dialogues that may each ask for another adapter (None: the base).
 
-        ``adapters[i]`` replaces ``options.adapter`` for dialogue ``i``. This default runs the
-        dialogues of each adapter together, one :meth:`summarize_each` call per adapter; a
-        backend that can run rows of different adapters in one model call (each row's answer
-        unchanged) overrides it. ``dialogsum serve`` batches through it.
+        ``adapters[i]`` replaces ``options.adapter`` for dialogue ``i``. ``on_summary(i,
+        summary)`` is called once per dialogue when its summary is final; ``on_partial(i,
+        text)``, if the backend can, with the summary decoded so far as greedy decoding
+        proceeds (``dialogsum serve`` streams it; beam search has no partial summary to show).
+        This default runs the dialogues of each adapter together, one :meth:`summarize_each`
+        call per adapter, and reports no partial summaries; a backend that can run rows of
+        different adapters in one model call (each row's answer unchanged) overrides it.
+        ``dialogsum serve`` batches through it.
         """
 
         def run(name: str | None, rows: list[int], report: OnSummary) -> list[str]:
