@@ -87,8 +87,7 @@ def lora_summarizer(tiny_model_dir: Path, few_examples: list[Example]) -> Summar
         few_examples,
         method="lora",
         options={"r": 4},
-        training={"max_steps": 6, "progress": False, "learning_rate": 1e-2,
-                  "save_strategy": "no"},
+        training={"max_steps": 6, "progress": False, "learning_rate": 1e-2, "save_strategy": "no"},
     )
 
 

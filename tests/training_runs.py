@@ -25,14 +25,30 @@ def environment() -> dict[str, str]:
     """This checkout first on the path (launched processes import this dialogsum), and one
     thread per process: the same arithmetic order in every run, no contention for the cores."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1",
-            "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "OMP_NUM_THREADS": "1",
+        "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
 
 
 def train_command(model: Path, data: Path, run_dir: Path, *extra: str) -> list[str]:
     """``dialogsum train`` of the checkpointed run, plus ``extra`` flags."""
-    return [sys.executable, "-m", "dialogsum", "train", "--model", str(model), "--train",
-            str(data), "--output-dir", str(run_dir), *CHECKPOINTED_RUN, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "dialogsum",
+        "train",
+        "--model",
+        str(model),
+        "--train",
+        str(data),
+        "--output-dir",
+        str(run_dir),
+        *CHECKPOINTED_RUN,
+        *extra,
+    ]
 
 
 def train(model: Path, data: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -80,7 +80,9 @@ def complete(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uninterrupted local run over the rows."""
     folder = tmp_path_factory.mktemp("complete")
     data = write_rows(folder / "in.jsonl", rows())
-    assert batch("--input", str(data), "--output", str(folder / "out.jsonl"), "--chunk-size", "8") == 0
+    assert (
+        batch("--input", str(data), "--output", str(folder / "out.jsonl"), "--chunk-size", "8") == 0
+    )
     return folder / "out.jsonl"
 
 
@@ -93,25 +95,45 @@ def test_local_engine_writes_every_row_once_in_input_order(
 
 
 def test_a_pool_of_workers_writes_the_same_file_and_counts_truncation(
-    tmp_path: Path, complete: Path, offline: Offline, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    complete: Path,
+    offline: Offline,
+    capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     data = write_rows(tmp_path / "in.jsonl", rows())
     output = tmp_path / "out.jsonl"
-    assert batch("--input", str(data), "--output", str(output), "--chunk-size", "8",
-                 "--workers", "2") == 0
+    assert (
+        batch("--input", str(data), "--output", str(output), "--chunk-size", "8", "--workers", "2")
+        == 0
+    )
     assert output.read_bytes() == complete.read_bytes()
     # One total for the job, not a warning per chunk.
     assert json.loads(capsys.readouterr().out)["truncated"] == offline.truncated
     warnings = [r for r in caplog.records if "max_source_length" in r.getMessage()]
-    assert len(warnings) == 1 and warnings[0].getMessage().startswith(f"{offline.truncated} of {ROWS}")
+    assert len(warnings) == 1 and warnings[0].getMessage().startswith(
+        f"{offline.truncated} of {ROWS}"
+    )
 
 
 def test_kill_9_then_rerun_gives_every_row_exactly_once(tmp_path: Path, complete: Path) -> None:
     data = write_rows(tmp_path / "in.jsonl", rows())
     output = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "dialogsum", "batch", "--model", "dialogsum-tiny",
-               "--input", str(data), "--output", str(output), "--chunk-size", "4", *DECODING]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum",
+        "batch",
+        "--model",
+        "dialogsum-tiny",
+        "--input",
+        str(data),
+        "--output",
+        str(output),
+        "--chunk-size",
+        "4",
+        *DECODING,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
@@ -144,8 +166,9 @@ def test_a_line_cut_short_is_removed_and_summarized_again(
     assert json.loads(capsys.readouterr().out)["already_done"] == 5
 
 
-def test_a_finished_output_is_left_as_it_is(tmp_path: Path, complete: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_finished_output_is_left_as_it_is(
+    tmp_path: Path, complete: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = write_rows(tmp_path / "in.jsonl", rows())
     output = tmp_path / "out.jsonl"
     output.write_bytes(complete.read_bytes())
@@ -168,7 +191,9 @@ def test_a_malformed_row_fails_the_job_naming_file_and_line(
     assert not output.exists()  # checked before any model loads or anything is written
 
 
-def test_rejects_set_malformed_rows_aside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rejects_set_malformed_rows_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "in.jsonl"
     good = [json.dumps(r) for r in rows()[:3]]
     data.write_text("\n".join([good[0], "not json", '{"summary": "x"}', good[1], good[2]]) + "\n")
@@ -196,13 +221,17 @@ def test_rows_without_ids_are_numbered_by_file_and_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("records", "message"),
     [
-        ([{"id": 1, "dialogue": "A: hi"}, {"id": 1, "dialogue": "B: hello"}],
-         ":2: id 1 is used by an earlier row too"),
+        (
+            [{"id": 1, "dialogue": "A: hi"}, {"id": 1, "dialogue": "B: hello"}],
+            ":2: id 1 is used by an earlier row too",
+        ),
         ([], "no rows to summarize"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_model_loads(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: list[dict[str, object]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    records: list[dict[str, object]],
     message: str,
 ) -> None:
     data = write_rows(tmp_path / "in.jsonl", records)
@@ -239,8 +268,20 @@ def test_ray_engine_gives_the_same_summaries_and_resumes(
     pytest.importorskip("ray")
     data = write_rows(tmp_path / "in.jsonl", rows())
     output = tmp_path / "out"
-    args = ["--engine", "ray", "--workers", "2", "--threads", "1", "--input", str(data),
-            "--output", str(output), "--chunk-size", "8"]
+    args = [
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--input",
+        str(data),
+        "--output",
+        str(output),
+        "--chunk-size",
+        "8",
+    ]
     assert batch(*args) == 0
     written = read_output(output)
     assert sorted(r["id"] for r in written) == sorted(offline.summaries)
@@ -273,7 +314,6 @@ def test_overwrite_keeps_the_output_when_the_input_is_bad(
     assert output.read_text() == json.dumps({"id": 1, "summary": "kept"}) + "\n"
 
 
-
 def test_a_rerun_with_other_settings_is_refused(
     tmp_path: Path, complete: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,8 +326,19 @@ def test_a_rerun_with_other_settings_is_refused(
     kept = "".join(complete.read_text().splitlines(keepends=True)[:5])
     output.write_text(kept)  # an interrupted run
     capsys.readouterr()
-    other = ["--model", "dialogsum-tiny", "--num-beams", "2", "--max-new-tokens", "12",
-             "--no-progress", "--input", str(data), "--output", str(output)]
+    other = [
+        "--model",
+        "dialogsum-tiny",
+        "--num-beams",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--no-progress",
+        "--input",
+        str(data),
+        "--output",
+        str(output),
+    ]
     assert main(["batch", *other]) == 2
     error = capsys.readouterr().err
     assert "was written with other settings (decoding.num_beams: 1 then, 2 now)" in error
@@ -320,7 +371,6 @@ def test_rejects_never_replace_the_input_the_output_or_another_file(
         assert batch(*args) == 0  # its own rejects file is rewritten on a rerun
 
 
-
 def test_a_csv_input_is_refused_and_a_byte_order_mark_is_read_past(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -333,15 +383,16 @@ def test_a_csv_input_is_refused_and_a_byte_order_mark_is_read_past(
     assert batch("--input", str(marked), "--output", str(tmp_path / "out.jsonl")) == 0
 
 
-
 def test_output_and_rejects_inside_the_input_folder_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     write_rows(folder / "a.jsonl", rows()[:2])
-    for extra in (["--output", str(folder / "out.jsonl")],
-                  ["--output", str(tmp_path / "out.jsonl"), "--rejects", str(folder / "r.jsonl")]):
+    for extra in (
+        ["--output", str(folder / "out.jsonl")],
+        ["--output", str(tmp_path / "out.jsonl"), "--rejects", str(folder / "r.jsonl")],
+    ):
         assert batch("--input", str(folder), *extra) == 2
         assert "is inside the input folder" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl"]

@@ -60,8 +60,19 @@ def test_rejects_take_a_row_that_is_not_utf8_and_the_rest_is_summarized(
     good = write_input(data)
     output = tmp_path / ("out" if engine == "ray" else "out.jsonl")
     rejects = tmp_path / "rejects.jsonl"
-    assert batch("--engine", engine, "--input", str(data), "--output", str(output),
-                 "--rejects", str(rejects)) == 0
+    assert (
+        batch(
+            "--engine",
+            engine,
+            "--input",
+            str(data),
+            "--output",
+            str(output),
+            "--rejects",
+            str(rejects),
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert (report["rows"], report["rejected"]) == (len(good), 1)
     files = sorted(output.glob("*.jsonl")) if output.is_dir() else [output]

@@ -24,9 +24,23 @@ def test_the_ray_engine_without_ray_writes_nothing_and_names_the_extra(tmp_path:
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"id": "a", "dialogue": "#Person1#: Hi.\n#Person2#: Hello."}) + "\n")
     output, rejects = tmp_path / "x.jsonl", tmp_path / "rejects.jsonl"
-    command = [sys.executable, "-c", WITHOUT_RAY, "batch", "--model", "dialogsum-tiny",
-               "--engine", "ray", "--input", str(data), "--output", str(output),
-               "--rejects", str(rejects), "--no-progress"]
+    command = [
+        sys.executable,
+        "-c",
+        WITHOUT_RAY,
+        "batch",
+        "--model",
+        "dialogsum-tiny",
+        "--engine",
+        "ray",
+        "--input",
+        str(data),
+        "--output",
+        str(output),
+        "--rejects",
+        str(rejects),
+        "--no-progress",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "pip install 'dialogsum[ray]'" in done.stderr
@@ -52,8 +66,9 @@ def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
 ) -> None:
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"id": "a", "dialogue": "#Person1#: Hi.\n#Person2#: Hello."}) + "\n")
-    status = main(["batch", "--input", str(data), "--output", f"{tmp_path / 'outdir'}/",
-                   "--no-progress"])
+    status = main(
+        ["batch", "--input", str(data), "--output", f"{tmp_path / 'outdir'}/", "--no-progress"]
+    )
     assert status == 2
     error = capsys.readouterr().err
     assert "names a folder (it ends with '/')" in error

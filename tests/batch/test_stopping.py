@@ -22,8 +22,19 @@ from dialogsum.data import sample_path
 ROWS = 40
 #: Short greedy summaries in small chunks: the job is still running when its first lines are
 #: written, and the tests check processes and bookkeeping, not summaries.
-OPTIONS = ["--workers", "2", "--threads", "1", "--chunk-size", "2", "--num-beams", "1",
-           "--max-new-tokens", "12", "--no-progress"]
+OPTIONS = [
+    "--workers",
+    "2",
+    "--threads",
+    "1",
+    "--chunk-size",
+    "2",
+    "--num-beams",
+    "1",
+    "--max-new-tokens",
+    "12",
+    "--no-progress",
+]
 #: Bounds, in seconds: two workers loading the model on a busy machine; the command ending
 #: after a signal; its processes going after it.
 START_WAIT, EXIT_WAIT, GONE_WAIT = 240.0, 60.0, 10.0
@@ -37,8 +48,19 @@ def write_input(path: Path) -> list[str]:
 
 
 def command(data: Path, output: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "dialogsum", "batch", "--model", "dialogsum-tiny",
-            "--input", str(data), "--output", str(output), *options]
+    return [
+        sys.executable,
+        "-m",
+        "dialogsum",
+        "batch",
+        "--model",
+        "dialogsum-tiny",
+        "--input",
+        str(data),
+        "--output",
+        str(output),
+        *options,
+    ]
 
 
 def is_gone(process: psutil.Process) -> bool:
@@ -67,7 +89,9 @@ class Job:
         # To a file, not a pipe: workers left behind would hold a pipe open and hang the read.
         with stderr.open("w") as sink:
             self.process = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=sink,
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
                 env={**os.environ, "OMP_NUM_THREADS": "1"},
             )
         self.children: list[psutil.Process] = []
@@ -122,8 +146,9 @@ def test_sigterm_stops_the_job_like_ctrl_c_and_a_rerun_finishes_it(
     written = output.read_bytes().count(b"\n")
     assert written < ROWS  # stopped mid-job: the rerun has work left
 
-    rerun = subprocess.run(command(data, output, *OPTIONS), capture_output=True, text=True,
-                           timeout=START_WAIT)
+    rerun = subprocess.run(
+        command(data, output, *OPTIONS), capture_output=True, text=True, timeout=START_WAIT
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     report = json.loads(rerun.stdout)
     assert (report["already_done"], report["summarized"]) == (written, ROWS - written)
@@ -166,8 +191,9 @@ time.sleep(120)
 
 
 def test_the_watchdog_alone_ends_a_worker_whose_parent_was_killed() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, WATCHED_WORKER],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, WATCHED_WORKER], stdout=subprocess.PIPE, text=True
+    )
     worker: psutil.Process | None = None
     try:
         assert parent.stdout is not None

@@ -103,8 +103,18 @@ def test_train_evaluate_summarize(
     assert code == 0, err
     scores = json.loads(out)
     assert scores["n"] == 40 and 0 <= scores["rouge1"] <= 100
-    quick = ["evaluate", "--model", str(run_dir), "--data", str(sample_dir), "--limit", "3",
-             "--max-new-tokens", "4", "--json"]
+    quick = [
+        "evaluate",
+        "--model",
+        str(run_dir),
+        "--data",
+        str(sample_dir),
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]
     code, out, err = run(quick, capsys)
     assert code == 0 and json.loads(out)["n"] == 3 and json.loads(out)["references"] == 9, err
 
@@ -252,10 +262,19 @@ def test_report_to_takes_one_name_or_a_list() -> None:
     from dialogsum.cli import build_parser
     from dialogsum.cli.config import TrainConfig, build_config, flags_to_settings
 
-    args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "tensorboard"])
-    assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == ["tensorboard"]
-    args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "[tensorboard, wandb]"])
-    assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == ["tensorboard", "wandb"]
+    args = build_parser().parse_args(
+        ["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "tensorboard"]
+    )
+    assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == [
+        "tensorboard"
+    ]
+    args = build_parser().parse_args(
+        ["train", "--train", "t.jsonl", "--output-dir", "r", "--report-to", "[tensorboard, wandb]"]
+    )
+    assert build_config(TrainConfig, None, flags_to_settings(args)).training.report_to == [
+        "tensorboard",
+        "wandb",
+    ]
 
 
 def test_an_unknown_flag_is_told_with_the_command_usage(capsys) -> None:  # type: ignore[no-untyped-def]

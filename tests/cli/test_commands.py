@@ -41,8 +41,20 @@ def test_summarize_reads_a_folder_and_takes_no_progress(
     tiny_model_dir: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "out.jsonl"
-    args = ["summarize", "--model", str(tiny_model_dir), "--input", str(sample_dir),
-            "--output", str(output), "--max-new-tokens", "2", "--no-progress", "--batch-size", "40"]
+    args = [
+        "summarize",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(sample_dir),
+        "--output",
+        str(output),
+        "--max-new-tokens",
+        "2",
+        "--no-progress",
+        "--batch-size",
+        "40",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == 40 and rows[0]["id"] == "test_0"  # the folder's test split
@@ -56,9 +68,21 @@ def test_the_cli_takes_the_bundled_base_too(
     args = ["evaluate", "--model", str(bundled_lora_dir), "--data", str(sample_dir / "test.jsonl")]
     assert main([*args, "--max-new-tokens", "2", "--base-model", "dialogsum-tiny", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 40
-    compare = ["compare", "--model", str(bundled_lora_dir), "--base-model", "dialogsum-tiny", "--data",
-               str(sample_dir), "--limit", "2", "--output", str(tmp_path / "cmp"),
-               "--max-new-tokens", "2"]
+    compare = [
+        "compare",
+        "--model",
+        str(bundled_lora_dir),
+        "--base-model",
+        "dialogsum-tiny",
+        "--data",
+        str(sample_dir),
+        "--limit",
+        "2",
+        "--output",
+        str(tmp_path / "cmp"),
+        "--max-new-tokens",
+        "2",
+    ]
     assert main(compare) == 0, capsys.readouterr().err
 
 

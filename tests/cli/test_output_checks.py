@@ -104,7 +104,10 @@ def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_a_read_only_output_folder_is_refused_before_the_model_loads(
-    command: str, read_only: Path, tiny_model_dir: Path, dialogues: Path,
+    command: str,
+    read_only: Path,
+    tiny_model_dir: Path,
+    dialogues: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     error = refusal(COMMANDS[command](tiny_model_dir, dialogues, read_only), capsys)
@@ -115,7 +118,10 @@ def test_a_read_only_output_folder_is_refused_before_the_model_loads(
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_an_output_under_a_file_is_refused_before_the_model_loads(
-    command: str, a_file: Path, tiny_model_dir: Path, dialogues: Path,
+    command: str,
+    a_file: Path,
+    tiny_model_dir: Path,
+    dialogues: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     error = refusal(COMMANDS[command](tiny_model_dir, dialogues, a_file), capsys)

@@ -28,7 +28,9 @@ def test_more_samples_than_the_data_holds_is_said(
 
 
 def test_the_dialogues_shown_are_those_tuning_changed_most() -> None:
-    examples = [Example(f"#Person1#: dialogue {i}.", (f"reference {i}",), f"d{i}") for i in range(5)]
+    examples = [
+        Example(f"#Person1#: dialogue {i}.", (f"reference {i}",), f"d{i}") for i in range(5)
+    ]
     original = ["a b c d", "a b c d", "a b c d", "a b c d", "a b c d"]
     tuned = ["a b c d", "a b c x", "a b c d", "w x y z", "a b c d"]
     result = QuickstartResult(

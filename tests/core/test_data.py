@@ -51,8 +51,10 @@ def test_a_byte_order_mark_is_read_past(tmp_path: Path, name: str) -> None:
     # Spreadsheets save "CSV UTF-8" with one; it must not stick to the first field's name.
     path = tmp_path / name
     row = {"dialogue": "#Person1#: Hi.", "summary": "They greet."}
-    text = 'dialogue,summary\n"#Person1#: Hi.",They greet.\n' if name.endswith(".csv") else (
-        json.dumps([row]) if name.endswith(".json") else json.dumps(row) + "\n"
+    text = (
+        'dialogue,summary\n"#Person1#: Hi.",They greet.\n'
+        if name.endswith(".csv")
+        else (json.dumps([row]) if name.endswith(".json") else json.dumps(row) + "\n")
     )
     path.write_text(text, encoding="utf-8-sig")
     [example] = load_examples(path)

@@ -44,8 +44,9 @@ FUZZ = settings(
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 #: Field values: mostly text (so rows get past the first check), sometimes anything.
@@ -149,8 +150,14 @@ def monkeypatch_stdin(monkeypatch: pytest.MonkeyPatch) -> Any:
     return feed
 
 
-CONFIGS = [TrainConfig, EvaluateConfig, SummarizeConfig, ExportConfig, CompareConfig,
-           QuickstartConfig]
+CONFIGS = [
+    TrainConfig,
+    EvaluateConfig,
+    SummarizeConfig,
+    ExportConfig,
+    CompareConfig,
+    QuickstartConfig,
+]
 
 
 @FUZZ
@@ -170,10 +177,28 @@ def test_a_config_file_of_any_text(text: str, suffix: str, model: Any) -> None:
 
 
 @FUZZ
-@given(document=st.dictionaries(
-    st.sampled_from(["train", "output_dir", "training", "data", "max_steps", "epochs",
-                     "options", "method", "model", "generation", "num_beams", "prompt"]),
-    json_values, max_size=6))
+@given(
+    document=st.dictionaries(
+        st.sampled_from(
+            [
+                "train",
+                "output_dir",
+                "training",
+                "data",
+                "max_steps",
+                "epochs",
+                "options",
+                "method",
+                "model",
+                "generation",
+                "num_beams",
+                "prompt",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    )
+)
 def test_a_config_mapping_of_any_shape(document: dict[str, Any]) -> None:
     path = _write(json.dumps(document).encode(), ".json")
     try:
@@ -194,11 +219,29 @@ FLAG_VALUES = st.text(alphabet=string.ascii_letters + string.digits + "-_.[],{}:
     command=st.sampled_from(["train", "evaluate", "summarize", "export", "compare", "quickstart"]),
     flags=st.lists(
         st.tuples(
-            st.sampled_from(["--max-steps", "--epochs", "--num-beams", "--batch-size",
-                             "--max-source-length", "--prompt", "--option", "--backend-option",
-                             "--eval-strategy", "--precision", "--report-to", "--limit",
-                             "--resume-from-checkpoint", "--learning-rate", "--length-penalty",
-                             "--quantize", "--show", "--train-samples", "--top-p"]),
+            st.sampled_from(
+                [
+                    "--max-steps",
+                    "--epochs",
+                    "--num-beams",
+                    "--batch-size",
+                    "--max-source-length",
+                    "--prompt",
+                    "--option",
+                    "--backend-option",
+                    "--eval-strategy",
+                    "--precision",
+                    "--report-to",
+                    "--limit",
+                    "--resume-from-checkpoint",
+                    "--learning-rate",
+                    "--length-penalty",
+                    "--quantize",
+                    "--show",
+                    "--train-samples",
+                    "--top-p",
+                ]
+            ),
             FLAG_VALUES,
         ),
         max_size=4,
@@ -211,9 +254,14 @@ def test_command_line_options_of_any_value(command: str, flags: list[tuple[str, 
         args = parser.parse_args(argv)
     except SystemExit:  # argparse's own usage error, printed with the usage line
         return
-    model = {"train": TrainConfig, "evaluate": EvaluateConfig, "summarize": SummarizeConfig,
-             "export": ExportConfig, "compare": CompareConfig,
-             "quickstart": QuickstartConfig}[command]
+    model = {
+        "train": TrainConfig,
+        "evaluate": EvaluateConfig,
+        "summarize": SummarizeConfig,
+        "export": ExportConfig,
+        "compare": CompareConfig,
+        "quickstart": QuickstartConfig,
+    }[command]
     try:
         build_config(model, None, flags_to_settings(args))
     except DialogsumError as exc:
@@ -227,8 +275,9 @@ def test_command_line_options_of_any_value(command: str, flags: list[tuple[str, 
         json_values,
         max_size=5,
     ),
-    defaults=st.dictionaries(st.sampled_from(list(GenerationOptions.model_fields)), json_values,
-                             max_size=3),
+    defaults=st.dictionaries(
+        st.sampled_from(list(GenerationOptions.model_fields)), json_values, max_size=3
+    ),
 )
 def test_generation_options_of_any_value(options: dict[str, Any], defaults: dict[str, Any]) -> None:
     try:
@@ -240,12 +289,27 @@ def test_generation_options_of_any_value(options: dict[str, Any], defaults: dict
 
 
 @FUZZ
-@given(manifest=st.dictionaries(
-    st.sampled_from(["format", "method", "base_model", "peft", "generation", "export", "data",
-                     "merged", "dialogsum_version"]),
-    json_values,
-    max_size=6,
-) | json_values, raw=st.none() | st.binary(max_size=80))
+@given(
+    manifest=st.dictionaries(
+        st.sampled_from(
+            [
+                "format",
+                "method",
+                "base_model",
+                "peft",
+                "generation",
+                "export",
+                "data",
+                "merged",
+                "dialogsum_version",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    )
+    | json_values,
+    raw=st.none() | st.binary(max_size=80),
+)
 def test_a_manifest_of_any_content(manifest: Any, raw: bytes | None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "dialogsum.json"

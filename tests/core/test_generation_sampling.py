@@ -14,7 +14,9 @@ from dialogsum.generation import GenerationOptions, parse_generation
 @pytest.mark.parametrize("option", [{"temperature": 0.3}, {"top_p": 0.5}, {"top_k": 5}])
 def test_a_sampling_option_without_do_sample_is_an_error(option: dict[str, float]) -> None:
     name, value = next(iter(option.items()))
-    with pytest.raises(ConfigError, match=rf"{name}={value} applies only when sampling.*do_sample=True"):
+    with pytest.raises(
+        ConfigError, match=rf"{name}={value} applies only when sampling.*do_sample=True"
+    ):
         parse_generation(option)
     with pytest.raises(ValueError, match=rf"{name}={value}"):
         GenerationOptions(**option)

@@ -42,7 +42,9 @@ class ThirdPartyPredictor(Predictor):
             ids = self.tokenizer([self.manifest.data.render(dialogue)], return_tensors="pt")
             with torch.inference_mode():
                 output = self.model.generate(
-                    **ids, num_beams=1, do_sample=False,
+                    **ids,
+                    num_beams=1,
+                    do_sample=False,
                     max_new_tokens=options.max_new_tokens or 8,
                 )
             summaries.append(self.tokenizer.decode(output[0], skip_special_tokens=True).strip())
@@ -86,8 +88,13 @@ def test_a_third_party_torch_backend_can_be_tuned_saved_merged_and_exported(
         few_examples,
         method="lora",
         options={"r": 4},
-        training={"max_steps": 4, "logging_steps": 1, "progress": False, "learning_rate": 1e-2,
-                  "save_strategy": "no"},
+        training={
+            "max_steps": 4,
+            "logging_steps": 1,
+            "progress": False,
+            "learning_rate": 1e-2,
+            "save_strategy": "no",
+        },
         data={"max_source_length": 128, "max_target_length": 32},
     )
     assert tuned.method == "lora" and len(tuned.training.losses) >= 4  # type: ignore[union-attr]

@@ -50,10 +50,30 @@ def test_compare_writes_markdown_and_html(
     page = (tmp_path / "cmp.html").read_text()
     assert page.startswith("<!doctype html>") and page.count("<th>human baseline</th>") == 2
     # One model twice is a slip, told before anything loads; a dotted name keeps its dot.
-    twice = ["compare", "--model", "dialogsum-tiny", "--model", "dialogsum-tiny", "--data",
-             str(sample_dir), "--output", str(tmp_path / "again")]
+    twice = [
+        "compare",
+        "--model",
+        "dialogsum-tiny",
+        "--model",
+        "dialogsum-tiny",
+        "--data",
+        str(sample_dir),
+        "--output",
+        str(tmp_path / "again"),
+    ]
     assert main(twice) == 2 and "given more than once" in capsys.readouterr().err
-    dotted = ["compare", "--model", str(saved), "--data", str(sample_dir), "--limit", "1",
-              "--max-new-tokens", "2", "--output", str(tmp_path / "results.v2")]
+    dotted = [
+        "compare",
+        "--model",
+        str(saved),
+        "--data",
+        str(sample_dir),
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--output",
+        str(tmp_path / "results.v2"),
+    ]
     assert main(dotted) == 0
     assert (tmp_path / "results.v2.md").is_file() and (tmp_path / "results.v2.html").is_file()

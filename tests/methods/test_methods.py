@@ -144,8 +144,12 @@ def test_bad_method_options_fail_before_training(base: Summarizer, few_examples)
     assert "pip install" not in str(typo.value)  # never a package named after a typo
     # The CLI's --option target_modules=q,query arrives as a string: read as a list.
     with pytest.raises(ConfigError, match=r"target_modules \['query'\] match no module"):
-        base.finetune(few_examples, method="lora", options={"target_modules": "q,query"},
-                      training={"max_steps": 1, "progress": False})
+        base.finetune(
+            few_examples,
+            method="lora",
+            options={"target_modules": "q,query"},
+            training={"max_steps": 1, "progress": False},
+        )
 
 
 def test_fp16_is_refused_with_reason(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]

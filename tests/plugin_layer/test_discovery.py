@@ -288,10 +288,14 @@ def _undecorated_register_methods(register: Callable[[Any], None]) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: types.SimpleNamespace(register_methods=_undecorated_register_methods),
-         "defines register_methods without the @dialogsum.hookimpl decorator"),
-        (lambda: plugin(register_methods=lambda: None),
-         r"has register_methods\(\) without its 'register' parameter"),
+        (
+            lambda: types.SimpleNamespace(register_methods=_undecorated_register_methods),
+            "defines register_methods without the @dialogsum.hookimpl decorator",
+        ),
+        (
+            lambda: plugin(register_methods=lambda: None),
+            r"has register_methods\(\) without its 'register' parameter",
+        ),
         (lambda: types.SimpleNamespace(), "implements no dialogsum hook"),
     ],
 )

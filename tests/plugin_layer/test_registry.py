@@ -198,11 +198,15 @@ class EchoBackendLike(dialogsum.InferenceBackend):
 @pytest.mark.parametrize(
     ("hook", "message"),
     [
-        (lambda register: (register(EchoMethod()), register(EchoMethod())),
-         "registers two methods named 'echo'"),
-        (lambda register: register(EchoBackendLike()),
-         r"does not subclass dialogsum\.plugin_api\.FinetuneMethod.* It is a backend: register "
-         r"it in register_backends"),
+        (
+            lambda register: (register(EchoMethod()), register(EchoMethod())),
+            "registers two methods named 'echo'",
+        ),
+        (
+            lambda register: register(EchoBackendLike()),
+            r"does not subclass dialogsum\.plugin_api\.FinetuneMethod.* It is a backend: register "
+            r"it in register_backends",
+        ),
     ],
 )
 def test_registration_slips_within_one_plugin_are_told_as_such(hook: Any, message: str) -> None:

@@ -99,7 +99,9 @@ def test_a_key_that_is_not_ascii_is_compared_as_the_bytes_sent(
     with Server(Summarizer(Reverse()), ServeSettings(api_key_env="TEST_DIALOGSUM_KEY")) as address:
         good = post(address, {"inputs": "abc"}, headers={"X-API-Key": "clé-secrète".encode()})
         assert good.status_code == 200, good.text
-        latin = post(address, {"inputs": "abc"}, headers={"X-API-Key": "clé-secrète".encode("latin-1")})
+        latin = post(
+            address, {"inputs": "abc"}, headers={"X-API-Key": "clé-secrète".encode("latin-1")}
+        )
         assert latin.status_code == 401
 
 

@@ -72,8 +72,9 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(
     expected = summarizer.summarize(dialogues, **GREEDY)
 
     def ask(index: int) -> str:
-        response = post(url, {"inputs": dialogues[index],
-                              "parameters": {"generate_parameters": GREEDY}})
+        response = post(
+            url, {"inputs": dialogues[index], "parameters": {"generate_parameters": GREEDY}}
+        )
         assert response.status_code == 200, response.text
         return response.json()[0]["summary_text"]
 
@@ -81,10 +82,14 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(
         answers = list(pool.map(ask, range(len(dialogues))))
     assert answers == expected  # none lost, none swapped
     metrics = httpx.get(f"{url}/metrics").text
-    batches = [line for line in metrics.splitlines()
-               if line.startswith("dialogsum_batch_requests_bucket") and 'le="1.0"' in line]
-    count = [line for line in metrics.splitlines()
-             if line.startswith("dialogsum_batch_requests_count")]
+    batches = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("dialogsum_batch_requests_bucket") and 'le="1.0"' in line
+    ]
+    count = [
+        line for line in metrics.splitlines() if line.startswith("dialogsum_batch_requests_count")
+    ]
     assert float(batches[0].split()[-1]) < float(count[0].split()[-1])  # some batch held >1
     assert 'dialogsum_requests_total{route="/v1/summarize",status="200"}' in metrics
 
@@ -100,11 +105,17 @@ def test_a_list_comes_back_in_order(url: str, summarizer: Summarizer, dialogues:
 @pytest.mark.parametrize(
     ("payload", "status", "needle"),
     [
-        ({"inputs": "x", "parameters": {"generate_parameters": {"num_beams": 0}}}, 422,
-         "num_beams"),
+        (
+            {"inputs": "x", "parameters": {"generate_parameters": {"num_beams": 0}}},
+            422,
+            "num_beams",
+        ),
         ({"inputs": "x", "parameters": {"generate_parameters": {"beams": 2}}}, 422, "beams"),
-        ({"inputs": "x", "parameters": {"generate_parameters": {"batch_size": 2}}}, 422,
-         "batch_size"),
+        (
+            {"inputs": "x", "parameters": {"generate_parameters": {"batch_size": 2}}},
+            422,
+            "batch_size",
+        ),
         ({"text": "x"}, 422, "inputs"),
         ({"inputs": ["ok", ""]}, 422, "dialogues[1] is empty"),
         ({"inputs": []}, 422, "non-empty"),
@@ -227,8 +238,9 @@ def test_model_failure_timeout_and_full_queue() -> None:
         assert failed.json()["request_id"] == failed.headers["X-Request-Id"]
         assert post(address, {"inputs": "fine"}).json() == [{"summary_text": "enif"}]
         with ThreadPoolExecutor(6) as pool:
-            statuses = sorted(pool.map(lambda _: post(address, {"inputs": "x"}).status_code,
-                                       range(6)))
+            statuses = sorted(
+                pool.map(lambda _: post(address, {"inputs": "x"}).status_code, range(6))
+            )
         assert 503 in statuses and 200 in statuses
         rejected = next(r for r in [post(address, {"inputs": "y"})] if r)
         assert rejected.status_code == 200  # the queue drained: the server still serves
@@ -267,18 +279,30 @@ def test_a_request_is_answered_as_soon_as_its_own_summaries_are_final() -> None:
         assert quick[0] < 1.0 < slow[0]  # not held until the batch's slow dialogue is done
         metrics = httpx.get(f"{address}/metrics").text
         count = next(
-            line for line in metrics.splitlines() if line.startswith("dialogsum_batch_dialogues_count")
+            line
+            for line in metrics.splitlines()
+            if line.startswith("dialogsum_batch_dialogues_count")
         )
         assert float(count.split()[-1]) == 2  # the warm-up, then one batch of both
 
 
 def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) -> None:
     # --port 0 takes any free port; the server says which in its log, ready by then.
-    command = [sys.executable, "-m", "dialogsum", "serve", "--model", str(tiny_model_dir),
-               "--port", "0", "--no-log-requests"]
+    command = [
+        sys.executable,
+        "-m",
+        "dialogsum",
+        "serve",
+        "--model",
+        str(tiny_model_dir),
+        "--port",
+        "0",
+        "--no-log-requests",
+    ]
     env = {**os.environ, "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                               text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
     try:
         assert process.stderr is not None
         lines = iter(process.stderr.readline, "")  # ends if the server exits
@@ -288,8 +312,9 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         long_request = {
             "inputs": [f"#Person1#: Hi {n}.\n#Person2#: Hello." for n in range(8)],
-            "parameters": {"generate_parameters": {"num_beams": 4, "max_new_tokens": 60,
-                                                   "min_new_tokens": 60}},
+            "parameters": {
+                "generate_parameters": {"num_beams": 4, "max_new_tokens": 60, "min_new_tokens": 60}
+            },
         }
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(post, url, long_request)
@@ -308,8 +333,11 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
     [
         ({"DIALOGSUM_SERVE_PORT": "abc"}, [], "DIALOGSUM_SERVE_PORT='abc'"),
         ({"DIALOGSUM_SERVE_OVER_LENGTH": "drop"}, [], "DIALOGSUM_SERVE_OVER_LENGTH='drop'"),
-        ({"DIALOGSUM_SERVE_API_KEY_ENV": "TEST_DIALOGSUM_UNSET_KEY"}, [],
-         "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set"),
+        (
+            {"DIALOGSUM_SERVE_API_KEY_ENV": "TEST_DIALOGSUM_UNSET_KEY"},
+            [],
+            "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set",
+        ),
         ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
     ],
 )
@@ -346,10 +374,14 @@ def test_the_app_mounted_in_another_serves_from_its_first_request(
         # The open paths are open under the mount prefix too; the rest needs the key.
         assert httpx.get(f"{address}/summarizer/healthz").status_code == 200
         assert httpx.get(f"{address}/summarizer/v1/model").status_code == 401
-        monkeypatch.setattr(httpx, "post", functools.partial(httpx.post, headers={"X-API-Key": "k"}))
+        monkeypatch.setattr(
+            httpx, "post", functools.partial(httpx.post, headers={"X-API-Key": "k"})
+        )
         monkeypatch.setattr(httpx, "get", functools.partial(httpx.get, headers={"X-API-Key": "k"}))
-        answer = post(f"{address}/summarizer", {"inputs": dialogues[0],
-                                                "parameters": {"generate_parameters": GREEDY}})
+        answer = post(
+            f"{address}/summarizer",
+            {"inputs": dialogues[0], "parameters": {"generate_parameters": GREEDY}},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json() == [
             {"summary_text": summarizer.summarize([dialogues[0]], **GREEDY)[0]}
@@ -374,15 +406,18 @@ class Broken(Predictor):
 WARM_UP = "#Person1#: Is the service up?\n#Person2#: It is warming up."
 
 
-@pytest.mark.parametrize(("answer", "got"), [(["only one"], "1 items (str)"),
-                                             ([None, None], "2 items (NoneType)")])
+@pytest.mark.parametrize(
+    ("answer", "got"), [(["only one"], "1 items (str)"), ([None, None], "2 items (NoneType)")]
+)
 def test_a_backend_that_breaks_its_contract_is_named_not_waited_for(answer: Any, got: str) -> None:
     from dialogsum.errors import PluginError
     from dialogsum.serve.state import WARM_UP as SERVED_WARM_UP
 
     assert SERVED_WARM_UP == WARM_UP
     summarizer = Summarizer(Broken(answer), backend="sloppy")
-    with pytest.raises(PluginError, match=rf"'sloppy' backend broke its contract.*{re.escape(got)}"):
+    with pytest.raises(
+        PluginError, match=rf"'sloppy' backend broke its contract.*{re.escape(got)}"
+    ):
         summarizer.summarize(["a", "b"])
     with Server(summarizer, ServeSettings(request_timeout_s=30)) as address:
         started = time.perf_counter()
@@ -427,13 +462,20 @@ def test_a_request_s_options_are_validated_once_and_passed_down_as_the_object() 
     predictor = Recording()
     settings = ServeSettings(max_wait_ms=0, max_batch_size=4)
     with Server(Summarizer(predictor, backend="recording"), settings) as address:
-        answer = post(address, {"inputs": "#Person1#: Hi.",
-                                "parameters": {"generate_parameters": {"max_new_tokens": 7}}})
+        answer = post(
+            address,
+            {
+                "inputs": "#Person1#: Hi.",
+                "parameters": {"generate_parameters": {"max_new_tokens": 7}},
+            },
+        )
         assert answer.status_code == 200, answer.text
         # The model's defaults under the request's own, and the server's batch size.
         assert answer.json() == [{"summary_text": "3:7"}]
-        refused = post(address, {"inputs": "#Person1#: Hi.",
-                                 "parameters": {"generate_parameters": {"num_beams": 0}}})
+        refused = post(
+            address,
+            {"inputs": "#Person1#: Hi.", "parameters": {"generate_parameters": {"num_beams": 0}}},
+        )
         assert refused.status_code == 422 and "num_beams" in refused.json()["error"]
     last = predictor.received[-1]
     assert isinstance(last, GenerationOptions)

@@ -19,7 +19,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytest.importorskip("playwright")
 if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
+    )
 
 
 def summarize_first_sample(page: Any, summarizer: Summarizer, max_new_tokens: int) -> str:

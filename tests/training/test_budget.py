@@ -22,20 +22,35 @@ def metrics(run_dir: Path) -> dict[str, object]:
 # -- options ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "seconds"), [
-    ("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), (5400, 5400),
-    ("5400", 5400), (0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        ("90s", 90),
+        ("45m", 2700),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        (5400, 5400),
+        ("5400", 5400),
+        (0.5, 0.5),
+    ],
+)
 def test_max_time_takes_durations_and_seconds(given: object, seconds: float) -> None:
     assert parse_training({"max_time": given}).max_time == seconds
 
 
-@pytest.mark.parametrize(("given", "error"), [
-    ("soon", r"max_time: .*expected a number of seconds \(5400\) or a duration such as 90s, 45m, 2h or 1h30m, got 'soon'"),
-    ("1h30", r"max_time: .*got '1h30'"),
-    (-5, r"max_time: Input should be greater than 0"),
-    ("0s", r"max_time: Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        (
+            "soon",
+            r"max_time: .*expected a number of seconds \(5400\) or a duration such as 90s, 45m, 2h or 1h30m, got 'soon'",
+        ),
+        ("1h30", r"max_time: .*got '1h30'"),
+        (-5, r"max_time: Input should be greater than 0"),
+        ("0s", r"max_time: Input should be greater than 0"),
+    ],
+)
 def test_a_bad_max_time_names_the_field_and_the_forms(given: object, error: str) -> None:
     with pytest.raises(ConfigError, match=r"Invalid options for training: " + error):
         parse_training({"max_time": given})
@@ -53,9 +68,22 @@ def test_the_flags_and_a_config_file_say_the_same(tmp_path: Path) -> None:
     from dialogsum.cli import build_parser
     from dialogsum.cli.config import TrainConfig, build_config, flags_to_settings
 
-    args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "r",
-                                      "--max-time", "1h30m", "--max-cost", "2",
-                                      "--hourly-cost", "0.9", "--force"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--train",
+            "t.jsonl",
+            "--output-dir",
+            "r",
+            "--max-time",
+            "1h30m",
+            "--max-cost",
+            "2",
+            "--hourly-cost",
+            "0.9",
+            "--force",
+        ]
+    )
     training = build_config(TrainConfig, None, flags_to_settings(args)).training
     assert (training.max_time, training.max_cost, training.force) == (5400, 2, True)
     file = tmp_path / "run.yaml"
@@ -95,8 +123,9 @@ def drive(guard: object, steps: int) -> tuple[int, object]:
 def test_the_guard_stops_at_the_first_step_at_or_past_the_time_budget() -> None:
     from dialogsum.training.budget import Budget, BudgetGuard
 
-    guard = BudgetGuard(Budget(max_time=35, max_cost=None, hourly_cost=None), started=0.0,
-                        clock=FakeClock())
+    guard = BudgetGuard(
+        Budget(max_time=35, max_cost=None, hourly_cost=None), started=0.0, clock=FakeClock()
+    )
     step, control = drive(guard, 10)  # readings 10, 20, 30, 40: the fourth reaches 35
     assert step == 4
     assert control.should_save and control.should_log  # type: ignore[attr-defined]
@@ -111,8 +140,9 @@ def test_the_guard_counts_cost_at_the_hourly_price() -> None:
     from dialogsum.training.budget import Budget, BudgetGuard
 
     # 3600 per hour is 1 per second: 10 per step, so a budget of 25 is reached at step 3.
-    guard = BudgetGuard(Budget(max_time=None, max_cost=25, hourly_cost=3600), started=0.0,
-                        clock=FakeClock())
+    guard = BudgetGuard(
+        Budget(max_time=None, max_cost=25, hourly_cost=3600), started=0.0, clock=FakeClock()
+    )
     assert drive(guard, 10)[0] == 3
     assert guard.stop is not None and guard.stop.limit == "max_cost" and guard.stop.cost == 30
     assert "max_cost 25.00 (at 3,600.00 per hour)" in guard.stop.message(None)
@@ -121,8 +151,9 @@ def test_the_guard_counts_cost_at_the_hourly_price() -> None:
 def test_a_budget_reached_at_the_last_step_is_no_stop() -> None:
     from dialogsum.training.budget import Budget, BudgetGuard
 
-    guard = BudgetGuard(Budget(max_time=30, max_cost=None, hourly_cost=None), started=0.0,
-                        clock=FakeClock())
+    guard = BudgetGuard(
+        Budget(max_time=30, max_cost=None, hourly_cost=None), started=0.0, clock=FakeClock()
+    )
     assert drive(guard, 3) == (3, None)
     assert guard.stop is None and guard.record()["stopped"] is None
 
@@ -130,12 +161,21 @@ def test_a_budget_reached_at_the_last_step_is_no_stop() -> None:
 # -- the pre-flight check, in process -----------------------------------------------------------
 
 
-FAST = {"batch_size": 4, "progress": False, "logging_steps": 1, "learning_rate": 1e-2,
-        "max_steps": 6, "save_strategy": "no", "eval_strategy": "no"}
+FAST = {
+    "batch_size": 4,
+    "progress": False,
+    "logging_steps": 1,
+    "learning_rate": 1e-2,
+    "max_steps": 6,
+    "save_strategy": "no",
+    "eval_strategy": "no",
+}
 
 
 def test_a_run_projected_over_its_cost_is_refused_before_it_trains(
-    tiny_model_dir: Path, few_examples, tmp_path: Path  # type: ignore[no-untyped-def]
+    tiny_model_dir: Path,
+    few_examples,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
     run = tmp_path / "run"
@@ -158,8 +198,17 @@ def test_a_budget_not_reached_changes_nothing(
     lora_run_dir: Path, tiny_model_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    result = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir, "--max-time", "1h",
-                   "--hourly-cost", "1", "--max-cost", "5")
+    result = train(
+        tiny_model_dir,
+        sample_dir / "validation.jsonl",
+        run_dir,
+        "--max-time",
+        "1h",
+        "--hourly-cost",
+        "1",
+        "--max-cost",
+        "5",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "budget check: about" in result.stderr  # the pre-flight measured and passed
     # Its measured steps were thrown away: the same weights and losses, bit for bit.
@@ -167,7 +216,9 @@ def test_a_budget_not_reached_changes_nothing(
     assert metrics(run_dir)["train_loss"] == metrics(lora_run_dir)["train_loss"]
     assert "stopped" not in metrics(run_dir)
     assert metrics(run_dir)["budget"]["stopped"] is None  # type: ignore[index]
-    assert "| budget | max_time 3600 s, max_cost 5; not reached" in (run_dir / "README.md").read_text()
+    assert (
+        "| budget | max_time 3600 s, max_cost 5; not reached" in (run_dir / "README.md").read_text()
+    )
 
 
 def test_the_budget_stops_the_run_and_the_run_resumes(
@@ -208,5 +259,7 @@ def test_the_budget_stops_the_run_and_the_run_resumes(
     difference = max_difference(adapter_weights(lora_run_dir), adapter_weights(run_dir))
     assert difference <= 1e-6, difference
     assert metrics(run_dir)["global_step"] == 12 and "stopped" not in metrics(run_dir)
-    assert metrics(run_dir)["train_loss"] == pytest.approx(metrics(lora_run_dir)["train_loss"], abs=1e-6)
+    assert metrics(run_dir)["train_loss"] == pytest.approx(
+        metrics(lora_run_dir)["train_loss"], abs=1e-6
+    )
     assert "Partial model" not in (run_dir / "model" / "README.md").read_text()

@@ -52,11 +52,18 @@ def test_a_run_records_and_shows_its_train_and_eval_data(
         "sha256": digest,
     }
     card = (tmp_path / "run" / "README.md").read_text()
-    train_row = f"| training data | {tmp_path.resolve() / 'small' / 'train.jsonl'} (40 rows, sha256 "
+    train_row = (
+        f"| training data | {tmp_path.resolve() / 'small' / 'train.jsonl'} (40 rows, sha256 "
+    )
     assert train_row + digest[:12] + "); 40 pairs |" in card
-    eval_row = f"| validation data | {tmp_path.resolve() / 'dev'}, split validation (validation.jsonl"
+    eval_row = (
+        f"| validation data | {tmp_path.resolve() / 'dev'}, split validation (validation.jsonl"
+    )
     assert eval_row in card
-    assert f'dataset: {{name: "{tmp_path.resolve() / "dev"}", type: dialogsum, split: "validation"}}' in card
+    assert (
+        f'dataset: {{name: "{tmp_path.resolve() / "dev"}", type: dialogsum, split: "validation"}}'
+        in card
+    )
     assert "in-memory" not in card
 
     # What the resume compares leaves out where the data was read from: the same rows, moved,

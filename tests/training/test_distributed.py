@@ -20,15 +20,34 @@ TIMEOUT = 300
 
 #: 12 steps of a global batch of 4 over 40 dialogues cross an epoch boundary (the sampler
 #: reshuffles); the lengths vary, so batches grouped by a per-device batch would differ.
-RUN = ["--method", "lora", "--option", "r=4", "--option", "dropout=0", "--max-steps", "12",
-       "--save-strategy", "steps", "--save-steps", "6", "--logging-steps", "1", "--seed", "3",
-       "--learning-rate", "0.01", "--no-progress", "--max-source-length", "192",
-       "--max-target-length", "48"]
+RUN = [
+    "--method",
+    "lora",
+    "--option",
+    "r=4",
+    "--option",
+    "dropout=0",
+    "--max-steps",
+    "12",
+    "--save-strategy",
+    "steps",
+    "--save-steps",
+    "6",
+    "--logging-steps",
+    "1",
+    "--seed",
+    "3",
+    "--learning-rate",
+    "0.01",
+    "--no-progress",
+    "--max-source-length",
+    "192",
+    "--max-target-length",
+    "48",
+]
 
 #: Logged once per post-training evaluation (the evaluation dialogues are all longer than 192).
 EVALUATED = "were truncated before summarizing"
-
-
 
 
 def free_port() -> int:
@@ -41,8 +60,9 @@ def free_port() -> int:
 def data(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> tuple[Path, Path]:
     """40 short training dialogues (lengths vary, none truncated) and 4 long ones to score."""
     lines = (sample_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    rows = sorted((json.loads(line) for line in lines if line.strip()),
-                  key=lambda row: len(row["dialogue"]))
+    rows = sorted(
+        (json.loads(line) for line in lines if line.strip()), key=lambda row: len(row["dialogue"])
+    )
     folder = tmp_path_factory.mktemp("data")
     for name, chosen in (("train", rows[:40]), ("eval", rows[-4:])):
         (folder / f"{name}.jsonl").write_text(
@@ -52,14 +72,28 @@ def data(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> tuple[Pa
 
 
 def train_arguments(model: Path, data: tuple[Path, Path], run_dir: Path, batch: int) -> list[str]:
-    return ["-m", "dialogsum", "train", "--model", str(model), "--train", str(data[0]),
-            "--eval", str(data[1]), "--output-dir", str(run_dir), "--batch-size", str(batch),
-            *RUN]
+    return [
+        "-m",
+        "dialogsum",
+        "train",
+        "--model",
+        str(model),
+        "--train",
+        str(data[0]),
+        "--eval",
+        str(data[1]),
+        "--output-dir",
+        str(run_dir),
+        "--batch-size",
+        str(batch),
+        *RUN,
+    ]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, env=environment(),
-                          timeout=TIMEOUT, cwd=REPO)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment(), timeout=TIMEOUT, cwd=REPO
+    )
 
 
 def torchrun(*options: str) -> list[str]:
@@ -75,10 +109,6 @@ def worker_logs(log_dir: Path) -> dict[int, tuple[str, str]]:
         )
         for stdout in log_dir.rglob("stdout.log")
     }
-
-
-
-
 
 
 def assert_same_run(run_dir: Path, reference: Path) -> None:
@@ -99,8 +129,9 @@ def assert_one_report(main: tuple[str, str], other: tuple[str, str], run_dir: Pa
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
-              data: tuple[Path, Path]) -> Path:
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, data: tuple[Path, Path]
+) -> Path:
     """One plain process with the global batch (4) that the launches below split in two."""
     run_dir = tmp_path_factory.mktemp("one-process") / "run"
     result = run([sys.executable, *train_arguments(tiny_model_dir, data, run_dir, batch=4)])
@@ -113,8 +144,16 @@ def test_torchrun_two_processes_on_one_node_train_as_one_process(
     reference: Path, tiny_model_dir: Path, data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    command = torchrun("--standalone", "--nproc-per-node", "2", "--log-dir", str(tmp_path / "logs"),
-                       "--redirects", "3", *train_arguments(tiny_model_dir, data, run_dir, batch=2))
+    command = torchrun(
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--redirects",
+        "3",
+        *train_arguments(tiny_model_dir, data, run_dir, batch=2),
+    )
     result = run(command)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = worker_logs(tmp_path / "logs")
@@ -131,13 +170,37 @@ def test_torchrun_two_nodes_at_a_c10d_rendezvous_train_as_one_process(
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = []
     for node in (0, 1):
-        command = torchrun("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
-                           "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
-                           "--rdzv-id", "dialogsum-test", "--local-addr", "127.0.0.1",
-                           "--log-dir", str(tmp_path / f"logs-{node}"), "--redirects", "3",
-                           *train_arguments(tiny_model_dir, data, tmp_path / f"run-{node}", 2))
-        nodes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=environment(), cwd=REPO))
+        command = torchrun(
+            "--nnodes",
+            "2",
+            "--nproc-per-node",
+            "1",
+            "--node-rank",
+            str(node),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            endpoint,
+            "--rdzv-id",
+            "dialogsum-test",
+            "--local-addr",
+            "127.0.0.1",
+            "--log-dir",
+            str(tmp_path / f"logs-{node}"),
+            "--redirects",
+            "3",
+            *train_arguments(tiny_model_dir, data, tmp_path / f"run-{node}", 2),
+        )
+        nodes.append(
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment(),
+                cwd=REPO,
+            )
+        )
     try:
         outputs = [node.communicate(timeout=TIMEOUT) for node in nodes]
     finally:
@@ -167,11 +230,18 @@ def test_accelerate_launch_trains_as_one_process(
     config.write_text(
         "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
         f"num_processes: 2\nmachine_rank: 0\nmain_process_port: {free_port()}\n"
-        "mixed_precision: 'no'\n", encoding="utf-8",
+        "mixed_precision: 'no'\n",
+        encoding="utf-8",
     )
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-               *train_arguments(tiny_model_dir, data, run_dir, batch=2)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        *train_arguments(tiny_model_dir, data, run_dir, batch=2),
+    ]
     result = run(command)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["model"] == str(run_dir / "model")  # printed once
@@ -191,8 +261,10 @@ def test_accelerate_launch_trains_as_one_process(
     ],
 )
 def test_launches_that_shard_parameters_are_refused_before_the_model_loads(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    environment: dict[str, str], refused: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    refused: bool,
 ) -> None:
     from dialogsum.cli import main
     from dialogsum.data import sample_path
@@ -207,7 +279,16 @@ def test_launches_that_shard_parameters_are_refused_before_the_model_loads(
     with pytest.raises(ConfigError, match="splits the model's parameters"):
         check_sharding()
     # The command says so before loading anything: the model named here does not even exist.
-    code = main(["train", "--model", "no/such-model", "--train", str(sample_path("train")),
-                 "--output-dir", "unused"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "no/such-model",
+            "--train",
+            str(sample_path("train")),
+            "--output-dir",
+            "unused",
+        ]
+    )
     assert code == 2
     assert "ZeRO stage 2" in capsys.readouterr().err

@@ -23,7 +23,9 @@ from dialogsum import Summarizer
 STEPS = 3
 
 
-def lora_weights(model_dir: Path, few_examples: Any, batch: int, accumulation: int) -> dict[str, Any]:
+def lora_weights(
+    model_dir: Path, few_examples: Any, batch: int, accumulation: int
+) -> dict[str, Any]:
     """The LoRA weights after STEPS steps of a global batch of 4, laid out as asked."""
     base = Summarizer.from_pretrained(model_dir, backend_options={"progress": False})
     tuned = base.finetune(

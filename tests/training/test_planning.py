@@ -32,17 +32,24 @@ class _Slip(dialogsum.FinetuneMethod):
 
 @pytest.mark.parametrize(
     ("slip", "message"),
-    [("forgot return", "returned NoneType, not the torch.nn.Module"),
-     ("froze everything", "left no parameter trainable")],
+    [
+        ("forgot return", "returned NoneType, not the torch.nn.Module"),
+        ("froze everything", "left no parameter trainable"),
+    ],
 )
 def test_prepare_slips_name_the_method_and_leave_the_run_folder_reusable(
-    tiny_model_dir: Path, few_examples, tmp_path: Path, slip: str, message: str  # type: ignore[no-untyped-def]
+    tiny_model_dir: Path,
+    few_examples,
+    tmp_path: Path,
+    slip: str,
+    message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     manager = builtins_manager()
     method = _Slip("slippy", slip)
     manager.register(plugin(register_methods=lambda register: register(method)), name="slips")
-    base = Summarizer.from_pretrained(tiny_model_dir, plugins=manager,
-                                      backend_options={"progress": False})
+    base = Summarizer.from_pretrained(
+        tiny_model_dir, plugins=manager, backend_options={"progress": False}
+    )
     run = tmp_path / "run"
     training = {"max_steps": 1, "progress": False}
     with pytest.raises(PluginError, match=f"Method 'slippy'.*{message}"):

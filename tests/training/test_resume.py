@@ -43,8 +43,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
     kill_after = random.Random(seed).randint(2, 10)
     run_dir = tmp_path / "killed"
     command = train_command(tiny_model_dir, sample_dir / "validation.jsonl", run_dir)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=environment())
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment()
+    )
     marker = run_dir / "checkpoints" / f"checkpoint-{kill_after}" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -59,8 +60,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
     assert advice.returncode == 2
     assert "did not finish" in advice.stderr and "--resume-from-checkpoint" in advice.stderr
 
-    resumed = train(tiny_model_dir, sample_dir / "validation.jsonl", run_dir,
-                    "--resume-from-checkpoint")
+    resumed = train(
+        tiny_model_dir, sample_dir / "validation.jsonl", run_dir, "--resume-from-checkpoint"
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
     difference = max_difference(adapter_weights(lora_run_dir), adapter_weights(run_dir))
@@ -87,12 +89,20 @@ def test_overwrite_starts_a_new_run_instead_of_resuming_the_old_one(
     steps = {**FAST, "save_strategy": "steps", "save_steps": 2, "save_total_limit": 10}
     base.finetune(few_examples, method="lora", output_dir=run, training={**steps, "max_steps": 6})
     assert (run / "checkpoints" / "checkpoint-6").is_dir()
-    base.finetune(few_examples, method="lora", output_dir=run, overwrite=True,
-                  training={**steps, "max_steps": 2, "seed": 7})
+    base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=run,
+        overwrite=True,
+        training={**steps, "max_steps": 2, "seed": 7},
+    )
     assert [p.name for p in sorted((run / "checkpoints").glob("checkpoint-*"))] == ["checkpoint-2"]
-    resumed = base.finetune(few_examples, method="lora", output_dir=run,
-                            training={**steps, "max_steps": 4, "seed": 7,
-                                      "resume_from_checkpoint": True})
+    resumed = base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=run,
+        training={**steps, "max_steps": 4, "seed": 7, "resume_from_checkpoint": True},
+    )
     assert resumed.training.metrics["global_step"] == 4  # type: ignore[union-attr]
     assert len(resumed.training.losses) >= 4  # type: ignore[union-attr]
 
@@ -106,12 +116,19 @@ def test_a_truncated_newest_checkpoint_is_skipped_and_named(
     newest = run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors"
     newest.write_bytes(newest.read_bytes()[:100])  # as a kill -9 mid-save leaves it
     with pytest.raises(ConfigError, match=r"Cannot resume from .*checkpoint-4: adapter_model"):
-        base.finetune(few_examples, method="lora", output_dir=run,
-                      training={**steps, "max_steps": 6,
-                                "resume_from_checkpoint": str(newest.parent)})
+        base.finetune(
+            few_examples,
+            method="lora",
+            output_dir=run,
+            training={**steps, "max_steps": 6, "resume_from_checkpoint": str(newest.parent)},
+        )
     caplog.set_level("INFO", logger="dialogsum")
-    resumed = base.finetune(few_examples, method="lora", output_dir=run,
-                            training={**steps, "max_steps": 6, "resume_from_checkpoint": True})
+    resumed = base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=run,
+        training={**steps, "max_steps": 6, "resume_from_checkpoint": True},
+    )
     assert "skipping damaged checkpoint" in caplog.text and "checkpoint-4" in caplog.text
     assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
     assert resumed.training.metrics["global_step"] == 6  # type: ignore[union-attr]
@@ -136,10 +153,16 @@ def test_a_checkpoint_killed_before_its_state_was_written_is_skipped(
     assert resume_point(tmp_path, True) == tmp_path / "checkpoint-4"
 
 
-def test_the_run_card_says_how_many_steps_ran(base: Summarizer, few_examples, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_run_card_says_how_many_steps_ran(
+    base: Summarizer, few_examples, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     run = tmp_path / "run"
-    base.finetune(few_examples, method="lora", output_dir=run,
-                  training={**FAST, "max_steps": 3, "save_strategy": "no"})
+    base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=run,
+        training={**FAST, "max_steps": 3, "save_strategy": "no"},
+    )
     card = (run / "README.md").read_text()
     assert "| steps | 3 of max_steps 3 (1.50 epochs) |" in card
     assert "3.0 / -" not in card
@@ -164,10 +187,12 @@ def test_the_cli_flag_alone_means_resume(tmp_path: Path) -> None:
     from dialogsum.cli.config import TrainConfig, build_config, flags_to_settings
 
     base_args = ["train", "--train", "t.jsonl", "--output-dir", "r"]
-    for extra, expected in (([], False), (["--resume-from-checkpoint"], True),
-                            (["--resume-from-checkpoint", "r/checkpoints/checkpoint-2"],
-                             "r/checkpoints/checkpoint-2"),
-                            (["--eval-strategy", "no"], False)):
+    for extra, expected in (
+        ([], False),
+        (["--resume-from-checkpoint"], True),
+        (["--resume-from-checkpoint", "r/checkpoints/checkpoint-2"], "r/checkpoints/checkpoint-2"),
+        (["--eval-strategy", "no"], False),
+    ):
         args = build_parser().parse_args([*base_args, *extra])
         config = build_config(TrainConfig, None, flags_to_settings(args))
         assert config.training.resume_from_checkpoint == expected
@@ -190,15 +215,22 @@ def test_a_resume_with_other_settings_is_refused_before_anything_loads(
         ("lora", {"r": 8}, {**resume, "learning_rate": 0.5}, "learning_rate: 0.01 then, 0.5"),
     ):
         with pytest.raises(ConfigError, match="started with other settings") as refused:
-            base.finetune(few_examples, method=method, output_dir=run, options=options,
-                          training=training)
+            base.finetune(
+                few_examples, method=method, output_dir=run, options=options, training=training
+            )
         assert changed in str(refused.value)
     with pytest.raises(ConfigError, match=r"train_digest"):
-        base.finetune(few_examples[:-1], method="lora", output_dir=run, options={"r": 8},
-                      training=resume)
+        base.finetune(
+            few_examples[:-1], method="lora", output_dir=run, options={"r": 8}, training=resume
+        )
     # Training longer, or logging and budgets, may change on a resume.
-    longer = base.finetune(few_examples, method="lora", output_dir=run, options={"r": 8},
-                           training={**resume, "max_steps": 4, "logging_steps": 2})
+    longer = base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=run,
+        options={"r": 8},
+        training={**resume, "max_steps": 4, "logging_steps": 2},
+    )
     assert longer.training.metrics["global_step"] == 4  # type: ignore[union-attr]
 
 
@@ -214,9 +246,13 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_folder_reusable
     with monkeypatch.context() as patched:
         patched.setattr(run_module, "train", broken)
         with pytest.raises(RuntimeError, match="out of memory"):
-            base.finetune(few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1})
+            base.finetune(
+                few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1}
+            )
     assert not (run / "checkpoints").exists()
-    tuned = base.finetune(few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1})
+    tuned = base.finetune(
+        few_examples, method="lora", output_dir=run, training={**FAST, "max_steps": 1}
+    )
     assert (run / "model").is_dir() and (run / "checkpoints" / "run_config.json").is_file()
     assert tuned.method == "lora"
 
@@ -228,7 +264,11 @@ def test_a_run_recorded_with_two_learning_rates_resumes_and_compares_the_one(
     # training options (None there when the method's default applied).
     from dialogsum.training.checkpoints import RUN_RECORD, check_resumed_run
 
-    old = {"method": "lora", "learning_rate": 0.01, "training": {"learning_rate": None, "epochs": 1}}
+    old = {
+        "method": "lora",
+        "learning_rate": 0.01,
+        "training": {"learning_rate": None, "epochs": 1},
+    }
     (tmp_path / RUN_RECORD).write_text(json.dumps(old))
     now = {"method": "lora", "training": {"learning_rate": 0.01, "epochs": 1}}
     check_resumed_run(tmp_path, now)  # the same run: no change reported

@@ -26,8 +26,9 @@ def base(tiny_model_dir: Path) -> Summarizer:
 def stopped_run(base: Summarizer, few_examples, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     """A run of 4 steps whose model was removed: as a run killed after checkpoint-4 leaves it."""
     run = tmp_path / "run"
-    base.finetune(few_examples, method="lora", output_dir=run,
-                  training={**CHECKPOINTED, "max_steps": 4})
+    base.finetune(
+        few_examples, method="lora", output_dir=run, training={**CHECKPOINTED, "max_steps": 4}
+    )
     shutil.rmtree(run / "model")
     for name in ("metrics.json", "README.md"):
         (run / name).unlink(missing_ok=True)
@@ -38,8 +39,12 @@ def test_resuming_past_a_smaller_max_steps_is_refused_and_says_what_to_do(
     base: Summarizer, few_examples, stopped_run: Path
 ) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError) as refused:
-        base.finetune(few_examples, method="lora", output_dir=stopped_run,
-                      training={**CHECKPOINTED, "max_steps": 2, "resume_from_checkpoint": True})
+        base.finetune(
+            few_examples,
+            method="lora",
+            output_dir=stopped_run,
+            training={**CHECKPOINTED, "max_steps": 2, "resume_from_checkpoint": True},
+        )
     message = str(refused.value)
     assert "checkpoint-4" in message and "step 4" in message and "max_steps 2" in message
     assert "max_steps 4" in message  # what to do: at least the checkpoint's step
@@ -52,14 +57,18 @@ def test_resuming_past_a_smaller_max_steps_is_refused_and_says_what_to_do(
 def test_resuming_at_exactly_the_checkpoints_step_finishes_with_its_loss(
     base: Summarizer, few_examples, stopped_run: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    resumed = base.finetune(few_examples, method="lora", output_dir=stopped_run,
-                            training={**CHECKPOINTED, "max_steps": 4,
-                                      "resume_from_checkpoint": True})
+    resumed = base.finetune(
+        few_examples,
+        method="lora",
+        output_dir=stopped_run,
+        training={**CHECKPOINTED, "max_steps": 4, "resume_from_checkpoint": True},
+    )
     metrics = resumed.training.metrics  # type: ignore[union-attr]
     assert metrics["global_step"] == 4
     assert not (stopped_run / "checkpoints" / "checkpoint-5").exists()
-    state = json.loads((stopped_run / "checkpoints" / "checkpoint-4" / "dialogsum_state.json")
-                       .read_text())
+    state = json.loads(
+        (stopped_run / "checkpoints" / "checkpoint-4" / "dialogsum_state.json").read_text()
+    )
     assert metrics["train_loss"] == pytest.approx(state["loss_sum"] / 4, rel=1e-6)
 
 
@@ -68,9 +77,13 @@ def test_overwrite_with_resume_is_a_conflict_in_python(
 ) -> None:  # type: ignore[no-untyped-def]
     for resume in (True, str(stopped_run / "checkpoints" / "checkpoint-2")):
         with pytest.raises(ConfigError, match=r"overwrite=True.*resume_from_checkpoint") as refused:
-            base.finetune(few_examples, method="lora", output_dir=stopped_run, overwrite=True,
-                          training={**CHECKPOINTED, "max_steps": 6,
-                                    "resume_from_checkpoint": resume})
+            base.finetune(
+                few_examples,
+                method="lora",
+                output_dir=stopped_run,
+                overwrite=True,
+                training={**CHECKPOINTED, "max_steps": 6, "resume_from_checkpoint": resume},
+            )
         assert "not both" in str(refused.value)
     # Nothing was resumed, nor thrown away.
     assert (stopped_run / "checkpoints" / "checkpoint-4").is_dir()
@@ -78,16 +91,30 @@ def test_overwrite_with_resume_is_a_conflict_in_python(
 
 
 def test_overwrite_with_resume_is_a_conflict_on_the_command_line_before_loading(
-    stopped_run: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str],
+    stopped_run: Path,
+    sample_dir: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(Summarizer, "from_pretrained", no_loading)
-    status = main(["train", "--model", "dialogsum-tiny", "--train",
-                   str(sample_dir / "validation.jsonl"), "--output-dir", str(stopped_run),
-                   "--overwrite", "--resume-from-checkpoint", "--max-steps", "6"])
+    status = main(
+        [
+            "train",
+            "--model",
+            "dialogsum-tiny",
+            "--train",
+            str(sample_dir / "validation.jsonl"),
+            "--output-dir",
+            str(stopped_run),
+            "--overwrite",
+            "--resume-from-checkpoint",
+            "--max-steps",
+            "6",
+        ]
+    )
     error = capsys.readouterr().err
     assert status == 2
     assert "--overwrite" in error and "--resume-from-checkpoint" in error

@@ -88,8 +88,13 @@ def test_a_finished_row_is_reported_before_its_batch_ends() -> None:
 
 
 def _reference_candidates(
-    logits: np.ndarray, history: np.ndarray, generated: int, options: object, eos: int,
-    running: np.ndarray, keep: int,
+    logits: np.ndarray,
+    history: np.ndarray,
+    generated: int,
+    options: object,
+    eos: int,
+    running: np.ndarray,
+    keep: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Process every score, then stably sort all of beams x vocabulary: the plain way."""
     from dialogsum.backends.onnxruntime.decoding import _log_softmax, process_scores
@@ -126,7 +131,9 @@ def test_best_candidates_equal_a_stable_sort_of_every_score(
     running = rng.choice([0.0, -1.5, -4.0], size=(items, beams)).astype(np.float32)
     running[0, 1:] = NEG  # the first step's unused beams
     options = GenerationOptions(
-        num_beams=beams, no_repeat_ngram_size=ngram, min_new_tokens=min_new,
+        num_beams=beams,
+        no_repeat_ngram_size=ngram,
+        min_new_tokens=min_new,
         repetition_penalty=penalty,
     )
     keep = 2 * beams
