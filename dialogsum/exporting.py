@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from dialogsum.adapters import is_peft, is_prompt_learning
-from dialogsum.errors import DialogsumError, ModelError, PluginError, clause, logger
+from dialogsum.errors import ConfigError, DialogsumError, ModelError, PluginError, clause, logger
 from dialogsum.files import check_writable, staged_folder
 from dialogsum.modeling import MANIFEST_NAME, ExportInfo, ModelManifest, read_manifest
 
@@ -42,6 +42,9 @@ class ExportJob:
     source_model: str | None
     folder: Path
     options: dict[str, Any] = field(default_factory=dict)
+    #: Adapters to serve unmerged beside the base, by name (only for a backend that sets
+    #: ``exports_adapters``): each a peft model on this base, with its manifest.
+    adapters: dict[str, TorchModel] = field(default_factory=dict)
     #: The record last written by :meth:`write_manifest` (None before the first call).
     record: ExportInfo | None = None
 
@@ -110,14 +113,25 @@ def export_model(
     *,
     source_model: str | None,
     overwrite: bool = False,
+    adapters: dict[str, TorchModel] | None = None,
 ) -> Path:
     """Export ``torch_model`` to ``path`` with ``backend`` (its export ``options`` validated).
+
+    ``adapters`` (name -> a peft model on this base) are served unmerged beside it, by a
+    backend that ``exports_adapters``.
 
     The folder appears only complete: written under a temporary name and renamed into place,
     removed if the backend raises (a failed parity check included).
     """
     implementation = registry.backend(backend)
     source = registry.backends[backend].source
+    if adapters and not implementation.exports_adapters:
+        able = [name for name in registry.backends if registry.backend(name).exports_adapters]
+        raise ConfigError(
+            f"Backend '{backend}' ({source}) cannot serve adapters unmerged beside the base; "
+            f"export them with {' or '.join(able) or 'a backend that can'}, or merge each into "
+            f"its own export (dialogsum export --model RUN)."
+        )
     target = Path(path).expanduser()
     check_writable(target, overwrite=overwrite)
     with staged_folder(target, overwrite=overwrite) as staging:
@@ -129,6 +143,7 @@ def export_model(
             source_model=source_model,
             folder=staging,
             options=options.model_dump(mode="json"),
+            adapters=dict(adapters or {}),
         )
         try:
             implementation.export(job, options)
@@ -154,3 +169,46 @@ def export_model(
             )
     logger.info("exported for the %s backend to %s", backend, target)
     return target
+
+
+def load_adapters(
+    adapters: Mapping[str, str | Path], base: TorchModel, base_name: str | None
+) -> dict[str, TorchModel]:
+    """Each adapter run (name -> folder) loaded as a peft model on ``base``'s own weights.
+
+    Refused, before anything is exported: a bad name, a folder that is no LoRA or prompt-tuning
+    adapter, or an adapter tuned from another base model (both names are given).
+    """
+    from dialogsum.adapter_serving import check_adapter_name
+    from dialogsum.adapters import is_peft
+    from dialogsum.modeling import load_model
+
+    if adapters and (is_peft(base.model) or base.manifest.merged):
+        raise ConfigError(
+            "Adapters are exported beside a base model, and this model is tuned itself; load "
+            "the base model they were tuned from and export that with the adapters."
+        )
+    loaded: dict[str, TorchModel] = {}
+    for name, path in adapters.items():
+        check_adapter_name(name)
+        folder = Path(path).expanduser()
+        folder = (
+            folder / "model" if (folder / "model" / "adapter_config.json").is_file() else folder
+        )
+        if not (folder / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"Adapter {name!r}: {folder} holds no adapter (adapter_config.json); give a LoRA "
+                f"or prompt-tuning run's folder."
+            )
+        recorded = read_manifest(folder).base_model
+        if recorded and base_name and recorded != base_name:
+            raise ConfigError(
+                f"Adapter {name!r} ({folder}) was tuned from {recorded}, and the base being "
+                f"exported is {base_name}: every adapter must share the base. Load {recorded} "
+                f"to export it."
+            )
+        tuned = load_model(folder, base_model=base_name)
+        if not is_peft(tuned.model):
+            raise ConfigError(f"Adapter {name!r}: {folder} is not an adapter run.")
+        loaded[name] = tuned
+    return loaded

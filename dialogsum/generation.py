@@ -244,6 +244,7 @@ def summarize_batches(
     *,
     progress: bool = True,
     on_summary: OnSummary | None = None,
+    with_rows: bool = False,
 ) -> list[str]:
     """Summaries of ``sources`` in input order, generated in length-sorted, padded batches.
 
@@ -252,6 +253,8 @@ def summarize_batches(
     reported as soon as it is final: ``run_batch`` is then called with ``report=`` as well, a
     function of a row's position in the batch and its text, for decoders that know a row is
     done before the batch is; rows it did not report are reported when the batch returns.
+    With ``with_rows``, ``run_batch`` also gets ``rows=``, the indices into ``sources`` of
+    the batch's rows (for decoders whose rows differ by more than their ids, e.g. adapters).
     """
     from tqdm.auto import tqdm
 
@@ -269,7 +272,10 @@ def summarize_batches(
                         on_summary(index, summaries[index] or "")
 
             ids, mask = pad_batch([sources[i] for i in batch], pad_id)
-            texts = run_batch(ids, mask, report=report) if on_summary else run_batch(ids, mask)
+            extra: dict[str, Any] = {"rows": batch} if with_rows else {}
+            if on_summary:
+                extra["report"] = report
+            texts = run_batch(ids, mask, **extra)
             for position, text in zip(range(len(batch)), texts, strict=True):
                 report(position, text)
             bar.update(len(batch))

@@ -185,6 +185,9 @@ class InferenceBackend(ABC):
     ExportOptions: ClassVar[type[BaseModel] | None] = None
     #: Whether :meth:`from_torch_model` serves a PyTorch model held in memory.
     serves_torch_models: ClassVar[bool] = False
+    #: Whether :meth:`export` takes adapters to serve unmerged beside the base
+    #: (``ExportJob.adapters``), and its predictors serve them.
+    exports_adapters: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, model_dir: Path | str, options: Any) -> Predictor:

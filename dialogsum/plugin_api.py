@@ -10,6 +10,13 @@ Importing it is cheap: no torch, transformers, peft, optimum or onnxruntime.
 
 from __future__ import annotations
 
+from dialogsum.adapter_serving import (
+    AdapterInfo,
+    UnknownAdapterError,
+    check_adapter_name,
+    rows_by_adapter,
+    run_grouped,
+)
 from dialogsum.adapters import (
     base_of,
     check_target_modules,
@@ -77,6 +84,7 @@ __all__ = [
     "FALLBACK_LEARNING_RATE",
     "MANIFEST_NAME",
     "PARITY_NEW_TOKENS",
+    "AdapterInfo",
     "BackendError",
     "ConfigError",
     "DataError",
@@ -96,8 +104,10 @@ __all__ = [
     "PluginError",
     "Predictor",
     "TorchModel",
+    "UnknownAdapterError",
     "agreement",
     "base_of",
+    "check_adapter_name",
     "check_target_modules",
     "check_token_parity",
     "clause",
@@ -116,6 +126,8 @@ __all__ = [
     "read_manifest",
     "require",
     "resolve_model_dir",
+    "rows_by_adapter",
+    "run_grouped",
     "summarize_batches",
     "torch_first_logits",
     "torch_tokens",

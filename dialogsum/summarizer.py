@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, check_adapter_name
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
+from dialogsum.exporting import load_adapters
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import (
@@ -478,9 +479,14 @@ class Summarizer:
         *,
         backend: str = "onnxruntime",
         overwrite: bool = False,
+        adapters: Mapping[str, str | Path] | None = None,
         **options: Any,
     ) -> Path:
         """Export into a self-contained folder that ``backend`` serves; return the folder.
+
+        With ``adapters`` (name -> a LoRA or prompt-tuning run of this model), the folder holds
+        this model once and every adapter beside it, unmerged, each chosen per call with
+        ``summarize(..., adapter=NAME)`` (the onnxruntime backend; see docs/serving.md).
 
         ``options`` are the backend's export options (``dialogsum plugins`` lists them; the
         onnxruntime backend takes ``quantize="int8"``). Adapters are merged first (a
@@ -494,14 +500,16 @@ class Summarizer:
         registry = get_registry(self._plugins)
         validated = registry.export_options(backend, options)  # before anything is loaded
         torch_model = self._torch("export")
+        source_model = self.source or self.manifest.base_model
         return export_model(
             registry,
             backend,
             torch_model,
             path,
             validated,
-            source_model=self.source or self.manifest.base_model,
+            source_model=source_model,
             overwrite=overwrite,
+            adapters=load_adapters(adapters or {}, torch_model, source_model),
         )
 
     def save(

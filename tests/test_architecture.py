@@ -441,9 +441,7 @@ def test_docs_architecture_names_every_module_and_the_graph_depth() -> None:
     assert not missing, report(
         "Modules docs/architecture.md does not name (as `path/under/dialogsum.py`):", missing
     )
-    stale = sorted(
-        name for name in named - files if not (ROOT / name).exists() and "/" in name
-    )
+    stale = sorted(name for name in named - files if not (ROOT / name).exists() and "/" in name)
     assert not stale, report("docs/architecture.md names modules that do not exist:", stale)
     depth, deepest = import_depth(import_graph().edges())
     stated = re.search(r"import graph is (\d+) modules deep", text)
@@ -549,9 +547,7 @@ def test_only_the_face_reaches_the_built_ins_and_rooms_stay_apart() -> None:
 def built_in_folders() -> list[str]:
     """Each built-in method or backend: a module or package under methods/ or backends/."""
     modules = import_graph().modules
-    return sorted(
-        m for m in modules for parent in BUILT_INS if m.rpartition(".")[0] == parent
-    )
+    return sorted(m for m in modules for parent in BUILT_INS if m.rpartition(".")[0] == parent)
 
 
 # -- rule 5 ---------------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ class ExportConfig(_Strict):
     quantize: Literal["int8"] | None = Field(
         None, description="Shorthand for --option quantize=int8 (onnxruntime, ctranslate2)."
     )
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapters served unmerged beside the model: name -> LoRA or prompt-tuning run.",
+    )
     overwrite: bool = False
 
     def export_options(self) -> dict[str, Any]:
@@ -348,6 +352,19 @@ def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
     return result
 
 
+def parse_name_paths(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """``["support=runs/support"]`` -> ``{"support": "runs/support"}``; a name given twice fails."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"{flag} takes NAME=PATH (e.g. support=runs/support), got {pair!r}.")
+        if name.strip() in result:
+            raise ConfigError(f"{flag} names {name.strip()!r} twice; give each adapter once.")
+        result[name.strip()] = path.strip()
+    return result
+
+
 def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], group: str) -> None:
     """Add a ``--field-name`` flag per field of ``model``, landing in ``dest=group.field``."""
     section = parser.add_argument_group(f"{group} options")
@@ -416,6 +433,9 @@ def flags_to_settings(namespace: argparse.Namespace) -> dict[str, Any]:
             continue
         if dest == "backend_option":
             settings["backend_options"] = parse_key_values(value, "--backend-option")
+            continue
+        if dest == "adapter_pairs":  # export's --adapter NAME=PATH: paths stay text
+            settings["adapters"] = parse_name_paths(value, "--adapter")
             continue
         parts = dest.split(".")
         node = settings

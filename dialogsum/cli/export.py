@@ -39,6 +39,14 @@ def add_parser(commands: Any) -> None:
         "--quantize", choices=["int8"], default=keep, help="Shorthand for --option quantize=int8."
     )
     parser.add_argument(
+        "--adapter",
+        dest="adapter_pairs",
+        action="append",
+        metavar="NAME=PATH",
+        help="An adapter (LoRA or prompt-tuning run of --model) to serve unmerged beside it, "
+        "chosen per request by NAME; repeat for more (onnxruntime).",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", default=keep, help="Replace an existing folder."
     )
 
@@ -65,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
         config.model, backend="torch", backend_options=backend_options(config)
     )
     folder = summarizer.export(
-        config.output, backend=config.backend, overwrite=config.overwrite, **options
+        config.output,
+        backend=config.backend,
+        overwrite=config.overwrite,
+        adapters=config.adapters,
+        **options,
     )
     export = read_manifest(folder).export
     print(json.dumps({"output": str(folder), **(export.model_dump() if export else {})}, indent=2))

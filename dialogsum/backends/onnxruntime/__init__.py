@@ -34,6 +34,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     Options = OnnxRuntimeOptions
     ExportOptions = OnnxExportOptions
     install_hint = "pip install 'dialogsum[cpu-serve]' to serve, 'dialogsum[export]' to export"
+    exports_adapters = True
 
     def load(self, model_dir: Path | str, options: OnnxRuntimeOptions) -> Predictor:
         """Load an export folder written by ``export`` / ``dialogsum export``."""

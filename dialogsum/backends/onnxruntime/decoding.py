@@ -15,6 +15,8 @@ from dialogsum.plugin_api import GenerationOptions, cut_at_eos
 
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]
+#: Called after each greedy step with an unfinished row and its token ids so far.
+Progress = Callable[[int, list[int]], None]
 #: ``top(logits, k)``: each row's ``k`` best log-probabilities (log-softmax of ``logits``) and
 #: their tokens, best first, ties to the lower token; a ``k`` past the vocabulary gives all of
 #: it. See :func:`top_log_probs`.
@@ -126,10 +128,12 @@ def greedy(
     eos: int,
     pad: int,
     on_finished: Finished | None = None,
+    on_progress: Progress | None = None,
 ) -> list[list[int]]:
     """Greedy decoding: each row's tokens, cut after its end-of-sequence token.
 
-    A row that emits its end-of-sequence token is reported to ``on_finished`` at once."""
+    A row that emits its end-of-sequence token is reported to ``on_finished`` at once; every
+    other row to ``on_progress`` after each step, with its tokens so far (for streaming)."""
     import numpy as np
 
     logits, cache = steps.start(rows)
@@ -145,6 +149,9 @@ def greedy(
         if on_finished is not None:
             for row in np.flatnonzero(ended):
                 on_finished(int(row), history[row, 1:].tolist())
+        if on_progress is not None:
+            for row in np.flatnonzero(~finished):
+                on_progress(int(row), history[row, 1:].tolist())
         if finished.all() or generated + 1 == limit:
             break
         logits, cache = steps.step(chosen, cache)

@@ -16,10 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dialogsum.backends.onnxruntime.adapter_slots import add_lora_slots
+from dialogsum.backends.onnxruntime.adapter_tables import ADAPTERS_FOLDER
 from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
 from dialogsum.backends.onnxruntime.options import OnnxExportOptions
 from dialogsum.backends.onnxruntime.shared_cross_attention import share_cross_attention
 from dialogsum.plugin_api import (
+    MANIFEST_NAME,
     ExportJob,
     ModelError,
     base_of,
@@ -118,6 +121,84 @@ def _export_prompted_encoder(model: Any, prompt: Any, path: Path) -> None:
     )
 
 
+def _export_adapter_encoder(model: Any, path: Path) -> None:
+    """An encoder that takes a soft prompt per row: what a multi-adapter export serves.
+
+    Row ``i``'s first ``prompt_lengths[i]`` positions read ``soft_prompt[i]`` in place of the
+    embeddings of their (placeholder) ids, so rows of different prompt-tuned adapters, and
+    rows of none, share one batch with each row laid out as it is alone.
+    """
+    import torch
+
+    class AdapterEncoder(torch.nn.Module):
+        """ids, mask, soft prompts, prompt lengths -> hidden states."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder: Any = model.get_encoder()
+            self.embed: Any = model.get_input_embeddings()
+
+        def forward(
+            self, input_ids: Any, attention_mask: Any, soft_prompt: Any, prompt_lengths: Any
+        ) -> Any:
+            embeds = self.embed(input_ids)
+            width = input_ids.shape[1]
+            soft = torch.nn.functional.pad(soft_prompt, (0, 0, 0, width - soft_prompt.shape[1]))
+            positions = torch.arange(width)[None, :]
+            is_soft = (positions < prompt_lengths[:, None])[..., None]
+            embeds = torch.where(is_soft, soft.to(embeds.dtype), embeds)
+            return self.encoder(
+                inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state
+
+    width = int(model.config.d_model)
+    dummy = (
+        torch.randint(3, 20, (2, 7)),
+        torch.ones(2, 7, dtype=torch.long),
+        torch.zeros(2, 3, width),
+        torch.tensor([3, 0]),
+    )
+    axes = {0: "batch_size", 1: "encoder_sequence_length"}
+    torch.onnx.export(
+        AdapterEncoder().eval(),
+        dummy,
+        str(path),
+        input_names=["input_ids", "attention_mask", "soft_prompt", "prompt_lengths"],
+        output_names=["last_hidden_state"],
+        dynamic_axes={
+            "input_ids": axes,
+            "attention_mask": axes,
+            "soft_prompt": {0: "batch_size", 1: "prompt_length"},
+            "prompt_lengths": {0: "batch_size"},
+            "last_hidden_state": axes,
+        },
+        opset_version=17,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def _adapter_modules(job: ExportJob, options: OnnxExportOptions) -> set[str]:
+    """The linear modules that get LoRA slots: the option's and every exported adapter's."""
+    modules = set(options.lora_modules)
+    for tuned in job.adapters.values():
+        config = tuned.model.active_peft_config
+        if not is_prompt_learning(tuned.model):
+            modules |= set(config.target_modules or ())
+    return modules
+
+
+def _write_adapters(job: ExportJob) -> None:
+    """Each adapter's files (peft's, and its manifest) into ``adapters/NAME/``."""
+    for name, tuned in job.adapters.items():
+        folder = job.folder / ADAPTERS_FOLDER / name
+        folder.mkdir(parents=True)
+        tuned.model.save_pretrained(str(folder), safe_serialization=True)
+        (folder / MANIFEST_NAME).write_text(
+            tuned.manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
+
+
 def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     """Write an ONNX export of ``job.model`` into ``job.folder`` (see the module docstring)."""
     require(
@@ -128,7 +209,7 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     import onnxruntime
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from dialogsum.backends.onnxruntime.parity import check_parity
+    from dialogsum.backends.onnxruntime.parity import check_adapter_parity, check_parity
     from dialogsum.backends.onnxruntime.quantize import quantize_int8
 
     quiet_exporters()
@@ -152,7 +233,10 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         )
         if prompt is not None:
             _export_prompted_encoder(plain, prompt, staging / "encoder_model.onnx")
+        elif job.adapters:
+            _export_adapter_encoder(plain, staging / "encoder_model.onnx")
         shared = share_cross_attention(staging)
+        slots = add_lora_slots(staging, _adapter_modules(job, options)) if job.adapters else {}
     except Exception as exc:
         raise ModelError(
             f"The ONNX exporter failed on this {type(plain).__name__}: {type(exc).__name__}: "
@@ -169,13 +253,21 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         )
     plain.generation_config.max_new_tokens = job.manifest.data.max_target_length
     plain.generation_config.save_pretrained(str(staging))
-    section = {
+    section: dict[str, Any] = {
         "quantize": options.quantize,
         "prompt_tokens": 0 if prompt is None else int(prompt.shape[0]),
         # The decoder's cross-attention cache has one row per dialogue, shared by its beams
         # (see shared_cross_attention).
         "cross_attention": "item",
     }
+    if job.adapters:
+        _write_adapters(job)
+        section["adapters"] = {
+            "names": sorted(job.adapters),
+            "lora_modules": sorted(_adapter_modules(job, options)),
+            "slots": slots,
+            "soft_prompts": True,
+        }
     versions = {"onnxruntime": onnxruntime.__version__}
     job.write_manifest(section, files=list(ONNX_FILES), versions=versions)
     parity = check_parity(model, staging)
@@ -193,4 +285,9 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
             parity["int8"] = check_parity(model, staging, reference=fp32)
         finally:
             shutil.rmtree(fp32, ignore_errors=True)
+    # Adapters are checked as served: their int8 branch on the base as exported.
+    for name, tuned in job.adapters.items():
+        parity.setdefault("adapters", {})[name] = check_adapter_parity(
+            _cpu_float32(tuned.model), staging, name
+        )
     job.write_manifest(parity=parity)

@@ -3,8 +3,10 @@
 The folder's manifest (``dialogsum.json``) carries an export record
 (:class:`~dialogsum.modeling.ExportInfo`) naming the backend that serves it and the parity
 results; its ``backend_data`` holds this backend's own fields: ``quantize``, ``prompt_tokens``
-(the soft prompt baked into the encoder) and ``cross_attention`` (``"item"``: the decoder's
-cross-attention cache has one row per dialogue, shared by its beams).
+(the soft prompt baked into the encoder), ``cross_attention`` (``"item"``: the decoder's
+cross-attention cache has one row per dialogue, shared by its beams) and, in a multi-adapter
+export, ``adapters`` (their names, the modules with LoRA slots, each graph's slots); the
+adapters' own files are in ``adapters/NAME/``.
 """
 
 from __future__ import annotations
@@ -13,3 +15,5 @@ from __future__ import annotations
 ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 #: Everything the onnxruntime backend reads from an export folder.
 REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
+#: The per-row mask input shared by a graph's LoRA slots (see adapter_slots).
+LORA_MASK = "lora_mask"

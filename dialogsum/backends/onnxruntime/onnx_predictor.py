@@ -10,23 +10,34 @@ step, and the decoder with past key values for every later step.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime.decoding import Finished, beam_search, greedy
+from dialogsum.backends.onnxruntime.adapter_tables import (
+    ADAPTERS_FOLDER,
+    AdapterSet,
+    BatchFeeds,
+    Layout,
+    lora_feeds,
+)
+from dialogsum.backends.onnxruntime.decoding import Finished, Progress, beam_search, greedy
 from dialogsum.backends.onnxruntime.export_files import ONNX_FILES, REQUIRED_FILES
 from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
 from dialogsum.plugin_api import (
+    AdapterInfo,
     ConfigError,
     GenerationOptions,
     ModelError,
     ModelManifest,
     OnSummary,
     Predictor,
+    UnknownAdapterError,
     clause,
     encode_with_tokenizers,
     read_manifest,
+    rows_by_adapter,
     summarize_batches,
 )
 
@@ -157,6 +168,17 @@ class OnnxPredictor(Predictor):
         self._present_names = [
             o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
         ]
+        self._inputs = {id(session): {i.name for i in session.get_inputs()} for session in sessions}
+        # A multi-adapter export: adapters served unmerged beside the base, swapped atomically.
+        self._swap = threading.Lock()
+        self._adapter_set: AdapterSet | None = None
+        section = export.backend_data.get("adapters")
+        if section is not None:
+            adapter_set = AdapterSet(_layout(sessions, export.source_model))
+            for name in section.get("names", []):
+                adapter_set, _ = adapter_set.with_adapter(name, folder / ADAPTERS_FOLDER / name)
+            self._adapter_set = adapter_set
+        self._adapter_width = 0 if self._adapter_set is None else self._adapter_set.layout.width
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's token ids with the export's tokenizer."""
@@ -164,33 +186,111 @@ class OnnxPredictor(Predictor):
 
     def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
         """One summary per dialogue, in input order (greedy or beam search)."""
-        return self._run(dialogues, options, None)
+        return self.summarize_rows(dialogues, [options.adapter] * len(dialogues), options)
 
     def summarize_each(
         self, dialogues: list[str], options: GenerationOptions, on_summary: OnSummary
     ) -> list[str]:
         """Like :meth:`summarize`, calling ``on_summary(index, summary)`` as each summary is
         final: a dialogue whose search ends early is reported before its batch is done."""
-        return self._run(dialogues, options, on_summary)
+        adapters = [options.adapter] * len(dialogues)
+        return self.summarize_rows(dialogues, adapters, options, on_summary)
+
+    def adapters(self) -> dict[str, AdapterInfo]:
+        """The adapters served beside the base (a multi-adapter export's), by name."""
+        return {} if self._adapter_set is None else self._adapter_set.infos()
+
+    def load_adapter(self, name: str, source: Path) -> AdapterInfo:
+        """Serve the adapter in ``source`` as ``name``; atomic (see :class:`AdapterSet`)."""
+        if self._adapter_set is None:
+            return super().load_adapter(name, source)
+        with self._swap:  # two loads at once must not lose one another's adapter
+            self._adapter_set, info = self._adapter_set.with_adapter(name, source)
+        return info
+
+    def unload_adapter(self, name: str) -> AdapterInfo:
+        """Stop serving adapter ``name``; summaries running with it finish."""
+        if self._adapter_set is None:
+            return super().unload_adapter(name)
+        with self._swap:
+            self._adapter_set, info = self._adapter_set.without(name)
+        return info
+
+    def summarize_rows(
+        self,
+        dialogues: list[str],
+        adapters: list[str | None],
+        options: GenerationOptions,
+        on_summary: OnSummary | None = None,
+        on_partial: OnSummary | None = None,
+    ) -> list[str]:
+        """Rows of any adapters in shared batches: each row's summary is the one it gets alone
+        (the adapters' branch is batch-invariant, see adapter_slots)."""
+        _check_supported(options)
+        if not dialogues:
+            return []
+        served = self._adapter_set  # this call's adapters, whatever loads meanwhile
+        if served is None:
+            _no_adapters(adapters)
+        else:
+            for name in set(adapters):
+                if name is not None:
+                    served.get(name)  # an unknown name fails before any work
+        sources: list[list[int]] = [[] for _ in dialogues]
+        limits: dict[int, list[int]] = {}
+        for name, rows in rows_by_adapter(adapters).items():
+            manifest = self.manifest if served is None else served.manifest(name, self.manifest)
+            encoded = encode_with_tokenizers(
+                [dialogues[row] for row in rows], self.tokenizer, self.eos_token_id, manifest.data
+            )
+            limit = options.max_new_tokens or manifest.data.max_target_length
+            for row, source in zip(rows, encoded, strict=True):
+                sources[row] = source
+                limits.setdefault(limit, []).append(row)
+        summaries: list[str] = [""] * len(dialogues)
+        for limit, rows in limits.items():  # rows with one length limit decode together
+            chosen = options.model_copy(update={"max_new_tokens": limit})
+            texts = self._run(
+                [sources[row] for row in rows],
+                [adapters[row] for row in rows],
+                chosen,
+                _mapped(on_summary, rows),
+                _mapped(on_partial, rows),
+                served,
+            )
+            for row, text in zip(rows, texts, strict=True):
+                summaries[row] = text
+        return summaries
 
     def _run(
-        self, texts: list[str], options: GenerationOptions, on_summary: OnSummary | None
+        self,
+        sources: list[list[int]],
+        adapters: list[str | None],
+        options: GenerationOptions,
+        on_summary: OnSummary | None,
+        on_partial: OnSummary | None,
+        served: AdapterSet | None,
     ) -> list[str]:
-        _check_supported(options)
-        if not texts:
-            return []
-        sources = self.encode(texts)
         decode = self.tokenizer.decode
 
         def run_batch(
             ids: list[list[int]],
             mask: list[list[int]],
             report: Callable[[int, str], None] | None = None,
+            *,
+            rows: list[int],
         ) -> list[str]:
             finished = None if report is None else (lambda row, tokens: report(row, decode(tokens)))
-            return list(
-                self.tokenizer.decode_batch(self.generate_ids(ids, mask, options, finished))
+            progress = None
+            if on_partial is not None:
+
+                def progress(position: int, tokens: list[int]) -> None:
+                    on_partial(rows[position], decode(tokens))
+
+            generated = self.generate_ids(
+                ids, mask, options, finished, [adapters[row] for row in rows], progress, served
             )
+            return list(self.tokenizer.decode_batch(generated))
 
         return summarize_batches(
             sources,
@@ -199,53 +299,107 @@ class OnnxPredictor(Predictor):
             run_batch,
             progress=self.progress,
             on_summary=on_summary,
+            with_rows=True,
         )
 
-    def encode(self, texts: list[str], *, warn: bool = True) -> list[list[int]]:
-        """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``)."""
+    def encode(
+        self, texts: list[str], *, warn: bool = True, adapter: str | None = None
+    ) -> list[list[int]]:
+        """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``), with
+        adapter ``adapter``'s prompt and lengths when given."""
+        manifest = self.manifest
+        if adapter is not None:
+            if self._adapter_set is None:
+                _no_adapters([adapter])
+            else:
+                manifest = self._adapter_set.manifest(adapter, self.manifest)
         return encode_with_tokenizers(
-            texts, self.tokenizer, self.eos_token_id, self.manifest.data, warn=warn
+            texts, self.tokenizer, self.eos_token_id, manifest.data, warn=warn
         )
 
-    def _encode_batch(self, ids: list[list[int]], mask: list[list[int]]) -> tuple[Any, Any]:
+    def _encode_batch(
+        self, ids: list[list[int]], mask: list[list[int]], feeds: BatchFeeds | None = None
+    ) -> tuple[Any, Any]:
         """Encoder outputs and encoder mask of a right-padded batch, padded to its width.
 
         Rows run through the encoder in groups of similar length, each padded only to its own
         longest row: the encoder is compute-bound, so a batch gains nothing from running as
         one, and padding short rows to the longest cost up to twice the work on mixed
         lengths. Masked positions weigh nothing in the decoder, so the result is the same.
+        With adapters (``feeds``), a prompt-tuned row's soft prompt takes its first positions.
         """
         import numpy as np
 
+        prompts = feeds.prompts if feeds is not None else [None] * len(ids)
         lengths = [sum(row) for row in mask]
-        width = len(ids[0])
+        extra = [0 if prompt is None else int(prompt.shape[0]) for prompt in prompts]
+        total = [length + more for length, more in zip(lengths, extra, strict=True)]
+        width = max(total)
         hidden: Any = None
-        encoder_mask: Any = None
-        for group in length_groups(lengths):
-            used = max(lengths[row] for row in group)
-            feeds = {
-                "input_ids": np.asarray([ids[row][:used] for row in group], dtype=np.int64),
-                "attention_mask": np.asarray([mask[row][:used] for row in group], dtype=np.int64),
-            }
-            outputs = self.encoder.run(None, feeds)
-            # A prompt-tuned encoder returns the mask widened by the soft prompt (prepended)
-            # as its second output.
-            part_mask = outputs[1] if len(outputs) > 1 else feeds["attention_mask"]
+        encoder_mask = np.zeros((len(ids), width), dtype=np.int64)
+        for group in length_groups(total):
+            used = max(total[row] for row in group)
+            rows = [[self.pad_token_id] * extra[row] + ids[row][: lengths[row]] for row in group]
+            part_ids = np.full((len(group), used), self.pad_token_id, dtype=np.int64)
+            part_mask = np.zeros((len(group), used), dtype=np.int64)
+            for position, row in enumerate(rows):
+                part_ids[position, : len(row)] = row
+                part_mask[position, : len(row)] = 1
+            inputs: dict[str, Any] = {"input_ids": part_ids, "attention_mask": part_mask}
+            if feeds is not None:
+                inputs.update(self._prompt_feeds([prompts[row] for row in group]))
+                inputs.update(lora_feeds(self._inputs[id(self.encoder)], feeds, group))
+            outputs = self.encoder.run(None, inputs)
+            # A prompt-tuned single export's encoder returns the mask widened by its baked soft
+            # prompt (prepended) as its second output.
+            group_mask = outputs[1] if len(outputs) > 1 else part_mask
             if hidden is None:
-                extra = part_mask.shape[1] - used  # soft prompt positions, if any
+                baked = group_mask.shape[1] - used  # a baked soft prompt's positions, if any
                 hidden = np.zeros(
-                    (len(ids), width + extra, outputs[0].shape[2]), dtype=outputs[0].dtype
+                    (len(ids), width + baked, outputs[0].shape[2]), dtype=outputs[0].dtype
                 )
-                encoder_mask = np.zeros((len(ids), width + extra), dtype=part_mask.dtype)
-            hidden[group, : part_mask.shape[1]] = outputs[0]
-            encoder_mask[group, : part_mask.shape[1]] = part_mask
+                encoder_mask = np.zeros((len(ids), width + baked), dtype=group_mask.dtype)
+            hidden[group, : group_mask.shape[1]] = outputs[0]
+            encoder_mask[group, : group_mask.shape[1]] = group_mask
         return hidden, encoder_mask
 
-    def first_step_logits(self, ids: list[list[int]], mask: list[list[int]]) -> Any:
-        """Logits of the first decoder step (for parity checks against PyTorch)."""
-        return self.step_logits(ids, mask, [[] for _ in ids])[:, 0]
+    def _prompt_feeds(self, prompts: list[Any]) -> dict[str, Any]:
+        """The adapter encoder's soft prompts (rows x longest x width) and their lengths."""
+        import numpy as np
 
-    def step_logits(self, ids: list[list[int]], mask: list[list[int]], tokens: Any) -> Any:
+        longest = max([1, *(p.shape[0] for p in prompts if p is not None)])
+        width = self._adapter_width
+        soft = np.zeros((len(prompts), longest, width), dtype=np.float32)
+        lengths = np.zeros(len(prompts), dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            if prompt is not None:
+                soft[row, : prompt.shape[0]] = prompt
+                lengths[row] = prompt.shape[0]
+        return {"soft_prompt": soft, "prompt_lengths": lengths}
+
+    def _feeds(
+        self, rows: int, adapters: list[str | None] | None, served: AdapterSet | None
+    ) -> BatchFeeds | None:
+        """What the batch's adapters feed the graphs, or None for an export without adapters."""
+        chosen = served or self._adapter_set
+        if chosen is None:
+            _no_adapters(adapters or [])
+            return None
+        return chosen.batch(list(adapters) if adapters is not None else [None] * rows)
+
+    def first_step_logits(
+        self, ids: list[list[int]], mask: list[list[int]], adapters: list[str | None] | None = None
+    ) -> Any:
+        """Logits of the first decoder step (for parity checks against PyTorch)."""
+        return self.step_logits(ids, mask, [[] for _ in ids], adapters)[:, 0]
+
+    def step_logits(
+        self,
+        ids: list[list[int]],
+        mask: list[list[int]],
+        tokens: Any,
+        adapters: list[str | None] | None = None,
+    ) -> Any:
         """Logits (rows x steps x vocabulary) of decoding ``tokens`` (rows x steps - 1) forced.
 
         The first step's logits, then each later step's given the forced tokens so far: what
@@ -253,8 +407,9 @@ class OnnxPredictor(Predictor):
         """
         import numpy as np
 
-        hidden, encoder_mask = self._encode_batch(ids, mask)
-        steps = _OnnxSteps(self, hidden, encoder_mask, 1)
+        feeds = self._feeds(len(ids), adapters, None)
+        hidden, encoder_mask = self._encode_batch(ids, mask, feeds)
+        steps = _OnnxSteps(self, hidden, encoder_mask, 1, feeds)
         logits, cache = steps.start(len(ids))
         every = [logits]
         for column in np.asarray(tokens, dtype=np.int64).reshape(len(ids), -1).T:
@@ -268,16 +423,33 @@ class OnnxPredictor(Predictor):
         mask: list[list[int]],
         options: GenerationOptions,
         on_finished: Finished | None = None,
+        adapters: list[str | None] | None = None,
+        on_progress: Progress | None = None,
+        served: AdapterSet | None = None,
     ) -> list[list[int]]:
         """Token ids for one padded batch (greedy or beam search), each cut after its eos.
 
-        ``on_finished(row, ids)`` is called for a row as soon as its ids are final."""
-        hidden, encoder_mask = self._encode_batch(ids, mask)
-        steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams)
+        ``on_finished(row, ids)`` is called for a row as soon as its ids are final;
+        ``on_progress(row, ids)`` (greedy) with each unfinished row's ids after every step.
+        ``adapters[row]`` names the adapter of each row (None: the base), from ``served``
+        (default: the adapters loaded now)."""
+        feeds = self._feeds(len(ids), adapters, served)
+        hidden, encoder_mask = self._encode_batch(ids, mask, feeds)
+        steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams, feeds)
         limit = options.max_new_tokens or self.manifest.data.max_target_length
-        decode = beam_search if options.num_beams > 1 else greedy
         rows = len(ids)
-        return decode(
+        if options.num_beams > 1:
+            return beam_search(
+                steps,
+                rows,
+                limit,
+                options,
+                self.start_token_id,
+                self.eos_token_id,
+                self.pad_token_id,
+                on_finished,
+            )
+        return greedy(
             steps,
             rows,
             limit,
@@ -286,6 +458,7 @@ class OnnxPredictor(Predictor):
             self.eos_token_id,
             self.pad_token_id,
             on_finished,
+            on_progress,
         )
 
 
@@ -293,11 +466,20 @@ class _OnnxSteps:
     """Decoder steps over the two decoder sessions, for :mod:`.decoding`."""
 
     def __init__(
-        self, predictor: OnnxPredictor, hidden: Any, encoder_mask: Any, beams: int
+        self,
+        predictor: OnnxPredictor,
+        hidden: Any,
+        encoder_mask: Any,
+        beams: int,
+        feeds: BatchFeeds | None = None,
     ) -> None:
         import numpy as np
 
         self.predictor = predictor
+        self.feeds = feeds
+        # Each decoder row's index into the batch's items (its adapter's mask row): beams of an
+        # item share it, and rows leave as their items finish (``select``).
+        self.row_items = np.repeat(np.arange(hidden.shape[0]), beams)
         # Masked positions after every row's encoder output make decoding batch-invariant:
         # onnxruntime's CPU kernels sum the cross-attention of a sequence's last few
         # positions in a tail loop, in another order than the vectorised body. Alone, a row's
@@ -329,6 +511,8 @@ class _OnnxSteps:
             "encoder_attention_mask": self.item_mask,
             "encoder_hidden_states": self.hidden,
         }
+        if self.feeds is not None:
+            feeds.update(lora_feeds(predictor._inputs[id(predictor.decoder)], self.feeds))
         outputs = predictor.decoder.run(None, feeds)
         named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
         if rows != items:
@@ -352,6 +536,9 @@ class _OnnxSteps:
             "input_ids": np.asarray(tokens, dtype=np.int64)[:, None],
             "encoder_attention_mask": self.encoder_mask,
         }
+        if self.feeds is not None:
+            session_inputs = predictor._inputs[id(predictor.decoder_with_past)]
+            feeds.update(lora_feeds(session_inputs, self.feeds, self.row_items))
         # IO binding: the cache stays in onnxruntime's own buffers from one step to the next
         # instead of being copied out to numpy and back in at every token.
         binding = predictor.decoder_with_past.io_binding()
@@ -395,10 +582,40 @@ class _OnnxSteps:
 
         items = np.asarray(rows)[:: self.beams] // self.beams
         self.encoder_mask = self.encoder_mask[items]
+        self.row_items = self.row_items[np.asarray(rows)]
         return {
             name: _as_array(value)[items if ".encoder." in name else rows]
             for name, value in cache.items()
         }
+
+
+def _layout(sessions: list[Any], base_model: str | None) -> Layout:
+    """What a multi-adapter export's graphs accept: each LoRA slot's shape, the prompt width."""
+    slots: dict[str, tuple[int, int]] = {}
+    width = 0
+    for session in sessions:
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        for name, shape in shapes.items():
+            if name.startswith("lora.") and name.endswith(".A"):
+                slot = name[len("lora.") : -len(".A")]
+                slots[slot] = (int(shape[0]), int(shapes[f"lora.{slot}.B"][1]))
+        if "soft_prompt" in shapes:
+            width = int(shapes["soft_prompt"][2])
+    return Layout(slots=slots, width=width, base_model=base_model)
+
+
+def _no_adapters(adapters: list[str | None]) -> None:
+    """Fail for the first adapter named in ``adapters``, on an export that serves none."""
+    for name in adapters:
+        if name is not None:
+            raise UnknownAdapterError(name, [])
+
+
+def _mapped(report: OnSummary | None, rows: list[int]) -> OnSummary | None:
+    """``report`` called with the original row of a position in ``rows``."""
+    if report is None:
+        return None
+    return lambda position, text: report(rows[position], text)
 
 
 def _as_array(value: Any) -> Any:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dialogsum.plugin_api import Options
 
@@ -29,3 +29,19 @@ class OnnxExportOptions(Options):
             "batch); default: fp32."
         ),
     )
+    lora_modules: list[str] = Field(
+        default_factory=lambda: ["q", "v"],
+        min_length=1,
+        description=(
+            "With adapters: the linear modules that get LoRA slots, beside those the exported "
+            "adapters adapt (adapters loaded later may adapt these only)."
+        ),
+    )
+
+    @field_validator("lora_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # '--option lora_modules=q,k,v' arrives as the string "q,k,v".
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value

@@ -131,3 +131,81 @@ def check_parity(
         "beam4_identical": tokens["beam4_identical"],
         "passed": True,
     }
+
+
+#: An adapter's first-step logits may differ from its PyTorch model's by this much, relative to
+#: the largest logit magnitude: its low-rank branch runs in int8 (see adapter_slots), and a
+#: wrong slot or scale is off by far more.
+ADAPTER_LOGITS_TOLERANCE = 0.05
+
+
+def check_adapter_parity(model: Any, export_dir: Path, adapter: str) -> dict[str, Any]:
+    """Compare adapter ``adapter``, served unmerged from ``export_dir``, with its peft ``model``.
+
+    Refused (:class:`ModelError`, nothing written): first-step logits off by more than
+    ``ADAPTER_LOGITS_TOLERANCE`` of their scale (a wrong slot or scale is off by far more), or
+    a dialogue whose greedy summary changes when it shares a batch with rows of the base model.
+    The share of greedy and 4-beam outputs equal to PyTorch's is recorded, as an int8 export's
+    agreement is: the int8 branch moves near-ties (docs/benchmarks.md has its ROUGE).
+    """
+    import numpy as np
+
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+
+    model.eval()
+    texts = parity_dialogues()
+    onnx = OnnxPredictor(export_dir, progress=False)
+    sources = onnx.encode(texts, warn=False, adapter=adapter)
+    rows: list[str | None] = [adapter] * len(sources)
+    ids, mask = pad_batch(sources, onnx.pad_token_id)
+    torch_logits = torch_first_logits(model, ids, mask, onnx.start_token_id)
+    difference = float(np.abs(torch_logits - onnx.first_step_logits(ids, mask, rows)).max())
+    scale = max(1.0, float(np.abs(torch_logits).max()))
+    if difference > ADAPTER_LOGITS_TOLERANCE * scale:
+        raise ModelError(
+            f"Adapter {adapter!r} served unmerged does not match its PyTorch model: largest "
+            f"first-step logits difference {difference:.2e}, tolerance "
+            f"{ADAPTER_LOGITS_TOLERANCE * scale:.2e}. Nothing was written. Please report this "
+            f"with the adapter's adapter_config.json."
+        )
+
+    def decode(chosen: list[list[int]], beams: int) -> list[list[int]]:
+        options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
+        return [
+            cut_at_eos(
+                onnx.generate_ids([s], [[1] * len(s)], options, None, [adapter])[0],
+                onnx.eos_token_id,
+            )
+            for s in chosen
+        ]
+
+    tokens = check_token_parity(
+        model,
+        sources,
+        decode,
+        eos=onnx.eos_token_id,
+        what=f"Adapter {adapter!r} served unmerged",
+        greedy_required=0.0,
+        beam_required=0.0,
+    )
+    # Beside rows of the base model (other prompts, other lengths), each row must decode as alone.
+    alone = decode(sources, 1)
+    base_sources = onnx.encode(texts, warn=False)
+    mixed_ids, mixed_mask = pad_batch([*sources, *base_sources], onnx.pad_token_id)
+    options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS)
+    mixed = onnx.generate_ids(
+        mixed_ids, mixed_mask, options, None, [*rows, *([None] * len(base_sources))]
+    )[: len(sources)]
+    mixed_agreement = agreement(alone, [cut_at_eos(row, onnx.eos_token_id) for row in mixed])
+    if mixed_agreement < 1.0:
+        raise ModelError(
+            f"Adapter {adapter!r}'s summaries change when its dialogues share a batch with the "
+            f"base model's ({mixed_agreement:.0%} identical): served summaries would depend on "
+            f"other requests. Nothing was written; please report this with your CPU (lscpu)."
+        )
+    return {
+        **tokens,
+        "max_abs_logits_difference": difference,
+        "logits_scale": scale,
+        "mixed_batch_greedy_agreement": mixed_agreement,
+    }

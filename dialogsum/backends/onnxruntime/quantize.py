@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES
 from dialogsum.backends.onnxruntime.shared_cross_attention import DECODER_WITH_PAST
 
 #: Protobuf's limit: larger models keep their weights in a separate data file.
@@ -39,7 +39,9 @@ def quantize_int8(folder: Path) -> None:
         # has a constant weight to quantize, and the graph runs faster. The decoder with past
         # computes its cross-attention shapes from the cache at run time (shared_cross_attention),
         # which symbolic inference cannot follow; ONNX's own inference finds the same weights.
-        skip = name == DECODER_WITH_PAST
+        # Graphs with LoRA slots (adapter_slots) hold contrib operators that symbolic
+        # inference does not follow either.
+        skip = name == DECODER_WITH_PAST or _has_slots(path)
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=skip)
         try:
             _rewrite(prepared, path)
@@ -47,6 +49,72 @@ def quantize_int8(folder: Path) -> None:
             prepared.unlink(missing_ok=True)
             for leftover in folder.glob(f"{name}.pre.onnx*"):
                 leftover.unlink()
+
+
+def _has_slots(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(value.name == LORA_MASK for value in graph.input)
+
+
+def row_constants(opset: int) -> dict[str, Any]:
+    """The constant tensors :func:`row_quantize` and its MatMuls read, by name."""
+    import numpy as np
+
+    constants: dict[str, Any] = {
+        "rowq_eps": np.array(1e-12, np.float32),
+        "rowq_step": np.array(1 / 127, np.float32),
+        "rowq_zero": np.array(128, np.uint8),
+        "rowq_weight_zero": np.array(0, np.int8),
+    }
+    if opset >= 18:
+        constants["rowq_axes"] = np.array([-1], np.int64)
+    return constants
+
+
+def row_quantize(source: str, prefix: str, opset: int) -> tuple[list[Any], str, str]:
+    """Nodes that quantize ``source`` to uint8 with one symmetric scale per row (last axis).
+
+    Returns the nodes, the quantized tensor's name and the per-row scale's name; a
+    ``MatMulIntegerToFloat`` over the quantized tensor, multiplied by the scale, gives each
+    row's product bit for bit the same in any batch.
+    """
+    from onnx import helper
+
+    reduce = (
+        helper.make_node("ReduceMax", [f"{prefix}_abs", "rowq_axes"], [f"{prefix}_max"], keepdims=1)
+        if opset >= 18
+        else helper.make_node(
+            "ReduceMax", [f"{prefix}_abs"], [f"{prefix}_max"], axes=[-1], keepdims=1
+        )
+    )
+    nodes = [
+        helper.make_node("Abs", [source], [f"{prefix}_abs"]),
+        reduce,
+        helper.make_node("Max", [f"{prefix}_max", "rowq_eps"], [f"{prefix}_s"]),
+        helper.make_node("Div", [source, f"{prefix}_s"], [f"{prefix}_unit"]),
+        helper.make_node(
+            "QuantizeLinear", [f"{prefix}_unit", "rowq_step", "rowq_zero"], [f"{prefix}_q"]
+        ),
+    ]
+    return nodes, f"{prefix}_q", f"{prefix}_s"
+
+
+def _row_quantized(nodes: Any) -> dict[str, tuple[str, str]]:
+    """The inputs :func:`row_quantize` nodes quantize already: input -> (rows, scale)."""
+    divisions = {node.output[0]: node for node in nodes if node.op_type == "Div"}
+    found = {}
+    for node in nodes:
+        division = divisions.get(node.input[0]) if node.op_type == "QuantizeLinear" else None
+        if division is not None and list(node.input[1:]) == ["rowq_step", "rowq_zero"]:
+            found[division.input[0]] = (node.output[0], division.input[1])
+    return found
+
+
+def graph_opset(model: Any) -> int:
+    """The default-domain opset of an ONNX model."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
 
 
 def _rewrite(source: Path, target: Path) -> None:
@@ -57,18 +125,13 @@ def _rewrite(source: Path, target: Path) -> None:
     model = onnx.load(str(source))
     graph = model.graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    constants: dict[str, Any] = {
-        "rowq_eps": np.array(1e-12, np.float32),
-        "rowq_step": np.array(1 / 127, np.float32),
-        "rowq_zero": np.array(128, np.uint8),
-        "rowq_weight_zero": np.array(0, np.int8),
-        "rowq_axes": np.array([-1], np.int64),
-    }
+    opset = graph_opset(model)
+    constants = row_constants(opset)
     nodes: list[Any] = []
     added: list[Any] = []
     replaced: set[str] = set()
-    row_quantized: dict[str, tuple[str, str]] = {}  # input -> (uint8 rows, per-row scale)
+    # input -> (uint8 rows, per-row scale); a graph with LoRA slots has some already.
+    row_quantized = _row_quantized(graph.node)
     for node in graph.node:
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
         if weight is None or len(weight.dims) != 2:
@@ -86,27 +149,9 @@ def _rewrite(source: Path, target: Path) -> None:
         replaced.add(node.input[1])
         source_name = node.input[0]
         if source_name not in row_quantized:  # q, k and v share one quantized input
-            reduce = (
-                helper.make_node(
-                    "ReduceMax", [f"{prefix}_abs", "rowq_axes"], [f"{prefix}_max"], keepdims=1
-                )
-                if opset >= 18
-                else helper.make_node(
-                    "ReduceMax", [f"{prefix}_abs"], [f"{prefix}_max"], axes=[-1], keepdims=1
-                )
-            )
-            nodes += [
-                helper.make_node("Abs", [source_name], [f"{prefix}_abs"]),
-                reduce,
-                helper.make_node("Max", [f"{prefix}_max", "rowq_eps"], [f"{prefix}_s"]),
-                helper.make_node("Div", [source_name, f"{prefix}_s"], [f"{prefix}_unit"]),
-                helper.make_node(
-                    "QuantizeLinear",
-                    [f"{prefix}_unit", "rowq_step", "rowq_zero"],
-                    [f"{prefix}_q"],
-                ),
-            ]
-            row_quantized[source_name] = (f"{prefix}_q", f"{prefix}_s")
+            quantizing, rows, row_scale = row_quantize(source_name, prefix, opset)
+            nodes += quantizing
+            row_quantized[source_name] = (rows, row_scale)
         rows, row_scale = row_quantized[source_name]
         nodes += [
             helper.make_node(
@@ -117,12 +162,15 @@ def _rewrite(source: Path, target: Path) -> None:
             ),
             helper.make_node("Mul", [f"{prefix}_y", row_scale], [node.output[0]]),
         ]
-    if opset < 18:
-        del constants["rowq_axes"]
     kept = [tensor for tensor in graph.initializer if tensor.name not in replaced]
     del graph.initializer[:]
     graph.initializer.extend(
-        [*kept, *added, *(numpy_helper.from_array(v, k) for k, v in constants.items())]
+        [
+            *kept,
+            *added,
+            # A graph with adapter slots has the constants already (adapter_slots).
+            *(numpy_helper.from_array(v, k) for k, v in constants.items() if k not in weights),
+        ]
     )
     del graph.node[:]
     graph.node.extend(nodes)

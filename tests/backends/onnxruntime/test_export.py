@@ -59,7 +59,10 @@ def test_export_serves_like_pytorch(
     manifest = json.loads((folder / "dialogsum.json").read_text())
     export = manifest["export"]
     assert manifest["method"] == method and manifest["peft"] is False
-    assert export["backend"] == "onnxruntime" and export["options"] == {"quantize": None}
+    assert export["backend"] == "onnxruntime" and export["options"] == {
+        "quantize": None,
+        "lora_modules": ["q", "v"],
+    }
     assert export["backend_data"]["quantize"] is None and export["versions"]["onnxruntime"]
     assert export["adapter"] == ("baked" if method == "prompt_tuning" else "merged")
     assert export["parity"]["passed"] and export["parity"]["greedy_identical"] == 1.0
@@ -91,9 +94,10 @@ def test_int8_export_is_batch_invariant_and_reports_agreement(
     for beams in (1, 4):
         alone = served.summarize(dialogues, batch_size=1, num_beams=beams, max_new_tokens=12)
         for batch in (8, 32):
-            assert served.summarize(
-                dialogues, batch_size=batch, num_beams=beams, max_new_tokens=12
-            ) == alone, (beams, batch)
+            assert (
+                served.summarize(dialogues, batch_size=batch, num_beams=beams, max_new_tokens=12)
+                == alone
+            ), (beams, batch)
 
 
 def test_the_gate_refuses_an_int8_export_that_depends_on_the_batch(
@@ -143,9 +147,12 @@ def test_beams_share_one_cross_attention_cache_per_dialogue(
     from dialogsum.backends.onnxruntime import export as exporting
     from dialogsum.backends.onnxruntime import shared_cross_attention as beams
 
-    assert json.loads((lora_export / "dialogsum.json").read_text())["export"]["backend_data"][
-        "cross_attention"
-    ] == "item"
+    assert (
+        json.loads((lora_export / "dialogsum.json").read_text())["export"]["backend_data"][
+            "cross_attention"
+        ]
+        == "item"
+    )
     name = beams.DECODER_WITH_PAST
     # The decoder as optimum writes it (one cross-attention cache per beam), kept aside during
     # an export, against the rewritten one the export serves.
@@ -169,8 +176,12 @@ def test_beams_share_one_cross_attention_cache_per_dialogue(
     assert not (tmp_path / "per-row").exists()
 
     # The rewrite computes what the per-beam graph computes from repeated caches.
-    before = ort.InferenceSession(str(tmp_path / "per-beam.onnx"), providers=["CPUExecutionProvider"])
-    after = ort.InferenceSession(str(tmp_path / "shared" / name), providers=["CPUExecutionProvider"])
+    before = ort.InferenceSession(
+        str(tmp_path / "per-beam.onnx"), providers=["CPUExecutionProvider"]
+    )
+    after = ort.InferenceSession(
+        str(tmp_path / "shared" / name), providers=["CPUExecutionProvider"]
+    )
     rng = np.random.default_rng(0)
     for items, width in ((3, 4), (2, 1)):
         rows, length = items * width, 20
@@ -208,8 +219,9 @@ def test_each_summary_is_reported_once_as_it_is_final(lora: Summarizer, lora_exp
             )
             assert sorted(index for index, _ in reported) == list(range(len(dialogues)))
             assert all(text == summaries[index] for index, text in reported)
-            assert summaries == summarizer.summarize(dialogues, num_beams=beams, max_new_tokens=12,
-                                                     batch_size=4)
+            assert summaries == summarizer.summarize(
+                dialogues, num_beams=beams, max_new_tokens=12, batch_size=4
+            )
 
 
 def test_export_errors(lora: Summarizer, lora_export: Path, tmp_path: Path) -> None:
@@ -355,24 +367,34 @@ def test_parity_gate_on_the_real_flan_t5_small_architecture(
 
 @pytest.mark.parametrize("method", ["none", "lora", "prompt_tuning"])
 def test_bundled_model_exports_and_serves_with_its_decoding_defaults(
-    method: str, few_examples, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    method: str,
+    few_examples,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     # dialogsum-tiny ships decoding defaults (4 beams, no repeated trigrams) in its generation
     # config; parity must compare the two runtimes' search, not those defaults on one side only,
     # also when an adapter wraps the model (what the quickstart exports).
     model = Summarizer.from_pretrained("dialogsum-tiny", backend_options=SERVE)
     if method != "none":
-        model = model.finetune(few_examples, method=method, training={
-            "max_steps": 2, "progress": False, "save_strategy": "no"})
+        model = model.finetune(
+            few_examples,
+            method=method,
+            training={"max_steps": 2, "progress": False, "save_strategy": "no"},
+        )
     # optimum copies preprocessors from the model's name_or_path: here "dialogsum-tiny", which
     # is no hub repo. It must be pointed at a local folder, or offline exports retry for minutes.
     import optimum.exporters.onnx.convert as convert
 
     sources: list[tuple[str, bool]] = []
     copy_preprocessors = convert.maybe_save_preprocessors
-    monkeypatch.setattr(convert, "maybe_save_preprocessors",
-                        lambda source, *a, **k: sources.append((source, Path(source).is_dir()))
-                        or copy_preprocessors(source, *a, **k))
+    monkeypatch.setattr(
+        convert,
+        "maybe_save_preprocessors",
+        lambda source, *a, **k: (
+            sources.append((source, Path(source).is_dir())) or copy_preprocessors(source, *a, **k)
+        ),
+    )
     folder = model.export(tmp_path / "tiny")
     assert sources and all(local for _, local in sources), sources
     parity = json.loads((folder / "dialogsum.json").read_text())["export"]["parity"]
@@ -404,9 +426,25 @@ def test_the_backend_comes_from_the_export_manifest(
 
     shutil.copytree(str(lora.manifest.base_model), base_copy)
     # compare mixes an adapter (torch, with --base-model) and an export (onnxruntime).
-    args = ["compare", "--model", str(saved), "--model", str(lora_export), "--base-model",
-            str(base_copy), "--data", str(sample_dir), "--limit", "2", "--show", "1",
-            "--output", str(tmp_path / "cmp"), "--max-new-tokens", "4"]
+    args = [
+        "compare",
+        "--model",
+        str(saved),
+        "--model",
+        str(lora_export),
+        "--base-model",
+        str(base_copy),
+        "--data",
+        str(sample_dir),
+        "--limit",
+        "2",
+        "--show",
+        "1",
+        "--output",
+        str(tmp_path / "cmp"),
+        "--max-new-tokens",
+        "4",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     assert str(lora_export) in (tmp_path / "cmp.md").read_text()
 
@@ -419,4 +457,5 @@ def test_export_takes_a_config_file(lora: Summarizer, tmp_path: Path, capsys) ->
     assert "quantise: Extra inputs are not permitted" in capsys.readouterr().err
     config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\n")
     assert main(["export", "--config", str(config), "--quantize", "int8"]) == 0
-    assert json.loads(capsys.readouterr().out)["options"] == {"quantize": "int8"}
+    options = json.loads(capsys.readouterr().out)["options"]
+    assert options == {"quantize": "int8", "lora_modules": ["q", "v"]}
