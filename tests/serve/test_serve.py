@@ -310,6 +310,8 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
         ({"DIALOGSUM_SERVE_OVER_LENGTH": "drop"}, [], "DIALOGSUM_SERVE_OVER_LENGTH='drop'"),
         ({"DIALOGSUM_SERVE_API_KEY_ENV": "TEST_DIALOGSUM_UNSET_KEY"}, [],
          "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set"),
+        ({}, ["--admin-key-env", "TEST_DIALOGSUM_UNSET_KEY"],
+         "admin_key_env is 'TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set"),
         ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
     ],
 )
