@@ -13,14 +13,15 @@ This module imports no FastAPI.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
 
@@ -157,15 +158,7 @@ def _unpack_zip(archive: Path, into: Path, budget: _Budget) -> None:
                 raise _special(info.filename, "a symbolic link")
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise _special(info.filename, "a special file")
-            target = _target(into, info.filename)
-            if target is None:
-                continue
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with bundle.open(info) as source:
-                budget.copy(source, target)
+            _place(into, info.filename, info.is_dir(), budget, functools.partial(bundle.open, info))
 
 
 def _unpack_tar(archive: Path, into: Path, budget: _Budget) -> None:
@@ -176,15 +169,27 @@ def _unpack_tar(archive: Path, into: Path, budget: _Budget) -> None:
                 raise _special(member.name, "a link")
             if not (member.isfile() or member.isdir()):
                 raise _special(member.name, "a device or another special file")
-            target = _target(into, member.name)
-            if target is None:
-                continue
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with _member(bundle, member) as source:
-                budget.copy(source, target)
+            source = functools.partial(_member, bundle, member)
+            _place(into, member.name, member.isdir(), budget, source)
+
+
+def _place(
+    into: Path,
+    name: str,
+    folder: bool,
+    budget: _Budget,
+    source: Callable[[], AbstractContextManager[IO[bytes]]],
+) -> None:
+    """Write member ``name`` under ``into``: a folder, or a file read from ``source()``."""
+    target = _target(into, name)
+    if target is None:
+        return
+    if folder:
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source() as stream:
+        budget.copy(stream, target)
 
 
 @contextmanager

@@ -3,6 +3,7 @@ of ``tests/adapter_backend.py``, registered as a plugin) and adapter folders for
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,20 +47,23 @@ def adapter_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     return folders
 
 
+def tagging_model(
+    tiny_model_dir: Path,
+    plugins: DialogsumPluginManager,
+    adapter_dirs: dict[str, Path],
+    *names: str,
+) -> Summarizer:
+    """A new Summarizer of the tiny model served by the tagging backend with the adapters
+    ``names`` (keys of ``adapter_dirs``) loaded."""
+    adapters = {name: str(adapter_dirs[name]) for name in names}
+    return Summarizer.from_pretrained(
+        tiny_model_dir, backend="tagging", backend_options={"adapters": adapters}, plugins=plugins
+    )
+
+
 @pytest.fixture
 def tagging(
     tiny_model_dir: Path, tagging_plugins: DialogsumPluginManager, adapter_dirs: dict[str, Path]
 ) -> Callable[..., Summarizer]:
-    """``tagging("support", ...)``: a new Summarizer of the tiny model served by the tagging
-    backend with those adapters loaded."""
-
-    def make(*names: str) -> Summarizer:
-        adapters = {name: str(adapter_dirs[name]) for name in names}
-        return Summarizer.from_pretrained(
-            tiny_model_dir,
-            backend="tagging",
-            backend_options={"adapters": adapters},
-            plugins=tagging_plugins,
-        )
-
-    return make
+    """``tagging("support", ...)``: :func:`tagging_model` with those adapters loaded."""
+    return functools.partial(tagging_model, tiny_model_dir, tagging_plugins, adapter_dirs)

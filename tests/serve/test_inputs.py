@@ -13,7 +13,7 @@ from dialogsum import Summarizer
 from dialogsum.serve import ServeSettings
 from dialogsum.testing.serving import Server
 
-from .conftest import SHARED
+from .conftest import SHARED, tagging_model
 
 DIALOGUE = "#Person1#: Is the train late?\n#Person2#: Ten minutes, they said."
 
@@ -22,12 +22,7 @@ DIALOGUE = "#Person1#: Is the train late?\n#Person2#: Ten minutes, they said."
 def served(
     tiny_model_dir: Any, tagging_plugins: Any, adapter_dirs: Any
 ) -> Iterator[tuple[Summarizer, str]]:
-    summarizer = Summarizer.from_pretrained(
-        tiny_model_dir,
-        backend="tagging",
-        backend_options={"adapters": {n: str(adapter_dirs[n]) for n in ("support", "sales")}},
-        plugins=tagging_plugins,
-    )
+    summarizer = tagging_model(tiny_model_dir, tagging_plugins, adapter_dirs, "support", "sales")
     with Server(summarizer, ServeSettings(max_wait_ms=0)) as url:
         yield summarizer, url
 

@@ -15,7 +15,7 @@ from dialogsum import Summarizer
 from dialogsum.serve import ServeSettings
 from dialogsum.testing.serving import Server
 
-from .conftest import SHARED
+from .conftest import SHARED, tagging_model
 
 openai = pytest.importorskip("openai")
 
@@ -28,12 +28,7 @@ OTHER = "#Person1#: Is dinner at seven?\n#Person2#: At eight; the table is booke
 def served(
     tiny_model_dir: Any, tagging_plugins: Any, adapter_dirs: Any
 ) -> Iterator[tuple[Summarizer, str]]:
-    summarizer = Summarizer.from_pretrained(
-        tiny_model_dir,
-        backend="tagging",
-        backend_options={"adapters": {n: str(adapter_dirs[n]) for n in ("support", "sales")}},
-        plugins=tagging_plugins,
-    )
+    summarizer = tagging_model(tiny_model_dir, tagging_plugins, adapter_dirs, "support", "sales")
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("TEST_DIALOGSUM_OPENAI_KEY", KEY)
     settings = ServeSettings(max_wait_ms=150, api_key_env="TEST_DIALOGSUM_OPENAI_KEY")
