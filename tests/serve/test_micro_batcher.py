@@ -33,6 +33,20 @@ def ask(url: str, dialogue: str, adapter: str | None) -> httpx.Response:
     return httpx.post(f"{url}/v1/summarize", json=payload, timeout=60)
 
 
+def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Wait for ``condition`` (a bounded poll)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.02)
+
+
+def queue_depth(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics").text
+    line = next(line for line in metrics.splitlines() if line.startswith("dialogsum_queue_depth "))
+    return float(line.split()[-1])
+
+
 def test_requests_for_different_adapters_share_one_model_call(
     tagging: Callable[..., Summarizer],
 ) -> None:
@@ -66,11 +80,13 @@ def test_an_adapter_unloaded_under_a_queued_batch_fails_only_its_requests(
     base_answer = summarizer.summarize([texts[2]], **SHARED)[0]
     settings = ServeSettings(max_wait_ms=0, admin_key_env="TEST_DIALOGSUM_ADMIN")
     with Server(summarizer, settings) as url, ThreadPoolExecutor(3) as pool:
+        calls = len(predictor.options)  # type: ignore[attr-defined]
         busy = pool.submit(ask, url, "#Person1#: [slow] Still there?\n#Person2#: Yes.", None)
-        time.sleep(0.4)  # the model is busy with it; the next two queue, checked and valid
+        until(lambda: len(predictor.options) > calls)  # type: ignore[attr-defined]
+        # The model is busy with it: the next two are checked (valid) and wait in the queue.
         doomed = pool.submit(ask, url, texts[1], "support")
         kept = pool.submit(ask, url, texts[2], None)
-        time.sleep(0.4)
+        until(lambda: queue_depth(url) == 2)
         removed = httpx.delete(f"{url}/v1/adapters/support", headers=ADMIN, timeout=10)
         assert removed.status_code == 200, removed.text
         assert busy.result().status_code == 200
