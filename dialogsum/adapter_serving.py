@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, PluginError
 from dialogsum.modeling import ModelManifest
 
 #: An adapter name: it appears in URLs (``/v1/adapters/{name}``), file names and the OpenAI
@@ -97,6 +97,16 @@ def run_grouped(
             if on_summary is not None:
                 on_summary(rows[position], summary)
 
-        for row, summary in zip(rows, run(name, rows, report), strict=True):
+        got = run(name, rows, report)
+        # A short list would otherwise surface as zip()'s ValueError, naming nothing.
+        if not isinstance(got, list) or len(got) != len(rows):
+            size = f"{len(got)} items" if isinstance(got, list) else type(got).__name__
+            raise PluginError(
+                f"A backend broke its contract: summarize_each() of {len(rows)} dialogues "
+                f"({'the base model' if name is None else f'adapter {name!r}'}) returned "
+                f"{size}, not one string per dialogue in input order. Fix the backend "
+                f"(dialogsum.testing.BackendContract checks it)."
+            )
+        for row, summary in zip(rows, got, strict=True):
             summaries[row] = summary
     return summaries

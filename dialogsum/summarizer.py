@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -386,11 +386,43 @@ class Summarizer:
         if not dialogues:
             return []
         predictor = self._predictor
+        if on_summary is not None:
+            return self._run(dialogues, predictor.summarize_each, dialogues, options, on_summary)
+        return self._run(dialogues, predictor.summarize, dialogues, options)
+
+    def summarize_rows(
+        self,
+        dialogues: list[str],
+        adapters: list[str | None],
+        options: GenerationOptions,
+        *,
+        on_summary: OnSummary | None = None,
+        on_partial: OnSummary | None = None,
+    ) -> list[str]:
+        """Summarize dialogues that each name their adapter (None: the base), in one call.
+
+        ``options`` come from :meth:`generation_options`; ``adapters[i]`` replaces its
+        ``adapter`` for dialogue ``i``. ``on_summary(index, summary)`` is called once per
+        dialogue when its summary is final, ``on_partial(index, text)`` with the summary
+        decoded so far where the backend can tell (greedy decoding). ``dialogsum serve``
+        batches requests for different adapters through it. An adapter that is not loaded
+        fails the whole call with :class:`~dialogsum.adapter_serving.UnknownAdapterError`.
+        """
+        dialogues = check_dialogues(dialogues)
+        if len(adapters) != len(dialogues):
+            raise ConfigError(
+                f"summarize_rows() got {len(dialogues)} dialogues and {len(adapters)} adapters; "
+                f"give one adapter (or None, the base) per dialogue."
+            )
+        if not dialogues:
+            return []
+        rows = self._predictor.summarize_rows
+        return self._run(dialogues, rows, dialogues, adapters, options, on_summary, on_partial)
+
+    def _run(self, dialogues: list[str], call: Callable[..., Any], *args: Any) -> list[str]:
+        """``call(*args)``, the predictor's answer checked; a backend's own failure named."""
         try:
-            if on_summary is not None:
-                summaries = predictor.summarize_each(dialogues, options, on_summary)
-            else:
-                summaries = predictor.summarize(dialogues, options)
+            summaries = call(*args)
         except DialogsumError:
             raise
         except Exception as exc:  # a backend's own failure, named (a plugin's included)

@@ -774,7 +774,13 @@ MODEL_SUFFIXES = ("Options", "Settings", "Config")
 RECORDS = {
     "dialogsum.modeling": {"ModelManifest", "ExportInfo"},
     "dialogsum.adapter_serving": {"AdapterInfo"},
-    "dialogsum.serve.schema": {"SummarizeRequest", "Parameters", "Summary"},
+    "dialogsum.serve.schema": {"SummarizeRequest", "Parameters", "Summary", "AdapterFolder"},
+    "dialogsum.serve.openai_schema": {
+        "CompletionRequest",
+        "ChatCompletionRequest",
+        "ChatMessage",
+        "ContentPart",
+    },
 }
 
 

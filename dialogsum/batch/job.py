@@ -142,6 +142,10 @@ def run_batch(
     # before the job is recorded. Only the in-process worker keeps it; other workers load
     # their own copies.
     loaded: Summarizes | None = load() if to_do else None
+    if loaded is not None:
+        # The options against the loaded model: an adapter it does not serve fails here, with
+        # the adapters it does, before the job is recorded and before any worker starts.
+        loaded.generation_options(**generation)
     if settings.engine == "ray":
         target.mkdir(exist_ok=True)
     record_job(target, record, resuming=bool(done))

@@ -37,6 +37,10 @@ class Summarizes(Protocol):
 
     def summarize(self, dialogues: list[str], **generation: Any) -> list[str]: ...
 
+    def generation_options(self, **generation: Any) -> Any:
+        """``generation`` checked over the model's decoding defaults (or its adapter's)."""
+        ...
+
 
 #: Builds the model in a worker. Picklable (a module-level function or a partial of one), since
 #: worker processes are started fresh.

@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if environment:  # the environment is under the file and the flags
         server = merge(environment, config.server.model_dump(exclude_unset=True))
         config = config.model_copy(update={"server": _from_environment(server, environment)})
-    config.server.api_key()  # a key variable that is unset stops here, before the model loads
+    # A key variable that is unset stops here, before the model loads.
+    config.server.api_key()
+    config.server.admin_key()
     _check_host(config.server.host)
     check_port(config.server.host, config.server.port)  # before the model: loading takes long
     summarizer = load_summarizer(config, config.model)

@@ -1,11 +1,13 @@
-"""The ASGI application: ``POST /v1/summarize`` with micro-batching, health, model card,
-metrics and limits. ``create_app(summarizer, settings)`` builds it around a loaded
-:class:`~dialogsum.Summarizer`, so it mounts in any FastAPI or Starlette application.
+"""The ASGI application: ``POST /v1/summarize`` with micro-batching, the OpenAI-compatible
+routes, adapters loaded at run time, health, model card, metrics and limits.
+``create_app(summarizer, settings)`` builds it around a loaded :class:`~dialogsum.Summarizer`,
+so it mounts in any FastAPI or Starlette application.
 
 The pieces: :mod:`~dialogsum.serve.state` (what the endpoints share),
-:mod:`~dialogsum.serve.routes` (the endpoints), :mod:`~dialogsum.serve.dependencies` (the
-state and the API key, as dependencies), :mod:`~dialogsum.serve.envelope` (request id, metrics
-and log line of every request) and :mod:`~dialogsum.serve.responses` (the error shape).
+:mod:`~dialogsum.serve.routes`, :mod:`~dialogsum.serve.adapter_routes` and
+:mod:`~dialogsum.serve.openai_routes` (the endpoints), :mod:`~dialogsum.serve.dependencies`
+(the state and the keys, as dependencies), :mod:`~dialogsum.serve.envelope` (request id,
+metrics and log line of every request) and :mod:`~dialogsum.serve.responses` (the error shapes).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dialogsum.serve import adapter_routes, openai_routes
 from dialogsum.serve.envelope import envelope
+from dialogsum.serve.openai_schema import ChatCompletionRequest, CompletionRequest
 from dialogsum.serve.responses import http_error
 from dialogsum.serve.routes import router
-from dialogsum.serve.schema import SummarizeRequest
+from dialogsum.serve.schema import AdapterFolder, SummarizeRequest
 from dialogsum.serve.settings import ServeSettings
 from dialogsum.serve.state import ServiceState
 
@@ -45,6 +49,8 @@ def create_app(summarizer: Summarizer, settings: ServeSettings | None = None) ->
     )
     app.state.dialogsum = state
     app.include_router(router)
+    app.include_router(adapter_routes.router)
+    app.include_router(openai_routes.router)
     app.middleware("http")(envelope)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.openapi = functools.partial(_cached_openapi, app)  # type: ignore[method-assign]
@@ -69,16 +75,19 @@ def _cached_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _openapi(app: FastAPI, keyed: bool) -> dict[str, Any]:
-    """FastAPI's schema plus the summarize request's, and the API key where one is needed."""
+    """FastAPI's schema plus the request bodies read by hand, and the API key where one is
+    needed."""
     from fastapi.openapi.utils import get_openapi
 
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    request = SummarizeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {})
-    components.setdefault("schemas", {}).update(request.pop("$defs", {}))
-    components["schemas"]["SummarizeRequest"] = request
+    schemas = components.setdefault("schemas", {})
+    for model in (SummarizeRequest, AdapterFolder, CompletionRequest, ChatCompletionRequest):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
     if keyed:
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"},

@@ -1,4 +1,4 @@
-"""Reading a request body within the size limit (413 past it).
+"""Reading a request body within a size limit (413 past it).
 
 An oversized body is read to its end and thrown away before the 413 goes out (a lingering
 close, as nginx does): a server that answers and closes while the client is still sending
@@ -11,7 +11,7 @@ bound the 413 goes out at once with ``Connection: close``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from dialogsum.serve.inputs import Rejected
@@ -41,17 +41,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     body is counted as it arrives. Either way the rest of the body is read and discarded (up to
     :func:`discard_bound` bytes and :data:`DISCARD_SECONDS`) so the client hears the 413.
     """
+    # Chunks joined once at the end: appending to one bytes object copies it every time.
+    chunks: list[bytes] = []
+    await receive_body(request, limit, chunks.append, _SMALLER)
+    return b"".join(chunks)
+
+
+async def receive_body(
+    request: Request, limit: int, keep: Callable[[bytes], object], advice: str
+) -> None:
+    """Pass each chunk of the body of ``request`` to ``keep``, or raise :class:`Rejected`
+    (413, with ``advice``) once it is over ``limit`` bytes, as :func:`read_body` does."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        message = f"The request body is {declared} bytes; the limit is {limit}. {_SMALLER}"
+        message = f"The request body is {declared} bytes; the limit is {limit}. {advice}"
         # A client waiting for '100 Continue' has sent no body yet: it is answered at once
         # (reading would send the '100 Continue' and invite the body).
         waiting = request.headers.get("expect", "").lower() == "100-continue"
         fits = int(declared) <= discard_bound(limit)
         whole = not waiting and fits and await _discard(request.stream(), 0, limit)
         raise Rejected(413, message, None if whole else {"Connection": "close"})
-    # Chunks joined once at the end: appending to one bytes object copies it every time.
-    chunks: list[bytes] = []
     size = 0
     stream = request.stream()
     async for chunk in stream:
@@ -60,11 +69,10 @@ async def read_body(request: Request, limit: int) -> bytes:
             whole = await _discard(stream, size, limit)
             raise Rejected(
                 413,
-                f"The request body is over the limit of {limit} bytes. {_SMALLER}",
+                f"The request body is over the limit of {limit} bytes. {advice}",
                 None if whole else {"Connection": "close"},
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        keep(chunk)
 
 
 async def _discard(stream: AsyncIterator[bytes], size: int, limit: int) -> bool:

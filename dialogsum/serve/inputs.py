@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
+from dialogsum.adapter_serving import UnknownAdapterError
 from dialogsum.errors import ConfigError, DataError
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.serve.schema import SummarizeRequest
@@ -41,30 +42,70 @@ def request_inputs(
         request = SummarizeRequest.model_validate_json(body or b"null")
     except ValidationError as exc:
         raise Rejected(422, _explain(exc)) from None
-    texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)
+    texts = checked_texts(request.inputs, settings, "inputs")
+    parameters = request.parameters
+    generate = dict((parameters and parameters.generate_parameters) or {})
+    adapter = parameters.adapter if parameters is not None else None
+    where = "parameters.generate_parameters"
+    options = request_options(generate, adapter, settings, summarizer, where, "parameters.adapter")
+    return texts, options
+
+
+def checked_texts(inputs: str | list[str], settings: ServeSettings, where: str) -> list[str]:
+    """A request's dialogue (or list of them, at ``where`` in it) as a list, or
+    :class:`Rejected`: none, more than ``max_inputs`` (413), or an empty one."""
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
     if not texts:
-        raise Rejected(422, "inputs: give a dialogue or a non-empty list of dialogues.")
+        raise Rejected(422, f"{where}: give a dialogue or a non-empty list of dialogues.")
     if len(texts) > settings.max_inputs:
-        raise Rejected(
-            413, f"inputs: {len(texts)} dialogues; this server takes at most {settings.max_inputs}."
-        )
+        most = settings.max_inputs
+        raise Rejected(413, f"{where}: {len(texts)} dialogues; this server takes at most {most}.")
     try:
         check_dialogues(texts)
     except DataError as exc:
-        raise Rejected(422, f"inputs: {exc}") from None
-    generate = dict((request.parameters and request.parameters.generate_parameters) or {})
-    if "batch_size" in generate:
-        raise Rejected(
-            422, "parameters.generate_parameters.batch_size: the server sets the batch size."
-        )
+        raise Rejected(422, f"{where}: {exc}") from None
+    return texts
+
+
+#: Generation options a request does not set among the others: the server sets the batch size,
+#: and the adapter has a field of its own.
+NOT_REQUESTED = ("batch_size", "adapter")
+
+
+def request_options(
+    generate: dict[str, Any],
+    adapter: str | None,
+    settings: ServeSettings,
+    summarizer: Summarizer,
+    where: str,
+    adapter_field: str,
+) -> GenerationOptions:
+    """A request's generation options (``generate``, found at ``where`` in it) validated over
+    the decoding defaults of the model, or of ``adapter`` (found at ``adapter_field``), with the
+    server's batch size; :class:`Rejected` saying what is wrong: 404 for an adapter that is not
+    loaded (naming those that are), 422 for a bad option.
+
+    The options are validated here, once: the model receives this object as it is.
+    """
+    for name in NOT_REQUESTED:
+        if name in generate:
+            instead = (
+                "the server sets the batch size."
+                if name == "batch_size"
+                else f"choose the adapter with {adapter_field}."
+            )
+            raise Rejected(422, f"{where}.{name}: {instead}")
     try:
-        options = parse_generation(
-            generate, summarizer.manifest.generation, unlisted=("batch_size",)
-        )
+        # The request's own fields alone first, so that an error lists what a request may set;
+        # then the Summarizer puts them over the defaults of the model or of the adapter.
+        parse_generation(generate, unlisted=NOT_REQUESTED)
+        options = summarizer.generation_options(**generate, adapter=adapter)
+    except UnknownAdapterError as exc:
+        raise Rejected(404, f"{adapter_field}: {exc}") from None
     except ConfigError as exc:
-        raise Rejected(422, f"parameters.generate_parameters: {exc}") from None
+        raise Rejected(422, f"{where}: {exc}") from None
     # A gathered batch decodes as one batch (the model's own batch_size would split it).
-    return texts, options.model_copy(update={"batch_size": settings.max_batch_size})
+    return options.model_copy(update={"batch_size": settings.max_batch_size})
 
 
 #: What a request looks like, for the errors that say the body is not one.
@@ -130,6 +171,14 @@ class InputMeter:
         limit = self.data.max_source_length
         over = [index for index, row in enumerate(ids) if len(row) > limit]
         return Counts(sum(min(len(row), limit) for row in ids), over, limit)
+
+    def lengths(self, texts: list[str]) -> list[int] | None:
+        """Each text's tokens, less those the tokenizer adds (a summary's own tokens); None
+        when this model cannot count."""
+        if self.encode is None:
+            return None
+        added = len(self.encode([""])[0])  # the end-of-sequence token, for T5
+        return [max(len(row) - added, 0) for row in self.encode(texts)]
 
     def count(self, texts: list[str]) -> int:
         """Tokens in ``texts`` (summaries)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+#: The ``adapter`` label of the base model's dialogues (no adapter name has parentheses).
+BASE_LABEL = "(base)"
+
 
 class ServeMetrics:
-    """Requests, latency, queue depth, batch sizes, tokens and truncation."""
+    """Requests, latency, queue depth, batch sizes, tokens, truncation and adapters."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,6 +50,23 @@ class ServeMetrics:
         self.truncated = Counter(
             "dialogsum_truncated_inputs",
             "Inputs cut to the model's length.",
+            registry=self.registry,
+        )
+        self.adapter_dialogues = Counter(
+            "dialogsum_adapter_dialogues",
+            "Dialogues summarized, by adapter ('(base)': the base model).",
+            ["adapter"],
+            registry=self.registry,
+        )
+        self.adapter_loads = Counter(
+            "dialogsum_adapter_loads",
+            "Adapter loads through PUT /v1/adapters/NAME, by outcome (loaded, replaced, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.adapter_unloads = Counter(
+            "dialogsum_adapter_unloads",
+            "Adapters unloaded through DELETE /v1/adapters/NAME.",
             registry=self.registry,
         )
 

@@ -1,5 +1,6 @@
-"""The web page at ``/``: paste or pick a dialogue, choose beams and length, read the summary,
-its latency and the model's facts. Plain HTML and a little JavaScript, no build step."""
+"""The web page at ``/``: paste or pick a dialogue, choose the adapter (filled from
+``GET /v1/adapters``; the base model by default), beams and length, read the summary, its
+latency and the model's facts. Plain HTML and a little JavaScript, no build step."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dialogsum</title>
@@ -17,7 +18,8 @@ table{border-collapse:collapse}td{padding:.1em .8em .1em 0;vertical-align:top}
 <p id="facts">Loading the model card...</p>
 <p><label>Sample <select id="sample"><option value="">(paste your own)</option></select></label></p>
 <textarea id="dialogue" placeholder="#Person1#: ...&#10;#Person2#: ..."></textarea>
-<p><label>Beams <select id="beams"><option>1</option><option>2</option><option selected>4</option>
+<p><label>Adapter <select id="adapter"><option value="">base model</option></select></label>
+<label>Beams <select id="beams"><option>1</option><option>2</option><option selected>4</option>
 <option>8</option></select></label>
 <label>Max new tokens <input id="length" type="number" min="1" max="512" value="64"></label>
 <button id="go">Summarize</button></p>
@@ -46,6 +48,16 @@ async function loadCard() {
   $("facts").innerHTML = "<table>" + rows.map(([k, v]) =>
     `<tr><td>${k}</td><td>${String(v).replace(/</g, "&lt;")}</td></tr>`).join("") + "</table>";
 }
+async function loadAdapters() {
+  const response = await api("v1/adapters");
+  if (!response.ok) return;
+  const listed = await response.json();
+  const chosen = $("adapter").value;
+  $("adapter").length = 1;
+  listed.adapters.forEach((a) => { const o = document.createElement("option");
+    o.value = a.name; o.textContent = `${a.name} (${a.method})`; $("adapter").appendChild(o); });
+  $("adapter").value = listed.adapters.some((a) => a.name === chosen) ? chosen : "";
+}
 let samples = [];
 async function loadSamples() {
   const response = await api("v1/samples");
@@ -60,12 +72,15 @@ $("sample").onchange = () => { const i = $("sample").value;
 $("usekey").onclick = () => {
   sessionStorage.setItem("dialogsum-key", $("key").value);
   $("keyrow").hidden = true; $("error").textContent = ""; loadCard(); loadSamples();
+  loadAdapters();
 };
-loadCard(); loadSamples();
+loadCard(); loadSamples(); loadAdapters();
 $("go").onclick = async () => {
   $("error").textContent = ""; $("summary").textContent = "..."; const started = performance.now();
   const body = {inputs: $("dialogue").value, parameters: {generate_parameters:
     {num_beams: Number($("beams").value), max_new_tokens: Number($("length").value)}}};
+  // The base model unless an adapter is picked (parameters.adapter is dialogsum's own).
+  if ($("adapter").value) body.parameters.adapter = $("adapter").value;
   const response = await api("v1/summarize", {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
   const result = await response.json();

@@ -3,21 +3,17 @@ through a dependency; the routes that hold data also declare the API key check."
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from dialogsum.errors import ConfigError, DataError, DialogsumError
 from dialogsum.serve.body import read_body
 from dialogsum.serve.dependencies import ServiceStateDep, require_api_key
-from dialogsum.serve.inputs import Rejected, request_inputs
-from dialogsum.serve.micro_batcher import QueueFull
+from dialogsum.serve.inputs import request_inputs
 from dialogsum.serve.page import PAGE
-from dialogsum.serve.responses import error_response, json_response
+from dialogsum.serve.responses import error_response, failure, json_response
 from dialogsum.serve.schema import Summary
-from dialogsum.serve.state import request_log
 
 #: The endpoints; ``create_app`` includes it. The probes and the page declare no key: they hold
 #: no data, and a browser cannot send a key header to load the page (the page asks for it).
@@ -51,26 +47,9 @@ async def summarize(request: Request, state: ServiceStateDep) -> Response:
         texts, options = request_inputs(body, settings, state.summarizer)
         counts = state.measure(texts)
         summaries = await state.summarize(texts, options)
-    except Rejected as rejected:
-        return error_response(rejected.status, rejected.message, request_id, rejected.headers)
-    except QueueFull:
-        return error_response(
-            503, "The server is at capacity; retry shortly.", request_id, {"Retry-After": "1"}
-        )
-    except asyncio.TimeoutError:
-        return error_response(
-            504,
-            f"No summary within the request timeout ({settings.request_timeout_s:g} s). "
-            f"Retry, send fewer dialogues per request or ask for fewer new tokens (the "
-            f"server's request_timeout_s sets the limit).",
-            request_id,
-        )
-    except (ConfigError, DataError) as exc:  # an option this backend cannot honour
-        return error_response(422, str(exc), request_id)
-    except Exception as exc:  # the model failed: this request hears it, the server goes on
-        request_log.exception("request %s failed", request_id)
-        detail = str(exc) if isinstance(exc, DialogsumError) else f"{type(exc).__name__}: {exc}"
-        return error_response(500, f"The model failed: {detail}", request_id)
+    except Exception as exc:  # each failure its status; the server goes on serving
+        answer = failure(exc, settings, request_id)
+        return error_response(answer.status, answer.message, request_id, answer.headers)
     headers = {}
     if counts is not None and counts.truncated:
         headers["X-Dialogsum-Truncated"] = ",".join(map(str, counts.truncated))

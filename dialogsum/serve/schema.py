@@ -1,8 +1,10 @@
-"""The request and response of ``POST /v1/summarize``: Hugging Face's summarization task schema.
+"""The request and response of ``POST /v1/summarize``: Hugging Face's summarization task schema,
+and the JSON body of ``PUT /v1/adapters/{name}``.
 
-``{"inputs": str | [str], "parameters": {"generate_parameters": {...}, "truncation": ...,
-"clean_up_tokenization_spaces": ...}}`` -> ``[{"summary_text": ...}, ...]`` in input order, so
-``huggingface_hub.InferenceClient(url).summarization(text)`` works unchanged.
+``{"inputs": str | [str], "parameters": {"generate_parameters": {...}, "adapter": ...,
+"truncation": ..., "clean_up_tokenization_spaces": ...}}`` -> ``[{"summary_text": ...}, ...]``
+in input order, so ``huggingface_hub.InferenceClient(url).summarization(text)`` works
+unchanged. ``adapter`` is dialogsum's own parameter: which loaded adapter summarizes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ class Parameters(BaseModel):
 
     generate_parameters: dict[str, Any] | None = Field(
         None, description="Generation options: max_new_tokens, num_beams, ..."
+    )
+    adapter: str | None = Field(
+        None,
+        description="A loaded adapter to summarize with (GET /v1/adapters lists them); "
+        "none: the base model.",
     )
     truncation: str | None = Field(
         None, description="Accepted for compatibility; inputs are cut to the model's length."
@@ -41,3 +48,13 @@ class Summary(BaseModel):
     """One summary."""
 
     summary_text: str
+
+
+class AdapterFolder(BaseModel):
+    """``PUT /v1/adapters/{name}`` with a JSON body: load the adapter in a server-side folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        min_length=1, description="The adapter's folder, on the server's own filesystem."
+    )

@@ -44,6 +44,17 @@ class ServeSettings(BaseModel):
     api_key_env: str | None = Field(
         None, description="Name of an environment variable holding the API key (401 without)."
     )
+    admin_key_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding the admin key, which loads and "
+        "unloads adapters (PUT and DELETE /v1/adapters/NAME; 403 without one).",
+    )
+    max_adapter_bytes: int = Field(
+        100_000_000,
+        gt=0,
+        description="Largest adapter archive uploaded to PUT /v1/adapters/NAME, and most bytes "
+        "it may unpack to (413).",
+    )
     log_requests: bool = Field(True, description="One JSON log line per request.")
 
     @classmethod
@@ -77,14 +88,35 @@ class ServeSettings(BaseModel):
 
         Raises :class:`ConfigError` when ``api_key_env`` names a variable that is unset or
         empty: a misspelt or forgotten variable must not leave the service open."""
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            state = "empty" if key == "" else "not set"
-            raise ConfigError(
-                f"api_key_env is {self.api_key_env!r}, but that environment variable is "
-                f"{state}, so the service would run without a key. Set it "
-                f"(export {self.api_key_env}=<key>) or drop api_key_env to serve without one."
-            )
-        return key
+        return _key(
+            "api_key_env",
+            self.api_key_env,
+            "the service would run without a key",
+            "to serve without one",
+        )
+
+    def admin_key(self) -> str | None:
+        """The key that loads and unloads adapters, or None when adapters cannot be changed.
+
+        Raises :class:`ConfigError` when ``admin_key_env`` names a variable that is unset or
+        empty, as :meth:`api_key` does."""
+        return _key(
+            "admin_key_env",
+            self.admin_key_env,
+            "adapters could not be loaded or unloaded",
+            "to serve the adapters the model has, unchanged",
+        )
+
+
+def _key(setting: str, variable: str | None, otherwise: str, without: str) -> str | None:
+    """The key held in the environment variable ``variable`` (named by ``setting``)."""
+    if not variable:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        state = "empty" if key == "" else "not set"
+        raise ConfigError(
+            f"{setting} is {variable!r}, but that environment variable is {state}, so "
+            f"{otherwise}. Set it (export {variable}=<key>) or drop {setting} {without}."
+        )
+    return key

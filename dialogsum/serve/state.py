@@ -1,6 +1,7 @@
-"""What the service's endpoints share: the model, the settings, the metrics, the micro-batcher
-and whether the model has warmed up. One :class:`ServiceState` per app, kept on
-``app.state.dialogsum`` and handed to the endpoints by a FastAPI dependency.
+"""What the service's endpoints share: the model, the settings, the keys, the metrics, the
+micro-batcher, the adapters' changes and whether the model has warmed up. One
+:class:`ServiceState` per app, kept on ``app.state.dialogsum`` and handed to the endpoints by a
+FastAPI dependency.
 
 This module imports no FastAPI: it is plain asyncio around the :class:`MicroBatcher`.
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.errors import logger
+from dialogsum.serve.adapter_admin import AdapterAdmin
 from dialogsum.serve.inputs import Counts, InputMeter, Rejected
-from dialogsum.serve.metrics import ServeMetrics
+from dialogsum.serve.metrics import BASE_LABEL, ServeMetrics
 from dialogsum.serve.micro_batcher import MicroBatcher
 
 if TYPE_CHECKING:
-    from dialogsum.generation import GenerationOptions
+    from dialogsum.generation import GenerationOptions, OnSummary
     from dialogsum.serve.settings import ServeSettings
     from dialogsum.summarizer import Summarizer
 
@@ -71,11 +74,16 @@ class ServiceState:
     def __init__(self, summarizer: Summarizer, settings: ServeSettings) -> None:
         self.summarizer = summarizer
         self.settings = settings
-        key = settings.api_key()  # ConfigError when api_key_env names an unset variable
+        # ConfigError when api_key_env or admin_key_env names an unset variable.
         #: The API key as bytes, for a constant-time comparison; None when the service is open.
-        #: surrogateescape gives back the environment's own bytes where they are not UTF-8.
-        self.api_key = key.encode("utf-8", "surrogateescape") if key is not None else None
+        self.api_key = _key_bytes(settings.api_key())
+        #: The admin key (loads and unloads adapters) as bytes; None when none may.
+        self.admin_key = _key_bytes(settings.admin_key())
+        #: The base model's id in the OpenAI-compatible API (``GET /v1/models``).
+        self.model_id = base_model_id(summarizer.source)
         self.metrics = ServeMetrics()
+        #: Loads and unloads adapters while the service runs.
+        self.adapters = AdapterAdmin(summarizer, self.metrics)
         self.meter = InputMeter.of(summarizer)
         #: True once the warm-up summary is done, until shutdown.
         self.ready = False
@@ -113,12 +121,21 @@ class ServiceState:
             self._warm_up = loop.create_task(self._warm(self._batcher))  # the last one failed
         return self._batcher
 
-    def _summarize_batch(self, texts: list[str], **options: Any) -> list[str]:
+    def _summarize_batch(
+        self,
+        texts: list[str],
+        adapters: list[str | None],
+        options: GenerationOptions,
+        on_summary: OnSummary,
+        on_partial: OnSummary,
+    ) -> list[str]:
         """One model call of the batcher, on its worker thread, known there as this service's
         (for :class:`TruncationOnce`)."""
         token = _serving.set(self)
         try:
-            return self.summarizer.summarize(texts, **options)
+            return self.summarizer.summarize_rows(
+                texts, adapters, options, on_summary=on_summary, on_partial=on_partial
+            )
         finally:
             _serving.reset(token)
 
@@ -147,6 +164,7 @@ class ServiceState:
         self.ready = False
         if self._batcher is not None:
             await self._batcher.stop()
+        self.adapters.close()
 
     def measure(self, texts: list[str]) -> Counts | None:
         """Count the input tokens into the metrics; :class:`Rejected` for over-long inputs when
@@ -165,19 +183,24 @@ class ServiceState:
             )
         return counts
 
-    async def summarize(self, texts: list[str], options: GenerationOptions) -> list[str]:
-        """The summaries of one request, through the batcher, within the request timeout.
+    async def summarize(
+        self, texts: list[str], options: GenerationOptions, on_partial: OnSummary | None = None
+    ) -> list[str]:
+        """The summaries of one request, through the batcher, within the request timeout;
+        ``on_partial(index, text)`` hears the text decoded so far, where the backend can tell.
 
-        Raises :class:`~dialogsum.serve.micro_batcher.QueueFull`, :class:`asyncio.TimeoutError`
-        or whatever the model raised."""
+        Raises :class:`~dialogsum.serve.micro_batcher.QueueFull`, :class:`asyncio.TimeoutError`,
+        :class:`~dialogsum.adapter_serving.UnknownAdapterError` (the adapter was unloaded
+        since the request was checked) or whatever the model raised."""
         batcher = self.start()
         self.metrics.queue_depth.set(batcher.depth + 1)
         try:
             summaries = await asyncio.wait_for(
-                batcher.submit(texts, options), timeout=self.settings.request_timeout_s
+                batcher.submit(texts, options, on_partial), timeout=self.settings.request_timeout_s
             )
         finally:
             self.metrics.queue_depth.set(self.queue_depth)
+        self.metrics.adapter_dialogues.labels(options.adapter or BASE_LABEL).inc(len(texts))
         if self.meter.available:
             self.metrics.output_tokens.inc(self.meter.count(summaries))
         return summaries
@@ -188,6 +211,7 @@ class ServiceState:
         manifest = summarizer.manifest.model_dump(mode="json")
         export = manifest.get("export") or {}
         return {
+            "id": self.model_id,
             "source": summarizer.source,
             "backend": summarizer.backend,
             "method": summarizer.method,
@@ -197,6 +221,7 @@ class ServiceState:
             "parity": export.get("parity"),
             "generation_defaults": manifest.get("generation"),
             "data": manifest.get("data"),
+            "adapters": sorted(summarizer.adapters()),
             "limits": {
                 "max_body_bytes": settings.max_body_bytes,
                 "max_inputs": settings.max_inputs,
@@ -206,3 +231,19 @@ class ServiceState:
                 "request_timeout_s": settings.request_timeout_s,
             },
         }
+
+
+def base_model_id(source: str | None) -> str:
+    """The base model's id in the OpenAI-compatible API: the served folder's name
+    (``served-int8``), else the hub id or bundled name it was loaded as, else ``dialogsum``
+    (a model held only in memory)."""
+    if not source:
+        return "dialogsum"
+    path = Path(source)
+    return path.name if path.is_absolute() and path.name else source
+
+
+def _key_bytes(key: str | None) -> bytes | None:
+    """A key as bytes for a constant-time comparison; surrogateescape gives back the
+    environment's own bytes where they are not UTF-8."""
+    return key.encode("utf-8", "surrogateescape") if key is not None else None

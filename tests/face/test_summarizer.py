@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dialogsum import Summarizer
-from dialogsum.errors import ConfigError, DataError, ModelError, PluginError
+from dialogsum.errors import BackendError, ConfigError, DataError, ModelError, PluginError
+from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor
 
 DIALOGUE = "#Person1#: Can I help you?\n#Person2#: I'd like a ticket to Boston, please."
 
@@ -221,3 +222,50 @@ def test_a_file_where_a_folder_goes_is_kept_even_with_overwrite(
         with pytest.raises(ConfigError, match="is a file, not a folder"):
             base.export(notes, overwrite=overwrite)
     assert notes.read_text() == "mine"
+
+
+# -- rows that each name their adapter ----------------------------------------------------------
+
+
+class ByAdapter(Predictor):
+    """Answers ``adapter:dialogue``; fails on a dialogue saying "boom"; answers one row
+    short for an adapter named "short"."""
+
+    manifest = ModelManifest()
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None]] = []
+
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        self.calls.append((dialogues, options.adapter))
+        if "boom" in dialogues:
+            raise RuntimeError("boom")
+        answers = [f"{options.adapter}:{dialogue}" for dialogue in dialogues]
+        return answers[1:] if options.adapter == "short" else answers
+
+
+def test_rows_run_one_call_per_adapter_and_come_back_in_row_order() -> None:
+    predictor = ByAdapter()
+    summarizer = Summarizer(predictor, backend="by-adapter")
+    reported: list[tuple[int, str]] = []
+    summaries = summarizer.summarize_rows(
+        ["a", "b", "c"],
+        ["x", None, "x"],
+        summarizer.generation_options(),
+        on_summary=lambda row, text: reported.append((row, text)),
+    )
+    assert summaries == ["x:a", "None:b", "x:c"]
+    assert sorted(reported) == [(0, "x:a"), (1, "None:b"), (2, "x:c")]
+    assert predictor.calls == [(["a", "c"], "x"), (["b"], None)]
+
+
+def test_bad_rows_and_failing_backends_are_named() -> None:
+    summarizer = Summarizer(ByAdapter(), backend="by-adapter")
+    options = summarizer.generation_options()
+    with pytest.raises(ConfigError, match="2 dialogues and 1 adapters"):
+        summarizer.summarize_rows(["a", "b"], [None], options)
+    with pytest.raises(BackendError, match="'by-adapter' backend failed: RuntimeError: boom"):
+        summarizer.summarize_rows(["boom"], [None], options)
+    with pytest.raises(PluginError, match="broke its contract"):
+        summarizer.summarize_rows(["a", "b"], ["short", "short"], options)
+    assert summarizer.summarize_rows([], [], options) == []

@@ -338,6 +338,11 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
             [],
             "TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set",
         ),
+        (
+            {},
+            ["--admin-key-env", "TEST_DIALOGSUM_UNSET_KEY"],
+            "admin_key_env is 'TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set",
+        ),
         ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The web page at / in a real headless Chromium: pick a sample, summarize, read the result.
+"""The web page at / in a real headless Chromium: pick a sample (and an adapter), summarize,
+read the result.
 
 Needs Debian's chromium (``apt-get install chromium``) and Playwright's Python client; .ci/run
 installs both. Playwright's own browser download is not used.
@@ -7,6 +8,7 @@ installs both. Playwright's own browser download is not used.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,5 +91,42 @@ def test_the_page_asks_for_the_key_of_a_keyed_server(
             page.click("#usekey")
             page.wait_for_selector("#facts table")
             summarize_first_sample(page, summarizer, max_new_tokens=8)
+        finally:
+            browser.close()
+
+
+def test_the_page_s_adapter_picker_sends_the_chosen_adapter(
+    tagging: Callable[..., Summarizer],
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from dialogsum.testing.serving import Server
+
+    summarizer = tagging("support", "sales")
+    dialogue = "#Person1#: Has the parcel come?\n#Person2#: It came this morning."
+    with Server(summarizer, ServeSettings()) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("document.querySelector('#adapter').options.length === 3")
+            options = page.eval_on_selector_all("#adapter option", "os => os.map(o => o.text)")
+            assert options == ["base model", "sales (lora)", "support (lora)"]
+            assert page.input_value("#adapter") == ""  # the base model unless one is picked
+            page.fill("#dialogue", dialogue)
+            page.select_option("#beams", "1")
+            page.fill("#length", "12")
+            for adapter in ("support", ""):
+                page.select_option("#adapter", adapter)
+                page.evaluate("document.querySelector('#latency').textContent = ''")
+                page.click("#go")
+                page.wait_for_function(
+                    "document.querySelector('#latency').textContent.endsWith('ms')"
+                )
+                expected = summarizer.summarize(
+                    [dialogue], adapter=adapter or None, num_beams=1, max_new_tokens=12
+                )[0]
+                assert page.inner_text("#summary").strip() == expected
+            assert expected and not expected.startswith("[S]")  # the base's, last
         finally:
             browser.close()
