@@ -74,7 +74,7 @@ def invariance(folder: Path, test: list[Any]) -> dict[str, Any]:
         served.summarize([text], adapter=name, num_beams=1, batch_size=1)[0]
         for text, name in zip(texts, rows, strict=True)
     ]
-    mixed = served._predictor.summarize_rows(texts, rows, options)
+    mixed = served.summarize_rows(texts, rows, options)
     return {
         "dialogues": len(texts),
         "differ_in_adapter_batches_of_24": differ,

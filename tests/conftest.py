@@ -12,7 +12,7 @@ it first. Each is built only when a collected test asks for it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -97,3 +97,45 @@ def lora_export_dir(lora_summarizer: Summarizer, tmp_path_factory: pytest.TempPa
     pytest.importorskip("onnxruntime")
     pytest.importorskip("optimum.exporters.onnx")
     return lora_summarizer.export(tmp_path_factory.mktemp("exports") / "lora")
+
+
+ADAPTER_TRAINING = {"max_steps": 3, "progress": False, "learning_rate": 2e-2, "save_strategy": "no"}
+
+
+@pytest.fixture(scope="session")
+def adapter_runs(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, few_examples: list[Example]
+) -> dict[str, Path]:
+    """Saved adapters of the tiny model: LoRA ``support`` (r=4) and ``sales`` (r=2) on q and v,
+    ``prompted`` (prompt tuning, 4 tokens), and ``wide`` (LoRA on q, k, v and o)."""
+    from dialogsum import Summarizer
+
+    base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    folder = tmp_path_factory.mktemp("adapter-runs")
+    plan: dict[str, tuple[list[Example], str, dict[str, Any]]] = {
+        "support": (few_examples, "lora", {"r": 4, "dropout": 0.0}),
+        "sales": (few_examples[2:], "lora", {"r": 2, "dropout": 0.0}),
+        "prompted": (few_examples, "prompt_tuning", {"num_virtual_tokens": 4}),
+        "wide": (few_examples, "lora", {"r": 2, "target_modules": ["q", "k", "v", "o"]}),
+    }
+    runs = {}
+    for name, (examples, method, options) in plan.items():
+        tuned = base.finetune(examples, method=method, options=options, training=ADAPTER_TRAINING)
+        runs[name] = tuned.save(folder / name)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def multi_adapter_export(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, adapter_runs: dict[str, Path]
+) -> Path:
+    """The tiny model exported (int8) with ``support``, ``sales`` and ``prompted`` beside it."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("optimum.exporters.onnx")
+    from dialogsum import Summarizer
+
+    base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    chosen = {name: adapter_runs[name] for name in ("support", "sales", "prompted")}
+    return base.export(
+        tmp_path_factory.mktemp("multi") / "export", adapters=chosen, quantize="int8"
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,58 +21,21 @@ from dialogsum.errors import ConfigError, ModelError, PluginError
 pytest.importorskip("onnxruntime")
 pytest.importorskip("optimum.exporters.onnx")
 
-QUICK = {"max_steps": 3, "progress": False, "learning_rate": 2e-2, "save_strategy": "no"}
-
-
-def tune(
-    base: Summarizer, examples: list[Example], folder: Path, method: str, **options: Any
-) -> Path:
-    tuned = base.finetune(examples, method=method, options=options, training=QUICK)
-    return tuned.save(folder)
-
-
-@pytest.fixture(scope="module")
-def runs(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, few_examples: list[Example]
-) -> dict[str, Path]:
-    base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
-    folder = tmp_path_factory.mktemp("adapter-runs")
-    return {
-        "support": tune(base, few_examples, folder / "support", "lora", r=4, dropout=0.0),
-        "sales": tune(base, few_examples[2:], folder / "sales", "lora", r=2, dropout=0.0),
-        "prompted": tune(
-            base, few_examples, folder / "prompted", "prompt_tuning", num_virtual_tokens=4
-        ),
-        # Adapts the attention's k and o too: the export below has slots for q and v only.
-        "wide": tune(
-            base, few_examples, folder / "wide", "lora", r=2, target_modules=["q", "k", "v", "o"]
-        ),
-    }
-
-
-@pytest.fixture(scope="module")
-def export_dir(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, runs: dict[str, Path]
-) -> Path:
-    base = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
-    chosen = {name: runs[name] for name in ("support", "sales", "prompted")}
-    return base.export(
-        tmp_path_factory.mktemp("multi") / "export", adapters=chosen, quantize="int8"
-    )
-
 
 @pytest.fixture
-def served(export_dir: Path) -> Summarizer:
-    return Summarizer.from_pretrained(export_dir, backend_options={"progress": False})
+def served(multi_adapter_export: Path) -> Summarizer:
+    return Summarizer.from_pretrained(multi_adapter_export, backend_options={"progress": False})
 
 
-def test_the_export_holds_the_base_once_and_each_adapter_beside_it(export_dir: Path) -> None:
-    record = json.loads((export_dir / "dialogsum.json").read_text())["export"]
+def test_the_export_holds_the_base_once_and_each_adapter_beside_it(
+    multi_adapter_export: Path,
+) -> None:
+    record = json.loads((multi_adapter_export / "dialogsum.json").read_text())["export"]
     section = record["backend_data"]["adapters"]
     assert section["names"] == ["prompted", "sales", "support"]
     assert section["lora_modules"] == ["q", "v"]
-    assert sorted(p.name for p in (export_dir / "adapters").iterdir()) == section["names"]
-    assert len(list(export_dir.glob("*.onnx"))) == 3  # one base, not one per adapter
+    assert sorted(p.name for p in (multi_adapter_export / "adapters").iterdir()) == section["names"]
+    assert len(list(multi_adapter_export.glob("*.onnx"))) == 3  # one base, not one per adapter
     for name in section["names"]:
         parity = record["parity"]["adapters"][name]
         assert parity["mixed_batch_greedy_agreement"] == 1.0
@@ -101,7 +63,7 @@ def test_rows_of_different_adapters_in_one_call_get_their_alone_answers(
     names: list[str | None] = ["support", None, "prompted", "sales", "support", None]
     for beams in (1, 3):
         options = served.generation_options(num_beams=beams, batch_size=6)
-        together = served._predictor.summarize_rows(texts, names, options)
+        together = served.summarize_rows(texts, names, options)
         alone = [
             served.summarize([text], adapter=name, num_beams=beams)[0]
             for text, name in zip(texts, names, strict=True)
@@ -115,10 +77,10 @@ def test_an_unknown_adapter_names_the_loaded_ones(served: Summarizer) -> None:
 
 
 def test_an_adapter_loaded_at_run_time_answers_as_the_exported_one(
-    served: Summarizer, runs: dict[str, Path], few_examples: list[Example]
+    served: Summarizer, adapter_runs: dict[str, Path], few_examples: list[Example]
 ) -> None:
     texts = [e.dialogue for e in few_examples[:2]]
-    info = served.load_adapter("support-again", runs["support"])  # the run's own folder
+    info = served.load_adapter("support-again", adapter_runs["support"])  # the run's own folder
     assert info.method == "lora" and info.details["rank"] == 4 and info.size_bytes > 0
     assert served.summarize(texts, adapter="support-again") == served.summarize(
         texts, adapter="support"
@@ -130,18 +92,18 @@ def test_an_adapter_loaded_at_run_time_answers_as_the_exported_one(
 
 
 def test_bad_adapters_are_refused_and_change_nothing(
-    served: Summarizer, runs: dict[str, Path], tmp_path: Path
+    served: Summarizer, adapter_runs: dict[str, Path], tmp_path: Path
 ) -> None:
     before = dict(served.adapters())
     with pytest.raises(ModelError, match="adapts k, o, which this export has no slots for"):
-        served.load_adapter("wide", runs["wide"])
-    other = shutil.copytree(runs["sales"], tmp_path / "other-base")
+        served.load_adapter("wide", adapter_runs["wide"])
+    other = shutil.copytree(adapter_runs["sales"], tmp_path / "other-base")
     manifest = json.loads((other / "dialogsum.json").read_text())
     manifest["base_model"] = "google/flan-t5-large"
     (other / "dialogsum.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="tuned from google/flan-t5-large, and this export"):
         served.load_adapter("other", other)
-    corrupt = shutil.copytree(runs["sales"], tmp_path / "corrupt")
+    corrupt = shutil.copytree(adapter_runs["sales"], tmp_path / "corrupt")
     weights = corrupt / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(ModelError, match="truncated or corrupt"):
@@ -149,7 +111,7 @@ def test_bad_adapters_are_refused_and_change_nothing(
     with pytest.raises(ModelError, match="holds no adapter"):
         served.load_adapter("empty", tmp_path)
     with pytest.raises(ConfigError, match="Invalid adapter name"):
-        served.load_adapter("../x", runs["sales"])
+        served.load_adapter("../x", adapter_runs["sales"])
     assert served.adapters() == before
 
 
@@ -167,9 +129,9 @@ def test_exports_without_adapters_and_torch_models_refuse_an_adapter(
 
 
 def test_adapters_of_another_base_are_refused_at_export(
-    tiny_model_dir: Path, runs: dict[str, Path], tmp_path: Path
+    tiny_model_dir: Path, adapter_runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    other = shutil.copytree(runs["sales"], tmp_path / "other")
+    other = shutil.copytree(adapter_runs["sales"], tmp_path / "other")
     manifest = json.loads((other / "dialogsum.json").read_text())
     manifest["base_model"] = "google/flan-t5-large"
     (other / "dialogsum.json").write_text(json.dumps(manifest))
@@ -177,5 +139,5 @@ def test_adapters_of_another_base_are_refused_at_export(
     with pytest.raises(ConfigError, match="tuned from google/flan-t5-large"):
         base.export(tmp_path / "out", adapters={"other": other})
     with pytest.raises(PluginError, match="cannot export"):
-        base.export(tmp_path / "out", backend="torch", adapters={"sales": runs["sales"]})
+        base.export(tmp_path / "out", backend="torch", adapters={"sales": adapter_runs["sales"]})
     assert not (tmp_path / "out").exists()
