@@ -43,8 +43,9 @@ class ExportJob:
     folder: Path
     options: dict[str, Any] = field(default_factory=dict)
     #: Adapters to serve unmerged beside the base, by name (only for a backend that sets
-    #: ``exports_adapters``): each a peft model on this base, with its manifest.
-    adapters: dict[str, TorchModel] = field(default_factory=dict)
+    #: ``exports_adapters``): each a checked folder of peft's adapter files and its manifest,
+    #: tuned from this base. :meth:`adapter_model` loads one for a parity check.
+    adapters: dict[str, Path] = field(default_factory=dict)
     #: The record last written by :meth:`write_manifest` (None before the first call).
     record: ExportInfo | None = None
 
@@ -56,6 +57,22 @@ class ExportJob:
         if is_peft(self.model) or self.manifest.merged:
             return "merged"
         return None
+
+    def adapter_model(self, name: str) -> TorchModel:
+        """Adapter ``name`` as a peft model on a float32 CPU copy of the base, with its manifest.
+
+        Each call makes its own copy: load one adapter at a time and drop it when done, so an
+        export of many adapters holds the base twice at most, not once per adapter.
+        """
+        import copy
+
+        import torch
+
+        from dialogsum.modeling import TorchModel, attach_adapter
+
+        base = copy.deepcopy(self.model).to(device="cpu", dtype=torch.float32)
+        folder = self.adapters[name]
+        return TorchModel(attach_adapter(base, folder), self.tokenizer, read_manifest(folder))
 
     def write_manifest(
         self,
@@ -113,12 +130,12 @@ def export_model(
     *,
     source_model: str | None,
     overwrite: bool = False,
-    adapters: dict[str, TorchModel] | None = None,
+    adapters: dict[str, Path] | None = None,
 ) -> Path:
     """Export ``torch_model`` to ``path`` with ``backend`` (its export ``options`` validated).
 
-    ``adapters`` (name -> a peft model on this base) are served unmerged beside it, by a
-    backend that ``exports_adapters``.
+    ``adapters`` (name -> a folder :func:`check_adapters` checked) are served unmerged beside
+    it, by a backend that ``exports_adapters``.
 
     The folder appears only complete: written under a temporary name and renamed into place,
     removed if the backend raises (a failed parity check included).
@@ -171,30 +188,28 @@ def export_model(
     return target
 
 
-def load_adapters(
+def check_adapters(
     adapters: Mapping[str, str | Path], base: TorchModel, base_name: str | None
-) -> dict[str, TorchModel]:
-    """Each adapter run (name -> folder) loaded as a peft model on ``base``'s own weights.
+) -> dict[str, Path]:
+    """Each adapter's folder (name -> the folder of peft's files), checked before any export.
 
-    Refused, before anything is exported: a bad name, a folder that is no LoRA or prompt-tuning
-    adapter, or an adapter tuned from another base model (both names are given).
+    Refused: a bad name, a folder that is no LoRA or prompt-tuning adapter, an adapter tuned
+    from another base model (both names are given), a base that is itself tuned.
     """
     from dialogsum.adapter_serving import check_adapter_name
     from dialogsum.adapters import is_peft
-    from dialogsum.modeling import load_model
 
     if adapters and (is_peft(base.model) or base.manifest.merged):
         raise ConfigError(
             "Adapters are exported beside a base model, and this model is tuned itself; load "
             "the base model they were tuned from and export that with the adapters."
         )
-    loaded: dict[str, TorchModel] = {}
+    checked: dict[str, Path] = {}
     for name, path in adapters.items():
         check_adapter_name(name)
         folder = Path(path).expanduser()
-        folder = (
-            folder / "model" if (folder / "model" / "adapter_config.json").is_file() else folder
-        )
+        if (folder / "model" / "adapter_config.json").is_file():
+            folder = folder / "model"  # a run folder: its model
         if not (folder / "adapter_config.json").is_file():
             raise ConfigError(
                 f"Adapter {name!r}: {folder} holds no adapter (adapter_config.json); give a LoRA "
@@ -207,8 +222,5 @@ def load_adapters(
                 f"exported is {base_name}: every adapter must share the base. Load {recorded} "
                 f"to export it."
             )
-        tuned = load_model(folder, base_model=base_name)
-        if not is_peft(tuned.model):
-            raise ConfigError(f"Adapter {name!r}: {folder} is not an adapter run.")
-        loaded[name] = tuned
-    return loaded
+        checked[name] = folder
+    return checked

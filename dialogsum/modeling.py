@@ -308,7 +308,7 @@ BASE_MODEL_HINT = (
 def _load_adapter(
     model_dir: Path, manifest: ModelManifest, base_model: str | None
 ) -> tuple[Any, str]:
-    from peft import PeftConfig, PeftModel
+    from peft import PeftConfig
     from transformers import AutoModelForSeq2SeqLM
 
     refuse_pickles(model_dir)
@@ -342,12 +342,22 @@ def _load_adapter(
             f"({type(exc).__name__}: {first_line(exc)}). Point to a local copy of that "
             f"model: {BASE_MODEL_HINT}."
         ) from exc
-    try:
-        model = PeftModel.from_pretrained(base_module, str(model_dir))
-    except Exception as exc:
-        raise ModelError(f"Could not load the adapter weights in {model_dir}: {exc}") from exc
+    model = attach_adapter(base_module, model_dir)
     has_tokenizer = (model_dir / "tokenizer_config.json").exists()
     return model, str(model_dir) if has_tokenizer else base_source
+
+
+def attach_adapter(base: Any, model_dir: Path) -> Any:
+    """The peft adapter saved in ``model_dir`` on ``base`` (a transformers model, changed)."""
+    from peft import PeftModel
+
+    refuse_pickles(model_dir)
+    try:
+        model = PeftModel.from_pretrained(base, str(model_dir))
+    except Exception as exc:
+        raise ModelError(f"Could not load the adapter weights in {model_dir}: {exc}") from exc
+    model.eval()
+    return model
 
 
 #: The files a tokenizer reads its vocabulary from; a folder needs one of them. T5's are

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, check_adapter_name
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
-from dialogsum.exporting import load_adapters
+from dialogsum.exporting import check_adapters
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import (
@@ -541,7 +541,7 @@ class Summarizer:
             validated,
             source_model=source_model,
             overwrite=overwrite,
-            adapters=load_adapters(adapters or {}, torch_model, source_model),
+            adapters=check_adapters(adapters or {}, torch_model, source_model),
         )
 
     def save(

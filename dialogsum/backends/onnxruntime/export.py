@@ -12,10 +12,14 @@ in the folder's manifest; an fp32 export that fails it is not written.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from dialogsum.backends.onnxruntime.adapter_files import CONFIG as ADAPTER_CONFIG
+from dialogsum.backends.onnxruntime.adapter_files import WEIGHTS as ADAPTER_WEIGHTS
+from dialogsum.backends.onnxruntime.adapter_files import read_adapter
 from dialogsum.backends.onnxruntime.adapter_slots import add_lora_slots
 from dialogsum.backends.onnxruntime.adapter_tables import ADAPTERS_FOLDER
 from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
@@ -181,22 +185,22 @@ def _export_adapter_encoder(model: Any, path: Path) -> None:
 def _adapter_modules(job: ExportJob, options: OnnxExportOptions) -> set[str]:
     """The linear modules that get LoRA slots: the option's and every exported adapter's."""
     modules = set(options.lora_modules)
-    for tuned in job.adapters.values():
-        config = tuned.model.active_peft_config
-        if not is_prompt_learning(tuned.model):
-            modules |= set(config.target_modules or ())
+    for folder in job.adapters.values():
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        if str(config.get("peft_type", "")).upper() == "LORA":
+            targets = config.get("target_modules") or []
+            modules |= {targets} if isinstance(targets, str) else set(targets)
     return modules
 
 
 def _write_adapters(job: ExportJob) -> None:
     """Each adapter's files (peft's, and its manifest) into ``adapters/NAME/``."""
-    for name, tuned in job.adapters.items():
+    for name, source in job.adapters.items():
         folder = job.folder / ADAPTERS_FOLDER / name
         folder.mkdir(parents=True)
-        tuned.model.save_pretrained(str(folder), safe_serialization=True)
-        (folder / MANIFEST_NAME).write_text(
-            tuned.manifest.model_dump_json(indent=2) + "\n", encoding="utf-8"
-        )
+        for file in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_NAME):
+            if (source / file).is_file():
+                shutil.copyfile(source / file, folder / file)
 
 
 def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
@@ -212,6 +216,8 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     from dialogsum.backends.onnxruntime.parity import check_adapter_parity, check_parity
     from dialogsum.backends.onnxruntime.quantize import quantize_int8
 
+    for name, folder in job.adapters.items():
+        read_adapter(name, folder)  # an adapter that cannot be served fails before the export
     quiet_exporters()
     model = _cpu_float32(job.model)
     plain, prompt = _plain_model(model)
@@ -286,8 +292,8 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         finally:
             shutil.rmtree(fp32, ignore_errors=True)
     # Adapters are checked as served: their int8 branch on the base as exported.
-    for name, tuned in job.adapters.items():
-        parity.setdefault("adapters", {})[name] = check_adapter_parity(
-            _cpu_float32(tuned.model), staging, name
-        )
+    for name in job.adapters:
+        tuned = job.adapter_model(name)  # one at a time: a copy of the base each
+        parity.setdefault("adapters", {})[name] = check_adapter_parity(tuned.model, staging, name)
+        del tuned
     job.write_manifest(parity=parity)
