@@ -213,6 +213,7 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     import onnxruntime
     from optimum.exporters.onnx import onnx_export_from_model
 
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
     from dialogsum.backends.onnxruntime.parity import check_adapter_parity, check_parity
     from dialogsum.backends.onnxruntime.quantize import quantize_int8
 
@@ -292,8 +293,9 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         finally:
             shutil.rmtree(fp32, ignore_errors=True)
     # Adapters are checked as served: their int8 branch on the base as exported.
+    served = OnnxPredictor(staging, progress=False) if job.adapters else None
     for name in job.adapters:
         tuned = job.adapter_model(name)  # one at a time: a copy of the base each
-        parity.setdefault("adapters", {})[name] = check_adapter_parity(tuned.model, staging, name)
+        parity.setdefault("adapters", {})[name] = check_adapter_parity(tuned.model, served, name)
         del tuned
     job.write_manifest(parity=parity)

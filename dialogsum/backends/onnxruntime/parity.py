@@ -139,8 +139,9 @@ def check_parity(
 ADAPTER_LOGITS_TOLERANCE = 0.05
 
 
-def check_adapter_parity(model: Any, export_dir: Path, adapter: str) -> dict[str, Any]:
-    """Compare adapter ``adapter``, served unmerged from ``export_dir``, with its peft ``model``.
+def check_adapter_parity(model: Any, onnx: Any, adapter: str) -> dict[str, Any]:
+    """Compare adapter ``adapter``, served unmerged by ``onnx`` (an ``OnnxPredictor`` of the
+    export), with its peft ``model``.
 
     Refused (:class:`ModelError`, nothing written): first-step logits off by more than
     ``ADAPTER_LOGITS_TOLERANCE`` of their scale (a wrong slot or scale is off by far more), or
@@ -150,11 +151,8 @@ def check_adapter_parity(model: Any, export_dir: Path, adapter: str) -> dict[str
     """
     import numpy as np
 
-    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
-
     model.eval()
     texts = parity_dialogues()
-    onnx = OnnxPredictor(export_dir, progress=False)
     sources = onnx.encode(texts, warn=False, adapter=adapter)
     rows: list[str | None] = [adapter] * len(sources)
     ids, mask = pad_batch(sources, onnx.pad_token_id)
