@@ -103,6 +103,16 @@ def soak(
     }
 
 
+def serve_command(export: Path, port: int) -> list[str]:
+    """``dialogsum serve`` of ``export`` on ``port`` as every benchmark runs it: batches of up
+    to 16 gathered for 5 ms, 2 threads, no request log or progress bar."""
+    return [
+        sys.executable, "-m", "dialogsum", "serve", "--model", str(export), "--port", str(port),
+        "--no-log-requests", "--max-batch-size", "16", "--max-wait-ms", "5",
+        "--backend-option", "threads=2", "--backend-option", "progress=false",
+    ]  # fmt: skip
+
+
 def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
     import httpx
 
@@ -211,25 +221,7 @@ def main() -> int:
                 ]
                 levels, check = (1, 16), None  # PyTorch's summaries are not the int8 ones
             else:
-                command = [
-                    sys.executable,
-                    "-m",
-                    "dialogsum",
-                    "serve",
-                    "--model",
-                    str(export),
-                    "--port",
-                    str(port),
-                    "--no-log-requests",
-                    "--max-batch-size",
-                    "16",
-                    "--max-wait-ms",
-                    "5",
-                    "--backend-option",
-                    "threads=2",
-                    "--backend-option",
-                    "progress=false",
-                ]
+                command = serve_command(export, port)
                 if engine.endswith("no-batching"):
                     command.append("--no-batching")
                 levels, check = (1, 4, 16, 32), expected

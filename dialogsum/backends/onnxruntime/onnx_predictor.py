@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -437,28 +438,17 @@ class OnnxPredictor(Predictor):
         hidden, encoder_mask = self._encode_batch(ids, mask, feeds)
         steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams, feeds)
         limit = options.max_new_tokens or self.manifest.data.max_target_length
-        rows = len(ids)
-        if options.num_beams > 1:
-            return beam_search(
-                steps,
-                rows,
-                limit,
-                options,
-                self.start_token_id,
-                self.eos_token_id,
-                self.pad_token_id,
-                on_finished,
-            )
-        return greedy(
+        # Beam search has no partial summary to report: a beam may still be overtaken.
+        search = beam_search if options.num_beams > 1 else partial(greedy, on_progress=on_progress)
+        return search(
             steps,
-            rows,
+            len(ids),
             limit,
             options,
             self.start_token_id,
             self.eos_token_id,
             self.pad_token_id,
             on_finished,
-            on_progress,
         )
 
 
