@@ -210,6 +210,8 @@ def check_adapters(
         folder = Path(path).expanduser()
         if (folder / "model" / "adapter_config.json").is_file():
             folder = folder / "model"  # a run folder: its model
+        if not folder.exists():
+            raise ConfigError(f"Adapter {name!r}: there is no folder {folder}.")
         if not (folder / "adapter_config.json").is_file():
             raise ConfigError(
                 f"Adapter {name!r}: {folder} holds no adapter (adapter_config.json); give a LoRA "
