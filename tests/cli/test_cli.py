@@ -31,7 +31,7 @@ def test_plugins_table_from_the_installed_console_script() -> None:
     names = {(line.split()[0], line.split()[1]) for line in lines[2:]}
     onnx = next(line for line in lines if line.split()[:2] == ["backend", "onnxruntime"])
     torch = next(line for line in lines if line.split()[:2] == ["backend", "torch"])
-    assert onnx.endswith("yes: quantize") and torch.endswith("-")  # which backends export
+    assert onnx.endswith("yes: quantize, lora_modules") and torch.endswith("-")  # which backends export
     assert {
         ("method", "full"),
         ("method", "lora"),
@@ -46,7 +46,7 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     lora = next(r for r in rows if r["name"] == "lora")
     assert code == 0 and lora["kind"] == "method" and "r" in lora["options"]
     backends = {r["name"]: r["export_options"] for r in rows if r["kind"] == "backend"}
-    assert backends["onnxruntime"] == ["quantize"] and backends["torch"] is None
+    assert backends["onnxruntime"] == ["quantize", "lora_modules"] and backends["torch"] is None
     assert lora["export_options"] is None
 
 
