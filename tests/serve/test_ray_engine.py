@@ -1,6 +1,7 @@
 """``dialogsum serve --engine ray``: the command starts a local Ray, says where it listens once its
 replicas are ready, answers as ``summarize()`` does, and on SIGTERM or Ctrl-C answers what it
-accepted and exits 0; bad settings, and Ray Serve missing, stop it with one line (exit 2)."""
+accepted and exits 0; Ray Serve missing, or ``--port 0`` for a cluster, stops it with one line
+(exit 2). Its settings' errors are tested with the others, in ``test_serve.py``."""
 
 from __future__ import annotations
 
@@ -123,70 +124,6 @@ def test_sigint_stops_it_as_sigterm_does_and_a_second_signal_ends_it_at_once() -
         assert stopping.wait(5)
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-
-
-@pytest.mark.parametrize(
-    ("environment", "flags", "needle"),
-    [
-        (
-            {},
-            ["--engine", "ray", "--replicas", "0"],
-            "server.replicas (--replicas): Input should be greater than 0",
-        ),
-        (
-            {},
-            ["--engine", "ray", "--replica-cpus", "0"],
-            "server.replica_cpus (--replica-cpus): Input should be greater than 0",
-        ),
-        (
-            {},
-            ["--replicas", "2", "--ray-address", "auto"],
-            "--replicas, --ray-address (server.replicas, server.ray_address) apply to the ray engine only; add --engine ray",
-        ),
-        (
-            {"DIALOGSUM_SERVE_REPLICAS": "2"},
-            [],
-            "--replicas (server.replicas) applies to the ray engine only",
-        ),
-        (
-            {"DIALOGSUM_SERVE_ENGINE": "ray", "DIALOGSUM_SERVE_MAX_REPLICAS": "0"},
-            [],
-            "DIALOGSUM_SERVE_MAX_REPLICAS='0': Input should be greater than 0",
-        ),
-        (
-            {},
-            ["--engine", "ray", "--replicas", "2", "--max-replicas", "3"],
-            "give one of them (CLI: --replicas, or --min-replicas and --max-replicas)",
-        ),
-        (
-            {},
-            ["--engine", "ray", "--min-replicas", "2"],
-            "min_replicas set autoscaling, which needs max_replicas",
-        ),
-        (
-            {},
-            ["--engine", "ray", "--min-replicas", "3", "--max-replicas", "2"],
-            "min_replicas=3 is above max_replicas=2",
-        ),
-        ({}, ["--engine", "cluster"], "server.engine (--engine): Input should be 'local' or 'ray'"),
-    ],
-)
-def test_bad_settings_stop_the_command_in_one_line(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    environment: dict[str, str],
-    flags: list[str],
-    needle: str,
-) -> None:
-    from dialogsum.cli import main
-
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    # Each stops before Ray or the model is touched: the model named here does not exist.
-    assert main(["serve", "--model", "/nonexistent/model", *flags]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("dialogsum serve: error:") and needle in error, error
-    assert len(error.strip().splitlines()) == 1
 
 
 def test_a_free_port_is_this_machine_s_so_a_cluster_needs_a_port(
