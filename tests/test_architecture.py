@@ -69,6 +69,7 @@ FOUNDATION = frozenset(
         "modeling",
         "adapters",
         "adapter_serving",
+        "ray_cluster",
     )
 )
 #: The contract, discovery, the registry, and the capabilities plugins share (export, parity).

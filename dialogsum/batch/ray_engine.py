@@ -16,10 +16,7 @@ cannot hold such a line.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,7 +24,7 @@ from dialogsum.batch.local import Work
 from dialogsum.batch.output import PART_SUFFIX, summary_line
 from dialogsum.batch.rows import DECODE_ERRORS, InputFile, parse_row
 from dialogsum.batch.settings import BatchSettings
-from dialogsum.errors import BackendError, ConfigError, DataError, clause, require
+from dialogsum.errors import BackendError, DataError, clause, require
 
 
 def run_ray(
@@ -82,46 +79,15 @@ def require_ray() -> None:
 def _connect(ray: Any, settings: BatchSettings) -> bool:
     """Join the cluster the settings or ``RAY_ADDRESS`` name, else start a local Ray; returns
     whether a Ray was started (and so must be stopped) here."""
+    from dialogsum.ray_cluster import connect
+
     if ray.is_initialized():
         return False
-    # ray.init sets a SIGTERM handler that exits at once (status 15); keep the caller's, which
-    # stops the job cleanly (ray.shutdown below still runs).
-    kept = _sigterm_handler()
-    try:
-        _start(ray, settings)
-    finally:
-        if kept is not None:
-            signal.signal(signal.SIGTERM, kept)
-    return True
-
-
-def _sigterm_handler() -> Any:
-    """The SIGTERM handler to put back after ``ray.init``: None outside the main thread (where
-    it cannot be set) or when it was set outside Python."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.getsignal(signal.SIGTERM)
-
-
-def _start(ray: Any, settings: BatchSettings) -> None:
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
-    if address:
-        try:
-            ray.init(address=address, **options)
-        except ConnectionError as exc:
-            raise ConfigError(
-                f"Cannot join the Ray cluster at {address!r} (from "
-                f"{'--ray-address' if settings.ray_address else 'RAY_ADDRESS'}): "
-                f"{clause(exc)}. Give the address 'ray start --head' printed (or 'auto' on a "
-                f"cluster node), or leave both unset to start a local Ray for the job."
-            ) from None
-    else:
-        # Logical CPUs: one share per actor plus one, so that reading and parsing tasks are
-        # never starved by the actors holding every CPU.
-        cores = os.cpu_count() or 1
-        needed = settings.workers * settings.worker_threads() + 1
-        ray.init(num_cpus=max(cores, needed), **options)
+    # Logical CPUs for a local Ray: one share per actor plus one, so that reading and parsing
+    # tasks are never starved by the actors holding every CPU.
+    cores = os.cpu_count() or 1
+    needed = settings.workers * settings.worker_threads() + 1
+    return connect(settings.ray_address, num_cpus=max(cores, needed))
 
 
 def _parse_lines(batch: Any, done: set[str | int]) -> dict[str, Any]:

@@ -1,10 +1,16 @@
-"""``dialogsum serve``: the HTTP service over any registered backend (``pip install
-'dialogsum[serve]'``)."""
+"""``dialogsum serve``: the HTTP service over any registered backend, in one process on this
+machine (``--engine local``, ``pip install 'dialogsum[serve]'``) or as replicas on Ray Serve
+(``--engine ray``, ``pip install 'dialogsum[ray-serve]'``).
+
+:func:`ray_app` builds the same Ray Serve application from a Ray Serve config file of your own
+(``import_path: dialogsum.cli.serve:ray_app``, its ``args`` the keys of a ``--config`` file)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -16,7 +22,12 @@ from dialogsum.cli.config import (
     load_settings,
     load_summarizer,
 )
-from dialogsum.serve.settings import ServeSettings
+from dialogsum.serve.settings import RAY_SETTINGS, ServeSettings
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+    from dialogsum.summarizer import Summarizer
 
 
 class ServeConfig(_Serving):
@@ -46,17 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
     from dialogsum.errors import require
 
+    config = _settings(args)
+    if config.server.engine == "ray":
+        return _run_on_ray(config)
+    _local_only(config.server)
     require(("fastapi", "uvicorn", "prometheus_client"), extra="serve", purpose="dialogsum serve")
     import uvicorn
 
-    from dialogsum.cli.config import merge
     from dialogsum.serve import create_app
 
-    config = load_settings(ServeConfig, args)
-    environment = ServeSettings.environment()
-    if environment:  # the environment is under the file and the flags
-        server = merge(environment, config.server.model_dump(exclude_unset=True))
-        config = config.model_copy(update={"server": _from_environment(server, environment)})
     # A key variable that is unset stops here, before the model loads.
     config.server.api_key()
     config.server.admin_key()
@@ -76,6 +85,100 @@ def run(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+def _settings(args: argparse.Namespace) -> ServeConfig:
+    """The flags over the config file over the ``DIALOGSUM_SERVE_*`` environment."""
+    from dialogsum.cli.config import merge
+
+    config = load_settings(ServeConfig, args)
+    environment = ServeSettings.environment()
+    if environment:  # the environment is under the file and the flags
+        server = merge(environment, config.server.model_dump(exclude_unset=True))
+        config = config.model_copy(update={"server": _from_environment(server, environment)})
+    return config
+
+
+def _local_only(server: ServeSettings) -> None:
+    """Refuse the settings of the ray engine on the local one: they would change nothing."""
+    from dialogsum.errors import ConfigError
+
+    given = [name for name in RAY_SETTINGS if name in server.model_fields_set]
+    if given:
+        one = len(given) == 1
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(
+            f"{flags} (server.{', server.'.join(given)}) {'applies' if one else 'apply'} to "
+            f"the ray engine only; add --engine ray (server.engine: ray) to serve on Ray "
+            f"Serve, or leave {'it' if one else 'them'} out."
+        )
+
+
+def _run_on_ray(config: ServeConfig) -> int:
+    """``--engine ray``: replicas on Ray Serve until SIGTERM or Ctrl-C (exit status 0)."""
+    from dialogsum.errors import ConfigError
+    from dialogsum.ray_cluster import cluster_address
+    from dialogsum.serve.ray_deployment import require_ray_serve
+    from dialogsum.serve.ray_engine import serve_on_ray
+
+    server = config.server
+    require_ray_serve("dialogsum serve --engine ray")
+    server.api_key()  # checked here: the replicas of a local Ray inherit this environment
+    server.admin_key()
+    _check_host(server.host)
+    address = cluster_address(server.ray_address)
+    if address is None:
+        check_port(server.host, server.port)  # before Ray starts: that takes long
+    elif server.port == 0:
+        raise ConfigError(
+            f"server.port: --port 0 takes a free port of this machine, but the service runs on "
+            f"the Ray cluster at {address!r}; give the port its proxy listens on (--port 8000)."
+        )
+    serve_on_ray(functools.partial(load_model, _absolute(config)), server)
+    return 0
+
+
+def load_model(config: ServeConfig) -> Summarizer:
+    """Load the model ``config`` names, as ``dialogsum serve`` does (a module-level function:
+    each Ray Serve replica calls it)."""
+    return load_summarizer(config, config.model)
+
+
+def ray_app(args: dict[str, Any]) -> Application:
+    """The Ray Serve application of ``dialogsum serve --engine ray``, for a Ray Serve config
+    file (``import_path: dialogsum.cli.serve:ray_app``): ``args`` holds the keys of a
+    ``dialogsum serve --config`` file (``model``, ``backend_options``, ``server: {replicas:
+    2, ...}``, or the server's keys at the top).
+
+    The config file's ``http_options`` say where Ray Serve listens, and ``serve deploy`` which
+    cluster it runs on, so ``host``, ``port`` and ``ray_address`` are refused here.
+    """
+    from dialogsum.cli.config import build_config, nest_flat_keys
+    from dialogsum.errors import ConfigError
+    from dialogsum.serve.ray_deployment import build
+
+    config = build_config(ServeConfig, None, nest_flat_keys(ServeConfig, args))
+    given = config.server.model_fields_set
+    placed = [name for name in ("host", "port", "ray_address") if name in given]
+    if placed:
+        raise ConfigError(
+            f"args: {', '.join(placed)} cannot be set for a Ray Serve config file's application; "
+            f"say where Ray Serve listens in the file's http_options (host, port) and which "
+            f"cluster runs it with 'serve deploy --address'."
+        )
+    return build(functools.partial(load_model, _absolute(config)), config.server)
+
+
+def _absolute(config: ServeConfig) -> ServeConfig:
+    """``config`` with the model (and base model) folders given relative to here made
+    absolute: the replicas do not run in this folder."""
+    update = {}
+    for name in ("model", "base_model"):
+        value = getattr(config, name)
+        folder = Path(value).expanduser() if value else None
+        if folder is not None and folder.exists() and not folder.is_absolute():
+            update[name] = str(folder.resolve())
+    return config.model_copy(update=update)
 
 
 def _from_environment(server: dict[str, Any], environment: dict[str, str]) -> ServeSettings:

@@ -1,6 +1,7 @@
 """The settings of ``dialogsum serve``: one pydantic model for flags, config files and the
 ``DIALOGSUM_SERVE_*`` environment variables (flags win over the file, the file over the
-environment)."""
+environment), for both engines: ``local`` (one uvicorn process) and ``ray`` (replicas on Ray
+Serve, which alone read the replica and cluster settings)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,37 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dialogsum.errors import ConfigError
 
 ENV_PREFIX = "DIALOGSUM_SERVE_"
+#: The settings only the ``ray`` engine reads; the local engine refuses them.
+RAY_SETTINGS = (
+    "replicas",
+    "min_replicas",
+    "max_replicas",
+    "target_ongoing_requests",
+    "replica_cpus",
+    "ray_address",
+)
 #: The shapes of the variables Kubernetes sets for a Service (``X_SERVICE_HOST``, ``X_PORT``,
 #: ``X_PORT_8000_TCP_ADDR`` ...), which are not settings.
 _SERVICE_LINK = re.compile(r"_SERVICE_(HOST|PORT.*)$|_PORT(_\d+_(TCP|UDP|SCTP).*)?$")
 
 
 class ServeSettings(BaseModel):
-    """How the service runs: where it listens, how it batches, its limits."""
+    """How the service runs: where it listens, how it batches, its limits, and on the ``ray``
+    engine its replicas."""
 
     model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: one server process on this machine. ray: replicas on Ray Serve, on "
+        "a local Ray or the cluster at --ray-address / RAY_ADDRESS "
+        "(pip install 'dialogsum[ray-serve]').",
+    )
 
     host: str = Field("127.0.0.1", description="Address to bind (loopback by default).")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0: any free port).")
@@ -56,6 +74,66 @@ class ServeSettings(BaseModel):
         "it may unpack to (413).",
     )
     log_requests: bool = Field(True, description="One JSON log line per request.")
+    replicas: int = Field(
+        1, gt=0, description="Replicas, each with its own copy of the model (ray engine)."
+    )
+    min_replicas: int | None = Field(
+        None, gt=0, description="Fewest replicas when autoscaling (default 1; ray engine)."
+    )
+    max_replicas: int | None = Field(
+        None,
+        gt=0,
+        description="Most replicas: setting it turns on autoscaling between --min-replicas and "
+        "this (ray engine).",
+    )
+    target_ongoing_requests: float | None = Field(
+        None,
+        gt=0,
+        description="Requests in flight per replica that autoscaling aims at (default: "
+        "--max-batch-size, a full batch each; ray engine).",
+    )
+    replica_cpus: float = Field(
+        1.0,
+        gt=0,
+        description="CPUs Ray reserves for each replica; give the backend as many threads "
+        "(ray engine).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to serve on (default: RAY_ADDRESS, else a local Ray started "
+        "for the server; ray engine).",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> ServeSettings:
+        autoscaling = [
+            name
+            for name in ("min_replicas", "target_ongoing_requests")
+            if getattr(self, name) is not None
+        ]
+        if autoscaling and self.max_replicas is None:
+            raise ValueError(
+                f"{' and '.join(autoscaling)} set autoscaling, which needs max_replicas: add "
+                f"max_replicas (CLI: --max-replicas), or give a fixed number of replicas "
+                f"(CLI: --replicas) instead"
+            )
+        if self.max_replicas is None:
+            return self
+        if "replicas" in self.model_fields_set:
+            raise ValueError(
+                "replicas is a fixed number of replicas and max_replicas turns on autoscaling; "
+                "give one of them (CLI: --replicas, or --min-replicas and --max-replicas)"
+            )
+        if (self.min_replicas or 1) > self.max_replicas:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is above max_replicas={self.max_replicas}; "
+                f"raise max_replicas (CLI: --max-replicas) or lower min_replicas"
+            )
+        return self
+
+    def most_replicas(self) -> int:
+        """The most replicas the ``ray`` engine runs at once."""
+        return self.max_replicas if self.max_replicas is not None else self.replicas
 
     @classmethod
     def environment(cls) -> dict[str, Any]:

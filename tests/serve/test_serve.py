@@ -344,6 +344,48 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(tiny_model_dir: Path) ->
             "admin_key_env is 'TEST_DIALOGSUM_UNSET_KEY', but that environment variable is not set",
         ),
         ({}, ["--host", "no-such-host.invalid"], "server.host: 'no-such-host.invalid'"),
+        # The ray engine's settings, checked before Ray is needed (test_ray_engine.py runs it).
+        (
+            {},
+            ["--engine", "ray", "--replicas", "0"],
+            "server.replicas (--replicas): Input should be greater than 0",
+        ),
+        (
+            {},
+            ["--engine", "ray", "--replica-cpus", "0"],
+            "server.replica_cpus (--replica-cpus): Input should be greater than 0",
+        ),
+        (
+            {},
+            ["--replicas", "2", "--ray-address", "auto"],
+            "--replicas, --ray-address (server.replicas, server.ray_address) apply to the ray engine only; add --engine ray",
+        ),
+        (
+            {"DIALOGSUM_SERVE_REPLICAS": "2"},
+            [],
+            "--replicas (server.replicas) applies to the ray engine only",
+        ),
+        (
+            {"DIALOGSUM_SERVE_ENGINE": "ray", "DIALOGSUM_SERVE_MAX_REPLICAS": "0"},
+            [],
+            "DIALOGSUM_SERVE_MAX_REPLICAS='0': Input should be greater than 0",
+        ),
+        (
+            {},
+            ["--engine", "ray", "--replicas", "2", "--max-replicas", "3"],
+            "give one of them (CLI: --replicas, or --min-replicas and --max-replicas)",
+        ),
+        (
+            {},
+            ["--engine", "ray", "--min-replicas", "2"],
+            "min_replicas set autoscaling, which needs max_replicas",
+        ),
+        (
+            {},
+            ["--engine", "ray", "--min-replicas", "3", "--max-replicas", "2"],
+            "min_replicas=3 is above max_replicas=2",
+        ),
+        ({}, ["--engine", "cluster"], "server.engine (--engine): Input should be 'local' or 'ray'"),
     ],
 )
 def test_bad_settings_stop_the_command_with_a_clear_error(
@@ -362,6 +404,7 @@ def test_bad_settings_stop_the_command_with_a_clear_error(
     assert main(["serve", "--model", "/nonexistent/model", *flags]) == 2
     error = capsys.readouterr().err
     assert error.startswith("dialogsum serve: error:") and needle in error, error
+    assert len(error.strip().splitlines()) == 1
 
 
 def test_the_app_mounted_in_another_serves_from_its_first_request(
