@@ -27,19 +27,29 @@ from dialogsum.plugin_api import (
 LOGITS_TOLERANCE = 1e-4
 
 
-def _onnx_decode(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
+def _onnx_decode(
+    onnx: Any, sources: list[list[int]], beams: int, adapter: str | None = None
+) -> list[list[int]]:
+    """Each of ``sources`` decoded alone (with ``adapter``, if given), cut at eos."""
     options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
     return [
-        cut_at_eos(onnx.generate_ids([s], [[1] * len(s)], options)[0], onnx.eos_token_id)
+        cut_at_eos(
+            onnx.generate_ids([s], [[1] * len(s)], options, None, [adapter])[0],
+            onnx.eos_token_id,
+        )
         for s in sources
     ]
 
 
-def _onnx_decode_batched(onnx: Any, sources: list[list[int]], beams: int) -> list[list[int]]:
-    """All ``sources`` decoded as one padded batch (each row's own result, cut at eos)."""
+def _onnx_decode_batched(
+    onnx: Any, sources: list[list[int]], beams: int, adapters: list[str | None] | None = None
+) -> list[list[int]]:
+    """All ``sources`` decoded as one padded batch (row ``i`` with ``adapters[i]``, if given),
+    each row's own result, cut at eos."""
     options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
     ids, mask = pad_batch(sources, onnx.pad_token_id)
-    return [cut_at_eos(row, onnx.eos_token_id) for row in onnx.generate_ids(ids, mask, options)]
+    rows = onnx.generate_ids(ids, mask, options, None, adapters)
+    return [cut_at_eos(row, onnx.eos_token_id) for row in rows]
 
 
 def _batch_logits_difference(onnx: Any, sources: list[list[int]], tokens: list[list[int]]) -> float:
@@ -167,34 +177,22 @@ def check_adapter_parity(model: Any, onnx: Any, adapter: str) -> dict[str, Any]:
             f"with the adapter's adapter_config.json."
         )
 
-    def decode(chosen: list[list[int]], beams: int) -> list[list[int]]:
-        options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS, num_beams=beams)
-        return [
-            cut_at_eos(
-                onnx.generate_ids([s], [[1] * len(s)], options, None, [adapter])[0],
-                onnx.eos_token_id,
-            )
-            for s in chosen
-        ]
-
     tokens = check_token_parity(
         model,
         sources,
-        decode,
+        lambda chosen, beams: _onnx_decode(onnx, chosen, beams, adapter),
         eos=onnx.eos_token_id,
         what=f"Adapter {adapter!r} served unmerged",
         greedy_required=0.0,
         beam_required=0.0,
     )
     # Beside rows of the base model (other prompts, other lengths), each row must decode as alone.
-    alone = decode(sources, 1)
+    alone = _onnx_decode(onnx, sources, 1, adapter)
     base_sources = onnx.encode(texts, warn=False)
-    mixed_ids, mixed_mask = pad_batch([*sources, *base_sources], onnx.pad_token_id)
-    options = GenerationOptions(max_new_tokens=PARITY_NEW_TOKENS)
-    mixed = onnx.generate_ids(
-        mixed_ids, mixed_mask, options, None, [*rows, *([None] * len(base_sources))]
+    mixed = _onnx_decode_batched(
+        onnx, [*sources, *base_sources], 1, [*rows, *([None] * len(base_sources))]
     )[: len(sources)]
-    mixed_agreement = agreement(alone, [cut_at_eos(row, onnx.eos_token_id) for row in mixed])
+    mixed_agreement = agreement(alone, mixed)
     if mixed_agreement < 1.0:
         raise ModelError(
             f"Adapter {adapter!r}'s summaries change when its dialogues share a batch with the "
