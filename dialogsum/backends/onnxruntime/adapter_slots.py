@@ -28,22 +28,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES, slot_inputs
 from dialogsum.backends.onnxruntime.quantize import graph_opset, row_constants, row_quantize
 from dialogsum.plugin_api import ModelError
-
-#: The per-row mask input shared by a graph's slots.
-MASK = LORA_MASK
 
 #: An exported linear module's MatMul: an optional stack prefix, then the module path.
 _NODE = re.compile(
     r"^/(?:(encoder|decoder)/)?(block\.\d+/layer\.\d+/[A-Za-z]+/[A-Za-z0-9_]+)/MatMul$"
 )
-
-
-def slot_inputs(slot: str) -> tuple[str, str, str]:
-    """The graph input names of a slot's ``A`` (int8), ``A``'s column scales and ``B`` (int8)."""
-    return f"lora.{slot}.A", f"lora.{slot}.A_scale", f"lora.{slot}.B"
 
 
 def module_slot(node_name: str, stack: str) -> str | None:
@@ -121,7 +113,7 @@ def _rewrite(model: Any, stack: str, modules: set[str]) -> list[str]:
         nodes += [
             _int8_matmul(rows, down, down_scale, f"{prefix}_down_raw"),
             helper.make_node("Mul", [f"{prefix}_down_raw", row_scale], [f"{prefix}_down"]),
-            helper.make_node("Mul", [f"{prefix}_down", MASK], [f"{prefix}_masked"]),
+            helper.make_node("Mul", [f"{prefix}_down", LORA_MASK], [f"{prefix}_masked"]),
             *masking,
             _int8_matmul(masked_rows, up, "rowq_step", f"{prefix}_up_raw"),
             helper.make_node("Mul", [f"{prefix}_up_raw", masked_scale], [f"{prefix}_up"]),
@@ -134,7 +126,9 @@ def _rewrite(model: Any, stack: str, modules: set[str]) -> list[str]:
             raise ModelError(f"The graph's output {output.name} is an adapted projection.")
     if slots:
         graph.input.append(
-            helper.make_tensor_value_info(MASK, TensorProto.FLOAT, ["lora_rows", 1, "lora_rank"])
+            helper.make_tensor_value_info(
+                LORA_MASK, TensorProto.FLOAT, ["lora_rows", 1, "lora_rank"]
+            )
         )
         graph.initializer.extend(
             numpy_helper.from_array(value, name)

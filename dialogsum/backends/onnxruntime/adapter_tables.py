@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.backends.onnxruntime.adapter_files import AdapterWeights, read_adapter
-from dialogsum.backends.onnxruntime.adapter_slots import MASK, slot_inputs
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, slot_inputs
 from dialogsum.plugin_api import (
     AdapterInfo,
     ModelError,
@@ -220,6 +220,6 @@ def lora_feeds(
 ) -> dict[str, Any]:
     """The LoRA inputs one session takes, its mask cut to ``rows`` (indices) when given."""
     chosen = {name: value for name, value in feeds.lora.items() if name in session_inputs}
-    if MASK in session_inputs:
-        chosen[MASK] = feeds.mask if rows is None else feeds.mask[rows]
+    if LORA_MASK in session_inputs:
+        chosen[LORA_MASK] = feeds.mask if rows is None else feeds.mask[rows]
     return chosen

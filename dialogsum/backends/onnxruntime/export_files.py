@@ -17,3 +17,9 @@ ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_mod
 REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
 #: The per-row mask input shared by a graph's LoRA slots (see adapter_slots).
 LORA_MASK = "lora_mask"
+
+
+def slot_inputs(slot: str) -> tuple[str, str, str]:
+    """The graph input names of a LoRA slot's ``A`` (int8), ``A``'s column scales and ``B``
+    (int8), as adapter_slots writes them and the predictor feeds them."""
+    return f"lora.{slot}.A", f"lora.{slot}.A_scale", f"lora.{slot}.B"

@@ -468,8 +468,10 @@ class _OnnxSteps:
         self.predictor = predictor
         self.feeds = feeds
         # Each decoder row's index into the batch's items (its adapter's mask row): beams of an
-        # item share it, and rows leave as their items finish (``select``).
+        # item share it, and rows leave as their items finish (``select``). The decoder with
+        # past takes the adapters' inputs for the rows in flight, which change only then.
         self.row_items = np.repeat(np.arange(hidden.shape[0]), beams)
+        self.step_lora = self._step_lora()
         # Masked positions after every row's encoder output make decoding batch-invariant:
         # onnxruntime's CPU kernels sum the cross-attention of a sequence's last few
         # positions in a tail loop, in another order than the vectorised body. Alone, a row's
@@ -518,6 +520,14 @@ class _OnnxSteps:
         }
         return named["logits"][:, -1], cache
 
+    def _step_lora(self) -> dict[str, Any]:
+        """The decoder with past's adapter inputs for the rows in flight (none without)."""
+        if self.feeds is None:
+            return {}
+        predictor = self.predictor
+        session_inputs = predictor._inputs[id(predictor.decoder_with_past)]
+        return lora_feeds(session_inputs, self.feeds, self.row_items)
+
     def step(self, tokens: Any, cache: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         import numpy as np
 
@@ -526,9 +536,7 @@ class _OnnxSteps:
             "input_ids": np.asarray(tokens, dtype=np.int64)[:, None],
             "encoder_attention_mask": self.encoder_mask,
         }
-        if self.feeds is not None:
-            session_inputs = predictor._inputs[id(predictor.decoder_with_past)]
-            feeds.update(lora_feeds(session_inputs, self.feeds, self.row_items))
+        feeds.update(self.step_lora)
         # IO binding: the cache stays in onnxruntime's own buffers from one step to the next
         # instead of being copied out to numpy and back in at every token.
         binding = predictor.decoder_with_past.io_binding()
@@ -573,6 +581,7 @@ class _OnnxSteps:
         items = np.asarray(rows)[:: self.beams] // self.beams
         self.encoder_mask = self.encoder_mask[items]
         self.row_items = self.row_items[np.asarray(rows)]
+        self.step_lora = self._step_lora()
         return {
             name: _as_array(value)[items if ".encoder." in name else rows]
             for name, value in cache.items()
