@@ -231,16 +231,13 @@ class OnnxPredictor(Predictor):
         if not dialogues:
             return []
         served = self._adapter_set  # this call's adapters, whatever loads meanwhile
-        if served is None:
-            _no_adapters(adapters)
-        else:
-            for name in set(adapters):
-                if name is not None:
-                    served.get(name)  # an unknown name fails before any work
+        groups = rows_by_adapter(adapters)
+        # An unknown name fails before any work.
+        manifests = {name: self._manifest(name, served) for name in groups}
         sources: list[list[int]] = [[] for _ in dialogues]
         limits: dict[int, list[int]] = {}
-        for name, rows in rows_by_adapter(adapters).items():
-            manifest = self.manifest if served is None else served.manifest(name, self.manifest)
+        for name, rows in groups.items():
+            manifest = manifests[name]
             encoded = encode_with_tokenizers(
                 [dialogues[row] for row in rows], self.tokenizer, self.eos_token_id, manifest.data
             )
@@ -308,15 +305,16 @@ class OnnxPredictor(Predictor):
     ) -> list[list[int]]:
         """Prompted, truncated token ids of ``texts`` (truncation is logged when ``warn``), with
         adapter ``adapter``'s prompt and lengths when given."""
-        manifest = self.manifest
-        if adapter is not None:
-            if self._adapter_set is None:
-                _no_adapters([adapter])
-            else:
-                manifest = self._adapter_set.manifest(adapter, self.manifest)
+        manifest = self._manifest(adapter, self._adapter_set)
         return encode_with_tokenizers(
             texts, self.tokenizer, self.eos_token_id, manifest.data, warn=warn
         )
+
+    def _manifest(self, adapter: str | None, served: AdapterSet | None) -> ModelManifest:
+        """The manifest rows of ``adapter`` (None: the base) are encoded and decoded with."""
+        if adapter is not None and served is None:
+            raise UnknownAdapterError(adapter, [])
+        return self.manifest if served is None else served.manifest(adapter, self.manifest)
 
     def _encode_batch(
         self, ids: list[list[int]], mask: list[list[int]], feeds: BatchFeeds | None = None
@@ -384,7 +382,8 @@ class OnnxPredictor(Predictor):
         """What the batch's adapters feed the graphs, or None for an export without adapters."""
         chosen = served or self._adapter_set
         if chosen is None:
-            _no_adapters(adapters or [])
+            for name in adapters or []:
+                self._manifest(name, None)  # fails for a named adapter
             return None
         return chosen.batch(list(adapters) if adapters is not None else [None] * rows)
 
@@ -601,13 +600,6 @@ def _layout(sessions: list[Any], base_model: str | None) -> Layout:
         if "soft_prompt" in shapes:
             width = int(shapes["soft_prompt"][2])
     return Layout(slots=slots, width=width, base_model=base_model)
-
-
-def _no_adapters(adapters: list[str | None]) -> None:
-    """Fail for the first adapter named in ``adapters``, on an export that serves none."""
-    for name in adapters:
-        if name is not None:
-            raise UnknownAdapterError(name, [])
 
 
 def _mapped(report: OnSummary | None, rows: list[int]) -> OnSummary | None:
