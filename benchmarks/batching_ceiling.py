@@ -66,7 +66,7 @@ def groups(sources: list[list[int]], order: str) -> list[list[list[int]]]:
 
 def padding(batches: list[list[list[int]]]) -> float:
     """Padded positions over real ones, counting the cross-attention's masked tail."""
-    from dialogsum.backends.onnxruntime.onnx_predictor import CROSS_ATTENTION_TAIL
+    from dialogsum.backends.onnxruntime.step_slots import CROSS_ATTENTION_TAIL
 
     real = sum(len(s) for batch in batches for s in batch)
     padded = sum(len(batch) * (max(map(len, batch)) + CROSS_ATTENTION_TAIL) for batch in batches)

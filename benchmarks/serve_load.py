@@ -1,10 +1,21 @@
-"""Load test of ``dialogsum serve``: throughput and latency under concurrency, batching on and
-off, against a hand-written FastAPI + transformers pipeline peer, every answer checked.
+"""Load test of ``dialogsum serve``: throughput and latency under load, with continuous,
+micro- and no batching, against a hand-written FastAPI + transformers pipeline peer, every
+answer checked.
 
-    python benchmarks/serve_load.py            # about 5 minutes on 2 cores
+    python benchmarks/serve_load.py                  # closed loop, open loop and soak
+    python benchmarks/serve_load.py --part open      # one part: closed, open or soak
+
+Closed loop: a bounded number of requests at concurrency 1, 4, 16 and 32. Open loop (how
+serving benchmarks measure servers today): requests arrive at a fixed rate, Poisson arrivals
+with a fixed seed, at a sweep of rates up to past saturation; each rate reports throughput,
+p50/p95/p99 latency from the arrival time, and time to first token (dialogsum's requests
+stream through the OpenAI-compatible ``/v1/completions``; the peer cannot stream, so its first
+token is its answer). The FLAN-T5-base case mixes 16, 32 and 64 forced new tokens, so
+summaries end at different steps. ``docs/serve_open_loop.png`` plots p95 latency against
+offered load.
 
 Each server starts on 127.0.0.1 (a free port) in its own process; a bounded number of requests
-(one DialogSum test dialogue each) is sent at concurrency 1, 4, 16 and 32. Two models: the
+(one DialogSum test dialogue each) is sent at each level. Two models: the
 bundled dialogsum-tiny int8 export with its own decoding defaults, and the FLAN-T5-base
 architecture (random weights, int8, greedy, 32 forced tokens). FLAN-T5-base reads the dialogues
 with dialogsum-tiny's tokenizer (8,000 pieces trained on DialogSum), whose token counts are
@@ -12,13 +23,16 @@ close to T5's own SentencePiece; the peer gets the same tokenizer. Every respons
 ``summarize()`` gives offline for that dialogue: errors and wrong answers are counted. Then a
 memory soak: 2,000 requests to the dialogsum-tiny server (batching on, concurrency 16,
 cycling through all 500 test dialogues), its resident memory read after the first 200 and
-after all of them. Writes benchmarks/results/serve_load.json and docs/serve_load.png.
+after all of them. Writes benchmarks/results/serve_load.json (and serve_open_loop.json),
+docs/serve_load.png and docs/serve_open_loop.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,6 +53,18 @@ DATA = ROOT.parent / "shared" / "data" / "dialogsum"
 BASE_PARAMS = {"num_beams": 1, "max_new_tokens": 32, "min_new_tokens": 32}
 #: Requests of the memory soak (dialogsum-tiny, batching on).
 SOAK = 2000
+#: The servers compared: dialogsum with each batching mode, and the hand-written peer.
+ENGINES = {
+    "dialogsum-continuous": ["--batching", "continuous"],
+    "dialogsum-micro": ["--batching", "micro"],
+    "dialogsum-no-batching": ["--batching", "off"],
+}
+#: Open loop: arrival rates as shares of the closed-loop throughput at concurrency 16 of
+#: dialogsum's continuous batching (measured first), and requests per rate.
+OPEN_SHARES = (0.25, 0.5, 0.75, 1.0, 1.25)
+OPEN_REQUESTS = {"dialogsum-tiny": 160, "flan-t5-base": 64}
+#: The FLAN-T5-base open-loop requests cycle through these forced lengths.
+BASE_LENGTHS = (16, 32, 64)
 
 
 #: The files of a tokenizer saved by transformers.
@@ -131,6 +157,16 @@ def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not become ready")
 
 
+def percentiles(values: list[float]) -> dict[str, float]:
+    """The median, p95 and p99 of ``values`` (seconds)."""
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    return {"p50_s": statistics.median(ordered), "p95_s": pct(0.95), "p99_s": pct(0.99)}
+
+
 def load(
     port: int,
     texts: list[str],
@@ -161,20 +197,98 @@ def load(
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, range(len(texts))))
     wall = time.perf_counter() - started
-    latencies = sorted(r[0] for r in results)
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
-
+    latencies = [r[0] for r in results]
     return {
         "requests": len(texts),
         "concurrency": concurrency,
         "throughput": len(texts) / wall,
-        "p50_s": statistics.median(latencies),
-        "p95_s": pct(0.95),
-        "p99_s": pct(0.99),
+        **percentiles(latencies),
         "errors": sum(not r[1] for r in results),
         "wrong": sum(r[1] and not r[2] for r in results),
+    }
+
+
+def model_id(port: int) -> str:
+    import httpx
+
+    return str(httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"])
+
+
+def open_loop(
+    port: int,
+    texts: list[str],
+    params: list[dict[str, Any]],
+    rate: float,
+    expected: list[str] | None,
+    *,
+    stream: bool,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Requests ``texts[i]`` (with ``params[i]``) arriving at ``rate`` per second, Poisson
+    arrivals: latency and time to first token from each arrival, every answer checked."""
+    import httpx
+
+    rng = random.Random(seed)
+    arrivals, clock = [], 0.0
+    for _ in texts:
+        clock += rng.expovariate(rate)
+        arrivals.append(clock)
+    client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=len(texts)))
+    served = model_id(port) if stream else ""
+    start_at = time.perf_counter() + 0.5
+
+    def one(index: int) -> tuple[float, float, bool, bool]:
+        due = start_at + arrivals[index]
+        time.sleep(max(0.0, due - time.perf_counter()))
+        first = None
+        text = ""
+        try:
+            if stream:
+                body = {
+                    "model": served,
+                    "prompt": texts[index],
+                    "stream": True,
+                    "generate_parameters": params[index],
+                }
+                url = f"http://127.0.0.1:{port}/v1/completions"
+                with client.stream("POST", url, json=body) as response:
+                    ok = response.status_code == 200
+                    for line in response.iter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        delta = json.loads(line[6:])["choices"][0].get("text") or ""
+                        if delta and first is None:
+                            first = time.perf_counter()
+                        text += delta
+            else:
+                response = client.post(
+                    f"http://127.0.0.1:{port}/v1/summarize",
+                    json={
+                        "inputs": texts[index],
+                        "parameters": {"generate_parameters": params[index]},
+                    },
+                )
+                ok = response.status_code == 200
+                text = response.json()[0]["summary_text"] if ok else ""
+        except (httpx.HTTPError, ValueError, KeyError):
+            ok = False
+        done = time.perf_counter()
+        right = ok and (expected is None or text.strip() == expected[index])
+        return done - due, (first or done) - due, ok, right
+
+    with ThreadPoolExecutor(len(texts)) as pool:
+        results = list(pool.map(one, range(len(texts))))
+    wall = max(start_at + a + r[0] for a, r in zip(arrivals, results, strict=True)) - start_at
+    firsts = percentiles([r[1] for r in results])
+    return {
+        "requests": len(texts),
+        "rate": rate,
+        "throughput": len(texts) / wall,
+        **percentiles([r[0] for r in results]),
+        "ttft_p50_s": firsts["p50_s"],
+        "ttft_p95_s": firsts["p95_s"],
+        "errors": sum(not r[2] for r in results),
+        "wrong": sum(r[2] and not r[3] for r in results),
     }
 
 
@@ -182,6 +296,10 @@ def main() -> int:
     from dialogsum import Summarizer
     from dialogsum.data import load_examples
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("all", "closed", "open", "soak"), default="all")
+    parser.add_argument("--model", choices=("all", "dialogsum-tiny", "flan-t5-base"), default="all")
+    args = parser.parse_args()
     if not DATA.is_dir():
         print(f"no DialogSum corpus at {DATA}", file=sys.stderr)
         return 1
@@ -203,14 +321,31 @@ def main() -> int:
         ),
     }
     rows: list[dict[str, Any]] = []
+    opened: list[dict[str, Any]] = []
     for name, (export, params, torch_dir) in models.items():
+        if args.model not in ("all", name):
+            continue
         count = 96 if name == "dialogsum-tiny" else 64
         # The tiny model's soak cycles through the whole test split.
         sample = texts if name == "dialogsum-tiny" else texts[:count]
         offline = Summarizer.from_pretrained(export, backend_options={"progress": False})
         expected = [s.strip() for s in offline.summarize(sample, **params)]
+        # Open loop: the base model's requests cycle through forced lengths.
+        arriving = texts[: OPEN_REQUESTS[name]]
+        if name == "flan-t5-base":
+            open_params = [
+                {"max_new_tokens": n, "min_new_tokens": n}
+                for n in (BASE_LENGTHS * len(arriving))[: len(arriving)]
+            ]
+        else:
+            open_params = [{} for _ in arriving]
+        open_expected = [
+            offline.summarize([text], **one)[0].strip()
+            for text, one in zip(arriving, open_params, strict=True)
+        ]
         del offline
-        for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
+        saturation: dict[str, float] = {}
+        for engine in (*ENGINES, "peer"):
             port = free_port()
             if engine == "peer":
                 command = [
@@ -221,32 +356,91 @@ def main() -> int:
                 ]
                 levels, check = (1, 16), None  # PyTorch's summaries are not the int8 ones
             else:
-                command = serve_command(export, port)
-                if engine.endswith("no-batching"):
-                    command.append("--no-batching")
+                command = [*serve_command(export, port), *ENGINES[engine]]
                 levels, check = (1, 4, 16, 32), expected
+            if args.part == "open":
+                levels = (16,)  # the rates of the open loop are shares of this one
             process = start(command, port)
             try:
-                for concurrency in levels:
-                    n = count if engine != "peer" else min(count, 32)
-                    result = load(
-                        port, sample[:n], params, concurrency, check[:n] if check else None
-                    )
-                    result.update(model=name, engine=engine, peak_rss_mb=peak_rss_mb(process.pid))
-                    rows.append(result)
-                    print(json.dumps(result), flush=True)
-                if name == "dialogsum-tiny" and engine == "dialogsum":
+                if args.part in ("all", "closed", "open"):
+                    for concurrency in levels:
+                        n = count if engine != "peer" else min(count, 32)
+                        result = load(
+                            port, sample[:n], params, concurrency, check[:n] if check else None
+                        )
+                        result.update(
+                            model=name, engine=engine, peak_rss_mb=peak_rss_mb(process.pid)
+                        )
+                        if concurrency == 16:
+                            saturation[engine] = result["throughput"]
+                        if args.part != "open":
+                            rows.append(result)
+                        print(json.dumps(result), flush=True)
+                if (
+                    args.part in ("all", "soak")
+                    and name == "dialogsum-tiny"
+                    and (engine == "dialogsum-continuous")
+                ):
                     soaked = soak(port, process.pid, sample, params, expected)
                     soaked.update(model=name, engine=engine, concurrency=16, soak=True)
                     rows.append(soaked)
                     print(json.dumps(soaked), flush=True)
+                if args.part in ("all", "open"):
+                    # dialogsum's engines share the rates (shares of continuous batching's
+                    # closed-loop throughput); the peer's are shares of its own.
+                    base_rate = saturation["peer" if engine == "peer" else "dialogsum-continuous"]
+                    peer = engine == "peer"
+                    for share in OPEN_SHARES:
+                        n = len(arriving) if not peer else min(len(arriving), 32)
+                        result = open_loop(
+                            port,
+                            arriving[:n],
+                            open_params[:n],
+                            share * base_rate,
+                            None if peer else open_expected[:n],
+                            stream=not peer,
+                        )
+                        result.update(model=name, engine=engine, share=share)
+                        opened.append(result)
+                        print(json.dumps(result), flush=True)
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=120)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_load.json").write_text(json.dumps(rows, indent=2) + "\n")
-    plot(rows, ROOT / "docs" / "serve_load.png")
+    if rows:
+        (RESULTS / "serve_load.json").write_text(json.dumps(rows, indent=2) + "\n")
+        plot(rows, ROOT / "docs" / "serve_load.png")
+    if opened:
+        (RESULTS / "serve_open_loop.json").write_text(json.dumps(opened, indent=2) + "\n")
+        plot_open(opened, ROOT / "docs" / "serve_open_loop.png")
     return 0
+
+
+def plot_open(rows: list[dict[str, Any]], path: Path) -> None:
+    """p95 latency against offered load, one panel per model, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for axis, model in zip(axes[0], models, strict=True):
+        for engine in (*ENGINES, "peer"):
+            subset = [r for r in rows if r["model"] == model and r["engine"] == engine]
+            if subset:
+                axis.plot(
+                    [r["rate"] for r in subset], [r["p95_s"] for r in subset], marker="o",
+                    label=engine,
+                )  # fmt: skip
+        axis.axhline(2.0, color="grey", linestyle=":", linewidth=1)
+        axis.set_title(f"{model}: open loop (Poisson arrivals)")
+        axis.set_xlabel("offered load (requests / s)")
+        axis.set_ylabel("p95 latency (s)")
+        axis.set_yscale("log")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -258,7 +452,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     models = sorted({r["model"] for r in rows})
     figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4))
     for axis, model in zip(axes, models, strict=True):
-        for engine in ("dialogsum", "dialogsum-no-batching", "peer"):
+        for engine in (*ENGINES, "peer"):
             subset = [
                 r
                 for r in rows

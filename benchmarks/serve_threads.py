@@ -53,7 +53,7 @@ def serve(
         f"threads={threads}",
     ]
     if not batching:
-        command.append("--no-batching")
+        command += ["--batching", "off"]
     process = start(command, port)
     try:
         load(port, texts[:32], {}, CONCURRENCY, None)  # warm-up

@@ -11,8 +11,10 @@ an undeclared attribute or inspects a signature.
   options)``; optionally an export step (``ExportOptions`` and ``export(job, options)``) and
   serving a PyTorch model held in memory (``serves_torch_models`` and ``from_torch_model``).
 - :class:`Predictor`: what ``load`` returns: ``manifest``, ``summarize(dialogues, options)``,
-  optionally ``summarize_each`` (streaming), ``token_ids`` (token counts) and ``torch_model``
-  (fine-tuning, saving, merging and exporting need it).
+  optionally ``summarize_each`` (streaming), ``token_ids`` (token counts), ``torch_model``
+  (fine-tuning, saving, merging and exporting need it), adapters served unmerged
+  (``adapters``, ``load_adapter``, ``unload_adapter``, ``summarize_rows``) and continuous
+  batching (``continuous_decoder``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, run_grouped
+from dialogsum.continuous import ContinuousDecoder, ContinuousSettings
 from dialogsum.errors import ConfigError
 from dialogsum.generation import GenerationOptions, OnSummary
 from dialogsum.modeling import ModelManifest, TorchModel
@@ -134,6 +137,16 @@ class Predictor(ABC):
             return self.summarize_each([dialogues[row] for row in rows], chosen, report)
 
         return run_grouped(adapters, run, on_summary)
+
+    def continuous_decoder(self, settings: ContinuousSettings) -> ContinuousDecoder | None:
+        """A continuous-batching decoder over this model, or None where the backend has none
+        (``dialogsum serve`` then micro-batches through :meth:`summarize_rows`).
+
+        Rows join the running decode between steps and leave as soon as they are final
+        (:mod:`dialogsum.continuous`); each row's summary must equal the one
+        :meth:`summarize` gives it alone with its options, whatever else is in flight.
+        """
+        return None
 
     @property
     def torch_model(self) -> TorchModel | None:

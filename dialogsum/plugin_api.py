@@ -25,6 +25,7 @@ from dialogsum.adapters import (
     merged_copy,
     prompt_length,
 )
+from dialogsum.continuous import ContinuousDecoder, ContinuousRow, ContinuousSettings
 from dialogsum.data import DataOptions
 from dialogsum.errors import (
     BackendError,
@@ -87,6 +88,9 @@ __all__ = [
     "AdapterInfo",
     "BackendError",
     "ConfigError",
+    "ContinuousDecoder",
+    "ContinuousRow",
+    "ContinuousSettings",
     "DataError",
     "DataOptions",
     "DialogsumError",

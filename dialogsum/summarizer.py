@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, check_adapter_name
+from dialogsum.continuous import CheckedDecoder, ContinuousDecoder, ContinuousSettings
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
 from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
 from dialogsum.exporting import check_adapters
@@ -389,6 +390,20 @@ class Summarizer:
         if on_summary is not None:
             return self._run(dialogues, predictor.summarize_each, dialogues, options, on_summary)
         return self._run(dialogues, predictor.summarize, dialogues, options)
+
+    def continuous_decoder(
+        self, settings: ContinuousSettings | None = None
+    ) -> ContinuousDecoder | None:
+        """A continuous-batching decoder over this model, or None where its backend has none.
+
+        Rows (dialogues with options from :meth:`generation_options`, adapters named in them)
+        are added from any thread; one thread calls ``step()`` until it returns False. Each row
+        joins the running decode at the next step and is answered as soon as its summary is
+        final, with exactly the summary :meth:`summarize` gives it (see
+        :mod:`dialogsum.continuous`). ``dialogsum serve`` runs one by default.
+        """
+        decoder = self._predictor.continuous_decoder(settings or ContinuousSettings())
+        return None if decoder is None else CheckedDecoder(decoder, self.backend)
 
     def summarize_rows(
         self,

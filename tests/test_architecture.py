@@ -51,7 +51,16 @@ ONNX = f"{PACKAGE}.backends.onnxruntime"
 #: The serving half of the onnxruntime backend: what a CPU serving install imports.
 TORCH_FREE_ONNX = tuple(
     f"{ONNX}.{name}"
-    for name in ("options", "export_files", "onnx_predictor", "decoding", "top_log_probs")
+    for name in (
+        "options",
+        "export_files",
+        "onnx_predictor",
+        "decoding",
+        "top_log_probs",
+        "step_slots",
+        "lanes",
+        "continuous",
+    )
 )
 
 #: What everything shares and nothing plugin-specific: data, options, model folders, writes.
@@ -69,6 +78,7 @@ FOUNDATION = frozenset(
         "modeling",
         "adapters",
         "adapter_serving",
+        "continuous",
         "ray_cluster",
     )
 )

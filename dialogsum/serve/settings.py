@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dialogsum.errors import ConfigError
 
@@ -43,8 +43,22 @@ class ServeSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address to bind (loopback by default).")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0: any free port).")
-    batching: bool = Field(True, description="Gather concurrent requests into one batch.")
-    max_batch_size: int = Field(16, gt=0, description="Most dialogues in one batch.")
+    batching: Literal["continuous", "micro", "off"] = Field(
+        "continuous",
+        description="continuous: each dialogue joins the running decode at its next step and "
+        "leaves when its summary is final (backends that offer it; others micro-batch). "
+        "micro: concurrent requests gathered into batches that run to their longest summary. "
+        "off: one request at a time.",
+    )
+    max_batch_size: int = Field(
+        16, gt=0, description="Most dialogues in one batch (continuous: decoding at once)."
+    )
+    max_batch_tokens: int = Field(
+        32768,
+        gt=0,
+        description="Continuous batching: most tokens in flight, each dialogue counting beams x "
+        "(input tokens + max_new_tokens); a larger dialogue runs alone.",
+    )
     max_wait_ms: float = Field(
         5.0, ge=0, description="How long a batch waits for more requests before it runs."
     )
@@ -103,6 +117,14 @@ class ServeSettings(BaseModel):
         description="Ray cluster to serve on (default: RAY_ADDRESS, else a local Ray started "
         "for the server; ray engine).",
     )
+
+    @field_validator("batching", mode="before")
+    @classmethod
+    def _batching_flag(cls, value: Any) -> Any:
+        # Before continuous batching, batching was on or off (true/false in config files).
+        if isinstance(value, bool):
+            return "continuous" if value else "off"
+        return value
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> ServeSettings:

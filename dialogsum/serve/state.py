@@ -14,8 +14,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dialogsum.continuous import ContinuousSettings
 from dialogsum.errors import logger
 from dialogsum.serve.adapter_admin import AdapterAdmin
+from dialogsum.serve.continuous_batcher import ContinuousBatcher
 from dialogsum.serve.inputs import Counts, InputMeter, Rejected
 from dialogsum.serve.metrics import BASE_LABEL, ServeMetrics
 from dialogsum.serve.micro_batcher import MicroBatcher
@@ -91,7 +93,7 @@ class ServiceState:
         self.truncation_logged = False
         if _TRUNCATION_ONCE not in logger.filters:
             logger.addFilter(_TRUNCATION_ONCE)
-        self._batcher: MicroBatcher | None = None
+        self._batcher: MicroBatcher | ContinuousBatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warm_up: asyncio.Task[None] | None = None
 
@@ -100,26 +102,48 @@ class ServiceState:
         """Requests waiting for a batch (0 before the batcher starts)."""
         return self._batcher.depth if self._batcher is not None else 0
 
-    def start(self) -> MicroBatcher:
+    def start(self) -> MicroBatcher | ContinuousBatcher:
         """The batcher, started (and its warm-up queued) on first use on this event loop."""
         loop = asyncio.get_running_loop()
-        settings = self.settings
         if self._batcher is None or self._loop is not loop:
             # (A host that runs each request on a loop of its own gets a batcher per loop.)
-            self._batcher = MicroBatcher(
-                self._summarize_batch,
-                batching=settings.batching,
-                max_batch_size=settings.max_batch_size,
-                max_wait_ms=settings.max_wait_ms,
-                max_queue=settings.max_queue,
-                on_batch=self.metrics.observe_batch,
-            )
+            self._batcher = self._new_batcher()
             self._batcher.start()
             self._loop, self.ready = loop, False
             self._warm_up = loop.create_task(self._warm(self._batcher))
         elif not self.ready and self._warm_up is not None and self._warm_up.done():
             self._warm_up = loop.create_task(self._warm(self._batcher))  # the last one failed
         return self._batcher
+
+    def _new_batcher(self) -> MicroBatcher | ContinuousBatcher:
+        """The batcher the settings ask for: continuous where the backend offers it."""
+        settings = self.settings
+        if settings.batching == "continuous":
+            decoder = self.summarizer.continuous_decoder(
+                ContinuousSettings(settings.max_batch_size, settings.max_batch_tokens)
+            )
+            if decoder is not None:
+                return ContinuousBatcher(
+                    decoder,
+                    max_queue=settings.max_queue,
+                    on_start=self._serve_on_this_thread,
+                )
+            request_log.info(
+                "the %s backend has no continuous batching: micro-batching instead",
+                self.summarizer.backend,
+            )
+        return MicroBatcher(
+            self._summarize_batch,
+            batching=settings.batching != "off",
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_queue=settings.max_queue,
+            on_batch=self.metrics.observe_batch,
+        )
+
+    def _serve_on_this_thread(self) -> None:
+        """Mark the decoding thread as this service's (for :class:`TruncationOnce`)."""
+        _serving.set(self)
 
     def _summarize_batch(
         self,
@@ -139,7 +163,7 @@ class ServiceState:
         finally:
             _serving.reset(token)
 
-    async def _warm(self, batcher: MicroBatcher) -> None:
+    async def _warm(self, batcher: MicroBatcher | ContinuousBatcher) -> None:
         try:
             options = self.summarizer.generation_options(batch_size=self.settings.max_batch_size)
             await batcher.submit([WARM_UP], options)

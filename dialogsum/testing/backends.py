@@ -1,6 +1,8 @@
 """``BackendContract``: the battery every inference backend passes, built-in or a plugin's.
 
-Every backend is checked for registration, serving and errors; a backend that can export
+Every backend is checked for registration, serving and errors (and, where its predictor offers
+continuous batching, that rows joining a running decode get ``summarize()``'s answers); a
+backend that can export
 (``ExportOptions`` is not None) is also checked for its export step: the folder, its manifest,
 loading it back, and the refusal to replace an existing folder. Those tests are skipped, with
 the reason, for a backend that cannot export.
@@ -8,12 +10,14 @@ the reason, for a backend that cannot export.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from dialogsum import ConfigError, DataError, DialogsumError, Predictor, Summarizer
+from dialogsum.continuous import ContinuousRow, ContinuousSettings
 from dialogsum.data import sample_rows
 from dialogsum.plugin_api import MANIFEST_NAME, InferenceBackend, read_manifest
 from dialogsum.plugins import DialogsumPluginManager
@@ -223,6 +227,30 @@ class BackendContract(ContractBase):
         assert sorted(index for index, _ in reported) == list(range(len(dialogues)))
         assert all(text == summaries[index] for index, text in reported)
         assert summaries == served.summarize(dialogues, batch_size=2, **self.generation)
+
+    def test_continuous_decoding_answers_as_summarize(self, served: Summarizer) -> None:
+        # Optional: a backend whose predictor offers continuous batching. Rows join the running
+        # decode two steps apart, at most two in flight; each answer must be summarize()'s.
+        decoder = served.continuous_decoder(ContinuousSettings(max_rows=2))
+        if decoder is None:
+            pytest.skip("this backend offers no continuous batching (an optional capability)")
+        dialogues = contract_dialogues()
+        options = served.generation_options(**self.generation)
+        answers: dict[int, str] = {}
+        errors: list[Exception] = []
+        rows = [
+            ContinuousRow(text, options, functools.partial(answers.__setitem__, i), errors.append)
+            for i, text in enumerate(dialogues)
+        ]
+        for step in range(10_000):
+            if step % 2 == 0 and rows:
+                decoder.add([rows.pop(0)])
+            assert decoder.in_flight <= 2
+            if not decoder.step() and not rows:
+                break
+        assert not errors, errors
+        expected = served.summarize(dialogues, options=options)
+        assert [answers.get(i) for i in range(len(dialogues))] == expected
 
     def test_no_dialogues_give_no_summaries(self, served: Summarizer) -> None:
         assert served.summarize([], **self.generation) == []

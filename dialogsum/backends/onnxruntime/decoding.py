@@ -9,9 +9,10 @@ they run where torch is not installed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dialogsum.plugin_api import GenerationOptions, cut_at_eos
+from dialogsum.plugin_api import ConfigError, GenerationOptions, cut_at_eos
 
 #: Called with a batch row and its final token ids (cut after eos) as soon as they are final.
 Finished = Callable[[int, list[int]], None]
@@ -134,28 +135,239 @@ def greedy(
 
     A row that emits its end-of-sequence token is reported to ``on_finished`` at once; every
     other row to ``on_progress`` after each step, with its tokens so far (for streaming)."""
-    import numpy as np
+    search = GreedySearch(rows, limit, options, start, eos)
+    return run_search(steps, search, on_finished, on_progress)
 
-    logits, cache = steps.start(rows)
-    history = np.full((rows, 1), start, dtype=np.int64)
-    finished = np.zeros(rows, dtype=bool)
-    for generated in range(limit):
-        scores = process_scores(logits, history, generated, options, eos)
-        chosen = scores.argmax(axis=-1)
-        chosen[finished] = pad
-        history = np.concatenate([history, chosen[:, None]], axis=1)
-        ended = (chosen == eos) & ~finished
-        finished |= ended
-        if on_finished is not None:
-            for row in np.flatnonzero(ended):
-                on_finished(int(row), history[row, 1:].tolist())
-        if on_progress is not None:
-            for row in np.flatnonzero(~finished):
-                on_progress(int(row), history[row, 1:].tolist())
-        if finished.all() or generated + 1 == limit:
+
+def beam_search(
+    steps: Steps,
+    batch: int,
+    limit: int,
+    options: GenerationOptions,
+    start: int,
+    eos: int,
+    pad: int,
+    on_finished: Finished | None = None,
+) -> list[list[int]]:
+    """Beam search as transformers (4.5x) runs it; the best sequence per batch item.
+
+    Items whose search is over are reported to ``on_finished`` when they leave the batch."""
+    top: TopLogProbs = getattr(steps, "top", top_log_probs)
+    search = BeamSearch(batch, limit, options, start, eos, pad, top)
+    return run_search(steps, search, on_finished)
+
+
+def run_search(
+    steps: Steps,
+    search: Search,
+    on_finished: Finished | None = None,
+    on_progress: Progress | None = None,
+) -> list[list[int]]:
+    """Drive ``search`` over ``steps`` until every item is final; each item's tokens."""
+    results: dict[int, list[int]] = {}
+    logits, cache = steps.start(search.rows)
+    while True:
+        advance = search.advance(logits)
+        for item, tokens in advance.finished:
+            results[item] = tokens
+            if on_finished is not None:
+                on_finished(item, tokens)
+        if not len(advance.items):
             break
-        logits, cache = steps.step(chosen, cache)
-    return [cut_at_eos(row[1:].tolist(), eos) for row in history]
+        if on_progress is not None:
+            for item, tokens in search.partial():
+                on_progress(item, tokens)
+        if advance.dropped:
+            cache = steps.select(cache, advance.rows)
+        else:
+            cache = steps.reorder(cache, advance.rows)
+        logits, cache = steps.step(advance.tokens, cache)
+    return [results[item] for item in range(len(results))]
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What one step of a search decided, for the rows of its next step."""
+
+    #: The search's rows of the next step, as indices into this step's rows (beams of an item
+    #: together, items in order): the caches follow them.
+    rows: Any
+    #: Each of those rows' next input token.
+    tokens: Any
+    #: The items still searching (their ids), in order.
+    items: Any
+    #: Whether any item left at this step (its rows, cross-attention included, go).
+    dropped: bool
+    #: Items final at this step: (id, tokens cut after end-of-sequence).
+    finished: list[tuple[int, list[int]]]
+
+
+class Search(Protocol):
+    """A search over a fixed set of items, one step at a time: greedy or beam search.
+
+    Items are independent: an item's tokens do not depend on the others searched with it, nor
+    on when it leaves. That is what lets many searches share the model's steps.
+    """
+
+    #: Rows per item (1 for greedy).
+    beams: int
+
+    @property
+    def rows(self) -> int:
+        """The rows of the step whose logits :meth:`advance` takes next."""
+        ...
+
+    def advance(self, logits: Any) -> Advance:
+        """Take a step's logits (rows x vocabulary): choose the next tokens."""
+        ...
+
+    def partial(self) -> list[tuple[int, list[int]]]:
+        """Each running item's tokens so far, where final (greedy); none for beam search."""
+        ...
+
+
+class GreedySearch:
+    """Greedy decoding of ``items`` items up to ``limit`` tokens (see :class:`Search`)."""
+
+    beams = 1
+
+    def __init__(
+        self, items: int, limit: int, options: GenerationOptions, start: int, eos: int
+    ) -> None:
+        import numpy as np
+
+        self.limit, self.options, self.eos = limit, options, eos
+        self.ids = np.arange(items)
+        self.history = np.full((items, 1), start, dtype=np.int64)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+    def advance(self, logits: Any) -> Advance:
+        import numpy as np
+
+        generated = self.history.shape[1] - 1
+        scores = process_scores(logits, self.history, generated, self.options, self.eos)
+        chosen = scores.argmax(axis=-1)
+        history = np.concatenate([self.history, chosen[:, None]], axis=1)
+        ended = chosen == self.eos
+        if generated + 1 >= self.limit:
+            ended[:] = True
+        finished = [
+            (int(self.ids[row]), cut_at_eos(history[row, 1:].tolist(), self.eos))
+            for row in np.flatnonzero(ended)
+        ]
+        kept = np.flatnonzero(~ended)
+        self.ids, self.history = self.ids[kept], history[kept]
+        return Advance(kept, chosen[kept], self.ids, bool(ended.any()), finished)
+
+    def partial(self) -> list[tuple[int, list[int]]]:
+        return [
+            (int(item), row[1:].tolist()) for item, row in zip(self.ids, self.history, strict=True)
+        ]
+
+
+class BeamSearch:
+    """Beam search as transformers (4.5x) runs it, over ``items`` items (see :class:`Search`)."""
+
+    def __init__(
+        self,
+        items: int,
+        limit: int,
+        options: GenerationOptions,
+        start: int,
+        eos: int,
+        pad: int,
+        top: TopLogProbs = top_log_probs,
+    ) -> None:
+        import numpy as np
+
+        beams = self.beams = options.num_beams
+        self.options, self.eos, self.top = options, eos, top
+        self.keep = 2 * beams  # max(2, 1 + number of eos tokens) * beams
+        self.top_mask = np.arange(self.keep) < beams
+        self.max_length = 1 + limit
+        self.running = np.full((items, beams, self.max_length), pad, dtype=np.int64)
+        self.running[:, :, 0] = start
+        self.sequences = self.running.copy()
+        self.running_scores = np.zeros((items, beams), dtype=np.float32)
+        self.running_scores[:, 1:] = NEG
+        self.beam_scores = np.full((items, beams), NEG, dtype=np.float32)
+        self.finished = np.zeros((items, beams), dtype=bool)
+        self.improvable = np.ones((items, 1), dtype=bool)
+        self.cur_len = 1
+        self.ids = np.arange(items)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids) * self.beams
+
+    def partial(self) -> list[tuple[int, list[int]]]:
+        return []  # a beam may still be overtaken: nothing is final before the end
+
+    def advance(self, logits: Any) -> Advance:
+        import numpy as np
+
+        take = np.take_along_axis
+        beams, cur_len, options = self.beams, self.cur_len, self.options
+        items = len(self.ids)
+        flat_history = self.running[:, :, :cur_len].reshape(items * beams, cur_len)
+        candidate_scores, source_beam, tokens = best_candidates(
+            self.top,
+            logits,
+            flat_history,
+            cur_len - 1,
+            options,
+            self.eos,
+            self.running_scores,
+            self.keep,
+        )
+        candidate_seqs = take(self.running, source_beam[:, :, None], axis=1).copy()
+        candidate_seqs[:, :, cur_len] = tokens
+        hits = (tokens == self.eos) | (cur_len + 1 >= self.max_length)
+
+        alive_scores = candidate_scores + hits.astype(np.float32) * NEG
+        chosen = _top(alive_scores, beams)
+        running = take(candidate_seqs, chosen[:, :, None], axis=1)
+        running_scores = take(alive_scores, chosen, axis=1)
+        parent = take(source_beam, chosen, axis=1)
+
+        just_finished = hits & self.top_mask[None, :]
+        final_scores = candidate_scores / float((cur_len + 1 - 1) ** options.length_penalty)
+        if options.early_stopping is True:
+            final_scores = final_scores + (self.finished.all(axis=1, keepdims=True) * NEG)
+        final_scores = final_scores + (~self.improvable) * NEG + (~just_finished) * NEG
+        merged_scores = np.concatenate([self.beam_scores, final_scores.astype(np.float32)], 1)
+        best = _top(merged_scores, beams)
+        sequences = take(
+            np.concatenate([self.sequences, candidate_seqs], axis=1), best[:, :, None], axis=1
+        )
+        beam_scores = take(merged_scores, best, axis=1)
+        finished = take(np.concatenate([self.finished, just_finished], axis=1), best, axis=1)
+
+        cur_len += 1
+        best_possible = running_scores[:, :1] / float((cur_len - 1) ** options.length_penalty)
+        worst_finished = np.where(finished, beam_scores.min(axis=1, keepdims=True), NEG)
+        improvable = self.improvable & (best_possible > worst_finished).any(axis=-1, keepdims=True)
+        # An item is final when it cannot improve, when (early_stopping=True) all its beams
+        # are finished, or when every candidate ended (its length limit).
+        done = ~improvable[:, 0] | hits.all(axis=1)
+        if options.early_stopping is True:
+            done |= finished.all(axis=1)
+        final = [
+            (int(self.ids[index]), cut_at_eos(sequences[index, 0, 1:].tolist(), self.eos))
+            for index in np.flatnonzero(done)
+        ]
+        alive = np.flatnonzero(~done)
+        rows = (alive[:, None] * beams + parent[alive]).reshape(-1)
+        self.ids = self.ids[alive]
+        self.running, self.running_scores = running[alive], running_scores[alive]
+        self.sequences, self.beam_scores = sequences[alive], beam_scores[alive]
+        self.finished, self.improvable = finished[alive], improvable[alive]
+        self.cur_len = cur_len
+        next_tokens = self.running[:, :, cur_len - 1].reshape(-1)
+        return Advance(rows, next_tokens, self.ids, bool(done.any()), final)
 
 
 def _log_softmax(logits: Any) -> Any:
@@ -239,103 +451,10 @@ def best_candidates(
     return take(scores, order, axis=1), order // width, take(words, order, axis=1)
 
 
-def beam_search(
-    steps: Steps,
-    batch: int,
-    limit: int,
-    options: GenerationOptions,
-    start: int,
-    eos: int,
-    pad: int,
-    on_finished: Finished | None = None,
-) -> list[list[int]]:
-    """Beam search as transformers (4.5x) runs it; the best sequence per batch item.
-
-    Items whose search is over are reported to ``on_finished`` when they leave the batch."""
-    import numpy as np
-
-    beams = options.num_beams
-    keep = 2 * beams  # max(2, 1 + number of eos tokens) * beams
-    top_mask = np.arange(keep) < beams
-    max_length = 1 + limit
-    take = np.take_along_axis
-    running = np.full((batch, beams, max_length), pad, dtype=np.int64)
-    running[:, :, 0] = start
-    sequences = running.copy()
-    running_scores = np.zeros((batch, beams), dtype=np.float32)
-    running_scores[:, 1:] = NEG
-    beam_scores = np.full((batch, beams), NEG, dtype=np.float32)
-    finished = np.zeros((batch, beams), dtype=bool)
-    improvable = np.ones((batch, 1), dtype=bool)
-    early = options.early_stopping
-    cur_len = 1
-    logits, cache = steps.start(batch * beams)
-    top: TopLogProbs = getattr(steps, "top", top_log_probs)
-    # Items still decoding (their original positions); a finished item's best sequence is kept
-    # in ``results`` and its rows leave the model's batch, so a short summary does not cost
-    # decoder steps while its neighbours go on. Rows are independent, so this changes nothing
-    # in any item's result.
-    origin = np.arange(batch)
-    results: dict[int, list[int]] = {}
-    while True:
-        flat_history = running[:, :, :cur_len].reshape(batch * beams, cur_len)
-        candidate_scores, source_beam, tokens = best_candidates(
-            top, logits, flat_history, cur_len - 1, options, eos, running_scores, keep
+def check_supported(options: GenerationOptions) -> None:
+    """Refuse options this decoding cannot honour (sampling)."""
+    if options.do_sample:
+        raise ConfigError(
+            "The onnxruntime backend decodes deterministically (greedy or beam search); "
+            "do_sample is not supported. Use backend='torch' for sampling."
         )
-        candidate_seqs = take(running, source_beam[:, :, None], axis=1).copy()
-        candidate_seqs[:, :, cur_len] = tokens
-        hits = (tokens == eos) | (cur_len + 1 >= max_length)
-
-        alive_scores = candidate_scores + hits.astype(np.float32) * NEG
-        chosen = _top(alive_scores, beams)
-        running = take(candidate_seqs, chosen[:, :, None], axis=1)
-        running_scores = take(alive_scores, chosen, axis=1)
-        parent = take(source_beam, chosen, axis=1)
-
-        just_finished = hits & top_mask[None, :]
-        final_scores = candidate_scores / float((cur_len + 1 - 1) ** options.length_penalty)
-        if early is True:
-            final_scores = final_scores + (finished.all(axis=1, keepdims=True) * NEG)
-        final_scores = final_scores + (~improvable) * NEG + (~just_finished) * NEG
-        merged_scores = np.concatenate([beam_scores, final_scores.astype(np.float32)], axis=1)
-        best = _top(merged_scores, beams)
-        sequences = take(
-            np.concatenate([sequences, candidate_seqs], axis=1), best[:, :, None], axis=1
-        )
-        beam_scores = take(merged_scores, best, axis=1)
-        finished = take(np.concatenate([finished, just_finished], axis=1), best, axis=1)
-
-        cur_len += 1
-        best_possible = running_scores[:, :1] / float((cur_len - 1) ** options.length_penalty)
-        worst_finished = np.where(finished, beam_scores.min(axis=1, keepdims=True), NEG)
-        improvable = improvable & (best_possible > worst_finished).any(axis=-1, keepdims=True)
-        open_beam = not (finished.all() and early is True)
-        if not (improvable.any() and open_beam and not hits.all()):
-            break
-        # An item that cannot improve (or, with early_stopping=True, has all its beams
-        # finished) keeps the sequences it has: every later step adds NEG to its candidates.
-        done = ~improvable[:, 0]
-        if early is True:
-            done |= finished.all(axis=1)
-        rows = np.arange(batch)[:, None] * beams + parent
-        # Shrinking copies every cache, cross-attention included: worth it once a quarter of
-        # the batch is done, not for each item as it finishes.
-        if done.sum() * 4 >= batch:
-            for index in np.flatnonzero(done):
-                item = int(origin[index])
-                results[item] = sequences[index, 0, 1:].tolist()
-                if on_finished is not None:
-                    on_finished(item, cut_at_eos(results[item], eos))
-            alive = ~done
-            origin, rows = origin[alive], rows[alive]
-            running, running_scores = running[alive], running_scores[alive]
-            sequences, beam_scores = sequences[alive], beam_scores[alive]
-            finished, improvable = finished[alive], improvable[alive]
-            batch = int(alive.sum())
-            cache = steps.select(cache, rows.reshape(-1))
-        else:
-            cache = steps.reorder(cache, rows.reshape(-1))
-        logits, cache = steps.step(running[:, :, cur_len - 1].reshape(-1), cache)
-    for position in range(batch):
-        results[int(origin[position])] = sequences[position, 0, 1:].tolist()
-    return [cut_at_eos(results[item], eos) for item in range(len(results))]

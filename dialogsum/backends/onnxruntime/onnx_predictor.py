@@ -23,12 +23,28 @@ from dialogsum.backends.onnxruntime.adapter_tables import (
     Layout,
     lora_feeds,
 )
-from dialogsum.backends.onnxruntime.decoding import Finished, Progress, beam_search, greedy
+from dialogsum.backends.onnxruntime.continuous import OnnxContinuous
+from dialogsum.backends.onnxruntime.decoding import (
+    Advance,
+    BeamSearch,
+    Finished,
+    GreedySearch,
+    Progress,
+    Search,
+    check_supported,
+)
 from dialogsum.backends.onnxruntime.export_files import ONNX_FILES, REQUIRED_FILES
+from dialogsum.backends.onnxruntime.lanes import Item, Lane
+from dialogsum.backends.onnxruntime.step_slots import (
+    CROSS_ATTENTION_TAIL,
+    PositionBias,
+    slot_self_attention,
+)
 from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
 from dialogsum.plugin_api import (
     AdapterInfo,
-    ConfigError,
+    ContinuousDecoder,
+    ContinuousSettings,
     GenerationOptions,
     ModelError,
     ModelManifest,
@@ -42,10 +58,8 @@ from dialogsum.plugin_api import (
     summarize_batches,
 )
 
-#: Masked positions appended to every encoder output before decoding (see ``_OnnxSteps``);
-#: 16 covers the widest vector (AVX-512, 16 floats) a kernel's tail loop can leave.
-CROSS_ATTENTION_TAIL = 16
-
+#: The decoder with past, which the predictor runs rewritten (see step_slots).
+SLOTTED_FILE = ONNX_FILES[2]
 
 #: Padding an encoder group may add, as a share of its real tokens (see ``length_groups``).
 GROUP_PADDING = 0.1
@@ -80,6 +94,7 @@ class OnnxPredictor(Predictor):
         graph_optimization: str = "all",
         progress: bool = True,
     ) -> None:
+        import onnx
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -132,19 +147,28 @@ class OnnxPredictor(Predictor):
         # on, where it pays.
         options.add_session_config_entry("session.force_spinning_stop", "1")
         sessions = []
+        table = None
         for name in ONNX_FILES:
             try:
+                source: Any = str(folder / name)
+                if name == SLOTTED_FILE:
+                    # Every later step runs with per-row cache positions (see step_slots).
+                    model = onnx.load(source)
+                    table = slot_self_attention(model)
+                    source = model.SerializeToString()
                 sessions.append(
-                    ort.InferenceSession(
-                        str(folder / name), options, providers=["CPUExecutionProvider"]
-                    )
+                    ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
                 )
+            except ModelError:
+                raise
             except Exception as exc:
                 raise ModelError(
                     f"onnxruntime could not load {folder / name}: {clause(exc)}. The file is "
                     f"corrupt or was written for another onnxruntime; export the model again."
                 ) from exc
-        self.encoder, self.decoder, self.decoder_with_past = sessions
+        self.encoder, self.decoder, self.slotted = sessions
+        self.slotted_outputs = [o.name for o in self.slotted.get_outputs()]
+        self.position_bias = PositionBias(table, _max_distance(folder))
         self.top = TopLogProbsSession(options)
         try:
             generation = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
@@ -162,10 +186,6 @@ class OnnxPredictor(Predictor):
         self.tokenizer = tokenizer
         self.progress = progress
         self.model_dir = folder
-        self._past_names = [
-            i.name for i in self.decoder_with_past.get_inputs() if i.name.startswith("past_")
-        ]
-        self._step_output_names = [o.name for o in self.decoder_with_past.get_outputs()]
         self._present_names = [
             o.name for o in self.decoder.get_outputs() if o.name.startswith("present.")
         ]
@@ -173,9 +193,11 @@ class OnnxPredictor(Predictor):
         # A multi-adapter export: adapters served unmerged beside the base, swapped atomically.
         self._swap = threading.Lock()
         self._adapter_set: AdapterSet | None = None
+        self.adapter_layout: Layout | None = None
         section = export.backend_data.get("adapters")
         if section is not None:
-            adapter_set = AdapterSet(_layout(sessions, export.source_model))
+            self.adapter_layout = _layout(sessions, export.source_model)
+            adapter_set = AdapterSet(self.adapter_layout)
             for name in section.get("names", []):
                 adapter_set, _ = adapter_set.with_adapter(name, folder / ADAPTERS_FOLDER / name)
             self._adapter_set = adapter_set
@@ -227,7 +249,7 @@ class OnnxPredictor(Predictor):
     ) -> list[str]:
         """Rows of any adapters in shared batches: each row's summary is the one it gets alone
         (the adapters' branch is batch-invariant, see adapter_slots)."""
-        _check_supported(options)
+        check_supported(options)
         if not dialogues:
             return []
         served = self._adapter_set  # this call's adapters, whatever loads meanwhile
@@ -299,6 +321,10 @@ class OnnxPredictor(Predictor):
             on_summary=on_summary,
             with_rows=True,
         )
+
+    def continuous_decoder(self, settings: ContinuousSettings) -> ContinuousDecoder:
+        """Continuous batching over this export (see :mod:`.continuous`)."""
+        return OnnxContinuous(self, settings)
 
     def encode(
         self, texts: list[str], *, warn: bool = True, adapter: str | None = None
@@ -407,15 +433,12 @@ class OnnxPredictor(Predictor):
         """
         import numpy as np
 
-        feeds = self._feeds(len(ids), adapters, None)
-        hidden, encoder_mask = self._encode_batch(ids, mask, feeds)
-        steps = _OnnxSteps(self, hidden, encoder_mask, 1, feeds)
-        logits, cache = steps.start(len(ids))
-        every = [logits]
-        for column in np.asarray(tokens, dtype=np.int64).reshape(len(ids), -1).T:
-            logits, cache = steps.step(column, cache)
-            every.append(logits)
-        return np.stack(every, axis=1)
+        forced = _Forced(np.asarray(tokens, dtype=np.int64).reshape(len(ids), -1))
+        lane = Lane(self, 1)
+        lane.join(self._items(ids, mask, adapters, None), forced)
+        while lane.rows:
+            lane.step()
+        return np.stack(forced.logits, axis=1)
 
     def generate_ids(
         self,
@@ -433,44 +456,62 @@ class OnnxPredictor(Predictor):
         ``on_progress(row, ids)`` (greedy) with each unfinished row's ids after every step.
         ``adapters[row]`` names the adapter of each row (None: the base), from ``served``
         (default: the adapters loaded now)."""
-        feeds = self._feeds(len(ids), adapters, served)
-        hidden, encoder_mask = self._encode_batch(ids, mask, feeds)
-        steps = _OnnxSteps(self, hidden, encoder_mask, options.num_beams, feeds)
+        results: dict[int, list[int]] = {}
+
+        def done(row: int, tokens: list[int]) -> None:
+            results[row] = tokens
+            if on_finished is not None:
+                on_finished(row, tokens)
+
+        items = self._items(ids, mask, adapters, served, done, on_progress)
+        lane = Lane(self, options.num_beams)
+        lane.join(items, self.search(len(items), options))
+        while lane.rows:
+            lane.step()
+        return [results[row] for row in range(len(ids))]
+
+    def search(self, items: int, options: GenerationOptions) -> Search:
+        """A fresh greedy or beam search over ``items`` items with ``options``."""
         limit = options.max_new_tokens or self.manifest.data.max_target_length
-        # Beam search has no partial summary to report: a beam may still be overtaken.
-        search = beam_search if options.num_beams > 1 else partial(greedy, on_progress=on_progress)
-        return search(
-            steps,
-            len(ids),
-            limit,
-            options,
-            self.start_token_id,
-            self.eos_token_id,
-            self.pad_token_id,
-            on_finished,
-        )
+        start, eos = self.start_token_id, self.eos_token_id
+        if options.num_beams > 1:
+            return BeamSearch(items, limit, options, start, eos, self.pad_token_id, self.top)
+        return GreedySearch(items, limit, options, start, eos)
 
-
-class _OnnxSteps:
-    """Decoder steps over the two decoder sessions, for :mod:`.decoding`."""
-
-    def __init__(
+    def _items(
         self,
-        predictor: OnnxPredictor,
-        hidden: Any,
-        encoder_mask: Any,
-        beams: int,
-        feeds: BatchFeeds | None = None,
-    ) -> None:
+        ids: list[list[int]],
+        mask: list[list[int]],
+        adapters: list[str | None] | None,
+        served: AdapterSet | None,
+        done: Finished | None = None,
+        progress: Progress | None = None,
+    ) -> list[Item]:
+        """Items for the rows of a padded batch; ``done``/``progress`` hear them by row."""
+        chosen = served or self._adapter_set
+        names = list(adapters) if adapters is not None else [None] * len(ids)
+        items = []
+        for row, (source, marks, name) in enumerate(zip(ids, mask, names, strict=True)):
+            if name is not None and chosen is None:
+                self._manifest(name, None)  # fails: no adapters here
+            items.append(
+                Item(
+                    source[: sum(marks)],
+                    partial(_call, done, row),
+                    name,
+                    None if name is None or chosen is None else chosen.get(name),
+                    None if progress is None else partial(_call, progress, row),
+                )
+            )
+        return items
+
+    def first_step(
+        self, hidden: Any, encoder_mask: Any, feeds: BatchFeeds | None
+    ) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
+        """The first decoder step of an encoded batch: last-position logits, the self- and
+        cross-attention caches, and the encoder mask as padded for decoding."""
         import numpy as np
 
-        self.predictor = predictor
-        self.feeds = feeds
-        # Each decoder row's index into the batch's items (its adapter's mask row): beams of an
-        # item share it, and rows leave as their items finish (``select``). The decoder with
-        # past takes the adapters' inputs for the rows in flight, which change only then.
-        self.row_items = np.repeat(np.arange(hidden.shape[0]), beams)
-        self.step_lora = self._step_lora()
         # Masked positions after every row's encoder output make decoding batch-invariant:
         # onnxruntime's CPU kernels sum the cross-attention of a sequence's last few
         # positions in a tail loop, in another order than the vectorised body. Alone, a row's
@@ -481,110 +522,67 @@ class _OnnxSteps:
         # alone and in any batch. Masked positions weigh exactly 0, so nothing else changes.
         hidden = np.pad(hidden, ((0, 0), (0, CROSS_ATTENTION_TAIL), (0, 0)))
         encoder_mask = np.pad(encoder_mask, ((0, 0), (0, CROSS_ATTENTION_TAIL)))
-        self.hidden = hidden
-        self.beams = beams
-        self.item_mask = encoder_mask
-        # Beam search runs batch x beams rows; each beam attends to its item's encoder output.
-        # The decoder shares the cross-attention cache among an item's beams, so it takes the
-        # cache and the encoder mask once per item (see shared_cross_attention).
-        self.encoder_mask = encoder_mask
-
-    def start(self, rows: int) -> tuple[Any, dict[str, Any]]:
-        import numpy as np
-
-        predictor = self.predictor
-        items = self.hidden.shape[0]
-        # Every beam of an item starts from the same token, so the first step is computed once
-        # per item and its outputs repeated per beam: the cross-attention keys and values (the
-        # bulk of the work) are not computed beams times over.
-        feeds = {
-            "input_ids": np.full((items, 1), predictor.start_token_id, dtype=np.int64),
-            "encoder_attention_mask": self.item_mask,
-            "encoder_hidden_states": self.hidden,
+        inputs = {
+            "input_ids": np.full((len(hidden), 1), self.start_token_id, dtype=np.int64),
+            "encoder_attention_mask": encoder_mask,
+            "encoder_hidden_states": hidden,
         }
-        if self.feeds is not None:
-            feeds.update(lora_feeds(predictor._inputs[id(predictor.decoder)], self.feeds))
-        outputs = predictor.decoder.run(None, feeds)
-        named = dict(zip(["logits", *predictor._present_names], outputs, strict=True))
-        if rows != items:
-            named = {
-                name: value if ".encoder." in name else np.repeat(value, rows // items, axis=0)
-                for name, value in named.items()
-            }
+        if feeds is not None:
+            inputs.update(lora_feeds(self._inputs[id(self.decoder)], feeds))
+        outputs = self.decoder.run(None, inputs)
+        named = dict(zip(["logits", *self._present_names], outputs, strict=True))
         # Cross-attention keys and values never change after the first step: they are kept.
-        cache = {
-            name.replace("present.", "past_key_values."): value
-            for name, value in named.items()
-            if name != "logits"
-        }
-        return named["logits"][:, -1], cache
+        caches: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        for name, value in named.items():
+            if name != "logits":
+                past = name.replace("present.", "past_key_values.")
+                caches[".encoder." in name][past] = value
+        return named["logits"][:, -1], caches[0], caches[1], encoder_mask
 
-    def _step_lora(self) -> dict[str, Any]:
-        """The decoder with past's adapter inputs for the rows in flight (none without)."""
-        if self.feeds is None:
-            return {}
-        predictor = self.predictor
-        session_inputs = predictor._inputs[id(predictor.decoder_with_past)]
-        return lora_feeds(session_inputs, self.feeds, self.row_items)
 
-    def step(self, tokens: Any, cache: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+class _Forced:
+    """A search that feeds given tokens and keeps every step's logits (parity checks)."""
+
+    beams = 1
+
+    def __init__(self, tokens: Any) -> None:
         import numpy as np
 
-        predictor = self.predictor
-        feeds = {
-            "input_ids": np.asarray(tokens, dtype=np.int64)[:, None],
-            "encoder_attention_mask": self.encoder_mask,
-        }
-        feeds.update(self.step_lora)
-        # IO binding: the cache stays in onnxruntime's own buffers from one step to the next
-        # instead of being copied out to numpy and back in at every token.
-        binding = predictor.decoder_with_past.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, value)
-        for name in predictor._past_names:
-            value = cache[name]
-            if isinstance(value, np.ndarray):
-                binding.bind_cpu_input(name, value)
-            else:
-                binding.bind_ortvalue_input(name, value)
-        for name in predictor._step_output_names:
-            binding.bind_output(name, "cpu")
-        predictor.decoder_with_past.run_with_iobinding(binding)
-        cache = dict(cache)
-        logits = None
-        for name, value in zip(predictor._step_output_names, binding.get_outputs(), strict=True):
-            if name == "logits":
-                logits = value.numpy()[:, -1]
-            else:
-                cache[name.replace("present.", "past_key_values.")] = value
-        return logits, cache
+        self.tokens = tokens
+        self.logits: list[Any] = []
+        self.ids = np.arange(len(tokens))
 
-    def top(self, logits: Any, k: int) -> tuple[Any, Any]:
-        # Beam search's log-softmax and top-k, in onnxruntime (see top_log_probs).
-        return self.predictor.top(logits, k)
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
 
-    def reorder(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
-        # Self-attention caches follow their beams; cross-attention ones are equal across the
-        # beams of an item, and beams never move between items.
-        return {
-            name: _as_array(value)[rows] if ".decoder." in name else value
-            for name, value in cache.items()
-        }
-
-    def select(self, cache: dict[str, Any], rows: Any) -> dict[str, Any]:
-        # Finished items leave: every row-indexed state shrinks to ``rows``, the encoder mask
-        # and the cross-attention caches too (equal across an item's beams, so any of its
-        # rows serves; kept per item, they shrink to the items of ``rows``).
+    def advance(self, logits: Any) -> Advance:
         import numpy as np
 
-        items = np.asarray(rows)[:: self.beams] // self.beams
-        self.encoder_mask = self.encoder_mask[items]
-        self.row_items = self.row_items[np.asarray(rows)]
-        self.step_lora = self._step_lora()
-        return {
-            name: _as_array(value)[items if ".encoder." in name else rows]
-            for name, value in cache.items()
-        }
+        self.logits.append(np.array(logits))
+        step = len(self.logits) - 1
+        if step == self.tokens.shape[1]:
+            finished: list[tuple[int, list[int]]] = [(int(row), []) for row in self.ids]
+            self.ids = self.ids[:0]
+            return Advance(self.ids, self.ids, self.ids, True, finished)
+        return Advance(self.ids, self.tokens[:, step], self.ids, False, [])
+
+    def partial(self) -> list[tuple[int, list[int]]]:
+        return []
+
+
+def _call(report: Callable[[int, list[int]], None] | None, row: int, tokens: list[int]) -> None:
+    if report is not None:
+        report(row, tokens)
+
+
+def _max_distance(folder: Path) -> int:
+    """The export's ``relative_attention_max_distance`` (T5's default when not written)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    return int(config.get("relative_attention_max_distance", 128))
 
 
 def _layout(sessions: list[Any], base_model: str | None) -> Layout:
@@ -609,20 +607,8 @@ def _mapped(report: OnSummary | None, rows: list[int]) -> OnSummary | None:
     return lambda position, text: report(rows[position], text)
 
 
-def _as_array(value: Any) -> Any:
-    return value if hasattr(value, "shape") and not hasattr(value, "device_name") else value.numpy()
-
-
 def _single_id(value: Any, default: int) -> int:
     # generation_config.json may hold a list of ids (e.g. several eos tokens); T5 uses one.
     if isinstance(value, list):
         value = value[0] if value else None
     return default if value is None else int(value)
-
-
-def _check_supported(options: GenerationOptions) -> None:
-    if options.do_sample:
-        raise ConfigError(
-            "The onnxruntime backend decodes deterministically (greedy or beam search); "
-            "do_sample is not supported. Use backend='torch' for sampling."
-        )

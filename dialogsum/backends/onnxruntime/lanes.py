@@ -1,0 +1,288 @@
+"""Rows in flight in the slotted decoder: searches join between steps and leave when final.
+
+A :class:`Lane` holds every row decoding with one beam count: each row's self-attention cache
+(a buffer of ``capacity`` positions, see :mod:`.step_slots`), each item's cross-attention
+cache and encoder mask (padded to the longest in flight, plus ``CROSS_ATTENTION_TAIL``), each
+row's position and next token, and the searches (:mod:`.decoding`) the rows belong to. One
+:meth:`Lane.step` runs the decoder once over all of them; each search takes its own rows'
+logits and says which rows go on. :meth:`Lane.join` runs new items' encoder and first decoder
+step and adds them: a search that joins later writes at earlier positions than its
+neighbours, which the slotted graph allows, and no row's numbers depend on the others, so
+every item decodes exactly as it does alone.
+
+Offline decoding is the case where one search joins an empty lane and runs to its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dialogsum.backends.onnxruntime.adapter_tables import AdapterSet, ServedAdapter, lora_feeds
+from dialogsum.backends.onnxruntime.decoding import Search
+from dialogsum.backends.onnxruntime.step_slots import (
+    CROSS_ATTENTION_TAIL,
+    SELF_ATTENTION_BIAS,
+    SLOT_CHUNK,
+)
+
+if TYPE_CHECKING:
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+
+#: Called with an item's final token ids (cut after end-of-sequence).
+Done = Callable[[list[int]], None]
+#: Called with an unfinished item's token ids so far, after each step (greedy only).
+Partial = Callable[[list[int]], None]
+
+
+@dataclass
+class Item:
+    """One dialogue to decode: its prompted token ids and adapter, and where its tokens go."""
+
+    source: list[int]
+    on_done: Done
+    adapter: str | None = None
+    #: The adapter's weights as served when the item joined (None: the base).
+    served: ServedAdapter | None = None
+    on_partial: Partial | None = None
+    #: Hears why the item cannot be decoded (the model failed under it).
+    on_error: Callable[[Exception], None] | None = None
+
+
+@dataclass
+class _Entry:
+    """A search in the lane and its items (by the search's item ids)."""
+
+    search: Search
+    items: list[Item]
+    #: The search's item ids still running, in lane order.
+    ids: Any
+
+
+class Lane:
+    """Rows of one beam count decoding together in ``predictor``'s slotted decoder."""
+
+    def __init__(self, predictor: OnnxPredictor, beams: int) -> None:
+        import numpy as np
+
+        self.predictor = predictor
+        self.beams = beams
+        self.entries: list[_Entry] = []
+        self.capacity = 0
+        self.positions = np.zeros(0, np.int64)
+        self.tokens = np.zeros(0, np.int64)
+        self.self_cache: dict[str, Any] = {}
+        self.cross_cache: dict[str, Any] = {}
+        self.encoder_mask = np.zeros((0, 0), np.int64)
+        #: Each item's real encoder positions (what the cross-attention width must cover).
+        self.encoder_lengths = np.zeros(0, np.int64)
+        self.item_served: list[ServedAdapter | None] = []
+        self.step_lora: dict[str, Any] = {}
+
+    @property
+    def rows(self) -> int:
+        """Decoder rows in flight."""
+        return len(self.tokens)
+
+    @property
+    def items(self) -> list[Item]:
+        """The items in flight, in lane order."""
+        return [entry.items[int(i)] for entry in self.entries for i in entry.ids]
+
+    def join(self, items: list[Item], search: Search) -> None:
+        """Run ``items``' encoder and first step, and add them as ``search`` (which must be
+        fresh, over exactly these items). Items final at once are reported before it returns."""
+        import numpy as np
+
+        predictor = self.predictor
+        feeds = self._feeds([item.served for item in items])
+        ids, mask = _padded([item.source for item in items], predictor.pad_token_id)
+        hidden, encoder_mask = predictor._encode_batch(ids, mask, feeds)
+        lengths = encoder_mask.sum(axis=1).astype(np.int64)
+        logits, self_present, cross, encoder_mask = predictor.first_step(
+            hidden, encoder_mask, feeds
+        )
+        beams = self.beams
+        if beams > 1:  # every beam starts from the same token: computed once per item
+            logits = np.repeat(logits, beams, axis=0)
+            self_present = {k: np.repeat(v, beams, axis=0) for k, v in self_present.items()}
+        entry = _Entry(search, items, np.arange(len(items)))
+        advance = search.advance(logits)
+        self._report(entry, advance.finished)
+        if not len(advance.items):
+            return
+        kept = advance.rows[::beams] // beams
+        entry.ids = np.asarray(advance.items)
+        self_present = {k: v[advance.rows] for k, v in self_present.items()}
+        cross = {k: v[kept] for k, v in cross.items()}
+        encoder_mask, lengths = encoder_mask[kept], lengths[kept]
+        self._grow(2)
+        width = max(self.encoder_mask.shape[1], encoder_mask.shape[1])
+        for name, value in self_present.items():
+            buffer = np.zeros((*value.shape[:2], self.capacity, value.shape[3]), value.dtype)
+            buffer[:, :, : value.shape[2]] = value
+            if self.rows:
+                buffer = np.concatenate([self.self_cache[name], buffer])
+            self.self_cache[name] = buffer
+        for name, value in cross.items():
+            old = self.cross_cache.get(name)
+            value = _pad_axis(value, 2, width)
+            self.cross_cache[name] = (
+                value if old is None else np.concatenate([_pad_axis(old, 2, width), value])
+            )
+        self.encoder_mask = np.concatenate(
+            [_pad_axis(self.encoder_mask, 1, width), _pad_axis(encoder_mask, 1, width)]
+        )
+        self.encoder_lengths = np.concatenate([self.encoder_lengths, lengths])
+        self.item_served += [items[int(i)].served for i in kept]
+        self.positions = np.concatenate([self.positions, np.ones(len(advance.tokens), np.int64)])
+        self.tokens = np.concatenate([self.tokens, np.asarray(advance.tokens, np.int64)])
+        self.entries.append(entry)
+        self._partials(entry)
+        self._adapters_changed()
+
+    def step(self) -> None:
+        """One decoder step over every row in flight; final items are reported and leave."""
+        import numpy as np
+
+        if not self.rows:
+            return
+        self._grow(int(self.positions.max()) + 1)
+        logits, new = self._run()
+        rows = np.arange(self.rows)
+        for name, value in new.items():  # each row's new key or value, at its position
+            self.self_cache[name][rows, :, self.positions] = value[:, :, 0]
+        offset = 0
+        kept_rows: list[Any] = []
+        tokens: list[Any] = []
+        items: list[Any] = []
+        item_offset = 0
+        dropped = False
+        entries = []
+        for entry in self.entries:
+            count = entry.search.rows
+            advance = entry.search.advance(logits[offset : offset + count])
+            self._report(entry, advance.finished)
+            dropped |= advance.dropped
+            kept_rows.append(offset + np.asarray(advance.rows, np.int64))
+            tokens.append(np.asarray(advance.tokens, np.int64))
+            items.append(item_offset + np.asarray(advance.rows[:: self.beams]) // self.beams)
+            offset += count
+            item_offset += len(entry.ids)
+            entry.ids = np.asarray(advance.items)
+            if len(entry.ids):
+                entries.append(entry)
+        self.entries = entries
+        keep = np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64)
+        self.tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
+        self.positions = self.positions[keep] + 1
+        if self.beams > 1 or dropped:  # beams follow their parents; finished rows leave
+            self.self_cache = {name: value[keep] for name, value in self.self_cache.items()}
+        if dropped:
+            kept_items = np.concatenate(items) if items else np.zeros(0, np.int64)
+            self.cross_cache = {k: v[kept_items] for k, v in self.cross_cache.items()}
+            self.encoder_mask = self.encoder_mask[kept_items]
+            self.encoder_lengths = self.encoder_lengths[kept_items]
+            self.item_served = [self.item_served[int(i)] for i in kept_items]
+            self._trim()
+            self._adapters_changed()
+        if not self.rows:  # empty: the next items start from small buffers
+            self.capacity = 0
+            self.self_cache = {}
+        for entry in self.entries:
+            self._partials(entry)
+
+    def _run(self) -> tuple[Any, dict[str, Any]]:
+        """The slotted decoder over every row: logits and each row's new keys and values."""
+        predictor = self.predictor
+        feeds: dict[str, Any] = {
+            "input_ids": self.tokens[:, None],
+            "encoder_attention_mask": self.encoder_mask,
+            SELF_ATTENTION_BIAS: predictor.position_bias.feeds(self.positions, self.capacity),
+            **self.step_lora,
+            **self.cross_cache,
+            **self.self_cache,
+        }
+        outputs = predictor.slotted.run(None, feeds)
+        named = dict(zip(predictor.slotted_outputs, outputs, strict=True))
+        logits = named.pop("logits")[:, -1]
+        return logits, {k.replace("present.", "past_key_values."): v for k, v in named.items()}
+
+    def _grow(self, needed: int) -> None:
+        """Make the self-attention buffers at least ``needed`` positions long (a multiple of
+        ``SLOT_CHUNK``: see step_slots)."""
+        if needed <= self.capacity:
+            return
+        capacity = -(-needed // SLOT_CHUNK) * SLOT_CHUNK
+        self.self_cache = {
+            name: _pad_axis(value, 2, capacity) for name, value in self.self_cache.items()
+        }
+        self.capacity = capacity
+
+    def _trim(self) -> None:
+        """Cut the cross-attention width to the longest item left, when that saves a quarter:
+        every step reads the whole width (the cut costs one copy)."""
+        width = self.encoder_mask.shape[1]
+        needed = int(self.encoder_lengths.max(initial=0)) + CROSS_ATTENTION_TAIL
+        if not len(self.encoder_lengths) or needed * 4 > width * 3:
+            return
+        self.cross_cache = {k: v[:, :, :needed].copy() for k, v in self.cross_cache.items()}
+        self.encoder_mask = self.encoder_mask[:, :needed].copy()
+
+    def _feeds(self, served: list[ServedAdapter | None]) -> Any:
+        """The adapters' feeds for items using ``served`` (None without a multi-adapter
+        export)."""
+        layout = self.predictor.adapter_layout
+        if layout is None:
+            return None
+        # Each served adapter under a key of its own: a name replaced while its old weights
+        # still decode rows keeps both.
+        keys: list[str | None] = [None if one is None else f"{id(one)}" for one in served]
+        adapters = {f"{id(one)}": one for one in served if one is not None}
+        cached = getattr(self, "_adapter_set", None)
+        if cached is None or cached.adapters != adapters:
+            cached = AdapterSet(layout, adapters)
+            self._adapter_set = cached
+        return cached.batch(keys)
+
+    def _adapters_changed(self) -> None:
+        import numpy as np
+
+        feeds = self._feeds(self.item_served)
+        if feeds is None:
+            self.step_lora = {}
+            return
+        session_inputs = self.predictor._inputs[id(self.predictor.slotted)]
+        row_items = np.repeat(np.arange(len(self.item_served)), self.beams)
+        self.step_lora = lora_feeds(session_inputs, feeds, row_items)
+
+    def _report(self, entry: _Entry, finished: list[tuple[int, list[int]]]) -> None:
+        for item, tokens in finished:
+            entry.items[item].on_done(tokens)
+
+    def _partials(self, entry: _Entry) -> None:
+        if any(item.on_partial is not None for item in entry.items):
+            for item, tokens in entry.search.partial():
+                listener = entry.items[item].on_partial
+                if listener is not None:
+                    listener(tokens)
+
+
+def _padded(sources: list[list[int]], pad: int) -> tuple[list[list[int]], list[list[int]]]:
+    width = max(len(source) for source in sources)
+    ids = [source + [pad] * (width - len(source)) for source in sources]
+    mask = [[1] * len(source) + [0] * (width - len(source)) for source in sources]
+    return ids, mask
+
+
+def _pad_axis(value: Any, axis: int, width: int) -> Any:
+    """``value`` with zeros after its end along ``axis``, up to ``width``."""
+    import numpy as np
+
+    extra = width - value.shape[axis]
+    if extra <= 0:
+        return value
+    padding = [(0, 0)] * value.ndim
+    padding[axis] = (0, extra)
+    return np.pad(value, padding)

@@ -1,0 +1,201 @@
+"""Decoder steps at a position of each row's own: what continuous batching needs to stay exact.
+
+The exported decoder-with-past graph appends each step's key and value to a self-attention
+cache that every row of the batch has at the same length, and derives the query's position
+(and its relative-position bias) from that length. Rows that joined the decode at different
+steps have caches of different lengths, so they could not share a step.
+
+:func:`slot_self_attention` rewrites the graph (in memory, when a predictor loads an export) so
+that the cache is a buffer of ``capacity`` slots per row, kept by the predictor (:mod:`.lanes`):
+
+- a step attends to the buffer followed by its own new key and value (the graph's append), and
+  returns only the new key and value, which the predictor writes into the buffer at the row's
+  position: nothing else of the cache is copied out;
+- the relative-position bias and the mask come in as input ``self_attention_bias`` (rows x
+  heads x 1 x capacity + 1), which :class:`PositionBias` computes per row from the model's own
+  bias table: a slot before the row's position weighs the bias of its distance, every later
+  slot is masked, and the new key (after the buffer) weighs the bias of distance 0.
+
+Why each row's numbers do not depend on the others: a row's real keys are always the buffer's
+first slots, the capacity is always a multiple of ``SLOT_CHUNK`` (16 floats, the widest vector
+a CPU kernel sums in its body), so every real key sits in the kernels' vectorised body at the
+same place whatever the capacity, and the step's own key is the one position after it, summed
+in the tail loop alone in every batch. Masked slots weigh exactly 0. The cross-attention cache
+gets the same treatment (``CROSS_ATTENTION_TAIL``). Every decode of the onnxruntime backend
+runs this graph (offline ones too), so a summary decoded in a running batch equals the one
+decoded alone: the tests and the load benchmarks check it answer by answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dialogsum.plugin_api import ModelError
+
+#: The input the rewritten graph gains.
+SELF_ATTENTION_BIAS = "self_attention_bias"
+#: Masked positions appended to every encoder output before decoding (see
+#: ``OnnxPredictor.first_step``); 16 covers the widest vector (AVX-512, 16 floats) a kernel's
+#: tail loop can leave.
+CROSS_ATTENTION_TAIL = 16
+#: The cache buffer's length is always a multiple of this (see the module docstring).
+SLOT_CHUNK = 16
+
+
+def slot_self_attention(model: Any) -> Any:
+    """Rewrite a decoder-with-past ``ModelProto`` in place (see the module docstring); returns
+    the decoder's relative-attention bias table (buckets x heads) as a numpy array."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    inputs = {i.name: i for i in graph.input}
+    appends = [
+        node
+        for node in graph.node
+        if node.op_type == "Concat"
+        and node.input
+        and node.input[0].startswith("past_key_values.")
+        and ".decoder." in node.input[0]
+        and node.input[0] in inputs
+        and node.output[0].startswith("present.")
+    ]
+    if not appends:
+        raise ModelError("The decoder-with-past graph has no self-attention cache to slot.")
+    heads = int(inputs[appends[0].input[0]].type.tensor_type.shape.dim[1].dim_value)
+    biases: set[str] = set()
+    score_adds: list[Any] = []
+    identities = []
+    for node in appends:
+        present, new = node.output[0], node.input[1]
+        # The step attends to [buffer, new]; the output is the new key or value alone, which
+        # the predictor writes into its buffer at the row's position.
+        full = f"slot_full/{present}"
+        for consumer in consumers.get(present, []):
+            consumer.input[list(consumer.input).index(present)] = full
+        node.output[0] = full
+        identities.append(helper.make_node("Identity", [new], [present]))
+        if present.endswith(".key"):
+            # present key -> Transpose -> MatMul(query, keys) -> Add(scores, bias)
+            for transpose in consumers.get(present, []):
+                for matmul in consumers.get(transpose.output[0], []):
+                    if matmul.op_type != "MatMul":
+                        continue
+                    for add in consumers.get(matmul.output[0], []):
+                        if add.op_type == "Add":
+                            score_adds.append(add)
+                            biases.update(i for i in add.input if i != matmul.output[0])
+    if len(score_adds) != len(appends) // 2 or len(biases) != 1:
+        raise ModelError(
+            "Unexpected self-attention graph in the decoder with past: cannot slot its cache."
+        )
+    bias = biases.pop()
+    for add in score_adds:
+        add.input[list(add.input).index(bias)] = SELF_ATTENTION_BIAS
+    graph.node.extend(identities)
+    for output in graph.output:
+        if output.name.startswith("present.") and ".decoder." in output.name:
+            dims = output.type.tensor_type.shape.dim
+            dims[2].Clear()
+            dims[2].dim_value = 1
+    graph.input.append(
+        helper.make_tensor_value_info(
+            SELF_ATTENTION_BIAS, TensorProto.FLOAT, ["batch_size", heads, 1, "slots_and_new"]
+        )
+    )
+    table = _bias_table(graph)
+    _prune(graph)
+    return table
+
+
+def _bias_table(graph: Any) -> Any:
+    """The decoder's relative-attention bias (buckets x heads), from the graph's lookup of it:
+    a float initializer, or one that quantization replaced by int8 and a DequantizeLinear
+    (undone here as onnxruntime does it, in float32)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    values = {i.name: i for i in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        if node.op_type != "Gather" or "relative_attention_bias" not in node.name + node.input[0]:
+            continue
+        source = node.input[0]
+        if source in values:
+            return numpy_helper.to_array(values[source]).astype(np.float32)
+        dequantize = producers.get(source)
+        if dequantize is not None and dequantize.op_type == "DequantizeLinear":
+            quantized, scale, *zero = (
+                numpy_helper.to_array(values[name]) for name in dequantize.input if name
+            )
+            offset = zero[0].astype(np.int32) if zero else np.int32(0)
+            return ((quantized.astype(np.int32) - offset).astype(np.float32)) * scale.astype(
+                np.float32
+            )
+    raise ModelError("The decoder-with-past graph has no relative-attention bias table.")
+
+
+def _prune(graph: Any) -> None:
+    """Drop the nodes (and initializers) nothing reads any more: the old bias and mask."""
+    needed = {o.name for o in graph.output}
+    kept: list[Any] = []
+    for node in reversed(list(graph.node)):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+    initializers = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+@dataclass(frozen=True)
+class PositionBias:
+    """T5's unidirectional relative-position bias, per row at its own position.
+
+    ``table`` is the model's bias (buckets x heads); ``max_distance`` its config's
+    ``relative_attention_max_distance``.
+    """
+
+    table: Any
+    max_distance: int
+
+    def bucket(self, distance: Any) -> Any:
+        """T5's bucket (``bidirectional=False``) of each query-minus-key ``distance`` >= 0, in
+        float32 as transformers computes it."""
+        import numpy as np
+
+        buckets = self.table.shape[0]
+        exact = buckets // 2
+        distance = np.asarray(distance, dtype=np.int64)
+        scaled = (
+            np.log(np.maximum(distance, 1).astype(np.float32) / np.float32(exact))
+            / np.float32(np.log(self.max_distance / exact))
+            * np.float32(buckets - exact)
+        )
+        large = exact + scaled.astype(np.int64)
+        large = np.minimum(large, buckets - 1)
+        return np.where(distance < exact, distance, large)
+
+    def feeds(self, positions: Any, capacity: int) -> Any:
+        """``self_attention_bias`` for rows at ``positions`` (the real keys each has in its
+        buffer of ``capacity``): slot ``j`` below a row's position weighs the bias of its
+        distance, later slots are masked, and the step's own key (after the buffer) weighs
+        the bias of distance 0."""
+        import numpy as np
+
+        positions = np.asarray(positions, dtype=np.int64)
+        slots = np.arange(capacity + 1)
+        distance = positions[:, None] - slots[None, :]
+        distance[:, capacity] = 0
+        visible = distance > 0
+        visible[:, capacity] = True
+        values = self.table[self.bucket(np.maximum(distance, 0))]  # rows x slots x heads
+        bias = np.where(visible[:, :, None], values, np.finfo(np.float32).min)
+        return np.ascontiguousarray(bias.transpose(0, 2, 1)[:, :, None, :], dtype=np.float32)

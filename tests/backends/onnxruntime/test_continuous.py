@@ -1,0 +1,154 @@
+"""Continuous batching over an ONNX export: rows join a running decode, each answer as alone.
+
+The decoder is driven step by step here, rows added between steps, so that rows of different
+ages, lengths, limits, beam counts and adapters share steps; every summary must equal what
+``summarize()`` gives that dialogue alone with the same options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.adapter_serving import UnknownAdapterError
+from dialogsum.continuous import ContinuousDecoder, ContinuousRow, ContinuousSettings
+from dialogsum.data import Example
+from dialogsum.errors import ConfigError
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("optimum.exporters.onnx")
+
+
+@pytest.fixture(scope="module")
+def served(multi_adapter_export: Path) -> Summarizer:
+    return Summarizer.from_pretrained(multi_adapter_export, backend_options={"progress": False})
+
+
+class Collected:
+    """Each row's answer (or error), and the rows in flight seen at every step."""
+
+    def __init__(self) -> None:
+        self.summaries: dict[int, str] = {}
+        self.errors: dict[int, Exception] = {}
+        self.partials: dict[int, list[str]] = {}
+
+    def row(self, index: int, text: str, options: Any, partial: bool = False) -> ContinuousRow:
+        def on_partial(value: str) -> None:
+            self.partials.setdefault(index, []).append(value)
+
+        return ContinuousRow(
+            text,
+            options,
+            lambda value: self.summaries.__setitem__(index, value),
+            lambda exc: self.errors.__setitem__(index, exc),
+            on_partial if partial else None,
+        )
+
+
+def _drain(decoder: ContinuousDecoder, plan: dict[int, list[ContinuousRow]]) -> list[int]:
+    """Step until idle, adding ``plan[step]`` before each step; the rows in flight per step."""
+    in_flight = []
+    step = 0
+    while True:
+        if step in plan:
+            decoder.add(plan.pop(step))
+        busy = decoder.step()
+        in_flight.append(decoder.in_flight)
+        step += 1
+        if not busy and not plan:
+            return in_flight
+
+
+def test_rows_joining_at_different_steps_get_their_alone_answers(
+    served: Summarizer, few_examples: list[Example]
+) -> None:
+    texts = [e.dialogue for e in few_examples]
+    adapters = [None, "support", "sales", "prompted"]
+    requests = []  # (text, options): beams, limits and adapters mixed
+    for index, text in enumerate(texts * 2):
+        requests.append(
+            (
+                text,
+                served.generation_options(
+                    num_beams=(1, 4)[index % 2],
+                    max_new_tokens=(6, 12, 20)[index % 3],
+                    no_repeat_ngram_size=3,
+                    adapter=adapters[index % 4],
+                ),
+            )
+        )
+    decoder = served.continuous_decoder(ContinuousSettings(max_rows=5))
+    assert decoder is not None
+    collected = Collected()
+    plan: dict[int, list[ContinuousRow]] = {}
+    for index, (text, options) in enumerate(requests):
+        plan.setdefault((index * 3) // 2, []).append(collected.row(index, text, options))
+    in_flight = _drain(decoder, plan)
+    assert not collected.errors
+    assert max(in_flight) <= 5  # the settings' bound
+    for index, (text, options) in enumerate(requests):
+        alone = served.summarize([text], options=options)
+        assert collected.summaries[index] == alone[0], index
+
+
+def test_greedy_rows_report_the_text_so_far(
+    served: Summarizer, few_examples: list[Example]
+) -> None:
+    decoder = served.continuous_decoder()
+    assert decoder is not None
+    collected = Collected()
+    options = served.generation_options(num_beams=1, max_new_tokens=8)
+    _drain(decoder, {0: [collected.row(0, few_examples[0].dialogue, options, partial=True)]})
+    final = collected.summaries[0]
+    assert collected.partials[0], "no partial text"
+    assert all(final.startswith(text) for text in collected.partials[0])
+
+
+def test_a_bad_row_hears_why_and_its_neighbours_are_answered(
+    served: Summarizer, few_examples: list[Example]
+) -> None:
+    decoder = served.continuous_decoder()
+    assert decoder is not None
+    collected = Collected()
+    good = served.generation_options(num_beams=1, max_new_tokens=6)
+    unknown = good.model_copy(update={"adapter": "nobody"})
+    sampled = good.model_copy(update={"do_sample": True})
+    text = few_examples[0].dialogue
+    rows = [
+        collected.row(0, text, good),
+        collected.row(1, text, unknown),
+        collected.row(2, text, sampled),
+    ]
+    _drain(decoder, {0: rows})
+    assert collected.summaries[0] == served.summarize([text], num_beams=1, max_new_tokens=6)[0]
+    assert isinstance(collected.errors[1], UnknownAdapterError)
+    assert "nobody" in str(collected.errors[1])
+    assert isinstance(collected.errors[2], ConfigError)
+    assert decoder.in_flight == 0 and decoder.waiting == 0
+
+
+def test_an_empty_dialogue_is_refused_when_added(served: Summarizer) -> None:
+    from dialogsum.errors import DataError
+
+    decoder = served.continuous_decoder()
+    assert decoder is not None
+    with pytest.raises(DataError):
+        decoder.add([Collected().row(0, "  ", served.generation_options())])
+
+
+def test_position_buckets_are_t5s(served: Summarizer) -> None:
+    torch = pytest.importorskip("torch")
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    from dialogsum.backends.onnxruntime.step_slots import PositionBias
+
+    bias = PositionBias(np.zeros((32, 1), np.float32), 128)
+    distance = np.arange(0, 4000)
+    expected = T5Attention._relative_position_bucket(
+        torch.tensor(-distance), bidirectional=False, num_buckets=32, max_distance=128
+    ).numpy()
+    assert np.array_equal(bias.bucket(distance), expected)
