@@ -450,8 +450,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in rows})
-    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4))
-    for axis, model in zip(axes, models, strict=True):
+    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for axis, model in zip(axes[0], models, strict=True):
         for engine in (*ENGINES, "peer"):
             subset = [
                 r

@@ -59,6 +59,7 @@ TORCH_FREE_ONNX = tuple(
         "top_log_probs",
         "step_slots",
         "lanes",
+        "row_buffers",
         "continuous",
     )
 )

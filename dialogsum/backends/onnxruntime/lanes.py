@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialogsum.backends.onnxruntime.adapter_tables import AdapterSet, ServedAdapter, lora_feeds
 from dialogsum.backends.onnxruntime.decoding import Search
+from dialogsum.backends.onnxruntime.row_buffers import RowBuffers, pad_axis
 from dialogsum.backends.onnxruntime.step_slots import (
     CROSS_ATTENTION_TAIL,
     SELF_ATTENTION_BIAS,
@@ -69,12 +70,13 @@ class Lane:
         self.predictor = predictor
         self.beams = beams
         self.entries: list[_Entry] = []
-        self.capacity = 0
         self.positions = np.zeros(0, np.int64)
         self.tokens = np.zeros(0, np.int64)
-        self.self_cache: dict[str, Any] = {}
-        self.cross_cache: dict[str, Any] = {}
-        self.encoder_mask = np.zeros((0, 0), np.int64)
+        #: Each row's self-attention buffers (rows x heads x capacity x size).
+        self.self_cache = RowBuffers(width_axis=2)
+        #: Each item's cross-attention keys and values, and its encoder mask.
+        self.cross_cache = RowBuffers(width_axis=2)
+        self.encoder_mask = RowBuffers(width_axis=1)
         #: Each item's real encoder positions (what the cross-attention width must cover).
         self.encoder_lengths = np.zeros(0, np.int64)
         self.item_served: list[ServedAdapter | None] = []
@@ -84,6 +86,11 @@ class Lane:
     def rows(self) -> int:
         """Decoder rows in flight."""
         return len(self.tokens)
+
+    @property
+    def capacity(self) -> int:
+        """The self-attention buffers' length (a multiple of ``SLOT_CHUNK``)."""
+        return self.self_cache.width
 
     @property
     def items(self) -> list[Item]:
@@ -114,26 +121,16 @@ class Lane:
             return
         kept = advance.rows[::beams] // beams
         entry.ids = np.asarray(advance.items)
-        self_present = {k: v[advance.rows] for k, v in self_present.items()}
-        cross = {k: v[kept] for k, v in cross.items()}
-        encoder_mask, lengths = encoder_mask[kept], lengths[kept]
+        if len(kept) < len(items):
+            cross = {k: v[kept] for k, v in cross.items()}
+            encoder_mask, lengths = encoder_mask[kept], lengths[kept]
         self._grow(2)
-        width = max(self.encoder_mask.shape[1], encoder_mask.shape[1])
-        for name, value in self_present.items():
-            buffer = np.zeros((*value.shape[:2], self.capacity, value.shape[3]), value.dtype)
-            buffer[:, :, : value.shape[2]] = value
-            if self.rows:
-                buffer = np.concatenate([self.self_cache[name], buffer])
-            self.self_cache[name] = buffer
-        for name, value in cross.items():
-            old = self.cross_cache.get(name)
-            value = _pad_axis(value, 2, width)
-            self.cross_cache[name] = (
-                value if old is None else np.concatenate([_pad_axis(old, 2, width), value])
-            )
-        self.encoder_mask = np.concatenate(
-            [_pad_axis(self.encoder_mask, 1, width), _pad_axis(encoder_mask, 1, width)]
-        )
+        self.self_cache.append(
+            {k: pad_axis(v[advance.rows], 2, max(self.capacity, SLOT_CHUNK))
+             for k, v in self_present.items()}
+        )  # fmt: skip
+        self.cross_cache.append(cross)
+        self.encoder_mask.append({"mask": encoder_mask})
         self.encoder_lengths = np.concatenate([self.encoder_lengths, lengths])
         self.item_served += [items[int(i)].served for i in kept]
         self.positions = np.concatenate([self.positions, np.ones(len(advance.tokens), np.int64)])
@@ -152,7 +149,7 @@ class Lane:
         logits, new = self._run()
         rows = np.arange(self.rows)
         for name, value in new.items():  # each row's new key or value, at its position
-            self.self_cache[name][rows, :, self.positions] = value[:, :, 0]
+            self.self_cache.arrays[name][rows, :, self.positions] = value[:, :, 0]
         offset = 0
         kept_rows: list[Any] = []
         tokens: list[Any] = []
@@ -178,18 +175,18 @@ class Lane:
         self.tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
         self.positions = self.positions[keep] + 1
         if self.beams > 1 or dropped:  # beams follow their parents; finished rows leave
-            self.self_cache = {name: value[keep] for name, value in self.self_cache.items()}
+            self.self_cache.keep(keep)
         if dropped:
             kept_items = np.concatenate(items) if items else np.zeros(0, np.int64)
-            self.cross_cache = {k: v[kept_items] for k, v in self.cross_cache.items()}
-            self.encoder_mask = self.encoder_mask[kept_items]
+            self.cross_cache.keep(kept_items)
+            self.encoder_mask.keep(kept_items)
             self.encoder_lengths = self.encoder_lengths[kept_items]
             self.item_served = [self.item_served[int(i)] for i in kept_items]
             self._trim()
             self._adapters_changed()
         if not self.rows:  # empty: the next items start from small buffers
-            self.capacity = 0
-            self.self_cache = {}
+            for buffers in (self.self_cache, self.cross_cache, self.encoder_mask):
+                buffers.clear()
         for entry in self.entries:
             self._partials(entry)
 
@@ -198,11 +195,11 @@ class Lane:
         predictor = self.predictor
         feeds: dict[str, Any] = {
             "input_ids": self.tokens[:, None],
-            "encoder_attention_mask": self.encoder_mask,
+            "encoder_attention_mask": self.encoder_mask.views()["mask"],
             SELF_ATTENTION_BIAS: predictor.position_bias.feeds(self.positions, self.capacity),
             **self.step_lora,
-            **self.cross_cache,
-            **self.self_cache,
+            **self.cross_cache.views(),
+            **self.self_cache.views(),
         }
         outputs = predictor.slotted.run(None, feeds)
         named = dict(zip(predictor.slotted_outputs, outputs, strict=True))
@@ -212,23 +209,18 @@ class Lane:
     def _grow(self, needed: int) -> None:
         """Make the self-attention buffers at least ``needed`` positions long (a multiple of
         ``SLOT_CHUNK``: see step_slots)."""
-        if needed <= self.capacity:
-            return
-        capacity = -(-needed // SLOT_CHUNK) * SLOT_CHUNK
-        self.self_cache = {
-            name: _pad_axis(value, 2, capacity) for name, value in self.self_cache.items()
-        }
-        self.capacity = capacity
+        if needed > self.capacity:
+            self.self_cache.resize(-(-needed // SLOT_CHUNK) * SLOT_CHUNK)
 
     def _trim(self) -> None:
         """Cut the cross-attention width to the longest item left, when that saves a quarter:
         every step reads the whole width (the cut costs one copy)."""
-        width = self.encoder_mask.shape[1]
+        width = self.encoder_mask.width
         needed = int(self.encoder_lengths.max(initial=0)) + CROSS_ATTENTION_TAIL
         if not len(self.encoder_lengths) or needed * 4 > width * 3:
             return
-        self.cross_cache = {k: v[:, :, :needed].copy() for k, v in self.cross_cache.items()}
-        self.encoder_mask = self.encoder_mask[:, :needed].copy()
+        self.cross_cache.resize(needed)
+        self.encoder_mask.resize(needed)
 
     def _feeds(self, served: list[ServedAdapter | None]) -> Any:
         """The adapters' feeds for items using ``served`` (None without a multi-adapter
@@ -274,15 +266,3 @@ def _padded(sources: list[list[int]], pad: int) -> tuple[list[list[int]], list[l
     ids = [source + [pad] * (width - len(source)) for source in sources]
     mask = [[1] * len(source) + [0] * (width - len(source)) for source in sources]
     return ids, mask
-
-
-def _pad_axis(value: Any, axis: int, width: int) -> Any:
-    """``value`` with zeros after its end along ``axis``, up to ``width``."""
-    import numpy as np
-
-    extra = width - value.shape[axis]
-    if extra <= 0:
-        return value
-    padding = [(0, 0)] * value.ndim
-    padding[axis] = (0, extra)
-    return np.pad(value, padding)
