@@ -55,21 +55,24 @@ class Steps(Protocol):
 
 
 def process_scores(
-    scores: Any, history: Any, generated: int, options: GenerationOptions, eos: int
+    scores: Any, history: Any, generated: Any, options: GenerationOptions, eos: int
 ) -> Any:
     """Apply transformers' logits processors for ``options`` to ``scores`` (rows x vocab).
 
-    ``history`` holds each row's decoder tokens so far, start token included (rows x length);
-    ``generated`` is how many tokens have been generated so far. float32 ``scores`` are
-    changed in place: callers pass arrays of their own, and a copy per step is not free.
+    ``history`` holds each row's decoder tokens so far, start token included (rows x length),
+    right-aligned: a row shorter than the others starts with -1s, which match nothing;
+    ``generated`` is how many tokens have been generated so far (one number, or one per row).
+    float32 ``scores`` are changed in place: callers pass arrays of their own, and a copy per
+    step is not free.
     """
     import numpy as np
 
     scores = scores.astype(np.float32, copy=False)
     if options.repetition_penalty != 1.0:
-        rows = np.arange(scores.shape[0])[:, None]
-        seen = scores[rows, history]
-        scores[rows, history] = np.where(
+        rows, columns = np.nonzero(history >= 0)
+        seen_tokens = history[rows, columns]
+        seen = scores[rows, seen_tokens]
+        scores[rows, seen_tokens] = np.where(
             seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty
         )
     banned_rows, banned = banned_tokens(history, generated, options, eos)
@@ -78,12 +81,14 @@ def process_scores(
 
 
 def banned_tokens(
-    history: Any, generated: int, options: GenerationOptions, eos: int
+    history: Any, generated: Any, options: GenerationOptions, eos: int
 ) -> tuple[Any, Any]:
     """The (row, token) pairs the processors forbid at this step, as two index arrays.
 
     A repeated n-gram's last token (``no_repeat_ngram_size``), and end-of-sequence in every
-    row while fewer than ``min_new_tokens`` are generated. Pairs may repeat.
+    row while fewer than ``min_new_tokens`` are generated. Pairs may repeat. ``history`` and
+    ``generated`` are as :func:`process_scores` takes them: a row's leading -1s (a shorter
+    row) never match a real n-gram, since its real tokens only ever end the history.
     """
     import numpy as np
 
@@ -101,10 +106,24 @@ def banned_tokens(
         match_rows, match_positions = np.nonzero(matches)
         rows.append(match_rows)
         tokens.append(windows[match_rows, match_positions, -1])
-    if generated < options.min_new_tokens:
-        rows.append(np.arange(history.shape[0]))
-        tokens.append(np.full(history.shape[0], eos, dtype=np.int64))
+    early = np.flatnonzero(np.broadcast_to(generated, (history.shape[0],)) < options.min_new_tokens)
+    if len(early):
+        rows.append(early)
+        tokens.append(np.full(len(early), eos, dtype=np.int64))
     return np.concatenate(rows), np.concatenate(tokens).astype(np.int64, copy=False)
+
+
+def right_aligned(tokens: Any, lengths: Any) -> Any:
+    """Each row's first ``lengths[row]`` tokens (rows x width, left-aligned), right-aligned to
+    the longest, shorter rows led by -1s: the history the processors read."""
+    import numpy as np
+
+    longest = int(lengths.max())
+    if (lengths == longest).all():
+        return tokens[:, :longest]
+    columns = np.arange(longest)[None, :] - (longest - lengths[:, None])
+    picked = np.take_along_axis(tokens, np.maximum(columns, 0), axis=1)
+    return np.where(columns >= 0, picked, -1)
 
 
 def top_log_probs(logits: Any, k: int) -> tuple[Any, Any]:
@@ -236,40 +255,60 @@ class GreedySearch:
     ) -> None:
         import numpy as np
 
-        self.limit, self.options, self.eos = limit, options, eos
+        self.options, self.eos = options, eos
         self.ids = np.arange(items)
-        self.history = np.full((items, 1), start, dtype=np.int64)
+        self.limits = np.full(items, limit, dtype=np.int64)
+        self.history = np.full((items, limit + 1), start, dtype=np.int64)
+        self.lengths = np.ones(items, dtype=np.int64)  # the start token
 
     @property
     def rows(self) -> int:
         return len(self.ids)
 
+    def absorb(self, other: GreedySearch, offset: int) -> None:
+        """Take ``other``'s items (ids shifted by ``offset``) after this search's own."""
+        self.ids, self.limits, self.lengths, self.history = _joined(
+            (self.ids, other.ids + offset),
+            (self.limits, other.limits),
+            (self.lengths, other.lengths),
+            history=(self.history, other.history),
+        )
+
     def advance(self, logits: Any) -> Advance:
         import numpy as np
 
-        generated = self.history.shape[1] - 1
-        scores = process_scores(logits, self.history, generated, self.options, self.eos)
+        generated = self.lengths - 1
+        history = right_aligned(self.history, self.lengths)
+        scores = process_scores(logits, history, generated, self.options, self.eos)
         chosen = scores.argmax(axis=-1)
-        history = np.concatenate([self.history, chosen[:, None]], axis=1)
-        ended = chosen == self.eos
-        if generated + 1 >= self.limit:
-            ended[:] = True
+        rows = np.arange(len(self.ids))
+        self.history[rows, self.lengths] = chosen
+        self.lengths += 1
+        ended = (chosen == self.eos) | (generated + 1 >= self.limits)
         finished = [
-            (int(self.ids[row]), cut_at_eos(history[row, 1:].tolist(), self.eos))
+            (int(self.ids[row]), cut_at_eos(self.history[row, 1 : self.lengths[row]].tolist(),
+                                            self.eos))
             for row in np.flatnonzero(ended)
-        ]
+        ]  # fmt: skip
         kept = np.flatnonzero(~ended)
-        self.ids, self.history = self.ids[kept], history[kept]
+        if len(kept) < len(rows):
+            self.ids, self.history = self.ids[kept], self.history[kept]
+            self.limits, self.lengths = self.limits[kept], self.lengths[kept]
         return Advance(kept, chosen[kept], self.ids, bool(ended.any()), finished)
 
     def partial(self) -> list[tuple[int, list[int]]]:
         return [
-            (int(item), row[1:].tolist()) for item, row in zip(self.ids, self.history, strict=True)
+            (int(item), row[1:length].tolist())
+            for item, row, length in zip(self.ids, self.history, self.lengths, strict=True)
         ]
 
 
 class BeamSearch:
-    """Beam search as transformers (4.5x) runs it, over ``items`` items (see :class:`Search`)."""
+    """Beam search as transformers (4.5x) runs it, over ``items`` items (see :class:`Search`).
+
+    Items may be at different steps (a search absorbs another's items, see :meth:`absorb`):
+    lengths, limits and length penalties are per item, and the processors read each row's own
+    history, right-aligned. An item's result does not depend on the others."""
 
     def __init__(
         self,
@@ -287,8 +326,8 @@ class BeamSearch:
         self.options, self.eos, self.top = options, eos, top
         self.keep = 2 * beams  # max(2, 1 + number of eos tokens) * beams
         self.top_mask = np.arange(self.keep) < beams
-        self.max_length = 1 + limit
-        self.running = np.full((items, beams, self.max_length), pad, dtype=np.int64)
+        self.max_length = np.full(items, 1 + limit, dtype=np.int64)
+        self.running = np.full((items, beams, 1 + limit), pad, dtype=np.int64)
         self.running[:, :, 0] = start
         self.sequences = self.running.copy()
         self.running_scores = np.zeros((items, beams), dtype=np.float32)
@@ -296,7 +335,7 @@ class BeamSearch:
         self.beam_scores = np.full((items, beams), NEG, dtype=np.float32)
         self.finished = np.zeros((items, beams), dtype=bool)
         self.improvable = np.ones((items, 1), dtype=bool)
-        self.cur_len = 1
+        self.cur_len = np.ones(items, dtype=np.int64)
         self.ids = np.arange(items)
 
     @property
@@ -306,26 +345,52 @@ class BeamSearch:
     def partial(self) -> list[tuple[int, list[int]]]:
         return []  # a beam may still be overtaken: nothing is final before the end
 
+    def absorb(self, other: BeamSearch, offset: int) -> None:
+        """Take ``other``'s items (ids shifted by ``offset``) after this search's own."""
+        (
+            self.ids,
+            self.max_length,
+            self.cur_len,
+            self.running_scores,
+            self.beam_scores,
+            self.finished,
+            self.improvable,
+            self.running,
+            self.sequences,
+        ) = _joined(
+            (self.ids, other.ids + offset),
+            (self.max_length, other.max_length),
+            (self.cur_len, other.cur_len),
+            (self.running_scores, other.running_scores),
+            (self.beam_scores, other.beam_scores),
+            (self.finished, other.finished),
+            (self.improvable, other.improvable),
+            history=(self.running, other.running),
+            sequences=(self.sequences, other.sequences),
+        )
+
     def advance(self, logits: Any) -> Advance:
         import numpy as np
 
         take = np.take_along_axis
         beams, cur_len, options = self.beams, self.cur_len, self.options
         items = len(self.ids)
-        flat_history = self.running[:, :, :cur_len].reshape(items * beams, cur_len)
+        item_rows = np.arange(items)[:, None]
+        flat_lengths = np.repeat(cur_len, beams)
+        flat_history = right_aligned(self.running.reshape(items * beams, -1), flat_lengths)
         candidate_scores, source_beam, tokens = best_candidates(
             self.top,
             logits,
             flat_history,
-            cur_len - 1,
+            flat_lengths - 1,
             options,
             self.eos,
             self.running_scores,
             self.keep,
         )
         candidate_seqs = take(self.running, source_beam[:, :, None], axis=1).copy()
-        candidate_seqs[:, :, cur_len] = tokens
-        hits = (tokens == self.eos) | (cur_len + 1 >= self.max_length)
+        candidate_seqs[item_rows, np.arange(self.keep)[None, :], cur_len[:, None]] = tokens
+        hits = (tokens == self.eos) | (cur_len + 1 >= self.max_length)[:, None]
 
         alive_scores = candidate_scores + hits.astype(np.float32) * NEG
         chosen = _top(alive_scores, beams)
@@ -334,7 +399,12 @@ class BeamSearch:
         parent = take(source_beam, chosen, axis=1)
 
         just_finished = hits & self.top_mask[None, :]
-        final_scores = candidate_scores / float((cur_len + 1 - 1) ** options.length_penalty)
+        # Each item's penalty in float64, then float32: what float32 scores divided by a
+        # Python float give.
+        penalty = ((cur_len + 1 - 1).astype(np.float64) ** options.length_penalty).astype(
+            np.float32
+        )
+        final_scores = candidate_scores / penalty[:, None]
         if options.early_stopping is True:
             final_scores = final_scores + (self.finished.all(axis=1, keepdims=True) * NEG)
         final_scores = final_scores + (~self.improvable) * NEG + (~just_finished) * NEG
@@ -346,8 +416,9 @@ class BeamSearch:
         beam_scores = take(merged_scores, best, axis=1)
         finished = take(np.concatenate([self.finished, just_finished], axis=1), best, axis=1)
 
-        cur_len += 1
-        best_possible = running_scores[:, :1] / float((cur_len - 1) ** options.length_penalty)
+        cur_len = cur_len + 1
+        penalty = ((cur_len - 1).astype(np.float64) ** options.length_penalty).astype(np.float32)
+        best_possible = running_scores[:, :1] / penalty[:, None]
         worst_finished = np.where(finished, beam_scores.min(axis=1, keepdims=True), NEG)
         improvable = self.improvable & (best_possible > worst_finished).any(axis=-1, keepdims=True)
         # An item is final when it cannot improve, when (early_stopping=True) all its beams
@@ -356,18 +427,37 @@ class BeamSearch:
         if options.early_stopping is True:
             done |= finished.all(axis=1)
         final = [
-            (int(self.ids[index]), cut_at_eos(sequences[index, 0, 1:].tolist(), self.eos))
+            (
+                int(self.ids[index]),
+                cut_at_eos(sequences[index, 0, 1 : self.max_length[index]].tolist(), self.eos),
+            )
             for index in np.flatnonzero(done)
         ]
         alive = np.flatnonzero(~done)
         rows = (alive[:, None] * beams + parent[alive]).reshape(-1)
-        self.ids = self.ids[alive]
+        self.ids, self.max_length = self.ids[alive], self.max_length[alive]
         self.running, self.running_scores = running[alive], running_scores[alive]
         self.sequences, self.beam_scores = sequences[alive], beam_scores[alive]
         self.finished, self.improvable = finished[alive], improvable[alive]
-        self.cur_len = cur_len
-        next_tokens = self.running[:, :, cur_len - 1].reshape(-1)
-        return Advance(rows, next_tokens, self.ids, bool(done.any()), final)
+        self.cur_len = cur_len[alive]
+        next_tokens = take(self.running, (self.cur_len - 1)[:, None, None], axis=2)
+        return Advance(rows, next_tokens.reshape(-1), self.ids, bool(done.any()), final)
+
+
+def _joined(*pairs: tuple[Any, Any], **wide: tuple[Any, Any]) -> list[Any]:
+    """Each pair's arrays one after the other along the first axis; the ``wide`` ones (token
+    histories) first padded at the end of their last axis to the wider of the two."""
+    import numpy as np
+
+    joined = [np.concatenate(pair) for pair in pairs]
+    for first, second in wide.values():
+        width = max(first.shape[-1], second.shape[-1])
+        padded = [
+            np.pad(part, [(0, 0)] * (part.ndim - 1) + [(0, width - part.shape[-1])])
+            for part in (first, second)
+        ]
+        joined.append(np.concatenate(padded))
+    return joined
 
 
 def _log_softmax(logits: Any) -> Any:
@@ -406,7 +496,7 @@ def best_candidates(
     top: TopLogProbs,
     logits: Any,
     history: Any,
-    generated: int,
+    generated: Any,
     options: GenerationOptions,
     eos: int,
     running_scores: Any,

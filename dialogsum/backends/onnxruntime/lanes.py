@@ -57,8 +57,10 @@ class _Entry:
 
     search: Search
     items: list[Item]
-    #: The search's item ids still running, in lane order.
+    #: The search's item ids still running, in its order.
     ids: Any
+    #: Where those items are in the lane's buffers (their rows: ``item x beams + beam``).
+    lane_items: Any = None
 
 
 class Lane:
@@ -79,13 +81,17 @@ class Lane:
         self.encoder_mask = RowBuffers(width_axis=1)
         #: Each item's real encoder positions (what the cross-attention width must cover).
         self.encoder_lengths = np.zeros(0, np.int64)
+        #: Whether each item in the buffers still decodes: a finished item's rows stay (and
+        #: run, ignored) until a quarter of the items are finished, then all leave at once;
+        #: compacting at every departure copied every cache at almost every step.
+        self.live = np.zeros(0, bool)
         self.item_served: list[ServedAdapter | None] = []
         self.step_lora: dict[str, Any] = {}
 
     @property
     def rows(self) -> int:
-        """Decoder rows in flight."""
-        return len(self.tokens)
+        """Decoder rows in flight (of items still decoding)."""
+        return int(self.live.sum()) * self.beams
 
     @property
     def capacity(self) -> int:
@@ -94,7 +100,7 @@ class Lane:
 
     @property
     def items(self) -> list[Item]:
-        """The items in flight, in lane order."""
+        """The items in flight."""
         return [entry.items[int(i)] for entry in self.entries for i in entry.ids]
 
     def join(self, items: list[Item], search: Search) -> None:
@@ -131,13 +137,25 @@ class Lane:
         )  # fmt: skip
         self.cross_cache.append(cross)
         self.encoder_mask.append({"mask": encoder_mask})
+        first = len(self.live)
+        entry.lane_items = np.arange(first, first + len(kept))
+        self.live = np.concatenate([self.live, np.ones(len(kept), bool)])
         self.encoder_lengths = np.concatenate([self.encoder_lengths, lengths])
         self.item_served += [items[int(i)].served for i in kept]
         self.positions = np.concatenate([self.positions, np.ones(len(advance.tokens), np.int64)])
         self.tokens = np.concatenate([self.tokens, np.asarray(advance.tokens, np.int64)])
-        self.entries.append(entry)
         self._partials(entry)
         self._adapters_changed()
+        for other in self.entries:
+            if _mergeable(other.search, search):
+                # One search for both: a step costs one pass over its items, not one per join.
+                offset = len(other.items)
+                other.search.absorb(search, offset)  # type: ignore[attr-defined]
+                other.items.extend(items)
+                other.ids = np.concatenate([other.ids, entry.ids + offset])
+                other.lane_items = np.concatenate([other.lane_items, entry.lane_items])
+                return
+        self.entries.append(entry)
 
     def step(self) -> None:
         """One decoder step over every row in flight; final items are reported and leave."""
@@ -147,48 +165,72 @@ class Lane:
             return
         self._grow(int(self.positions.max()) + 1)
         logits, new = self._run()
-        rows = np.arange(self.rows)
+        beams = self.beams
+        total = len(self.tokens)
+        every = np.arange(total)
         for name, value in new.items():  # each row's new key or value, at its position
-            self.self_cache.arrays[name][rows, :, self.positions] = value[:, :, 0]
-        offset = 0
-        kept_rows: list[Any] = []
-        tokens: list[Any] = []
-        items: list[Any] = []
-        item_offset = 0
-        dropped = False
+            self.self_cache.arrays[name][every, :, self.positions] = value[:, :, 0]
+        parents = every.copy()  # the row each row's cache comes from (beams follow parents)
+        tokens = np.full(total, self.predictor.pad_token_id, np.int64)
         entries = []
         for entry in self.entries:
-            count = entry.search.rows
-            advance = entry.search.advance(logits[offset : offset + count])
+            rows = (entry.lane_items[:, None] * beams + np.arange(beams)).reshape(-1)
+            advance = entry.search.advance(logits[rows])
             self._report(entry, advance.finished)
-            dropped |= advance.dropped
-            kept_rows.append(offset + np.asarray(advance.rows, np.int64))
-            tokens.append(np.asarray(advance.tokens, np.int64))
-            items.append(item_offset + np.asarray(advance.rows[:: self.beams]) // self.beams)
-            offset += count
-            item_offset += len(entry.ids)
-            entry.ids = np.asarray(advance.items)
+            kept = np.asarray(advance.rows, np.int64)
+            kept_items = entry.lane_items[kept[::beams] // beams]
+            targets = (kept_items[:, None] * beams + np.arange(beams)).reshape(-1)
+            parents[targets] = rows[kept]
+            tokens[targets] = advance.tokens
+            self.live[np.setdiff1d(entry.lane_items, kept_items)] = False
+            entry.lane_items, entry.ids = kept_items, np.asarray(advance.items)
             if len(entry.ids):
                 entries.append(entry)
         self.entries = entries
-        keep = np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64)
-        self.tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
-        self.positions = self.positions[keep] + 1
-        if self.beams > 1 or dropped:  # beams follow their parents; finished rows leave
-            self.self_cache.keep(keep)
-        if dropped:
-            kept_items = np.concatenate(items) if items else np.zeros(0, np.int64)
-            self.cross_cache.keep(kept_items)
-            self.encoder_mask.keep(kept_items)
-            self.encoder_lengths = self.encoder_lengths[kept_items]
-            self.item_served = [self.item_served[int(i)] for i in kept_items]
-            self._trim()
-            self._adapters_changed()
-        if not self.rows:  # empty: the next items start from small buffers
-            for buffers in (self.self_cache, self.cross_cache, self.encoder_mask):
-                buffers.clear()
+        self.tokens = tokens
+        if beams > 1:
+            self.self_cache.keep(parents)
+            self.positions = self.positions[parents]
+        live_rows = np.repeat(self.live, beams)
+        self.positions[live_rows] += 1  # a finished row stays where it was, ignored
+        if not self.live.any():  # empty: the next items start from small buffers
+            self._clear()
+        elif (~self.live).sum() * 4 >= len(self.live):
+            self._compact()
         for entry in self.entries:
             self._partials(entry)
+
+    def _compact(self) -> None:
+        """Drop the finished items' rows from every buffer (one copy of each)."""
+        import numpy as np
+
+        kept = np.flatnonzero(self.live)
+        rows = (kept[:, None] * self.beams + np.arange(self.beams)).reshape(-1)
+        self.self_cache.keep(rows)
+        self.cross_cache.keep(kept)
+        self.encoder_mask.keep(kept)
+        self.tokens, self.positions = self.tokens[rows], self.positions[rows]
+        self.encoder_lengths = self.encoder_lengths[kept]
+        self.item_served = [self.item_served[int(i)] for i in kept]
+        moved = np.full(len(self.live), -1, np.int64)
+        moved[kept] = np.arange(len(kept))
+        for entry in self.entries:
+            entry.lane_items = moved[entry.lane_items]
+        self.live = self.live[kept]
+        self._trim()
+        self._adapters_changed()
+
+    def _clear(self) -> None:
+        import numpy as np
+
+        for buffers in (self.self_cache, self.cross_cache, self.encoder_mask):
+            buffers.clear()
+        self.entries = []
+        self.tokens = self.positions = np.zeros(0, np.int64)
+        self.encoder_lengths = np.zeros(0, np.int64)
+        self.live = np.zeros(0, bool)
+        self.item_served = []
+        self.step_lora = {}
 
     def _run(self) -> tuple[Any, dict[str, Any]]:
         """The slotted decoder over every row: logits and each row's new keys and values."""
@@ -259,6 +301,18 @@ class Lane:
                 listener = entry.items[item].on_partial
                 if listener is not None:
                     listener(tokens)
+
+
+def _mergeable(first: Search, second: Search) -> bool:
+    """Whether ``second``'s items can join ``first``: the same kind of search with the same
+    options, but for their length limits (which are per item)."""
+    if type(first) is not type(second) or not hasattr(first, "absorb"):
+        return False
+    ignored = {"max_new_tokens", "batch_size", "adapter"}
+    options = [getattr(s, "options", None) for s in (first, second)]
+    if options[0] is None or options[1] is None:
+        return False
+    return bool(options[0].model_dump(exclude=ignored) == options[1].model_dump(exclude=ignored))
 
 
 def _padded(sources: list[list[int]], pad: int) -> tuple[list[list[int]], list[list[int]]]:
