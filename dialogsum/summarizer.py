@@ -400,7 +400,7 @@ class Summarizer:
         are added from any thread; one thread calls ``step()`` until it returns False. Each row
         joins the running decode at the next step and is answered as soon as its summary is
         final, with exactly the summary :meth:`summarize` gives it (see
-        :mod:`dialogsum.continuous`). ``dialogsum serve`` runs one by default.
+        :mod:`dialogsum.continuous`). ``dialogsum serve --batching continuous`` runs one.
         """
         decoder = self._predictor.continuous_decoder(settings or ContinuousSettings())
         return None if decoder is None else CheckedDecoder(decoder, self.backend)

@@ -43,7 +43,7 @@ class ServeConfig(_Serving):
 def add_parser(commands: Any) -> None:
     """Add the ``serve`` command."""
     parser = commands.add_parser(
-        "serve", help="Serve a model over HTTP (continuous batching, metrics, limits, a web page)."
+        "serve", help="Serve a model over HTTP (micro or continuous batching, metrics, a web page)."
     )
     parser.set_defaults(handler=run)
     add_config_flag(parser)

@@ -44,10 +44,10 @@ class ServeSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to bind (loopback by default).")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0: any free port).")
     batching: Literal["continuous", "micro", "off"] = Field(
-        "continuous",
-        description="continuous: each dialogue joins the running decode at its next step and "
-        "leaves when its summary is final (backends that offer it; others micro-batch). "
-        "micro: concurrent requests gathered into batches that run to their longest summary. "
+        "micro",
+        description="micro: concurrent requests gathered into batches that run to their "
+        "longest summary. continuous: each dialogue joins the running decode at its next step "
+        "and leaves when its summary is final (backends that offer it; others micro-batch). "
         "off: one request at a time.",
     )
     max_batch_size: int = Field(
@@ -123,7 +123,7 @@ class ServeSettings(BaseModel):
     def _batching_flag(cls, value: Any) -> Any:
         # Before continuous batching, batching was on or off (true/false in config files).
         if isinstance(value, bool):
-            return "continuous" if value else "off"
+            return "micro" if value else "off"
         return value
 
     @model_validator(mode="after")
