@@ -301,6 +301,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("all", "closed", "open", "soak"), default="all")
     parser.add_argument("--model", choices=("all", "dialogsum-tiny", "flan-t5-base"), default="all")
+    parser.add_argument(
+        "--engines",
+        default=",".join([*ENGINES, "peer"]),
+        help="comma-separated servers to run (default: all of them)",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"no DialogSum corpus at {DATA}", file=sys.stderr)
@@ -347,7 +352,7 @@ def main() -> int:
         ]
         del offline
         saturation: dict[str, float] = {}
-        for engine in (*ENGINES, "peer"):
+        for engine in [e for e in (*ENGINES, "peer") if e in args.engines.split(",")]:
             port = free_port()
             if engine == "peer":
                 command = [
