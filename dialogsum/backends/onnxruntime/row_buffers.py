@@ -36,6 +36,12 @@ class RowBuffers:
         import numpy as np
 
         added = len(next(iter(values.values())))
+        if not self.count:
+            # Nothing to keep: the rows become the buffers as they are (a copy of a batch's
+            # cross-attention cache was as large as the cache, for nothing).
+            self.arrays = {name: np.ascontiguousarray(v) for name, v in values.items()}
+            self.count = added
+            return
         width = max(self.width, max(int(v.shape[self.width_axis]) for v in values.values()))
         self.resize(width)
         needed = self.count + added
