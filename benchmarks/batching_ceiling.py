@@ -41,19 +41,29 @@ ROUNDS = 3
 
 def phases(predictor: Any, sources: list[list[int]], steps: int) -> list[float]:
     """Seconds of encoder, first step and later steps for one padded batch, greedy."""
-    from dialogsum.backends.onnxruntime.onnx_predictor import _OnnxSteps
-    from dialogsum.generation import pad_batch
+    from dialogsum.generation import GenerationOptions, pad_batch
 
     ids, mask = pad_batch(sources, predictor.pad_token_id)
     started = time.perf_counter()
     hidden, encoder_mask = predictor._encode_batch(ids, mask)
     encoded = time.perf_counter()
-    decoder = _OnnxSteps(predictor, hidden, encoder_mask, 1)
-    logits, cache = decoder.start(len(ids))
+    predictor.first_step(hidden, encoder_mask, None)
     first = time.perf_counter()
-    for _ in range(steps - 1):
-        logits, cache = decoder.step(logits.argmax(axis=-1), cache)
-    return [encoded - started, first - encoded, time.perf_counter() - first]
+    lane = forced_lane(predictor, ids, mask, steps, GenerationOptions)  # its own encoder pass
+    later = time.perf_counter()
+    while lane.rows:
+        lane.step()
+    return [encoded - started, first - encoded, time.perf_counter() - later]
+
+
+def forced_lane(predictor: Any, ids: Any, mask: Any, steps: int, options: Any) -> Any:
+    """A lane holding the batch after its first step, greedy with ``steps`` forced tokens."""
+    from dialogsum.backends.onnxruntime.lanes import Lane
+
+    lane = Lane(predictor, 1)
+    forced = options(num_beams=1, max_new_tokens=steps, min_new_tokens=steps)
+    lane.join(predictor._items(ids, mask, None, None), predictor.search(len(ids), forced))
+    return lane
 
 
 def groups(sources: list[list[int]], order: str) -> list[list[list[int]]]:
@@ -78,14 +88,12 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
     import json as json_module
     import tempfile
 
+    import onnx
     import onnxruntime as ort
 
-    from dialogsum.backends.onnxruntime.onnx_predictor import (
-        CROSS_ATTENTION_TAIL,
-        OnnxPredictor,
-        _OnnxSteps,
-    )
-    from dialogsum.generation import pad_batch
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+    from dialogsum.backends.onnxruntime.step_slots import CROSS_ATTENTION_TAIL, slot_self_attention
+    from dialogsum.generation import GenerationOptions, pad_batch
 
     predictor = OnnxPredictor(folder, threads=2, progress=False)
     with tempfile.TemporaryDirectory() as scratch:
@@ -95,16 +103,16 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
         options.add_session_config_entry("session.force_spinning_stop", "1")
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(scratch) / "step")
-        predictor.decoder_with_past = ort.InferenceSession(
-            str(folder / "decoder_with_past_model.onnx"), options
-        )
+        # The decoder steps the predictor runs (rewritten at load), profiled.
+        model = onnx.load(str(folder / "decoder_with_past_model.onnx"))
+        slot_self_attention(model)
+        predictor.slotted = ort.InferenceSession(model.SerializeToString(), options)
         ids, mask = pad_batch(sources, predictor.pad_token_id)
-        hidden, encoder_mask = predictor._encode_batch(ids, mask)
-        decoder = _OnnxSteps(predictor, hidden, encoder_mask, 1)
-        logits, cache = decoder.start(len(ids))
-        for _ in range(steps - 1):
-            logits, cache = decoder.step(logits.argmax(axis=-1), cache)
-        events = json_module.loads(Path(predictor.decoder_with_past.end_profiling()).read_text())
+        hidden, _ = predictor._encode_batch(ids, mask)
+        lane = forced_lane(predictor, ids, mask, steps, GenerationOptions)
+        while lane.rows:
+            lane.step()
+        events = json_module.loads(Path(predictor.slotted.end_profiling()).read_text())
     by_operator: dict[str, float] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -112,7 +120,7 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
             by_operator[operator] = by_operator.get(operator, 0.0) + event["dur"]
     total = sum(by_operator.values())
     attention = by_operator.get("MatMul", 0.0) + by_operator.get("FusedMatMul", 0.0)
-    layers = len(predictor._past_names) // 4  # self and cross keys and values per layer
+    layers = sum(i.name.endswith(".encoder.key") for i in predictor.slotted.get_inputs())
     width = len(ids[0]) + CROSS_ATTENTION_TAIL
     # Keys and values of every layer, every row, every step: 74 KB a position for FLAN-T5-base.
     cache_bytes = 2 * layers * len(ids) * width * hidden.shape[2] * 4 * (steps - 1)

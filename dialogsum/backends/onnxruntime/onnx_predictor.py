@@ -402,17 +402,6 @@ class OnnxPredictor(Predictor):
                 lengths[row] = prompt.shape[0]
         return {"soft_prompt": soft, "prompt_lengths": lengths}
 
-    def _feeds(
-        self, rows: int, adapters: list[str | None] | None, served: AdapterSet | None
-    ) -> BatchFeeds | None:
-        """What the batch's adapters feed the graphs, or None for an export without adapters."""
-        chosen = served or self._adapter_set
-        if chosen is None:
-            for name in adapters or []:
-                self._manifest(name, None)  # fails for a named adapter
-            return None
-        return chosen.batch(list(adapters) if adapters is not None else [None] * rows)
-
     def first_step_logits(
         self, ids: list[list[int]], mask: list[list[int]], adapters: list[str | None] | None = None
     ) -> Any:
