@@ -38,6 +38,17 @@ def parse_duration(value: Any) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def check_cost_budget(max_cost: float | None, hourly_cost: float | None) -> None:
+    """A cost budget is hours times a price: refuse one without the price (a ValueError, for
+    pydantic to report with the field)."""
+    if max_cost is not None and hourly_cost is None:
+        raise ValueError(
+            "max_cost needs hourly_cost: a cost budget is counted as hours run times "
+            "hourly_cost. Set hourly_cost (CLI: --hourly-cost) to this machine's price per "
+            "hour, or use max_time (CLI: --max-time) instead"
+        )
+
+
 class TrainingOptions(BaseModel):
     """Hyper-parameters and run settings of ``finetune``; the flags of ``dialogsum train``."""
 
@@ -150,12 +161,7 @@ class TrainingOptions(BaseModel):
 
     @model_validator(mode="after")
     def _cost_needs_price(self) -> TrainingOptions:
-        if self.max_cost is not None and self.hourly_cost is None:
-            raise ValueError(
-                "max_cost needs hourly_cost: a cost budget is counted as hours run times "
-                "hourly_cost. Set hourly_cost (CLI: --hourly-cost) to this machine's price per "
-                "hour, or use max_time (CLI: --max-time) instead"
-            )
+        check_cost_budget(self.max_cost, self.hourly_cost)
         return self
 
     @field_validator("precision")

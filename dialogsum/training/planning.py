@@ -97,13 +97,18 @@ class RunPlan:
 
     def total_steps(self) -> int:
         """Optimizer steps the run will take (what the Trainer will count)."""
-        if self.training.max_steps:
-            return self.training.max_steps
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        batches = math.ceil(len(self.train_features) / (self.training.batch_size * world))
-        # The Trainer rounds a partial accumulation at the end of an epoch up to a step.
-        per_epoch = max(1, math.ceil(batches / self.training.gradient_accumulation_steps))
-        return math.ceil(self.training.epochs * per_epoch)
+        return total_steps(self.training, len(self.train_features))
+
+
+def total_steps(training: TrainingOptions, examples: int) -> int:
+    """Optimizer steps a run with ``training`` takes over ``examples`` training examples."""
+    if training.max_steps:
+        return training.max_steps
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = math.ceil(examples / (training.batch_size * world))
+    # The Trainer rounds a partial accumulation at the end of an epoch up to a step.
+    per_epoch = max(1, math.ceil(batches / training.gradient_accumulation_steps))
+    return math.ceil(training.epochs * per_epoch)
 
 
 def validate_run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,15 @@ def run_finetune(
     output_dir: Path | None,
     generation: Mapping[str, Any],
     serve: Callable[[TorchModel], Predictor],
+    callbacks: Sequence[Any] = (),
 ) -> tuple[Predictor, TrainResult]:
     """Train ``plan`` and return the tuned model as a predictor, with the run's metrics.
 
     ``generation`` is the base model's decoding defaults; the tuned model keeps them.
     ``serve`` makes the predictor of the tuned model (the registry's torch backend). With
     ``output_dir``, checkpoints go to ``output_dir/checkpoints`` and the model, metrics, config
-    and report are written beside them. In a distributed launch every process trains, and only
+    and report are written beside them. ``callbacks`` are more Trainer callbacks (a sweep's
+    rung scores). In a distributed launch every process trains, and only
     rank 0 scores the model and writes the run folder.
     """
     from dialogsum.training.budget import record_budget, resumed_step, start_budget
@@ -71,11 +73,11 @@ def run_finetune(
                 resume, resumed_step(resume), plan.total_steps(), epochs=not options.max_steps
             )
         budget = start_budget(plan, resume)  # refuses a run projected over its budget
-        callbacks: list[Any] = [budget] if budget is not None else []
+        extra: list[Any] = [*callbacks, *([budget] if budget is not None else [])]
         if trained_with is not None and not resuming:
             # Written with the first checkpoint, not before: until then the run folder stays as
             # the other processes of a distributed launch expect to find it.
-            callbacks.append(RecordRun(checkpoint_dir, trained_with))
+            extra.append(RecordRun(checkpoint_dir, trained_with))
         result = train(
             plan.module,
             plan.tokenizer,
@@ -85,7 +87,7 @@ def run_finetune(
             learning_rate=plan.learning_rate,
             checkpoint_dir=checkpoint_dir,
             max_target_length=plan.data.max_target_length,
-            callbacks=callbacks or None,
+            callbacks=extra or None,
             resume=resume,
         )
     plan.module.eval()  # the Trainer leaves the model in training mode (dropout on)
