@@ -34,6 +34,10 @@ IN_MEMORY_BACKEND = "torch"
 if TYPE_CHECKING:
     from dialogsum.generation import OnSummary
     from dialogsum.interfaces import InferenceBackend
+    from dialogsum.sweep.budget import SweepProjection
+    from dialogsum.sweep.job import SweepContext, SweepJob
+    from dialogsum.sweep.options import SweepOptions
+    from dialogsum.sweep.run import SweepResult
     from dialogsum.training.estimates import Estimate
     from dialogsum.training.planning import RunPlan
     from dialogsum.training.trainer import TrainResult
@@ -312,6 +316,124 @@ class Summarizer:
 
         validated = self._validate(method, options, training, data)
         return estimate_run(self._plan(train, method, validated, None), steps=steps)
+
+    def sweep(
+        self,
+        train: DataSource,
+        eval_data: DataSource,
+        *,
+        space: Mapping[str, Any],
+        output_dir: str | Path,
+        method: str = "lora",
+        options: Mapping[str, Any] | BaseModel | None = None,
+        training: Mapping[str, Any] | TrainingOptions | None = None,
+        data: Mapping[str, Any] | DataOptions | None = None,
+        sweep: Mapping[str, Any] | SweepOptions | None = None,
+        overwrite: bool = False,
+    ) -> tuple[Summarizer | None, SweepResult]:
+        """Search fine-tuning settings and return the best tuned model and the sweep.
+
+        ``space`` maps settings to ranges or choices: training settings (``learning_rate``,
+        ``max_steps``, ``batch_size``, ``warmup_ratio``, ...) and the method's own options
+        (LoRA's ``r``), e.g. ``{"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+        "r": [4, 8, 16]}``. ``options``, ``training`` and ``data`` are the fixed settings, as in
+        :meth:`finetune`; ``sweep`` is :class:`~dialogsum.sweep.options.SweepOptions` (trials,
+        objective, pruner, engine, workers, budget). Trials are scored on ``eval_data``.
+
+        Everything is validated before anything trains. The sweep folder ``output_dir`` holds
+        the study, ``sweep.json``, the report and ``best/``; running the same sweep again in it
+        resumes it (``overwrite=True`` starts over). Returns the best trial's model (None when
+        no trial finished) and a :class:`~dialogsum.sweep.run.SweepResult` (``.study`` is the
+        Optuna study).
+        """
+        from dialogsum.sweep.run import run_sweep
+
+        job, context = self._sweep_job(
+            train, eval_data, space, output_dir, method, options, training, data, sweep
+        )
+        result = run_sweep(job, context, overwrite=overwrite)
+        best = None
+        if result.best is not None:
+            best = Summarizer.from_pretrained(result.best, backend="torch", plugins=self._plugins)
+        return best, result
+
+    def estimate_sweep(
+        self,
+        train: DataSource,
+        eval_data: DataSource,
+        *,
+        space: Mapping[str, Any],
+        output_dir: str | Path,
+        method: str = "lora",
+        options: Mapping[str, Any] | BaseModel | None = None,
+        training: Mapping[str, Any] | TrainingOptions | None = None,
+        data: Mapping[str, Any] | DataOptions | None = None,
+        sweep: Mapping[str, Any] | SweepOptions | None = None,
+    ) -> SweepProjection:
+        """Project a sweep's time (and cost) per rung and in total, from a few measured steps
+        and one scoring; takes :meth:`sweep`'s arguments and trains no trial."""
+        from dialogsum.sweep.run import run_sweep
+
+        job, context = self._sweep_job(
+            train, eval_data, space, output_dir, method, options, training, data, sweep
+        )
+        projection = run_sweep(job, context, estimate=True).projection
+        assert projection is not None
+        return projection
+
+    def _sweep_job(
+        self,
+        train: DataSource,
+        eval_data: DataSource,
+        space: Mapping[str, Any],
+        output_dir: str | Path,
+        method: str,
+        options: Mapping[str, Any] | BaseModel | None,
+        training: Mapping[str, Any] | TrainingOptions | None,
+        data: Mapping[str, Any] | DataOptions | None,
+        sweep: Mapping[str, Any] | SweepOptions | None,
+    ) -> tuple[SweepJob, SweepContext]:
+        """A sweep's inputs, validated at once (space included), and its trials' context."""
+        from dialogsum.sweep.job import SweepJob, build_context
+        from dialogsum.sweep.options import SweepOptions
+        from dialogsum.sweep.space import resolve_space
+        from dialogsum.validation import validate_options
+
+        method_options, training_options, data_options = self._validate(
+            method, options, training, data
+        )
+        sweep_options = validate_options("sweep", SweepOptions, sweep)
+        sweep_options.check_installed()
+        registry = get_registry(self._plugins)
+        resolved = resolve_space(
+            space,
+            method=method,
+            method_options=method_options,
+            training=training_options,
+            validate_method=lambda values: registry.method_options(method, values),
+        )
+        torch_model = self._torch("sweep")
+        implementation, backend_options = self._in_memory()
+        job = SweepJob(
+            source=self.source,
+            backend_options=backend_options.model_dump(),
+            method=method,
+            method_options=method_options.model_dump(),
+            training=training_options.model_dump(),
+            data=data_options.model_dump(),
+            space=resolved.as_dict(),
+            options=sweep_options.model_dump(),
+            train=list(load_examples(train, "train")),
+            eval=list(load_examples(eval_data, "validation")),
+            folder=str(Path(output_dir).expanduser().resolve()),
+        )
+        context = build_context(
+            job,
+            registry=registry,
+            model=torch_model,
+            serve=lambda model: implementation.from_torch_model(model, backend_options),
+        )
+        return job, context
 
     # -- using ---------------------------------------------------------------------------------
 

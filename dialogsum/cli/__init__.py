@@ -21,6 +21,7 @@ from dialogsum.cli import (
     quickstart,
     serve,
     summarize,
+    sweep,
     train,
 )
 from dialogsum.errors import DialogsumError
@@ -32,6 +33,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS = (
     list_plugins,
     train,
+    sweep,
     export,
     evaluate,
     summarize,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -21,10 +21,15 @@ from dialogsum.data import DataOptions
 from dialogsum.errors import ConfigError
 from dialogsum.generation import GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
+from dialogsum.sweep.options import SweepOptions
 from dialogsum.training.options import TrainingOptions
 from dialogsum.validation import format_validation_error
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+#: The exit status of a run or sweep its budget (--max-time, --max-cost) stopped: not an error,
+#: not a finished run either, so ``dialogsum train ... && dialogsum export ...`` does not go on.
+BUDGET_STOPPED = 3
 
 
 class _Strict(BaseModel):
@@ -53,6 +58,25 @@ class TrainConfig(_Strict):
     overwrite: bool = False
     training: TrainingOptions = Field(default_factory=TrainingOptions)
     data: DataOptions | None = None
+
+
+class SweepConfig(_Strict):
+    """``dialogsum sweep``: what to tune, the space to search, and how."""
+
+    model: str = Field(DEFAULT_MODEL, description="Hub id or folder of the model to tune.")
+    base_model: str | None = Field(None, description="Local copy of an adapter's base model.")
+    train: str = Field(description="Training data: file, folder or hub id.")
+    eval: str = Field(description="Validation data: trials are scored on it.")
+    method: str = "lora"
+    options: dict[str, Any] = Field(default_factory=dict, description="Fixed method options.")
+    space: dict[str, Any] = Field(
+        default_factory=dict, description="Settings to search: ranges or lists of choices."
+    )
+    output_dir: str = Field(description="Sweep folder: study, sweep.json, report, best/.")
+    overwrite: bool = False
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+    data: DataOptions | None = None
+    sweep: SweepOptions = Field(default_factory=SweepOptions)
 
 
 class EvaluateConfig(_Serving):
@@ -333,6 +357,22 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_search(values: Sequence[str]) -> dict[str, Any]:
+    """``--search KEY=SPEC`` flags -> ``{KEY: Dimension}`` (see :func:`parse_spec`)."""
+    from dialogsum.sweep.space import parse_spec
+
+    space: dict[str, Any] = {}
+    for item in values:
+        key, equals, spec = item.partition("=")
+        if not equals or not key.strip() or not spec.strip():
+            raise ConfigError(
+                f"--search {item}: expected KEY=SPEC, e.g. --search learning_rate=1e-5..1e-2:log "
+                f"or --search r=4,8,16."
+            )
+        space[key.strip()] = parse_spec(key.strip(), spec)
+    return space
+
+
 def parse_value(text: str) -> Any:
     """A flag value as YAML (``3``, ``0.5``, ``true``, ``[q, v]``), else the plain string."""
     try:
@@ -365,10 +405,18 @@ def parse_name_paths(pairs: Sequence[str], flag: str) -> dict[str, str]:
     return result
 
 
-def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], group: str) -> None:
-    """Add a ``--field-name`` flag per field of ``model``, landing in ``dest=group.field``."""
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    group: str,
+    skip: Collection[str] = (),
+) -> None:
+    """Add a ``--field-name`` flag per field of ``model`` (but ``skip``), landing in
+    ``dest=group.field``."""
     section = parser.add_argument_group(f"{group} options")
     for name, field in model.model_fields.items():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         if field.annotation == (bool | str):
             # --resume-from-checkpoint alone means True; with a value, a checkpoint path.
@@ -433,6 +481,9 @@ def flags_to_settings(namespace: argparse.Namespace) -> dict[str, Any]:
             continue
         if dest == "backend_option":
             settings["backend_options"] = parse_key_values(value, "--backend-option")
+            continue
+        if dest == "search":  # sweep's --search KEY=SPEC, one per searched setting
+            settings["space"] = parse_search(value)
             continue
         if dest == "adapter_pairs":  # export's --adapter NAME=PATH: paths stay text
             settings["adapters"] = parse_name_paths(value, "--adapter")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.cli.config import (
+    BUDGET_STOPPED,
     TrainConfig,
     add_config_flag,
     add_model_flags,
@@ -17,10 +18,6 @@ from dialogsum.cli.config import (
 )
 from dialogsum.data import DataOptions
 from dialogsum.training.options import TrainingOptions
-
-#: The exit status of a run its budget (--max-time, --max-cost) stopped: not an error, not a
-#: finished run either, so ``dialogsum train ... && dialogsum export ...`` does not go on.
-BUDGET_STOPPED = 3
 
 
 def add_parser(commands: Any) -> None:

@@ -1,0 +1,145 @@
+"""What a sweep will cost, projected before it starts from measured times, as
+``dialogsum train --estimate`` does for one run.
+
+Three times are measured on this machine with the sweep's own model and data: one training
+step (at the space's largest batch size), one scoring of the validation data, and the start of
+a trial (its planning: the model copied, the method applied, the data tokenized). Rung ``k``
+trains ``ceil(trials / factor**k)`` trials (successive halving keeps that many) from the
+previous rung's step to its own, and scores each once; without a pruner every trial reaches
+every rung.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dialogsum.errors import ConfigError
+from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.trials import rung_steps
+from dialogsum.training.estimates import format_duration
+
+
+@dataclass(frozen=True)
+class RungProjection:
+    """One rung: its step, how many trials reach it, and what training to it costs."""
+
+    rung: int
+    steps: int
+    trials: int
+    seconds: float
+    cost: float | None
+
+
+@dataclass(frozen=True)
+class SweepProjection:
+    """A sweep's projected time and cost, per rung and in total."""
+
+    seconds_per_step: float
+    seconds_per_score: float
+    seconds_per_start: float
+    rungs: list[RungProjection]
+    hourly_cost: float | None
+
+    @property
+    def seconds(self) -> float:
+        """Projected wall time of the whole sweep."""
+        return sum(rung.seconds for rung in self.rungs)
+
+    @property
+    def cost(self) -> float | None:
+        """Projected price, with an hourly cost."""
+        return None if self.hourly_cost is None else self.seconds / 3600 * self.hourly_cost
+
+    def as_dict(self) -> dict[str, Any]:
+        """The projection as plain values (``--json``, ``sweep.json``)."""
+        return {
+            "seconds_per_step": self.seconds_per_step,
+            "seconds_per_score": self.seconds_per_score,
+            "seconds_per_start": self.seconds_per_start,
+            "rungs": [rung.__dict__ for rung in self.rungs],
+            "projected_seconds": self.seconds,
+            "projected_cost": self.cost,
+            "hourly_cost": self.hourly_cost,
+        }
+
+    def message(self) -> str:
+        """A table people read: each rung's trials, steps, time and cost, then the total."""
+        lines = [
+            f"Measured: {self.seconds_per_step:.3f} s per step, "
+            f"{self.seconds_per_score:.2f} s per validation score, "
+            f"{self.seconds_per_start:.2f} s to start a trial.",
+            "rung  steps  trials  time" + ("  cost" if self.hourly_cost is not None else ""),
+        ]
+        for rung in self.rungs:
+            cost = f"  {rung.cost:.2f}" if rung.cost is not None else ""
+            lines.append(
+                f"{rung.rung:>4}  {rung.steps:>5}  {rung.trials:>6}  "
+                f"{format_duration(rung.seconds)}{cost}"
+            )
+        total = f"Projected total: {format_duration(self.seconds)}"
+        if self.cost is not None:
+            total += f", cost {self.cost:.2f} at {self.hourly_cost:g} per hour"
+        return "\n".join([*lines, total + "."])
+
+
+def project_sweep(
+    options: SweepOptions,
+    *,
+    trials: int,
+    total_steps: int,
+    first_rung: int,
+    seconds_per_step: float,
+    seconds_per_score: float,
+    seconds_per_start: float,
+) -> SweepProjection:
+    """Project ``trials`` more trials of at most ``total_steps`` steps each."""
+    factor = options.reduction_factor
+    projected = []
+    previous = 0
+    for index, steps in enumerate(rung_steps(total_steps, first_rung, factor)):
+        reaching = trials if options.pruner == "none" else math.ceil(trials / factor**index)
+        seconds = reaching * ((steps - previous) * seconds_per_step + seconds_per_score)
+        if index == 0:
+            seconds += trials * seconds_per_start
+        cost = None if options.hourly_cost is None else seconds / 3600 * options.hourly_cost
+        projected.append(RungProjection(index, steps, reaching, seconds, cost))
+        previous = steps
+    return SweepProjection(
+        seconds_per_step=seconds_per_step,
+        seconds_per_score=seconds_per_score,
+        seconds_per_start=seconds_per_start,
+        rungs=projected,
+        hourly_cost=options.hourly_cost,
+    )
+
+
+def check_budget(projection: SweepProjection, options: SweepOptions) -> None:
+    """Refuse a sweep whose first rung alone is projected over its budget."""
+    if not projection.rungs:
+        return
+    first = projection.rungs[0]
+    over = []
+    if options.max_time is not None and first.seconds > options.max_time:
+        over.append(f"the time budget of {format_duration(options.max_time)}")
+    if options.max_cost is not None and first.cost is not None and first.cost > options.max_cost:
+        over.append(f"the cost budget of {options.max_cost:g}")
+    if over:
+        raise ConfigError(
+            f"This sweep cannot finish even its first rung ({first.trials} trials to step "
+            f"{first.steps}, projected {format_duration(first.seconds)}) within "
+            f"{' and '.join(over)}.\n{projection.message()}\nRaise the budget (--max-time, "
+            f"--max-cost), or ask for fewer trials (--trials) or a shorter first rung "
+            f"(--min-steps)."
+        )
+
+
+def budget_seconds(options: SweepOptions) -> float | None:
+    """The budget as seconds of wall time: the time budget, or the cost budget's hours."""
+    limits = []
+    if options.max_time is not None:
+        limits.append(options.max_time)
+    if options.max_cost is not None and options.hourly_cost:
+        limits.append(options.max_cost / options.hourly_cost * 3600)
+    return min(limits) if limits else None

@@ -1,0 +1,182 @@
+"""A sweep's inputs as plain values (:class:`SweepJob`) and the context its trials share,
+built in the process that runs the sweep or rebuilt in a worker process or a Ray worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from dialogsum.data import DataOptions, Example, examples_digest
+from dialogsum.errors import ConfigError
+from dialogsum.interfaces import Predictor
+from dialogsum.modeling import ModelManifest, TorchModel
+from dialogsum.registry import Registry
+from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.space import SearchSpace, resolve_space
+from dialogsum.training.options import TrainingOptions
+from dialogsum.training.planning import total_steps
+
+
+@dataclass
+class SweepContext:
+    """What every trial of a sweep shares: the model, the data and the fixed settings."""
+
+    model: Any
+    tokenizer: Any
+    manifest: ModelManifest
+    source: str | None
+    registry: Registry
+    serve: Callable[[TorchModel], Predictor]
+    method: str
+    method_options: BaseModel
+    training: TrainingOptions
+    data: DataOptions
+    train: Sequence[Example]
+    eval: Sequence[Example]
+    space: SearchSpace
+    options: SweepOptions
+    folder: Path
+    #: The step of the first rung, the same for every trial (so their scores compare).
+    first_rung: int = 1
+    #: Steps of the longest trial the space allows (the last rung of the schedulers).
+    longest_steps: int = 1
+    #: Wall-clock time (``time.time()``) at which the sweep's budget runs out (None: none);
+    #: wall-clock, not monotonic, because Ray runs trials in other processes and machines.
+    deadline: float | None = None
+
+
+@dataclass
+class SweepJob:
+    """A sweep's inputs as plain values: what a worker process or a Ray worker needs to
+    rebuild the sweep's context (it loads the model from ``source`` itself)."""
+
+    source: str | None
+    backend_options: dict[str, Any]
+    method: str
+    method_options: dict[str, Any]
+    training: dict[str, Any]
+    data: dict[str, Any]
+    space: dict[str, Any]
+    options: dict[str, Any]
+    train: list[Example]
+    eval: list[Example]
+    folder: str
+    deadline: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the trials; a resumed sweep must have the same."""
+        options = SweepOptions.model_validate(self.options)
+        return {
+            "source": self.source,
+            "method": self.method,
+            "method_options": self.method_options,
+            "training": self.training,
+            "data": self.data,
+            "space": self.space,
+            "train_data": examples_digest(self.train),
+            "eval_data": examples_digest(self.eval),
+            **options.model_dump(
+                include={
+                    "trials",
+                    "objective",
+                    "pruner",
+                    "min_steps",
+                    "reduction_factor",
+                    "random_trials",
+                    "seed",
+                    "eval_limit",
+                }
+            ),
+        }
+
+
+def build_context(
+    job: SweepJob,
+    *,
+    registry: Registry,
+    model: TorchModel,
+    serve: Callable[[TorchModel], Predictor],
+) -> SweepContext:
+    """The context trials share, from ``job`` and a loaded model."""
+    method_options = registry.method_options(job.method, job.method_options)
+    training = TrainingOptions.model_validate(job.training)
+    options = SweepOptions.model_validate(job.options)
+    space = resolve_space(
+        job.space,
+        method=job.method,
+        method_options=method_options,
+        training=training,
+        validate_method=lambda values: registry.method_options(job.method, values),
+    )
+    # The longest trial the space allows sets the rungs: the first is a ninth of it (about
+    # three rungs), unless min_steps says otherwise.
+    _, longest = space.settings(costliest(space), method_options, training)
+    longest_steps = total_steps(longest, len(job.train))
+    first = options.min_steps or max(1, longest_steps // options.reduction_factor**2)
+    return SweepContext(
+        model=model.model,
+        tokenizer=model.tokenizer,
+        manifest=model.manifest,
+        source=job.source,
+        registry=registry,
+        serve=serve,
+        method=job.method,
+        method_options=method_options,
+        training=training,
+        data=DataOptions.model_validate(job.data),
+        train=job.train,
+        eval=job.eval,
+        space=space,
+        options=options,
+        folder=Path(job.folder),
+        first_rung=first,
+        longest_steps=longest_steps,
+        deadline=job.deadline,
+    )
+
+
+def load_context(job: SweepJob) -> SweepContext:
+    """Rebuild the sweep's context in another process: load the model from ``job.source``
+    with the registry's torch backend."""
+    from dialogsum.registry import get_registry
+
+    if job.source is None:
+        raise ConfigError(
+            "Trials in other processes (workers > 1, or engine ray) load the model from where "
+            "it was loaded; this one exists only in memory. Save it first (save(dir)) and "
+            "sweep the model loaded from that folder."
+        )
+    registry = get_registry()
+    backend = registry.backend("torch")
+    options = registry.backend_options("torch", job.backend_options)
+    source = Path(job.source)
+    predictor = backend.load(source if source.exists() else job.source, options)
+    model = predictor.torch_model
+    assert model is not None, "the torch backend serves a torch model"
+    return build_context(
+        job,
+        registry=registry,
+        model=model,
+        serve=lambda tuned: backend.from_torch_model(tuned, options),
+    )
+
+
+def costliest(space: SearchSpace) -> dict[str, Any]:
+    """Settings whose trial costs the most: the largest batch, the most steps or epochs; for
+    other settings, any value (the first choice, the low bound)."""
+    costly = {"training.batch_size", "training.max_steps", "training.epochs"}
+    params: dict[str, Any] = {}
+    for parameter in space.parameters:
+        dimension = parameter.dimension
+        if dimension.choices is not None:
+            choices = dimension.choices
+            params[parameter.key] = max(choices) if parameter.key in costly else choices[0]
+        else:
+            value = dimension.high if parameter.key in costly else dimension.low
+            assert value is not None
+            params[parameter.key] = int(value) if parameter.integer else value
+    return params

@@ -1,0 +1,85 @@
+"""The Optuna engine: trials run on this machine, one after another in each worker process,
+all sharing one study (SQLite in the sweep folder, or ``--storage``).
+
+``--workers N`` starts N-1 more processes (spawned, so each loads its own copy of the model);
+each asks the shared study for the next trial until the sweep has its trials.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dialogsum.sweep.job import SweepContext, SweepJob, load_context
+from dialogsum.sweep.progress import Progress
+from dialogsum.sweep.study import ask, counted_trials, interrupt, open_study
+from dialogsum.sweep.trials import BudgetReached, Pruned, run_trial, trial_folder
+
+
+class StudyReporter:
+    """Reports a trial's rung scores to its Optuna trial and asks the pruner."""
+
+    def __init__(self, trial: Any, progress: Progress | None) -> None:
+        self.trial = trial
+        self.progress = progress
+
+    def report(self, step: int, score: float, *, final: bool) -> bool:
+        """Record the score; True when the pruner stops the trial."""
+        self.trial.report(score, step)
+        if self.progress is not None:
+            self.progress(self.trial.number, step)
+        return not final and bool(self.trial.should_prune())
+
+
+def run_trials(context: SweepContext, study: Any, progress: Progress | None = None) -> str | None:
+    """Run trials until the study holds the sweep's number of them. Returns ``"budget"`` when
+    the budget stopped the sweep, else None."""
+    from optuna.trial import TrialState
+
+    while counted_trials(study) < context.options.trials:
+        if context.deadline is not None and time.time() >= context.deadline:
+            return "budget"
+        trial = ask(study, context.space, context.options)
+        try:
+            outcome = run_trial(
+                context, trial.number, dict(trial.params), StudyReporter(trial, progress)
+            )
+        except Pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            shutil.rmtree(trial_folder(context.folder, trial.number), ignore_errors=True)
+        except BudgetReached:
+            interrupt(study, trial, "stopped")
+            return "budget"
+        except BaseException:
+            # Killed by Ctrl-C, or a failure: the trial reruns from its start next time.
+            interrupt(study, trial, "interrupted")
+            raise
+        else:
+            trial.set_user_attr("steps", outcome.steps)
+            study.tell(trial, outcome.score)
+        if progress is not None:
+            progress(trial.number, None)
+    return None
+
+
+def start_workers(count: int, target: Callable[..., Any], *args: Any) -> list[Any]:
+    """Start ``count`` worker processes running ``target(*args, index)`` (spawned: a forked
+    copy of a process holding torch's threads can deadlock)."""
+    spawn = multiprocessing.get_context("spawn")
+    workers = []
+    for index in range(1, count + 1):
+        process = spawn.Process(target=target, args=(*args, index), daemon=False)
+        process.start()
+        workers.append(process)
+    return workers
+
+
+def worker_main(job: SweepJob, index: int) -> None:
+    """A ``--workers`` process: run trials of the shared study until the sweep has them."""
+
+    context = load_context(job)
+    study = open_study(context.folder, context.options, job.settings(), context.first_rung)
+    run_trials(context, study)

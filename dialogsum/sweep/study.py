@@ -1,0 +1,251 @@
+"""The sweep's Optuna study: opened in the sweep folder (or a shared database), sampled the
+same way by both engines, and read back as trial records.
+
+Reproducibility across a kill: the TPE sampler is re-seeded before each new trial from the
+sweep's seed and the number of trials that count (every trial but the interrupted ones), so a
+sweep killed and resumed samples exactly what an uninterrupted one would. A trial interrupted
+by a kill or by the budget is marked failed and rerun from its start with the same settings
+(the study enqueues them); failed trials are hidden from the pruner, whose decisions then
+depend only on the trials that count.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dialogsum.errors import ConfigError
+from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.space import SearchSpace
+
+STUDY_NAME = "dialogsum-sweep"
+#: A trial's user attribute naming the process that runs it (host:pid).
+OWNER = "owner"
+
+
+def storage_url(folder: Path, options: SweepOptions) -> str:
+    """The study's database: ``--storage``, else SQLite in the sweep folder."""
+    return options.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
+
+
+def open_study(
+    folder: Path, options: SweepOptions, settings: Mapping[str, Any], first_rung: int
+) -> Any:
+    """Create the study, or open the one a previous run of this sweep left.
+
+    ``settings`` is what decides the trials (space, method, data, seed, ...): a study holding
+    another sweep's settings is refused, with the settings that differ.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage_url(folder, options),
+        direction="maximize" if options.maximize else "minimize",
+        load_if_exists=True,
+        pruner=make_pruner(options, first_rung),
+    )
+    recorded = study.user_attrs.get("settings")
+    if recorded is None:
+        study.set_user_attr("settings", dict(settings))
+    elif recorded != settings:
+        changed = sorted(
+            key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key)
+        )
+        raise ConfigError(
+            f"{folder} holds a sweep with other settings ({', '.join(changed)} differ), so its "
+            f"trials cannot be continued with these. Use another folder, or pass "
+            f"overwrite=True (CLI: --overwrite) to start this sweep over."
+        )
+    return study
+
+
+def make_pruner(options: SweepOptions, first_rung: int) -> Any:
+    """The pruner of ``options.pruner`` with its first rung at ``first_rung`` steps, blind to
+    interrupted trials."""
+    import optuna
+
+    inner: Any
+    if options.pruner == "none":
+        inner = optuna.pruners.NopPruner()
+    elif options.pruner == "hyperband":
+        inner = optuna.pruners.HyperbandPruner(
+            min_resource=first_rung, reduction_factor=options.reduction_factor
+        )
+    else:
+        inner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=first_rung, reduction_factor=options.reduction_factor
+        )
+
+    class CountedTrialsOnly(optuna.pruners.BasePruner):
+        """Optuna's pruners compare a trial with every trial's rung scores, failed ones too;
+        a trial killed and rerun would count twice."""
+
+        def prune(self, study: Any, trial: Any) -> bool:
+            return bool(inner.prune(_CountedStudy(study), trial))
+
+    return CountedTrialsOnly()
+
+
+class _CountedStudy:
+    """A view of a study whose ``get_trials`` leaves out failed (interrupted) trials."""
+
+    def __init__(self, study: Any) -> None:
+        self._study = study
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[Any]:
+        from optuna.trial import TrialState
+
+        trials = self._study.get_trials(*args, **kwargs)
+        return [trial for trial in trials if trial.state != TrialState.FAIL]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def counted_trials(study: Any) -> int:
+    """Trials that count toward the sweep's total: all but the interrupted (failed) ones."""
+    from optuna.trial import TrialState
+
+    return sum(1 for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.FAIL)
+
+
+def ask(study: Any, space: SearchSpace, options: SweepOptions, owner: str | None = None) -> Any:
+    """A new trial of ``study`` (an enqueued rerun first), sampled by TPE seeded from the
+    sweep's seed and the trial's place in the sweep."""
+    import optuna
+
+    index = counted_trials(study)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=options.seed * 100_003 + index, n_startup_trials=options.startup_trials()
+    )
+    trial = study.ask(space.distributions())
+    trial.set_user_attr(OWNER, owner or this_process())
+    return trial
+
+
+def this_process() -> str:
+    """``host:pid``, recorded on the trials this process runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's trial: it may be running there
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) == os.getpid()  # this process starts no trial before recovering
+
+
+def recover_interrupted(study: Any) -> list[int]:
+    """Mark trials whose process died (kill -9, power loss) as interrupted, and enqueue each
+    for a rerun from its start with the same settings. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _dead(str(trial.user_attrs.get(OWNER, ""))):
+            continue
+        interrupt(study, trial, "interrupted")
+        recovered.append(trial.number)
+    return recovered
+
+
+def interrupt(study: Any, trial: Any, why: str) -> None:
+    """Fail ``trial`` (``why``: interrupted or stopped) and enqueue its rerun."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(trial._trial_id, "ended", why)
+    study.tell(trial.number, state=TrialState.FAIL)
+    study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number})
+
+
+def trial_records(
+    study: Any, space: SearchSpace, hourly_cost: float | None
+) -> list[dict[str, Any]]:
+    """The study's trials as ``sweep.json`` records them."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    rerun_as = {
+        int(trial.user_attrs["rerun_of"]): trial.number
+        for trial in trials
+        if "rerun_of" in trial.user_attrs
+    }
+    states = {
+        TrialState.COMPLETE: "finished",
+        TrialState.PRUNED: "pruned",
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "waiting",
+    }
+    records = []
+    for trial in trials:
+        if trial.state == TrialState.WAITING:
+            continue  # a rerun not started yet: the interrupted trial's record says so
+        state = states.get(trial.state) or str(trial.user_attrs.get("ended", "failed"))
+        rungs = sorted(trial.intermediate_values.items())
+        started = trial.datetime_start.timestamp() if trial.datetime_start else None
+        finished = trial.datetime_complete.timestamp() if trial.datetime_complete else None
+        seconds = finished - started if started is not None and finished is not None else None
+        records.append(
+            {
+                "number": trial.number,
+                "params": {
+                    parameter.key: parameter.decode(trial.params[parameter.key])
+                    for parameter in space.parameters
+                    if parameter.key in trial.params
+                },
+                "state": state,
+                "rungs": [[int(step), float(score)] for step, score in rungs],
+                "score": trial.value
+                if trial.value is not None
+                else (float(rungs[-1][1]) if rungs else None),
+                "steps": int(trial.user_attrs.get("steps", rungs[-1][0] if rungs else 0)),
+                "seconds": seconds,
+                "cost": None
+                if hourly_cost is None or seconds is None
+                else seconds / 3600 * hourly_cost,
+                "started": started,
+                "finished": finished,
+                "rerun_of": trial.user_attrs.get("rerun_of"),
+                "rerun_as": rerun_as.get(trial.number),
+            }
+        )
+    return records
+
+
+def best_trial(study: Any) -> Any | None:
+    """The best finished trial, or None when none has finished."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return study.best_trial
+
+
+def importances(study: Any) -> dict[str, float]:
+    """Each parameter's importance to the score over the finished trials (Optuna's default
+    evaluator, which needs no scikit-learn), or nothing when too few trials finished."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "too few trials": an empty answer says it
+            found = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):
+        return {}
+    return {key: float(value) for key, value in found.items()}

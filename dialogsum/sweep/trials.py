@@ -1,0 +1,235 @@
+"""One trial of a sweep: train with the trial's settings, score the model at each rung, stop
+when told to (pruned, or the sweep's budget), and write the trial's run folder.
+
+A trial is a normal fine-tuning run (:func:`dialogsum.training.run.run_finetune`) with one more
+Trainer callback, which scores the model on the validation data at each rung's step and
+reports the score. Scoring does not draw from the random generator (dropout is off, decoding is
+greedy or beam search), so a scored trial trains exactly as an unscored one would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dialogsum.data import DataOptions
+from dialogsum.modeling import TorchModel
+from dialogsum.sweep.job import SweepContext
+
+
+class Pruned(Exception):
+    """Raised inside a trial when its score at a rung is too poor to go on."""
+
+    def __init__(self, step: int, score: float) -> None:
+        super().__init__(f"pruned at step {step} with {score:.4f}")
+        self.step = step
+        self.score = score
+
+
+class BudgetReached(Exception):
+    """Raised inside a trial when the sweep's budget runs out."""
+
+
+class Reporter(Protocol):
+    """Where a trial's rung scores go: the engine's study or Ray Tune."""
+
+    def report(self, step: int, score: float, *, final: bool) -> bool:
+        """Record ``score`` at ``step``; True when the trial should stop (pruned)."""
+
+
+def rung_steps(total: int, min_steps: int, factor: int) -> list[int]:
+    """The steps at which a trial of ``total`` steps is scored: ``min_steps * factor**k``
+    below ``total``, then ``total`` itself."""
+    steps = []
+    step = min_steps
+    while step < total:
+        steps.append(step)
+        step *= factor
+    return [*steps, total]
+
+
+@dataclass
+class TrialOutcome:
+    """A finished trial: its final score and what it cost."""
+
+    score: float
+    steps: int
+    seconds: float
+    rungs: list[tuple[int, float]] = field(default_factory=list)
+    folder: Path | None = None
+
+
+def trial_folder(folder: Path, number: int) -> Path:
+    """Where trial ``number`` writes its run folder."""
+    return folder / "trials" / f"{number:04d}"
+
+
+def plan_trial(context: SweepContext, params: dict[str, Any]) -> Any:
+    """The run plan of a trial with ``params`` (the study's values, by parameter key)."""
+    from dialogsum.training.planning import plan_run
+
+    options, training = context.space.settings(params, context.method_options, context.training)
+    training = training.model_copy(
+        update={
+            # The sweep scores the model itself, keeps no checkpoints (an interrupted trial is
+            # rerun from its start) and owns the budget.
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "resume_from_checkpoint": False,
+            "progress": False,
+            "max_time": None,
+            "max_cost": None,
+        }
+    )
+    return plan_run(
+        model=context.model,
+        tokenizer=context.tokenizer,
+        manifest=context.manifest,
+        source=context.source,
+        registry=context.registry,
+        train=list(context.train),
+        method=context.method,
+        method_options=context.registry.method_options(context.method, options),
+        training_options=training,
+        data_options=context.data,
+    )
+
+
+def run_trial(
+    context: SweepContext, number: int, params: dict[str, Any], reporter: Reporter
+) -> TrialOutcome:
+    """Train trial ``number`` with ``params``, reporting its score at each rung.
+
+    Raises :class:`Pruned` when the reporter stops it and :class:`BudgetReached` at the
+    sweep's deadline; a finished trial's run folder is ``trials/NNNN`` in the sweep folder.
+    """
+    from dialogsum.training.checkpoints import prepare_run_folder
+    from dialogsum.training.run import run_finetune
+
+    started = time.perf_counter()
+    plan = plan_trial(context, params)
+    total = plan.total_steps()
+    steps = rung_steps(total, context.first_rung, context.options.reduction_factor)
+    scorer = Scorer(context, plan.data)
+    callback = rung_callback(steps, scorer, reporter, context.deadline, total)
+    folder = trial_folder(context.folder, number)
+    prepare_run_folder(folder, overwrite=True, resume=False)
+    _, result = run_finetune(
+        plan,
+        output_dir=folder,
+        generation=context.manifest.generation,
+        serve=context.serve,
+        callbacks=[callback],
+    )
+    rungs = list(callback.scores)
+    done = int(result.metrics.get("global_step", total))
+    if not rungs or rungs[-1][0] < done:
+        # The Trainer ended on a step the plan did not count (it should not): score it anyway.
+        rungs.append((done, scorer(plan.module)))
+        reporter.report(done, rungs[-1][1], final=True)
+    outcome = TrialOutcome(
+        score=rungs[-1][1],
+        steps=done,
+        seconds=time.perf_counter() - started,
+        rungs=rungs,
+        folder=folder,
+    )
+    record = {"number": number, "params": params, "score": outcome.score, "rungs": rungs}
+    (folder / "trial.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return outcome
+
+
+class Scorer:
+    """The sweep's objective for a model being trained: ROUGE of its summaries of the
+    validation dialogues, or its validation loss."""
+
+    def __init__(self, context: SweepContext, data: DataOptions) -> None:
+        self.context = context
+        self.data = data
+        limit = context.options.eval_limit
+        self.examples = list(context.eval)[:limit] if limit else list(context.eval)
+
+    def __call__(self, module: Any) -> float:
+        """Score ``module``, in evaluation mode, and leave it in the mode it was in."""
+        training = module.training
+        module.eval()
+        try:
+            if self.context.options.objective == "loss":
+                return self._loss(module)
+            return self._rouge(module)
+        finally:
+            module.train(training)
+
+    def _rouge(self, module: Any) -> float:
+        from dialogsum.evaluate import evaluate_summaries
+        from dialogsum.generation import parse_generation
+
+        manifest = self.context.manifest.model_copy(update={"data": self.data})
+        predictor = self.context.serve(TorchModel(module, self.context.tokenizer, manifest))
+        options = parse_generation({}, manifest.generation)
+        scores = evaluate_summaries(
+            lambda dialogues: predictor.summarize(dialogues, options), self.examples
+        )
+        return float(scores[self.context.options.objective])
+
+    def _loss(self, module: Any) -> float:
+        import torch
+        from transformers import DataCollatorForSeq2Seq
+
+        from dialogsum.training.features import IGNORE_INDEX, tokenize_examples
+
+        tokenizer = self.context.tokenizer
+        features, _ = tokenize_examples(self.examples, tokenizer, self.data)
+        base = module.get_base_model() if hasattr(module, "get_base_model") else module
+        collate = DataCollatorForSeq2Seq(tokenizer, model=base, label_pad_token_id=IGNORE_INDEX)
+        total, count = 0.0, 0
+        batch_size = self.context.training.eval_batch_size or self.context.training.batch_size
+        device = next(module.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(features), batch_size):
+                batch = collate(features[start : start + batch_size])
+                batch = {key: value.to(device) for key, value in batch.items()}
+                logits = module(**batch).logits
+                labels = batch["labels"]
+                losses = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2).float(),
+                    labels,
+                    ignore_index=IGNORE_INDEX,
+                    reduction="sum",
+                )
+                total += float(losses)
+                count += int((labels != IGNORE_INDEX).sum())
+        return total / max(count, 1)
+
+
+def rung_callback(
+    steps: list[int],
+    scorer: Scorer,
+    reporter: Reporter,
+    deadline: float | None,
+    total: int,
+) -> Any:
+    """A Trainer callback that scores the model at ``steps``, reports each score, and stops
+    the run when pruned (:class:`Pruned`) or at the deadline (:class:`BudgetReached`)."""
+    from transformers import TrainerCallback
+
+    class RungScores(TrainerCallback):
+        def __init__(self) -> None:
+            self.scores: list[tuple[int, float]] = []
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if deadline is not None and time.time() >= deadline:
+                raise BudgetReached
+            step = state.global_step
+            if step not in steps:
+                return control
+            score = scorer(kwargs["model"])
+            self.scores.append((step, score))
+            if reporter.report(step, score, final=step >= total):
+                raise Pruned(step, score)
+            return control
+
+    return RungScores()

@@ -1,0 +1,136 @@
+"""The search space and the sweep's options: every bad space is refused, naming the setting,
+before anything is loaded or trained."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialogsum.errors import ConfigError
+from dialogsum.registry import get_registry
+from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.space import Dimension, parse_spec, resolve_space
+from dialogsum.training.options import TrainingOptions
+
+
+def resolve(space: dict, method: str = "lora", **training: object):
+    registry = get_registry()
+    options = registry.method_options(method, None)
+    return resolve_space(
+        space,
+        method=method,
+        method_options=options,
+        training=TrainingOptions.model_validate(training),
+        validate_method=lambda values: registry.method_options(method, values),
+    )
+
+
+def test_flag_specs_read_ranges_log_ranges_and_choices() -> None:
+    assert parse_spec("learning_rate", "1e-5..1e-2:log") == Dimension(low=1e-5, high=1e-2, log=True)
+    assert parse_spec("warmup_ratio", "0..0.1") == Dimension(low=0, high=0.1)
+    assert parse_spec("r", "4,8,16") == Dimension(choices=[4, 8, 16])
+    assert parse_spec("target_modules", "[[q, v], [q, k, v, o]]") == Dimension(
+        choices=[["q", "v"], ["q", "k", "v", "o"]]
+    )
+
+
+def test_a_space_binds_training_settings_and_method_options() -> None:
+    space = resolve(
+        {
+            "learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+            "r": [4, 8],
+            "options.alpha": {"low": 8, "high": 32},
+            "training.warmup_ratio": [0.0, 0.1],
+        }
+    )
+    by_key = {parameter.key: parameter for parameter in space.parameters}
+    assert set(by_key) == {
+        "training.learning_rate",
+        "options.r",
+        "options.alpha",
+        "training.warmup_ratio",
+    }
+    assert by_key["options.alpha"].integer and not by_key["training.learning_rate"].integer
+    # A sampled trial's settings land in the right models, validated.
+    options, training = space.settings(
+        {
+            "training.learning_rate": 3e-4,
+            "options.r": 8,
+            "options.alpha": 16,
+            "training.warmup_ratio": 0.1,
+        },
+        get_registry().method_options("lora", None),
+        TrainingOptions(),
+    )
+    assert options["r"] == 8 and options["alpha"] == 16
+    assert training.learning_rate == 3e-4 and training.warmup_ratio == 0.1
+
+
+def test_list_choices_round_trip_through_the_study() -> None:
+    space = resolve({"target_modules": [["q", "v"], ["q", "k", "v", "o"]]})
+    (parameter,) = space.parameters
+    stored = parameter.distribution().choices
+    assert all(isinstance(choice, str) for choice in stored)
+    assert parameter.decode(stored[1]) == ["q", "k", "v", "o"]
+
+
+@pytest.mark.parametrize(
+    ("space", "words"),
+    [
+        (
+            {"learning_rat": [1e-4]},
+            [
+                "unknown setting 'learning_rat'",
+                "learning_rate",
+                "Options of method 'lora'",
+                "alpha",
+                "Did you mean learning_rate?",
+            ],
+        ),
+        ({"rank": [4, 8]}, ["unknown setting 'rank'", "r,"]),
+        (
+            {"learning_rate": {"low": 1e-2, "high": 1e-5}},
+            ["lower bound 0.01 is above the upper bound 1e-05", "swap"],
+        ),
+        (
+            {"learning_rate": {"low": 0, "high": 1e-2, "log": True}},
+            ["log scale needs a lower bound above zero", "1e-6"],
+        ),
+        (
+            {"learning_rate": {"low": 0, "high": 1e-2}},
+            ["'learning_rate'", "0.0 is not a valid learning_rate", "greater than 0"],
+        ),
+        ({"r": [4, 0]}, ["'r'", "0 is not a valid r"]),
+        ({"r": {"low": 2.5, "high": 8}}, ["whole numbers"]),
+        ({"epochs": [1, 2], "max_steps": [10, 20]}, ["both epochs and max_steps"]),
+        ({"seed": [1, 2]}, ["unknown setting 'seed'"]),
+        ({"learning_rate": 1e-4}, ["A single value is not a search"]),
+        ({"r": []}, ["choices is empty"]),
+        ({}, ["search space is empty", "--search"]),
+    ],
+)
+def test_bad_spaces_are_refused_with_what_and_how(space: dict, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve(space)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_bad_flag_specs_name_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"--search learning_rate=1e-2\.\.1e-5: the lower bound"):
+        parse_spec("learning_rate", "1e-2..1e-5")
+    with pytest.raises(ConfigError, match="unknown range flag 'lg'"):
+        parse_spec("learning_rate", "1e-5..1e-2:lg")
+
+
+def test_a_cost_budget_needs_an_hourly_cost() -> None:
+    with pytest.raises(ValueError, match="max_cost needs hourly_cost"):
+        SweepOptions(max_cost=5)
+    assert SweepOptions(max_cost=5, hourly_cost=2).max_cost == 5
+    assert SweepOptions(max_time="1h30m").max_time == 5400
+
+
+def test_the_sweep_options_say_what_is_better() -> None:
+    assert SweepOptions(objective="rougeL").maximize
+    assert not SweepOptions(objective="loss").maximize
+    assert SweepOptions(trials=12).startup_trials() == 4
+    assert SweepOptions(trials=3).startup_trials() == 2

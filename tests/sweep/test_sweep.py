@@ -1,0 +1,299 @@
+"""Sweeps end to end on the tiny model: the sweep folder, its best model exported and served,
+the same trials from the same seed, a kill -9 and a rerun with every trial once, the budget,
+workers sharing the study, Ray Tune, and bad input refused before anything trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dialogsum import Summarizer
+from dialogsum.data import Example
+from dialogsum.errors import ConfigError
+
+SPACE = {
+    "learning_rate": {"low": 1e-4, "high": 3e-2, "log": True},
+    "r": [2, 4],
+}
+TRAINING = {"max_steps": 9, "batch_size": 4}
+
+
+def sweep_options(**more: Any) -> dict[str, Any]:
+    return {"trials": 4, "objective": "loss", "progress": False, "seed": 3, **more}
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory: pytest.TempPathFactory, few_examples: list[Example]) -> Path:
+    folder = tmp_path_factory.mktemp("sweep-data")
+    for name, rows in (("train", few_examples), ("validation", few_examples[:4])):
+        lines = [json.dumps({"dialogue": e.dialogue, "summary": e.references[0]}) for e in rows]
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_model_dir, backend="torch")
+
+
+def run_sweep(tiny: Summarizer, data_files: Path, folder: Path, **options: Any) -> tuple[Any, Any]:
+    return tiny.sweep(
+        data_files / "train.jsonl",
+        data_files / "validation.jsonl",
+        space=SPACE,
+        output_dir=folder,
+        training=TRAINING,
+        sweep=sweep_options(**options),
+    )
+
+
+def counted(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials that count (not interrupted or stopped), in the order they ran."""
+    return [t for t in summary["trials"] if t["state"] in ("finished", "pruned")]
+
+
+def outcomes(summary: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (json.dumps(t["params"], sort_keys=True), t["state"], t["rungs"]) for t in counted(summary)
+    ]
+
+
+@pytest.fixture(scope="module")
+def first_sweep(
+    tiny: Summarizer, data_files: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, Any]:
+    return run_sweep(tiny, data_files, tmp_path_factory.mktemp("sweeps") / "first")
+
+
+def test_a_sweep_writes_its_folder_and_its_best_model(
+    first_sweep: tuple[Any, Any], tmp_path: Path
+) -> None:
+    best, result = first_sweep
+    summary = json.loads((result.folder / "sweep.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary, default=str))
+    assert len(counted(summary)) == 4
+    finished = [t for t in summary["trials"] if t["state"] == "finished"]
+    assert finished, summary["trials"]
+    # Loss is minimized: the best is the lowest finished score, and its model is best/.
+    lowest = min(finished, key=lambda t: t["score"])
+    assert summary["best"]["number"] == lowest["number"]
+    assert summary["best"]["score"] == pytest.approx(lowest["score"])
+    assert (result.folder / "best" / "model").is_dir()
+    assert (
+        json.loads((result.folder / "best" / "trial.json").read_text())["number"]
+        == lowest["number"]
+    )
+    # Every trial reported at each rung it reached, in step order; pruned ones stopped early.
+    for trial in summary["trials"]:
+        steps = [step for step, _ in trial["rungs"]]
+        assert steps == sorted(steps) and set(steps) <= set(summary["rungs"])
+        if trial["state"] == "pruned":
+            assert steps[-1] < TRAINING["max_steps"]
+    assert summary["rungs"][-1] == TRAINING["max_steps"]
+    # Only best/ keeps a model; the report and its plots are there.
+    models = sorted(p.parent.name for p in (result.folder / "trials").glob("*/model"))
+    assert models == [f"{lowest['number']:04d}"]
+    for name in ("report.md", "report.html", "plots/intermediate_curves.png"):
+        assert (result.folder / name).is_file()
+    assert f"{lowest['number']} (best)" in (result.folder / "report.md").read_text()
+    # The returned Summarizer is best/, which exports (with its parity gate) and serves.
+    assert best is not None and Path(best.source) == (result.folder / "best").resolve()
+    dialogue = "#Person1#: Shall we meet at noon?\n#Person2#: Noon works, see you then."
+    exported = Summarizer.from_pretrained(result.folder / "best")
+    exported.export(tmp_path / "onnx")
+    served = Summarizer.from_pretrained(tmp_path / "onnx")
+    assert served.backend == "onnxruntime"
+    assert served.summarize([dialogue], num_beams=1) == exported.summarize([dialogue], num_beams=1)
+
+
+def test_the_same_seed_gives_the_same_trials_and_the_same_best_model(
+    first_sweep: tuple[Any, Any], tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
+    _, first = first_sweep
+    _, again = run_sweep(tiny, data_files, tmp_path / "again")
+    assert outcomes(again.summary) == outcomes(first.summary)
+    weights = "model/adapter_model.safetensors"
+    assert (again.folder / "best" / weights).read_bytes() == (
+        first.folder / "best" / weights
+    ).read_bytes()
+    # Another seed samples other settings.
+    _, other = run_sweep(tiny, data_files, tmp_path / "other", seed=4)
+    assert outcomes(other.summary) != outcomes(first.summary)
+
+
+def cli_sweep(tiny_model_dir: Path, data_files: Path, folder: Path, *more: str) -> list[str]:
+    return [
+        sys.executable, "-m", "dialogsum", "sweep",
+        "--model", str(tiny_model_dir),
+        "--train", str(data_files / "train.jsonl"),
+        "--eval", str(data_files / "validation.jsonl"),
+        "--output-dir", str(folder),
+        "--search", "learning_rate=1e-4..3e-2:log",
+        "--search", "r=2,4",
+        "--max-steps", "9", "--batch-size", "4",
+        "--trials", "4", "--objective", "loss", "--seed", "3", "--no-progress",
+        *more,
+    ]  # fmt: skip
+
+
+def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
+    first_sweep: tuple[Any, Any], tiny_model_dir: Path, data_files: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "killed"
+    command = cli_sweep(tiny_model_dir, data_files, folder)
+    # One torch thread, as in this process (conftest): the scores compare bit for bit.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (folder / "trials" / "0001").exists():  # trial 1 has started
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep did not start"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    interrupted = [t for t in summary["trials"] if t["state"] == "interrupted"]
+    assert [t["number"] for t in interrupted] == [1]
+    assert interrupted[0]["rerun_as"] is not None
+    # Every trial once, and the same trials, pruning and scores as the sweep never killed.
+    assert outcomes(summary) == outcomes(first_sweep[1].summary)
+
+
+def test_a_budget_refuses_a_sweep_that_cannot_finish_its_first_rung(
+    tiny_model_dir: Path, data_files: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "refused"
+    result = subprocess.run(
+        cli_sweep(tiny_model_dir, data_files, folder, "--max-time", "0.01s"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "cannot finish even its first rung" in result.stderr
+    assert "rung  steps  trials  time" in result.stderr  # the projection, rung by rung
+    assert not (folder / "trials").exists()
+
+
+def test_a_sweep_stops_at_its_budget_and_a_rerun_finishes_it(
+    tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
+    options = sweep_options(trials=8, pruner="none")
+    projection = tiny.estimate_sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=SPACE, output_dir=tmp_path / "x", training=TRAINING, sweep=options,
+    )  # fmt: skip
+    # Room for the first rung, not for the whole (every trial trains to the end).
+    budget = projection.rungs[0].seconds * 2.5
+    assert projection.seconds > budget * 1.5
+    folder = tmp_path / "budget"
+    _, stopped = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=SPACE, output_dir=folder, training=TRAINING, sweep={**options, "max_time": budget},
+    )  # fmt: skip
+    summary = stopped.summary
+    assert summary["state"] == "stopped" and "time budget" in summary["stop_reason"]
+    assert len(counted(summary)) < 8
+    assert (folder / "report.html").is_file()
+    _, finished = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=SPACE, output_dir=folder, training=TRAINING, sweep=options,
+    )  # fmt: skip
+    assert finished.summary["state"] == "finished"
+    assert len(counted(finished.summary)) == 8
+    assert finished.summary["best"] is not None
+
+
+def test_workers_share_the_study(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
+    _, result = run_sweep(tiny, data_files, tmp_path / "workers", workers=2)
+    trials = counted(result.summary)
+    # Two processes ask the shared study; at most one extra trial starts in the race to the
+    # last one.
+    assert 4 <= len(trials) <= 5
+    assert len({t["number"] for t in trials}) == len(trials)
+    owners = {t["number"]: t for t in result.summary["trials"]}
+    assert all(t["state"] in ("finished", "pruned") for t in owners.values())
+
+
+def test_ray_tune_runs_the_same_sweep(
+    first_sweep: tuple[Any, Any], tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("ray.tune")
+    _, one = run_sweep(tiny, data_files, tmp_path / "ray1", engine="ray", workers=1)
+    assert one.summary["engine"] == "ray"
+    assert len(counted(one.summary)) == 4
+    # The same study and sampler as the Optuna engine: the same trials, the same best.
+    assert one.summary["best"]["params"] == first_sweep[1].summary["best"]["params"]
+    assert (one.folder / "best" / "model").is_dir()
+    _, two = run_sweep(tiny, data_files, tmp_path / "ray2", engine="ray", workers=2)
+    assert len(counted(two.summary)) == 4 and two.summary["best"] is not None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--search", "rank=4,8"], "unknown setting 'rank'"),
+        (["--search", "learning_rate=1e-2..1e-5"], "is above the upper bound"),
+        (["--search", "learning_rate=0..1e-2:log"], "log scale needs a lower bound above zero"),
+        (["--search", "r=2,4", "--max-cost", "5"], "max_cost needs hourly_cost"),
+    ],
+)
+def test_bad_input_is_refused_before_the_model_loads(
+    flags: list[str], message: str, data_files: Path, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "dialogsum", "sweep",
+            "--model", str(tmp_path / "no-such-model"),  # never loaded: the error comes first
+            "--train", str(data_files / "train.jsonl"),
+            "--eval", str(data_files / "validation.jsonl"),
+            "--output-dir", str(tmp_path / "out"),
+            *flags,
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_another_sweep_is_not_continued(
+    first_sweep: tuple[Any, Any], tiny: Summarizer, data_files: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"holds a sweep with other settings \(.*seed"):
+        run_sweep(tiny, data_files, first_sweep[1].folder, seed=9)
+
+
+def test_a_plugin_methods_options_are_swept(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dialogsum_ia3")
+    space = {"target_modules": [["k", "v", "wo"], ["q", "v", "wo"]], "learning_rate": [1e-2]}
+    _, result = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=space, method="ia3", output_dir=tmp_path / "ia3", training=TRAINING,
+        sweep=sweep_options(trials=2, pruner="none"),
+    )  # fmt: skip
+    trials = result.summary["trials"]
+    assert {t["state"] for t in trials} == {"finished"}
+    assert all(t["params"]["options.target_modules"] in space["target_modules"] for t in trials)
+    recorded = json.loads((result.folder / "best" / "train_config.json").read_text())
+    assert recorded["method"] == "ia3"
+    assert recorded["options"]["target_modules"] == result.summary["best"]["params"]["options.target_modules"]
+    # A choice the plugin's own validator refuses is refused before anything trains.
+    with pytest.raises(ConfigError, match=r"'feedforward_modules': \['q'\] is not a valid"):
+        tiny.sweep(
+            data_files / "train.jsonl", data_files / "validation.jsonl",
+            space={"feedforward_modules": [["wo"], ["q"]]}, method="ia3",
+            output_dir=tmp_path / "refused", sweep=sweep_options(),
+        )  # fmt: skip
+    assert not (tmp_path / "refused").exists()
