@@ -43,6 +43,8 @@ def run_trials(context: SweepContext, study: Any, progress: Progress | None = No
         if context.deadline is not None and time.time() >= context.deadline:
             return "budget"
         trial = ask(study, context.space, context.options)
+        if trial is None:
+            return None
         try:
             outcome = run_trial(
                 context, trial.number, dict(trial.params), StudyReporter(trial, progress)

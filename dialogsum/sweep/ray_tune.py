@@ -24,7 +24,7 @@ from ray.tune.stopper import Stopper
 
 from dialogsum.sweep.job import SweepContext
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import ask, counted_trials, interrupt
+from dialogsum.sweep.study import ask, interrupt
 from dialogsum.sweep.trials import trial_folder
 
 
@@ -139,9 +139,9 @@ class StudySearcher(Searcher):
         if deadline is not None and time.time() >= deadline:
             self.stopped = True
             return self.FINISHED  # type: ignore[return-value]
-        if counted_trials(self.study) >= self.context.options.trials:
-            return self.FINISHED  # type: ignore[return-value]
         trial = ask(self.study, self.context.space, self.context.options)
+        if trial is None:
+            return self.FINISHED  # type: ignore[return-value]
         self.trials[trial_id] = trial
         return {"number": trial.number, "params": dict(trial.params)}
 

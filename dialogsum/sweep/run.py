@@ -87,7 +87,8 @@ def _run_sweep(
 
     options = context.options
     folder = context.folder
-    prepare_folder(folder, overwrite=overwrite and not estimate)
+    if not estimate:  # an estimate writes nothing
+        prepare_folder(folder, overwrite=overwrite)
     started = time.time()
     study = None if estimate else open_study(folder, options, job.settings(), context.first_rung)
     if study is not None:

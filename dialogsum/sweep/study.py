@@ -114,18 +114,55 @@ def counted_trials(study: Any) -> int:
     return sum(1 for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.FAIL)
 
 
-def ask(study: Any, space: SearchSpace, options: SweepOptions, owner: str | None = None) -> Any:
-    """A new trial of ``study`` (an enqueued rerun first), sampled by TPE seeded from the
-    sweep's seed and the trial's place in the sweep."""
+def ask(
+    study: Any, space: SearchSpace, options: SweepOptions, owner: str | None = None
+) -> Any | None:
+    """A new trial of ``study`` to train (an enqueued rerun first), sampled by TPE seeded from
+    the sweep's seed and the trial's place in the sweep; None once the sweep has its trials.
+
+    Settings that a finished or pruned trial already had are not trained again: the trial gets
+    that trial's scores, since training is deterministic (the same settings and seed train the
+    same model), and counts as a trial. TPE proposes such repeats often in a space of a few
+    choices, and each would cost a whole trial.
+    """
     import optuna
 
-    index = counted_trials(study)
-    study.sampler = optuna.samplers.TPESampler(
-        seed=options.seed * 100_003 + index, n_startup_trials=options.startup_trials()
-    )
-    trial = study.ask(space.distributions())
-    trial.set_user_attr(OWNER, owner or this_process())
-    return trial
+    while (index := counted_trials(study)) < options.trials:
+        study.sampler = optuna.samplers.TPESampler(
+            seed=options.seed * 100_003 + index, n_startup_trials=options.startup_trials()
+        )
+        trial = study.ask(space.distributions())
+        trial.set_user_attr(OWNER, owner or this_process())
+        earlier = _tried(study, trial.params)
+        if earlier is None:
+            return trial
+        _repeat(study, trial, earlier)
+    return None
+
+
+def _tried(study: Any, params: Mapping[str, Any]) -> Any | None:
+    from optuna.trial import TrialState
+
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    for trial in study.get_trials(deepcopy=False, states=ended):
+        if trial.params == params and "repeat_of" not in trial.user_attrs:
+            return trial
+    return None
+
+
+def _repeat(study: Any, trial: Any, earlier: Any) -> None:
+    """End ``trial`` as ``earlier`` ended, with its scores, without training."""
+    from optuna.trial import TrialState
+
+    for step, score in sorted(earlier.intermediate_values.items()):
+        trial.report(score, step)
+    trial.set_user_attr("repeat_of", earlier.number)
+    if "steps" in earlier.user_attrs:
+        trial.set_user_attr("steps", earlier.user_attrs["steps"])
+    if earlier.state == TrialState.COMPLETE:
+        study.tell(trial, earlier.value)
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
 
 
 def this_process() -> str:
@@ -217,6 +254,7 @@ def trial_records(
                 "started": started,
                 "finished": finished,
                 "rerun_of": trial.user_attrs.get("rerun_of"),
+                "repeat_of": trial.user_attrs.get("repeat_of"),
                 "rerun_as": rerun_as.get(trial.number),
             }
         )

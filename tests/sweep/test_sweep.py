@@ -297,3 +297,43 @@ def test_a_plugin_methods_options_are_swept(tiny: Summarizer, data_files: Path, 
             output_dir=tmp_path / "refused", sweep=sweep_options(),
         )  # fmt: skip
     assert not (tmp_path / "refused").exists()
+
+
+def test_estimate_prints_the_projection_per_rung_and_trains_nothing(
+    tiny_model_dir: Path, data_files: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "estimated"
+    result = subprocess.run(
+        cli_sweep(tiny_model_dir, data_files, folder, "--estimate", "--hourly-cost", "3.6", "--json"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "rung  steps  trials  time  cost" in result.stdout
+    assert "Projected total:" in result.stdout and "at 3.6 per hour" in result.stdout
+    projection = json.loads(result.stdout[result.stdout.index("{") :])
+    # Successive halving: every trial reaches the first rung, a third of them the next.
+    assert [rung["trials"] for rung in projection["rungs"]] == [4, 2, 1]
+    assert [rung["steps"] for rung in projection["rungs"]] == [1, 3, 9]
+    assert projection["projected_seconds"] == pytest.approx(sum(r["seconds"] for r in projection["rungs"]))
+    assert projection["projected_cost"] == pytest.approx(projection["projected_seconds"] / 1000)
+    assert not folder.exists()
+
+
+def test_settings_already_tried_are_not_trained_again(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
+    _, result = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space={"r": [2, 4]}, output_dir=tmp_path / "repeats", training=TRAINING,
+        sweep=sweep_options(trials=5, pruner="none"),
+    )  # fmt: skip
+    trials = result.summary["trials"]
+    assert len(trials) == 5
+    repeats = [t for t in trials if t["repeat_of"] is not None]
+    trained = [t for t in trials if t["repeat_of"] is None]
+    assert len(trained) == 2 and len(repeats) == 3  # two settings, each trained once
+    by_number = {t["number"]: t for t in trials}
+    for repeat in repeats:
+        earlier = by_number[repeat["repeat_of"]]
+        assert repeat["params"] == earlier["params"]
+        assert repeat["rungs"] == earlier["rungs"] and repeat["score"] == earlier["score"]
+    folders = sorted(p.name for p in (result.folder / "trials").iterdir())
+    assert folders == [f"{t['number']:04d}" for t in trained]
