@@ -144,7 +144,10 @@ def describe(summary: dict[str, Any], folder: str) -> str:
         lines.append("No trial finished, so there is no best model yet.")
     else:
         settings = ", ".join(
-            f"{key.split('.', 1)[1]}={value}" for key, value in best["params"].items()
+            f"{key.split('.', 1)[1]}={value:.3g}"
+            if isinstance(value, float)
+            else f"{key.split('.', 1)[1]}={value}"
+            for key, value in best["params"].items()
         )
         lines.append(f"Best: trial {best['number']}, {metric} {best['score']:.4g} ({settings}).")
         if summary.get("default_score") is not None:

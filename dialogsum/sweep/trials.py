@@ -10,6 +10,7 @@ greedy or beam search), so a scored trial trains exactly as an unscored one woul
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +43,15 @@ class Reporter(Protocol):
 
 def rung_steps(total: int, min_steps: int, factor: int) -> list[int]:
     """The steps at which a trial of ``total`` steps is scored: ``min_steps * factor**k``
-    below ``total``, then ``total`` itself."""
+    below ``total``, then ``total`` itself; a rung just short of the end is left out (54 of
+    60 steps would cost a scoring and stop little)."""
     steps = []
     step = min_steps
     while step < total:
         steps.append(step)
         step *= factor
+    if steps and total < steps[-1] * math.sqrt(factor):
+        steps.pop()
     return [*steps, total]
 
 

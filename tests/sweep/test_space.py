@@ -134,3 +134,13 @@ def test_the_sweep_options_say_what_is_better() -> None:
     assert not SweepOptions(objective="loss").maximize
     assert SweepOptions(trials=12).startup_trials() == 4
     assert SweepOptions(trials=3).startup_trials() == 2
+
+
+def test_rungs_grow_by_the_factor_and_end_at_the_trial() -> None:
+    from dialogsum.sweep.trials import rung_steps
+
+    assert rung_steps(162, 18, 3) == [18, 54, 162]
+    assert rung_steps(9, 1, 3) == [1, 3, 9]
+    # 54 of 60 steps would be a rung that costs a scoring and stops little.
+    assert rung_steps(60, 6, 3) == [6, 18, 60]
+    assert rung_steps(5, 10, 3) == [5]
