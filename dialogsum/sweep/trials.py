@@ -9,7 +9,6 @@ greedy or beam search), so a scored trial trains exactly as an unscored one woul
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any, Protocol
 
 from dialogsum.data import DataOptions
 from dialogsum.modeling import TorchModel
-from dialogsum.sweep.job import SweepContext
+from dialogsum.sweep.job import SweepContext, past
 
 
 class Pruned(Exception):
@@ -111,7 +110,7 @@ def run_trial(
     sweep's deadline; a finished trial's run folder is ``trials/NNNN`` in the sweep folder.
     """
     from dialogsum.training.checkpoints import prepare_run_folder
-    from dialogsum.training.run import run_finetune
+    from dialogsum.training.run import run_finetune, write_json
 
     started = time.perf_counter()
     plan = plan_trial(context, params)
@@ -142,7 +141,7 @@ def run_trial(
         folder=folder,
     )
     record = {"number": number, "params": params, "score": outcome.score, "rungs": rungs}
-    (folder / "trial.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(folder / "trial.json", record)
     return outcome
 
 
@@ -155,6 +154,8 @@ class Scorer:
         self.data = data
         limit = context.options.eval_limit
         self.examples = list(context.eval)[:limit] if limit else list(context.eval)
+        #: The examples as model inputs, tokenized at the first loss scoring (not each rung).
+        self._features: list[dict[str, list[int]]] | None = None
 
     def __call__(self, module: Any) -> float:
         """Score ``module``, in evaluation mode, and leave it in the mode it was in."""
@@ -183,30 +184,30 @@ class Scorer:
         import torch
         from transformers import DataCollatorForSeq2Seq
 
+        from dialogsum.adapters import base_of
         from dialogsum.training.features import IGNORE_INDEX, tokenize_examples
+        from dialogsum.training.global_batches import token_mean_loss
 
         tokenizer = self.context.tokenizer
-        features, _ = tokenize_examples(self.examples, tokenizer, self.data)
-        base = module.get_base_model() if hasattr(module, "get_base_model") else module
-        collate = DataCollatorForSeq2Seq(tokenizer, model=base, label_pad_token_id=IGNORE_INDEX)
-        total, count = 0.0, 0
+        if self._features is None:
+            self._features = tokenize_examples(self.examples, tokenizer, self.data)[0]
+        features = self._features
+        collate = DataCollatorForSeq2Seq(
+            tokenizer, model=base_of(module), label_pad_token_id=IGNORE_INDEX
+        )
+        # Training's loss, with the whole validation set as the global batch: each batch's
+        # summed cross-entropy over the target tokens of all of them.
+        targets = sum(token != IGNORE_INDEX for f in features for token in f["labels"])
+        total = 0.0
         batch_size = self.context.training.eval_batch_size or self.context.training.batch_size
         device = next(module.parameters()).device
         with torch.no_grad():
             for start in range(0, len(features), batch_size):
                 batch = collate(features[start : start + batch_size])
                 batch = {key: value.to(device) for key, value in batch.items()}
-                logits = module(**batch).logits
-                labels = batch["labels"]
-                losses = torch.nn.functional.cross_entropy(
-                    logits.transpose(1, 2).float(),
-                    labels,
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-                total += float(losses)
-                count += int((labels != IGNORE_INDEX).sum())
-        return total / max(count, 1)
+                outputs = module(**batch)
+                total += float(token_mean_loss(outputs, batch["labels"], targets))
+        return total
 
 
 def rung_callback(
@@ -225,7 +226,7 @@ def rung_callback(
             self.scores: list[tuple[int, float]] = []
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if deadline is not None and time.time() >= deadline:
+            if past(deadline):
                 raise BudgetReached
             step = state.global_step
             if step not in steps:

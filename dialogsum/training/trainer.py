@@ -84,6 +84,7 @@ def train(
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from dialogsum.adapters import base_of
     from dialogsum.training.callbacks import LogToLogger, QuietProgress, RunTotals
     from dialogsum.training.checkpoints import resume_point
     from dialogsum.training.distributed import cpu_only, world_size
@@ -138,9 +139,8 @@ def train(
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu and world_size() > 1 else None,
     )
-    base = module.get_base_model() if hasattr(module, "get_base_model") else module
     collator = DataCollatorForSeq2Seq(
-        tokenizer, model=base, label_pad_token_id=IGNORE_INDEX, padding="longest"
+        tokenizer, model=base_of(module), label_pad_token_id=IGNORE_INDEX, padding="longest"
     )
     trainer = GlobalBatchTrainer(
         model=module,
