@@ -3,6 +3,7 @@ built in the process that runs the sweep or rebuilt in a worker process or a Ray
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class SweepContext:
     #: Wall-clock time (``time.time()``) at which the sweep's budget runs out (None: none);
     #: wall-clock, not monotonic, because Ray runs trials in other processes and machines.
     deadline: float | None = None
+
+    @property
+    def out_of_time(self) -> bool:
+        """Whether the sweep's budget is spent."""
+        return past(self.deadline)
+
+
+def past(deadline: float | None) -> bool:
+    """Whether ``deadline`` (wall-clock; None: no deadline) has passed."""
+    return deadline is not None and time.time() >= deadline
 
 
 @dataclass
@@ -144,12 +155,8 @@ def load_context(job: SweepJob) -> SweepContext:
     with the registry's torch backend."""
     from dialogsum.registry import get_registry
 
-    if job.source is None:
-        raise ConfigError(
-            "Trials in other processes (workers > 1, or engine ray) load the model from where "
-            "it was loaded; this one exists only in memory. Save it first (save(dir)) and "
-            "sweep the model loaded from that folder."
-        )
+    check_loadable(job.source, SweepOptions.model_validate(job.options))
+    assert job.source is not None  # only trials in other processes are rebuilt
     registry = get_registry()
     backend = registry.backend("torch")
     options = registry.backend_options("torch", job.backend_options)
@@ -163,6 +170,17 @@ def load_context(job: SweepJob) -> SweepContext:
         model=model,
         serve=lambda tuned: backend.from_torch_model(tuned, options),
     )
+
+
+def check_loadable(source: str | None, options: SweepOptions) -> None:
+    """Refuse, before anything trains, a sweep whose trials run in other processes on a model
+    they cannot load: one that exists only in memory."""
+    if source is None and (options.workers > 1 or options.engine == "ray"):
+        raise ConfigError(
+            "Trials in other processes (workers > 1, or engine ray) load the model from where "
+            "it was loaded; this one exists only in memory. Save it first (save(dir)) and "
+            "sweep the model loaded from that folder."
+        )
 
 
 def costliest(space: SearchSpace) -> dict[str, Any]:

@@ -8,14 +8,19 @@ each asks the shared study for the next trial until the sweep has its trials.
 from __future__ import annotations
 
 import multiprocessing
-import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
 from dialogsum.sweep.job import SweepContext, SweepJob, load_context
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import ask, counted_trials, interrupt, open_study
+from dialogsum.sweep.study import (
+    ask,
+    counted_trials,
+    interrupt,
+    open_study,
+    tell_finished,
+    tell_pruned,
+)
 from dialogsum.sweep.trials import BudgetReached, Pruned, run_trial, trial_folder
 
 
@@ -37,10 +42,8 @@ class StudyReporter:
 def run_trials(context: SweepContext, study: Any, progress: Progress | None = None) -> str | None:
     """Run trials until the study holds the sweep's number of them. Returns ``"budget"`` when
     the budget stopped the sweep, else None."""
-    from optuna.trial import TrialState
-
     while counted_trials(study) < context.options.trials:
-        if context.deadline is not None and time.time() >= context.deadline:
+        if context.out_of_time:
             return "budget"
         trial = ask(study, context.space, context.options)
         if trial is None:
@@ -50,8 +53,7 @@ def run_trials(context: SweepContext, study: Any, progress: Progress | None = No
                 context, trial.number, dict(trial.params), StudyReporter(trial, progress)
             )
         except Pruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            shutil.rmtree(trial_folder(context.folder, trial.number), ignore_errors=True)
+            tell_pruned(study, trial, trial_folder(context.folder, trial.number))
         except BudgetReached:
             interrupt(study, trial, "stopped")
             return "budget"
@@ -60,8 +62,7 @@ def run_trials(context: SweepContext, study: Any, progress: Progress | None = No
             interrupt(study, trial, "interrupted")
             raise
         else:
-            trial.set_user_attr("steps", outcome.steps)
-            study.tell(trial, outcome.score)
+            tell_finished(study, trial, outcome.score, outcome.steps)
         if progress is not None:
             progress(trial.number, None)
     return None
@@ -81,7 +82,6 @@ def start_workers(count: int, target: Callable[..., Any], *args: Any) -> list[An
 
 def worker_main(job: SweepJob, index: int) -> None:
     """A ``--workers`` process: run trials of the shared study until the sweep has them."""
-
     context = load_context(job)
     study = open_study(context.folder, context.options, job.settings(), context.first_rung)
     run_trials(context, study)

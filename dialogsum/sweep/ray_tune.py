@@ -14,17 +14,15 @@ Ray is imported with this module, which only ``engine="ray"`` imports.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sys
-import time
 from typing import Any
 
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from dialogsum.sweep.job import SweepContext
+from dialogsum.sweep.job import SweepContext, past
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import ask, interrupt
+from dialogsum.sweep.study import ask, interrupt, tell_finished, tell_pruned
 from dialogsum.sweep.trials import trial_folder
 
 
@@ -135,8 +133,7 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """The next trial's settings, or FINISHED when the sweep has its trials."""
-        deadline = self.context.deadline
-        if deadline is not None and time.time() >= deadline:
+        if self.context.out_of_time:
             self.stopped = True
             return self.FINISHED  # type: ignore[return-value]
         trial = ask(self.study, self.context.space, self.context.options)
@@ -162,22 +159,17 @@ class StudySearcher(Searcher):
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         """Tell the study how the trial ended."""
-        from optuna.trial import TrialState
-
         trial = self.trials.pop(trial_id)
-        deadline = self.context.deadline
         if error:
             self.errors.append(f"trial {trial.number}")
             interrupt(self.study, trial, "interrupted")
         elif result is not None and result.get("final"):
-            trial.set_user_attr("steps", int(result["step"]))
-            self.study.tell(trial, float(result["score"]))
-        elif deadline is not None and time.time() >= deadline:
+            tell_finished(self.study, trial, float(result["score"]), int(result["step"]))
+        elif self.context.out_of_time:
             self.stopped = True
             interrupt(self.study, trial, "stopped")
         else:  # stopped by ASHA at a rung
-            self.study.tell(trial, state=TrialState.PRUNED)
-            shutil.rmtree(trial_folder(self.context.folder, trial.number), ignore_errors=True)
+            tell_pruned(self.study, trial, trial_folder(self.context.folder, trial.number))
         if self.progress is not None:
             self.progress(trial.number, None)
 
@@ -193,4 +185,4 @@ class DeadlineStop(Stopper):
 
     def stop_all(self) -> bool:
         """True once the budget is spent."""
-        return self.deadline is not None and time.time() >= self.deadline
+        return past(self.deadline)

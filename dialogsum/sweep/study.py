@@ -12,6 +12,7 @@ depend only on the trials that count.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -195,6 +196,20 @@ def recover_interrupted(study: Any) -> list[int]:
         interrupt(study, trial, "interrupted")
         recovered.append(trial.number)
     return recovered
+
+
+def tell_finished(study: Any, trial: Any, score: float, steps: int) -> None:
+    """Tell the study ``trial`` trained to its end (``steps``) and scored ``score``."""
+    trial.set_user_attr("steps", steps)
+    study.tell(trial, score)
+
+
+def tell_pruned(study: Any, trial: Any, folder: Path) -> None:
+    """Tell the study ``trial`` was pruned, and remove its unfinished run folder."""
+    from optuna.trial import TrialState
+
+    study.tell(trial, state=TrialState.PRUNED)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def interrupt(study: Any, trial: Any, why: str) -> None:
