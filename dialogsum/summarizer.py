@@ -394,7 +394,7 @@ class Summarizer:
         sweep: Mapping[str, Any] | SweepOptions | None,
     ) -> tuple[SweepJob, SweepContext]:
         """A sweep's inputs, validated at once (space included), and its trials' context."""
-        from dialogsum.sweep.job import SweepJob, build_context
+        from dialogsum.sweep.job import SweepJob, build_context, check_loadable
         from dialogsum.sweep.options import SweepOptions
         from dialogsum.sweep.space import resolve_space
         from dialogsum.validation import validate_options
@@ -404,6 +404,7 @@ class Summarizer:
         )
         sweep_options = validate_options("sweep", SweepOptions, sweep)
         sweep_options.check_installed()
+        check_loadable(self.source, sweep_options)
         registry = get_registry(self._plugins)
         resolved = resolve_space(
             space,

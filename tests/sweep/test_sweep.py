@@ -337,3 +337,14 @@ def test_settings_already_tried_are_not_trained_again(tiny: Summarizer, data_fil
         assert repeat["rungs"] == earlier["rungs"] and repeat["score"] == earlier["score"]
     folders = sorted(p.name for p in (result.folder / "trials").iterdir())
     assert folders == [f"{t['number']:04d}" for t in trained]
+
+
+@pytest.mark.parametrize("engine", [{"workers": 2}, {"engine": "ray"}])
+def test_a_model_only_in_memory_is_refused_where_trials_run_elsewhere(
+    engine: dict[str, Any], tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
+    in_memory = Summarizer(tiny.predictor, backend="torch")
+    assert in_memory.source is None
+    with pytest.raises(ConfigError, match=r"exists only in memory\. Save it first"):
+        run_sweep(in_memory, data_files, tmp_path / "in-memory", **engine)
+    assert not (tmp_path / "in-memory").exists()  # refused before anything was written
