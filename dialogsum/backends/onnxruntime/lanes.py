@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.backends.onnxruntime.adapter_tables import AdapterSet, ServedAdapter, lora_feeds
-from dialogsum.backends.onnxruntime.decoding import Search
+from dialogsum.backends.onnxruntime.decoding import BeamSearch, GreedySearch, Search
 from dialogsum.backends.onnxruntime.row_buffers import RowBuffers, pad_axis
 from dialogsum.backends.onnxruntime.step_slots import (
     CROSS_ATTENTION_TAIL,
@@ -306,13 +306,15 @@ class Lane:
 def _mergeable(first: Search, second: Search) -> bool:
     """Whether ``second``'s items can join ``first``: the same kind of search with the same
     options, but for their length limits (which are per item)."""
-    if type(first) is not type(second) or not hasattr(first, "absorb"):
+    absorbing = (GreedySearch, BeamSearch)  # a forced search (first-step logits) never merges
+    if not isinstance(first, absorbing) or not isinstance(second, absorbing):
+        return False
+    if type(first) is not type(second):
         return False
     ignored = {"max_new_tokens", "batch_size", "adapter"}
-    options = [getattr(s, "options", None) for s in (first, second)]
-    if options[0] is None or options[1] is None:
-        return False
-    return bool(options[0].model_dump(exclude=ignored) == options[1].model_dump(exclude=ignored))
+    return bool(
+        first.options.model_dump(exclude=ignored) == second.options.model_dump(exclude=ignored)
+    )
 
 
 def _padded(sources: list[list[int]], pad: int) -> tuple[list[list[int]], list[list[int]]]:
