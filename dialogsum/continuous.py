@@ -52,8 +52,12 @@ class ContinuousSettings:
     #: each group is searched apart, so a join waits until the rows waiting are at least this
     #: share of those in flight ...
     join_ratio: float = 0.25
-    #: ... or until the oldest has waited this many decoder steps (or nothing is in flight).
+    #: ... or until the oldest has waited this many decoder steps.
     max_waiting_steps: int = 6
+    #: With nothing in flight, the first rows wait this long (seconds) for company, unless
+    #: ``max_rows`` are waiting: requests that arrive a moment apart then start as one group
+    #: instead of one by one (each group's start costs its own encoder and first step).
+    max_wait_s: float = 0.0
 
 
 class ContinuousDecoder(ABC):

@@ -120,7 +120,11 @@ class ServiceState:
         settings = self.settings
         if settings.batching == "continuous":
             decoder = self.summarizer.continuous_decoder(
-                ContinuousSettings(settings.max_batch_size, settings.max_batch_tokens)
+                ContinuousSettings(
+                    settings.max_batch_size,
+                    settings.max_batch_tokens,
+                    max_wait_s=settings.max_wait_ms / 1000,
+                )
             )
             if decoder is not None:
                 return ContinuousBatcher(

@@ -14,12 +14,14 @@ do not depend on their batch, and each search's items are independent.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogsum.backends.onnxruntime.decoding import check_supported
 from dialogsum.backends.onnxruntime.lanes import Item, Lane
+from dialogsum.backends.onnxruntime.step_slots import CROSS_ATTENTION_TAIL
 from dialogsum.plugin_api import (
     ContinuousDecoder,
     ContinuousRow,
@@ -55,6 +57,7 @@ class OnnxContinuous(ContinuousDecoder):
         self._tokens_in_flight = 0
         self._ready: deque[_Admitted] = deque()  # encoded, waiting for room
         self._waited = 0  # steps since the rows waiting were last looked at
+        self._since = 0.0  # when the oldest row waiting was added
 
     @property
     def waiting(self) -> int:
@@ -66,6 +69,8 @@ class OnnxContinuous(ContinuousDecoder):
 
     def add(self, rows: list[ContinuousRow]) -> None:
         with self._lock:
+            if not self._waiting:
+                self._since = time.monotonic()
             self._waiting.extend(rows)
 
     def step(self) -> bool:
@@ -76,13 +81,21 @@ class OnnxContinuous(ContinuousDecoder):
         self._turn = (self._turn + 1) % len(lanes)
         lane = lanes[self._turn]
         try:
-            lane.step()
+            # Rows about to join take finished rows' places: no compaction copy meanwhile.
+            lane.step(compact=not self.waiting)
         except Exception as exc:  # the model failed: every row of the lane hears it
             self._fail(lane, exc)
         return True
 
     def _admit(self) -> None:
         """Encode waiting rows and admit them, in order, while there is room."""
+        settings = self.settings
+        if not self._rows_in_flight and not self._ready and settings.max_wait_s:
+            with self._lock:
+                waiting, since = len(self._waiting), self._since
+            left = since + settings.max_wait_s - time.monotonic()
+            if waiting and waiting < settings.max_rows and left > 0:
+                time.sleep(left)  # nothing decodes meanwhile: this thread has nothing to do
         while True:
             with self._lock:
                 row = self._waiting.popleft() if self._waiting else None
@@ -93,7 +106,6 @@ class OnnxContinuous(ContinuousDecoder):
                 self._ready.append(self._encode(row))
             except Exception as exc:
                 row.on_error(exc)
-        settings = self.settings
         if not self._ready:
             return
         self._waited += 1
@@ -160,6 +172,12 @@ class OnnxContinuous(ContinuousDecoder):
         lane = self._lanes.get(options.num_beams)
         if lane is None:
             lane = self._lanes[options.num_beams] = Lane(predictor, options.num_beams)
+            data = predictor.manifest.data
+            lane.reserve(
+                self.settings.max_rows,
+                data.max_source_length + predictor.prompt_tokens + CROSS_ATTENTION_TAIL,
+                data.max_target_length + 1,
+            )
         try:
             lane.join(items, predictor.search(len(items), options))
         except Exception as exc:  # the new rows' encoder or first step failed: they hear it

@@ -31,6 +31,9 @@ from dialogsum.backends.onnxruntime.step_slots import (
 if TYPE_CHECKING:
     from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
 
+#: The cross-attention width grows in steps of this many positions (see RowBuffers.grain).
+CROSS_WIDTH_GRAIN = 64
+
 #: Called with an item's final token ids (cut after end-of-sequence).
 Done = Callable[[list[int]], None]
 #: Called with an unfinished item's token ids so far, after each step (greedy only).
@@ -77,8 +80,8 @@ class Lane:
         #: Each row's self-attention buffers (rows x heads x capacity x size).
         self.self_cache = RowBuffers(width_axis=2)
         #: Each item's cross-attention keys and values, and its encoder mask.
-        self.cross_cache = RowBuffers(width_axis=2)
-        self.encoder_mask = RowBuffers(width_axis=1)
+        self.cross_cache = RowBuffers(width_axis=2, grain=CROSS_WIDTH_GRAIN)
+        self.encoder_mask = RowBuffers(width_axis=1, grain=CROSS_WIDTH_GRAIN)
         #: Each item's real encoder positions (what the cross-attention width must cover).
         self.encoder_lengths = np.zeros(0, np.int64)
         #: Whether each item in the buffers still decodes: a finished item's rows stay (and
@@ -87,6 +90,15 @@ class Lane:
         self.live = np.zeros(0, bool)
         self.item_served: list[ServedAdapter | None] = []
         self.step_lora: dict[str, Any] = {}
+
+    def reserve(self, items: int, encoder_width: int, decoder_width: int) -> None:
+        """Make the buffers, when the first items join, large enough for ``items`` items
+        whose dialogues (prompt and tail included) and summaries are this long at most: a
+        long-lived lane then never reallocates them (see RowBuffers.reserve)."""
+        rows = items * self.beams
+        self.self_cache.reserve(rows, -(-decoder_width // SLOT_CHUNK) * SLOT_CHUNK)
+        self.cross_cache.reserve(items, encoder_width)
+        self.encoder_mask.reserve(items, encoder_width)
 
     @property
     def rows(self) -> int:
@@ -131,19 +143,16 @@ class Lane:
             cross = {k: v[kept] for k, v in cross.items()}
             encoder_mask, lengths = encoder_mask[kept], lengths[kept]
         self._grow(2)
-        self.self_cache.append(
-            {k: pad_axis(v[advance.rows], 2, max(self.capacity, SLOT_CHUNK))
-             for k, v in self_present.items()}
-        )  # fmt: skip
-        self.cross_cache.append(cross)
-        self.encoder_mask.append({"mask": encoder_mask})
-        first = len(self.live)
-        entry.lane_items = np.arange(first, first + len(kept))
-        self.live = np.concatenate([self.live, np.ones(len(kept), bool)])
-        self.encoder_lengths = np.concatenate([self.encoder_lengths, lengths])
-        self.item_served += [items[int(i)].served for i in kept]
-        self.positions = np.concatenate([self.positions, np.ones(len(advance.tokens), np.int64)])
-        self.tokens = np.concatenate([self.tokens, np.asarray(advance.tokens, np.int64)])
+        entry.lane_items = self._place(
+            {k: v[advance.rows] for k, v in self_present.items()}, cross, encoder_mask
+        )
+        self.live[entry.lane_items] = True
+        self.encoder_lengths[entry.lane_items] = lengths
+        for slot, item in zip(entry.lane_items, kept, strict=True):
+            self.item_served[slot] = items[int(item)].served
+        rows = self._rows(entry.lane_items)
+        self.positions[rows] = 1
+        self.tokens[rows] = advance.tokens
         self._partials(entry)
         self._adapters_changed()
         for other in self.entries:
@@ -157,8 +166,11 @@ class Lane:
                 return
         self.entries.append(entry)
 
-    def step(self) -> None:
-        """One decoder step over every row in flight; final items are reported and leave."""
+    def step(self, *, compact: bool = True) -> None:
+        """One decoder step over every row in flight; final items are reported and leave.
+
+        Finished items' rows leave in one copy once they are a quarter of the lane; with
+        ``compact`` False (items are about to join, and will take their rows) they stay."""
         import numpy as np
 
         if not self.rows:
@@ -189,16 +201,63 @@ class Lane:
         self.entries = entries
         self.tokens = tokens
         if beams > 1:
-            self.self_cache.keep(parents)
+            # A row's slots past its position are masked: only those before (and the one just
+            # written) follow the parent.
+            self.self_cache.follow(parents, int(self.positions.max()) + 1)
             self.positions = self.positions[parents]
         live_rows = np.repeat(self.live, beams)
-        self.positions[live_rows] += 1  # a finished row stays where it was, ignored
-        if not self.live.any():  # empty: the next items start from small buffers
-            self._clear()
-        elif (~self.live).sum() * 4 >= len(self.live):
+        self.positions[live_rows] += 1
+        self.positions[~live_rows] = 0  # a finished row waits, ignored, for an item to take it
+        if not self.live.any():
+            # Nothing in flight: the buffers stay for the next items to be written over
+            # (allocating them again cost more than the items' first step).
+            self.entries = []
+        elif compact and (~self.live).sum() * 4 >= len(self.live):
             self._compact()
+        self._shrink()
         for entry in self.entries:
             self._partials(entry)
+
+    def _place(self, self_present: dict[str, Any], cross: dict[str, Any], mask: Any) -> Any:
+        """Write joining items' caches into the lane: over finished items' rows first (no
+        copy of anything else), then after the rows in use. Their slots, in order.
+
+        A finished row's old keys past the new row's position stay in its buffer: the step
+        masks every slot a row has not written, so they weigh exactly 0 (as zeros did)."""
+        import numpy as np
+
+        beams = self.beams
+        reused = np.flatnonzero(~self.live)[: len(mask)]
+        count = len(reused)
+        if count:
+            self.self_cache.put(
+                self._rows(reused), {k: v[: count * beams] for k, v in self_present.items()}
+            )
+            self.cross_cache.put(reused, {k: v[:count] for k, v in cross.items()})
+            self.encoder_mask.put(reused, {"mask": mask[:count]})
+        added = len(mask) - count
+        if not added:
+            return reused
+        capacity = max(self.capacity, SLOT_CHUNK)
+        self.self_cache.append(
+            {k: pad_axis(v[count * beams :], 2, capacity) for k, v in self_present.items()}
+        )
+        self.cross_cache.append({k: v[count:] for k, v in cross.items()})
+        self.encoder_mask.append({"mask": mask[count:]})
+        first = len(self.live)
+        self.live = np.concatenate([self.live, np.zeros(added, bool)])
+        self.encoder_lengths = np.concatenate([self.encoder_lengths, np.zeros(added, np.int64)])
+        self.item_served += [None] * added
+        self.positions = np.concatenate([self.positions, np.zeros(added * beams, np.int64)])
+        pad = self.predictor.pad_token_id
+        self.tokens = np.concatenate([self.tokens, np.full(added * beams, pad, np.int64)])
+        return np.concatenate([reused, np.arange(first, first + added)])
+
+    def _rows(self, items: Any) -> Any:
+        """The decoder rows of lane items ``items`` (``item x beams + beam``)."""
+        import numpy as np
+
+        return (np.asarray(items)[:, None] * self.beams + np.arange(self.beams)).reshape(-1)
 
     def _compact(self) -> None:
         """Drop the finished items' rows from every buffer (one copy of each)."""
@@ -220,17 +279,13 @@ class Lane:
         self._trim()
         self._adapters_changed()
 
-    def _clear(self) -> None:
-        import numpy as np
-
-        for buffers in (self.self_cache, self.cross_cache, self.encoder_mask):
-            buffers.clear()
-        self.entries = []
-        self.tokens = self.positions = np.zeros(0, np.int64)
-        self.encoder_lengths = np.zeros(0, np.int64)
-        self.live = np.zeros(0, bool)
-        self.item_served = []
-        self.step_lora = {}
+    def _shrink(self) -> None:
+        """Cut the self-attention buffers to what the rows in flight need: every step reads
+        (and beam search copies) their whole length, and a long summary that ended left
+        them long."""
+        needed = max(-(-(int(self.positions.max(initial=0)) + 1) // SLOT_CHUNK), 1) * SLOT_CHUNK
+        if needed < self.capacity:
+            self.self_cache.resize(needed)
 
     def _run(self) -> tuple[Any, dict[str, Any]]:
         """The slotted decoder over every row: logits and each row's new keys and values."""
@@ -258,8 +313,9 @@ class Lane:
         """Cut the cross-attention width to the longest item left, when that saves a quarter:
         every step reads the whole width (the cut costs one copy)."""
         width = self.encoder_mask.width
-        needed = int(self.encoder_lengths.max(initial=0)) + CROSS_ATTENTION_TAIL
-        if not len(self.encoder_lengths) or needed * 4 > width * 3:
+        needed = int(self.encoder_lengths[self.live].max(initial=0)) + CROSS_ATTENTION_TAIL
+        needed = -(-needed // CROSS_WIDTH_GRAIN) * CROSS_WIDTH_GRAIN
+        if not width or needed * 4 > width * 3:
             return
         self.cross_cache.resize(needed)
         self.encoder_mask.resize(needed)

@@ -123,6 +123,8 @@ class OnnxPredictor(Predictor):
                 + (f" ({export.source_model})" if export.source_model else "")
                 + ": dialogsum export --model SOURCE --output DIR --overwrite."
             )
+        #: Positions a baked soft prompt adds before every dialogue (a prompt-tuned export).
+        self.prompt_tokens = int(export.backend_data.get("prompt_tokens", 0))
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
         if missing:
             raise ModelError(

@@ -1,9 +1,13 @@
-"""Arrays that share a leading row axis and grow in place: what a lane keeps per row or item.
+"""Arrays that share a leading row axis and change in place: what a lane keeps per row or item.
 
-A lane's caches change a few rows at a time: items join (their rows appended), leave, or beams
-follow their parents. Concatenating the whole cache at every join copied all of it, which for
-FLAN-T5-base is some 18 MB of cross-attention per item in flight; here rows are appended into
-spare room, and only a reorder or a departure copies (once, into a fresh buffer).
+A lane's caches change a few rows at a time: items join (their rows written over finished
+ones, or appended), leave, or beams follow their parents; the self-attention buffers lengthen
+and shorten as summaries grow and end. Each array lives in a flat block of memory (an arena)
+that is only ever replaced by a larger one: a row is appended into spare room, and a new
+length is laid out again inside the same block. Concatenating the whole cache at every join
+copied all of it (for FLAN-T5-base some 18 MB of cross-attention per item in flight), and a
+freshly allocated block costs far more the first time it is written than reused memory does
+(on a virtual machine, the host backs every new page as it is first touched).
 """
 
 from __future__ import annotations
@@ -15,10 +19,17 @@ class RowBuffers:
     """Named numpy arrays whose first ``count`` rows are in use; ``width_axis`` is the axis a
     row may be widened along (zeros after its end)."""
 
-    def __init__(self, width_axis: int) -> None:
+    def __init__(self, width_axis: int, grain: int = 1) -> None:
         self.width_axis = width_axis
+        #: Widening rounds up to a multiple of this: each widening moves every row, and
+        #: items joining one by one would each widen by a little.
+        self.grain = grain
+        #: Each array, as a contiguous view of its arena (as many rows as the arena holds).
         self.arrays: dict[str, Any] = {}
+        self._arenas: dict[str, Any] = {}
         self.count = 0
+        #: Rows and width the arenas are first made for (see :meth:`reserve`).
+        self._reserved = (0, 0)
 
     @property
     def width(self) -> int:
@@ -36,63 +47,144 @@ class RowBuffers:
         import numpy as np
 
         added = len(next(iter(values.values())))
-        if not self.count:
+        if not self.arrays and not self._reserved[0]:
             # Nothing to keep: the rows become the buffers as they are (a copy of a batch's
             # cross-attention cache was as large as the cache, for nothing).
-            self.arrays = {name: np.ascontiguousarray(v) for name, v in values.items()}
+            for name, value in values.items():
+                self._arenas[name] = np.ascontiguousarray(value).reshape(-1)
+                self.arrays[name] = _shaped(self._arenas[name], value.shape[1:])
             self.count = added
             return
-        width = max(self.width, max(int(v.shape[self.width_axis]) for v in values.values()))
-        self.resize(width)
+        if not self.arrays:  # reserved: arenas for the rows and width to come
+            rows, most = self._reserved
+            for name, value in values.items():
+                shape = list(value.shape[1:])
+                wanted = shape[self.width_axis - 1]
+                shape[self.width_axis - 1] = max(most, wanted)
+                self._lay_out(name, tuple(shape), value.dtype, max(rows, added))
+                # Written once now (it is zeros already): every page is backed from here
+                # on, instead of as rows first reach it, in the middle of someone's decode.
+                self._arenas[name].fill(0)
+                shape[self.width_axis - 1] = -(-wanted // self.grain) * self.grain
+                self._lay_out(name, tuple(shape), value.dtype, max(rows, added))
+        width = self._widened(values)
         needed = self.count + added
         for name, value in values.items():
-            value = pad_axis(value, self.width_axis, width)
-            array = self.arrays.get(name)
-            if array is None or len(array) < needed:
-                grown = np.zeros((max(needed, 2 * len(array) if array is not None else 0),
-                                  *value.shape[1:]), value.dtype)  # fmt: skip
-                if array is not None:
-                    grown[: self.count] = array[: self.count]
-                array = self.arrays[name] = grown
-            array[self.count : needed] = value
+            if len(self.arrays[name]) < needed:  # room for twice as many: appends stay cheap
+                self._lay_out(name, self.arrays[name].shape[1:], value.dtype, 2 * needed)
+            self.arrays[name][self.count : needed] = pad_axis(value, self.width_axis, width)
         self.count = needed
 
-    def resize(self, width: int) -> None:
-        """Make every array exactly ``width`` long along ``width_axis`` (copies the rows in
-        use; new positions are zeros)."""
-        import numpy as np
+    def reserve(self, rows: int, width: int) -> None:
+        """Make the arenas, when the first rows come, large enough for ``rows`` rows of
+        ``width``, and touch them then: a buffer that grows while in use lives, for a moment,
+        twice, and memory a process has not touched before is slow to touch the first time
+        (on a virtual machine, the host backs each page then)."""
+        self._reserved = (rows, width)
 
+    def put(self, rows: Any, values: dict[str, Any]) -> None:
+        """Write ``values`` over rows in use (``rows``: their indices, one per value row),
+        widening either side to the wider of the two; what the rows held before is gone."""
+        width = self._widened(values)
+        for name, value in values.items():
+            self.arrays[name][rows] = pad_axis(value, self.width_axis, width)
+
+    def resize(self, width: int) -> None:
+        """Make every array exactly ``width`` long along ``width_axis`` (the rows in use keep
+        their first positions; new positions are zeros)."""
         if not self.arrays or width == self.width:
             return
         for name, array in self.arrays.items():
-            shape = list(array.shape)
-            shape[self.width_axis] = width
-            resized = np.zeros(shape, array.dtype)
-            kept = min(width, array.shape[self.width_axis])
-            index = [slice(None)] * array.ndim
-            index[0] = slice(0, self.count)
-            index[self.width_axis] = slice(0, kept)
-            resized[tuple(index)] = array[tuple(index)]
-            self.arrays[name] = resized
+            shape = list(array.shape[1:])
+            shape[self.width_axis - 1] = width
+            self._lay_out(name, tuple(shape), array.dtype, self.count)
 
     def keep(self, rows: Any) -> None:
-        """Keep only ``rows`` (indices into the rows in use, any order, repeats allowed)."""
+        """Keep only ``rows`` (indices into the rows in use, in increasing order), in place."""
         import numpy as np
 
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == self.count and np.array_equal(rows, np.arange(self.count)):
-            return
-        for name, array in self.arrays.items():
-            kept = np.empty((max(len(rows), 1), *array.shape[1:]), array.dtype)
-            # mode="clip": with "raise" numpy buffers the whole output once more.
-            np.take(array[: self.count], rows, axis=0, out=kept[: len(rows)], mode="clip")
-            self.arrays[name] = kept
+        moved = np.flatnonzero(rows != np.arange(len(rows)))
+        for array in self.arrays.values():
+            # Row i comes from rows[i] >= i: moving upwards in order never overwrites a row
+            # still to be moved.
+            for target in moved:
+                array[target] = array[rows[target]]
         self.count = len(rows)
+
+    def follow(self, parents: Any, width: int) -> None:
+        """Row ``r`` takes row ``parents[r]``'s first ``width`` positions along
+        ``width_axis``, in place: only rows whose parent is another row are written, and only
+        as far as ``width`` (beams follow their parents at every step; copying every row's
+        whole buffer cost more than the step's own attention)."""
+        import numpy as np
+
+        parents = np.asarray(parents, dtype=np.int64)
+        moved = np.flatnonzero(parents != np.arange(len(parents)))
+        if not len(moved):
+            return
+        index = [slice(None)] * self.width_axis
+        index[self.width_axis - 1] = slice(0, width)
+        for array in self.arrays.values():
+            # The parents' rows are gathered first: a parent may itself be overwritten.
+            array[(moved, *index)] = array[(parents[moved], *index)]
 
     def clear(self) -> None:
         """Forget every array."""
         self.arrays = {}
+        self._arenas = {}
         self.count = 0
+
+    def _widened(self, values: dict[str, Any]) -> int:
+        """Widen the arrays to hold ``values`` (to a multiple of ``grain``); their width."""
+        wanted = max(int(v.shape[self.width_axis]) for v in values.values())
+        if wanted > self.width:
+            self.resize(-(-wanted // self.grain) * self.grain)
+        return self.width
+
+    def _lay_out(self, name: str, row_shape: tuple[int, ...], dtype: Any, rows: int) -> None:
+        """Lay array ``name`` out with rows of ``row_shape``, room for at least ``rows`` of
+        them, the rows in use moved to the new layout (in the same arena where it is large
+        enough)."""
+        import numpy as np
+
+        row_size = int(np.prod(row_shape))
+        arena = self._arenas.get(name)
+        old = self.arrays.get(name)
+        if arena is None or arena.size < rows * row_size:
+            # Allocated, not touched: pages are backed as rows are written.
+            fresh = np.zeros(max(rows, 1) * row_size, dtype)
+            if old is not None:
+                _move_rows(old[: self.count], _shaped(fresh, row_shape), self.width_axis)
+            self._arenas[name] = arena = fresh
+        elif old is not None:
+            _move_rows(old[: self.count], _shaped(arena, row_shape), self.width_axis)
+        self.arrays[name] = _shaped(arena, row_shape)
+
+
+def _shaped(arena: Any, row_shape: tuple[int, ...]) -> Any:
+    """As many whole rows of ``row_shape`` as ``arena`` holds, as a contiguous view."""
+    import numpy as np
+
+    rows = arena.size // max(int(np.prod(row_shape)), 1)
+    return arena[: rows * int(np.prod(row_shape))].reshape(rows, *row_shape)
+
+
+def _move_rows(source: Any, target: Any, axis: int) -> None:
+    """Copy each row of ``source`` into ``target`` (which may share its memory), cut or
+    padded with zeros along ``axis``. Rows that grow move from the last (their new place
+    is after their old one), rows that shrink from the first."""
+    width = min(source.shape[axis], target.shape[axis])
+    index = [slice(None)] * axis
+    index[axis - 1] = slice(0, width)
+    rest = list(index)
+    rest[axis - 1] = slice(width, None)
+    growing = target[0].size >= source[0].size if len(source) else True
+    order = range(len(source) - 1, -1, -1) if growing else range(len(source))
+    for row in order:
+        # numpy copies through a buffer where the two views overlap.
+        target[(row, *index)] = source[(row, *index)]
+        target[(row, *rest)] = 0
 
 
 def pad_axis(value: Any, axis: int, width: int) -> Any:

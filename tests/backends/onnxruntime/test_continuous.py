@@ -95,6 +95,41 @@ def test_rows_joining_at_different_steps_get_their_alone_answers(
         assert collected.summaries[index] == alone[0], index
 
 
+@pytest.mark.parametrize("beams", [1, 4])
+def test_a_row_joining_takes_a_finished_rows_place_and_answers_as_alone(
+    served: Summarizer, few_examples: list[Example], beams: int, monkeypatch: Any
+) -> None:
+    # Two rows in flight at most: the third waits until the short one ends, then is written
+    # over its rows (stale keys past its position, masked) instead of after them; the fourth
+    # joins the emptied lane, over rows that decoded before.
+    from dialogsum.backends.onnxruntime.row_buffers import RowBuffers
+
+    appended: list[int] = []
+    append = RowBuffers.append
+
+    def counted(self: RowBuffers, values: dict[str, Any]) -> None:
+        appended.append(len(next(iter(values.values()))))
+        append(self, values)
+
+    monkeypatch.setattr(RowBuffers, "append", counted)
+    decoder = served.continuous_decoder(ContinuousSettings(max_rows=2))
+    assert decoder is not None
+    texts = [e.dialogue for e in few_examples]
+    short = served.generation_options(num_beams=beams, max_new_tokens=3)
+    long = served.generation_options(num_beams=beams, max_new_tokens=16, min_new_tokens=16)
+    requests = [(texts[0], long), (texts[1], short), (texts[2], short), (texts[3], short)]
+    collected = Collected()
+    rows = [collected.row(i, text, options) for i, (text, options) in enumerate(requests)]
+    _drain(decoder, {0: rows[:3]})
+    _drain(decoder, {0: [rows[3]]})
+    # The first two rows (other options: two joins) append their self- and cross-attention
+    # caches and encoder mask; the next two write over finished rows.
+    assert appended == [beams, 1, 1] * 2
+    assert not collected.errors
+    for index, (text, options) in enumerate(requests):
+        assert collected.summaries[index] == served.summarize([text], options=options)[0]
+
+
 def test_greedy_rows_report_the_text_so_far(
     served: Summarizer, few_examples: list[Example]
 ) -> None:
