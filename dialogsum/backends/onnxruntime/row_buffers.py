@@ -80,7 +80,7 @@ class RowBuffers:
         ``width``, and touch them then: a buffer that grows while in use lives, for a moment,
         twice, and memory a process has not touched before is slow to touch the first time
         (on a virtual machine, the host backs each page then)."""
-        self._reserved = (rows, width)
+        self._reserved = (rows, -(-width // self.grain) * self.grain)  # as widening rounds
 
     def put(self, rows: Any, values: dict[str, Any]) -> None:
         """Write ``values`` over rows in use (``rows``: their indices, one per value row),
