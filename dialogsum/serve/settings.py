@@ -60,7 +60,10 @@ class ServeSettings(BaseModel):
         "(input tokens + max_new_tokens); a larger dialogue runs alone.",
     )
     max_wait_ms: float = Field(
-        5.0, ge=0, description="How long a batch waits for more requests before it runs."
+        5.0,
+        ge=0,
+        description="How long a batch waits for more requests before it runs (continuous: "
+        "how long the first requests wait for company when nothing is decoding).",
     )
     max_queue: int = Field(
         256, gt=0, description="Requests waiting at most; more are answered 503 Retry-After."
