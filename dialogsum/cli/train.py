@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from dialogsum.training.checkpoints import check_run_folder
     from dialogsum.training.distributed import (
         check_sharding,
+        end_launched_worker,
         is_main_process,
         leave_process_group,
     )
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         )
         leave_process_group()
         if not is_main_process():
-            return 0
+            end_launched_worker()
         print(estimate.message())
         print(json.dumps(estimate.as_dict(), indent=2))
         return 0
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     )
     leave_process_group()  # before a rank returns and exits; is_main_process reads RANK then
     if not is_main_process():
-        return 0  # rank 0 prints the run's result, once
+        end_launched_worker()  # rank 0 prints the run's result, once
     metrics = tuned.training.metrics if tuned.training else {}
     model = str(Path(config.output_dir) / "model")
     print(json.dumps({"model": model, **metrics}, indent=2, default=str))
