@@ -1,12 +1,12 @@
 """What a sweep will cost, projected before it starts from measured times, as
 ``dialogsum train --estimate`` does for one run.
 
-Three times are measured on this machine with the sweep's own model and data: one training
-step (at the space's largest batch size), one scoring of the validation data, and the start of
-a trial (its planning: the model copied, the method applied, the data tokenized). Rung ``k``
-trains ``ceil(trials / factor**k)`` trials (successive halving keeps that many) from the
-previous rung's step to its own, and scores each once; without a pruner every trial reaches
-every rung.
+Times are measured on this machine with the sweep's own model and data: one training step (at
+the space's largest batch size), one scoring of the validation data (and one greedy scoring,
+where rungs before the last decode greedily), and the start of a trial (its planning: the model
+copied, the method applied, the data tokenized). Rung ``k`` trains ``ceil(trials / factor**k)``
+trials (successive halving keeps that many) from the previous rung's step to its own, and
+scores each once; without a pruner every trial reaches every rung.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class SweepProjection:
     seconds_per_score: float
     seconds_per_start: float
     rungs: list[RungProjection]
+    #: A scoring at a rung before the last (greedy there, unless the sweep says otherwise).
+    seconds_per_rung_score: float
     hourly_cost: float | None
 
     @property
@@ -57,6 +59,7 @@ class SweepProjection:
         return {
             "seconds_per_step": self.seconds_per_step,
             "seconds_per_score": self.seconds_per_score,
+            "seconds_per_rung_score": self.seconds_per_rung_score,
             "seconds_per_start": self.seconds_per_start,
             "rungs": [rung.__dict__ for rung in self.rungs],
             "projected_seconds": self.seconds,
@@ -66,9 +69,14 @@ class SweepProjection:
 
     def message(self) -> str:
         """A table people read: each rung's trials, steps, time and cost, then the total."""
+        greedy = (
+            f" ({self.seconds_per_rung_score:.2f} s greedy, at the rungs before the last)"
+            if self.seconds_per_rung_score != self.seconds_per_score
+            else ""
+        )
         lines = [
             f"Measured: {self.seconds_per_step:.3f} s per step, "
-            f"{self.seconds_per_score:.2f} s per validation score, "
+            f"{self.seconds_per_score:.2f} s per validation score{greedy}, "
             f"{self.seconds_per_start:.2f} s to start a trial.",
             "rung  steps  trials  time" + ("  cost" if self.hourly_cost is not None else ""),
         ]
@@ -93,14 +101,19 @@ def project_sweep(
     seconds_per_step: float,
     seconds_per_score: float,
     seconds_per_start: float,
+    seconds_per_rung_score: float | None = None,
 ) -> SweepProjection:
-    """Project ``trials`` more trials of at most ``total_steps`` steps each."""
+    """Project ``trials`` more trials of at most ``total_steps`` steps each; a rung before the
+    last is scored in ``seconds_per_rung_score`` (default: ``seconds_per_score``)."""
     factor = options.reduction_factor
+    rung_score = seconds_per_score if seconds_per_rung_score is None else seconds_per_rung_score
     projected = []
     previous = 0
-    for index, steps in enumerate(rung_steps(total_steps, first_rung, factor)):
+    steps_at = rung_steps(total_steps, first_rung, factor)
+    for index, steps in enumerate(steps_at):
         reaching = trials if options.pruner == "none" else math.ceil(trials / factor**index)
-        seconds = reaching * ((steps - previous) * seconds_per_step + seconds_per_score)
+        score = seconds_per_score if index == len(steps_at) - 1 else rung_score
+        seconds = reaching * ((steps - previous) * seconds_per_step + score)
         if index == 0:
             seconds += trials * seconds_per_start
         cost = None if options.hourly_cost is None else seconds / 3600 * options.hourly_cost
@@ -110,6 +123,7 @@ def project_sweep(
         seconds_per_step=seconds_per_step,
         seconds_per_score=seconds_per_score,
         seconds_per_start=seconds_per_start,
+        seconds_per_rung_score=rung_score,
         rungs=projected,
         hourly_cost=options.hourly_cost,
     )

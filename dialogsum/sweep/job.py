@@ -49,6 +49,14 @@ class SweepContext:
     #: wall-clock, not monotonic, because Ray runs trials in other processes and machines.
     deadline: float | None = None
 
+    def compared_at(self, step: int) -> bool:
+        """Whether the pruner (or ASHA) may compare trials at ``step``: a rung
+        (``first_rung * reduction_factor**k``) short of the longest trial's end."""
+        rung = self.first_rung
+        while rung < step:
+            rung *= self.options.reduction_factor
+        return rung == step < self.longest_steps
+
     @property
     def out_of_time(self) -> bool:
         """Whether the sweep's budget is spent."""
@@ -100,6 +108,7 @@ class SweepJob:
                     "random_trials",
                     "seed",
                     "eval_limit",
+                    "rung_decoding",
                 }
             ),
         }

@@ -58,6 +58,13 @@ class SweepOptions(BaseModel):
     eval_limit: int | None = Field(
         None, gt=0, description="Score trials on the first N validation dialogues only."
     )
+    rung_decoding: Literal["greedy", "model"] = Field(
+        "greedy",
+        description="How a ROUGE objective decodes summaries at the rungs where trials are "
+        "compared: greedy (one beam, a fraction of beam search's cost; every trial is scored "
+        "the same way there) or model (the model's own settings). A trial's own score, at its "
+        "end, always uses the model's own, so it is what evaluate gives its model.",
+    )
     hourly_cost: float | None = Field(
         None, ge=0, description="Price of the machine per hour: projections and reports show cost."
     )
@@ -89,6 +96,11 @@ class SweepOptions(BaseModel):
     def maximize(self) -> bool:
         """Whether a higher objective is better (ROUGE) or a lower one (loss)."""
         return self.objective != "loss"
+
+    @property
+    def greedy_rungs(self) -> bool:
+        """Whether rungs where trials are compared decode greedily (a ROUGE objective only)."""
+        return self.rung_decoding == "greedy" and self.objective != "loss"
 
     def startup_trials(self) -> int:
         """Trials sampled at random before TPE takes over."""

@@ -107,7 +107,16 @@ def _ray_trial(config: dict[str, Any], job: Any) -> None:
 
     outcome = run_trial(context, int(config["number"]), dict(config["params"]), RayReporter())
     # Reported after the trial's model is saved: at its last rung ASHA stops the trial at once.
-    tune.report({"score": outcome.score, "step": outcome.steps, "final": True})
+    # "score" is what ASHA compares at a rung; "objective" is the trial's own score (they
+    # differ where the trial ends on a rung scored greedily, see Scorer.rung).
+    tune.report(
+        {
+            "score": outcome.rungs[-1][1],
+            "objective": outcome.score,
+            "step": outcome.steps,
+            "final": True,
+        }
+    )
 
 
 class StudySearcher(Searcher):
@@ -164,7 +173,7 @@ class StudySearcher(Searcher):
             self.errors.append(f"trial {trial.number}")
             interrupt(self.study, trial, "interrupted")
         elif result is not None and result.get("final"):
-            tell_finished(self.study, trial, float(result["score"]), int(result["step"]))
+            tell_finished(self.study, trial, float(result["objective"]), int(result["step"]))
         elif self.context.out_of_time:
             self.stopped = True
             interrupt(self.study, trial, "stopped")

@@ -43,7 +43,8 @@ class SweepResult:
 
 
 def measure(context: SweepContext, remaining: int) -> tuple[SweepProjection, float]:
-    """Time a few real steps, one scoring and one trial start; project the sweep. Also returns
+    """Time a few real steps, one scoring (and one greedy scoring, for greedy rungs) and one
+    trial start; project the sweep. Also returns
     the untuned model's score (the objective before any training)."""
     from dialogsum.training.estimates import estimate_run
 
@@ -54,7 +55,11 @@ def measure(context: SweepContext, remaining: int) -> tuple[SweepProjection, flo
     scorer = Scorer(context, context.data)
     started = time.perf_counter()
     default_score = scorer(context.model)
-    score_seconds = time.perf_counter() - started
+    score_seconds = rung_seconds = time.perf_counter() - started
+    if context.options.greedy_rungs:
+        started = time.perf_counter()
+        scorer(context.model, greedy=True)
+        rung_seconds = time.perf_counter() - started
     total = plan.total_steps()
     projection = project_sweep(
         context.options,
@@ -64,6 +69,7 @@ def measure(context: SweepContext, remaining: int) -> tuple[SweepProjection, flo
         seconds_per_step=estimate.seconds_per_step,
         seconds_per_score=score_seconds,
         seconds_per_start=start_seconds,
+        seconds_per_rung_score=rung_seconds,
     )
     return projection, default_score
 

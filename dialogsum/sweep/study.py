@@ -53,16 +53,33 @@ def open_study(
     recorded = study.user_attrs.get("settings")
     if recorded is None:
         study.set_user_attr("settings", dict(settings))
-    elif recorded != settings:
+        return study
+    recorded = {**EARLIER_DEFAULTS, **recorded}
+    if recorded != settings:
         changed = sorted(
             key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key)
         )
+        shown = "; ".join(
+            f"{key}: {_short(recorded.get(key))} there, {_short(settings.get(key))} here"
+            for key in changed
+        )
         raise ConfigError(
-            f"{folder} holds a sweep with other settings ({', '.join(changed)} differ), so its "
-            f"trials cannot be continued with these. Use another folder, or pass "
+            f"{folder} holds a sweep with other settings ({shown}), so its trials cannot be "
+            f"continued with these. Give the same settings, use another folder, or pass "
             f"overwrite=True (CLI: --overwrite) to start this sweep over."
         )
     return study
+
+
+#: Settings a sweep folder written by an earlier dialogsum does not record, with the value
+#: that reproduces how that sweep ran (its rungs were scored with the model's own decoding).
+EARLIER_DEFAULTS = {"rung_decoding": "model"}
+
+
+def _short(value: Any) -> str:
+    """A setting's value for an error message: long ones (data digests, spaces) cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def make_pruner(options: SweepOptions, first_rung: int) -> Any:

@@ -56,7 +56,8 @@ def rung_steps(total: int, min_steps: int, factor: int) -> list[int]:
 
 @dataclass
 class TrialOutcome:
-    """A finished trial: its final score and what it cost."""
+    """A finished trial: its final score and what it cost; ``rungs`` are the scores reported
+    at each rung (greedy where the sweep's rungs decode greedily)."""
 
     score: float
     steps: int
@@ -129,12 +130,14 @@ def run_trial(
     )
     rungs = list(callback.scores)
     done = int(result.metrics.get("global_step", total))
-    if not rungs or rungs[-1][0] < done:
+    score = callback.score
+    if score is None or rungs[-1][0] < done:
         # The Trainer ended on a step the plan did not count (it should not): score it anyway.
-        rungs.append((done, scorer(plan.module)))
-        reporter.report(done, rungs[-1][1], final=True)
+        compared, score = scorer.rung(plan.module, done, final=True)
+        rungs.append((done, compared))
+        reporter.report(done, compared, final=True)
     outcome = TrialOutcome(
-        score=rungs[-1][1],
+        score=score,
         steps=done,
         seconds=time.perf_counter() - started,
         rungs=rungs,
@@ -157,24 +160,40 @@ class Scorer:
         #: The examples as model inputs, tokenized at the first loss scoring (not each rung).
         self._features: list[dict[str, list[int]]] | None = None
 
-    def __call__(self, module: Any) -> float:
-        """Score ``module``, in evaluation mode, and leave it in the mode it was in."""
+    def __call__(self, module: Any, *, greedy: bool = False) -> float:
+        """Score ``module``, in evaluation mode, and leave it in the mode it was in; ``greedy``
+        decodes with one beam instead of the model's own settings (ROUGE objectives)."""
         training = module.training
         module.eval()
         try:
             if self.context.options.objective == "loss":
                 return self._loss(module)
-            return self._rouge(module)
+            return self._rouge(module, {"num_beams": 1} if greedy else {})
         finally:
             module.train(training)
 
-    def _rouge(self, module: Any) -> float:
+    def rung(self, module: Any, step: int, *, final: bool) -> tuple[float, float]:
+        """Score ``module`` at rung ``step``: the score the pruner compares there, and the
+        trial's own score (the same unless greedy rungs are on and this is the trial's end).
+
+        Where trials are compared, summaries are decoded greedily when the sweep's
+        ``rung_decoding`` says so: a rung only ranks trials against each other, every trial's
+        rung is scored the same way, and one beam costs a fraction of the model's beam search.
+        A trial's own score, at its last step, is decoded as the model decodes, so it is what
+        ``evaluate`` gives the trial's model. A trial ending on a rung where others go on
+        (a shorter one in a space over steps or epochs) is scored both ways.
+        """
+        greedy = self.context.options.greedy_rungs and (not final or self.context.compared_at(step))
+        compared = self(module, greedy=greedy)
+        return compared, self(module) if final and greedy else compared
+
+    def _rouge(self, module: Any, decoding: dict[str, Any]) -> float:
         from dialogsum.evaluate import evaluate_summaries
         from dialogsum.generation import parse_generation
 
         manifest = self.context.manifest.model_copy(update={"data": self.data})
         predictor = self.context.serve(TorchModel(module, self.context.tokenizer, manifest))
-        options = parse_generation({}, manifest.generation)
+        options = parse_generation(decoding, manifest.generation)
         scores = evaluate_summaries(
             lambda dialogues: predictor.summarize(dialogues, options), self.examples
         )
@@ -223,7 +242,10 @@ def rung_callback(
 
     class RungScores(TrainerCallback):
         def __init__(self) -> None:
+            #: The score reported at each rung (what the pruner compares).
             self.scores: list[tuple[int, float]] = []
+            #: The trial's own score at its last rung (its model's own decoding).
+            self.score: float | None = None
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             if past(deadline):
@@ -231,9 +253,10 @@ def rung_callback(
             step = state.global_step
             if step not in steps:
                 return control
-            score = scorer(kwargs["model"])
+            final = step >= total
+            score, self.score = scorer.rung(kwargs["model"], step, final=final)
             self.scores.append((step, score))
-            if reporter.report(step, score, final=step >= total):
+            if reporter.report(step, score, final=final):
                 raise Pruned(step, score)
             return control
 
