@@ -16,6 +16,7 @@ table for docs/benchmarks.md.
 
     python benchmarks/sweep.py                  # about 35 minutes on 2 cores
     python benchmarks/sweep.py --quick          # a small run to check the script (3 minutes)
+    python benchmarks/sweep.py --rung-decoding greedy   # the sweeps' rungs decoded greedily
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def main() -> None:
         help="Steps of a grid or sweep trial (162 = 18 x 3 x 3: rungs at 18, 54 and 162).",
     )
     parser.add_argument("--trials", type=int, default=12, help="Trials of the sweep.")
+    parser.add_argument(
+        "--rung-decoding",
+        choices=["model", "greedy"],
+        default="model",
+        help="How the sweeps score the rungs where trials are compared (see docs/sweep.md).",
+    )
     parser.add_argument("--quick", action="store_true", help="A small run to check the script.")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dialogsum-sweep-bench"))
     parser.add_argument("--output", type=Path, default=RESULTS / "sweep.json")
@@ -95,6 +102,7 @@ def main() -> None:
         "test_rows": len(test),
         "space": SPACE,
         "steps": args.steps,
+        "rung_decoding": args.rung_decoding,
     }
     untuned_test = rouge1(base, test)
     results["untuned"] = {"test_rouge1": untuned_test}
@@ -137,7 +145,8 @@ def main() -> None:
         (best, result), seconds = timed(
             lambda: base.sweep(
                 train, validation, space=SPACE, method="lora", training=training,
-                output_dir=args.work / name, sweep={"progress": False, "seed": 0, **options},
+                output_dir=args.work / name,
+                sweep={"progress": False, "seed": 0, "rung_decoding": args.rung_decoding, **options},
             )
         )  # fmt: skip
         return best, result, seconds

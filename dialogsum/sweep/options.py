@@ -58,12 +58,12 @@ class SweepOptions(BaseModel):
     eval_limit: int | None = Field(
         None, gt=0, description="Score trials on the first N validation dialogues only."
     )
-    rung_decoding: Literal["greedy", "model"] = Field(
-        "greedy",
+    rung_decoding: Literal["model", "greedy"] = Field(
+        "model",
         description="How a ROUGE objective decodes summaries at the rungs where trials are "
-        "compared: greedy (one beam, a fraction of beam search's cost; every trial is scored "
-        "the same way there) or model (the model's own settings). A trial's own score, at its "
-        "end, always uses the model's own, so it is what evaluate gives its model.",
+        "compared: model (the model's own settings, as the trials' own scores) or greedy (one "
+        "beam: a rung costs a fraction of beam search, but ranks trials by another decoding). "
+        "A trial's own score, at its end, always uses the model's own.",
     )
     hourly_cost: float | None = Field(
         None, ge=0, description="Price of the machine per hour: projections and reports show cost."

@@ -1,4 +1,5 @@
-"""Rungs before the last decode greedily; a trial's own score is its model's own decoding."""
+"""rung_decoding greedy: rungs where trials are compared decode greedily; a trial's own score
+is its model's own decoding."""
 
 from __future__ import annotations
 
@@ -34,7 +35,14 @@ def test_a_real_sweep_scores_rungs_greedily_and_trials_as_evaluate_does(
         space={"max_steps": [3, 9], "learning_rate": [1e-3, 3e-3]},
         training={"batch_size": 4},
         output_dir=tmp_path / "sweep",
-        sweep={"trials": 2, "seed": 2, "pruner": "none", "progress": False, "keep_models": True},
+        sweep={
+            "trials": 2,
+            "seed": 2,
+            "pruner": "none",
+            "rung_decoding": "greedy",
+            "progress": False,
+            "keep_models": True,
+        },
     )
     summary = json.loads((sweep.folder / "sweep.json").read_text())
     assert summary["rungs"] == [1, 3, 9]
@@ -69,12 +77,12 @@ class Recorder:
         return answers if options.num_beams == 1 else [a.split()[0] for a in answers]
 
 
-def scorer(sample_dir: Path, **options: Any) -> tuple[Scorer, Recorder]:
+def scorer(sample_dir: Path, rung_decoding: str = "greedy") -> tuple[Scorer, Recorder]:
     examples = load_examples(sample_dir / "validation.jsonl")[:3]
     recorder = Recorder(examples)
     manifest = Summarizer.from_pretrained("dialogsum-tiny", backend="torch").manifest
     context = SimpleNamespace(
-        options=SweepOptions(**options),
+        options=SweepOptions(rung_decoding=rung_decoding),
         eval=examples,
         manifest=manifest.model_copy(update={"generation": {"num_beams": 4}}),
         tokenizer=None,
@@ -101,7 +109,7 @@ def test_rungs_where_trials_are_compared_decode_greedily(sample_dir: Path) -> No
         compared, own = score.rung(module, step, final=True)
         assert recorder.beams[-1] == 4 and compared == own < 100.0
     assert recorder.beams == [1, 1, 4, 4, 4]
-    # rung_decoding model: every rung decodes as the model does.
+    # rung_decoding model (the default): every rung decodes as the model does.
     score, recorder = scorer(sample_dir, rung_decoding="model")
     score.rung(module, 2, final=False)
     score.rung(module, 6, final=True)
@@ -115,7 +123,7 @@ def test_compared_rungs_are_the_first_rung_times_the_factor_short_of_the_end() -
 
 
 def test_the_projection_times_greedy_rungs_and_the_last_rung_apart() -> None:
-    options = SweepOptions(trials=9)
+    options = SweepOptions(trials=9, rung_decoding="greedy")
     projection = project_sweep(
         options, trials=9, total_steps=18, first_rung=2, seconds_per_step=1.0,
         seconds_per_score=10.0, seconds_per_start=0.0, seconds_per_rung_score=2.0,
@@ -126,10 +134,16 @@ def test_the_projection_times_greedy_rungs_and_the_last_rung_apart() -> None:
     assert projection.as_dict()["seconds_per_rung_score"] == 2.0
 
 
-def test_a_sweep_folder_from_before_greedy_rungs_continues_as_it_ran(tmp_path: Path) -> None:
+def test_a_sweep_folder_from_before_rung_decoding_continues_as_it_ran(tmp_path: Path) -> None:
     earlier = {"seed": 0, "trials": 4}  # what an earlier version recorded: no rung_decoding
     open_study(tmp_path, SweepOptions(), earlier, 1)
     same = open_study(tmp_path, SweepOptions(), {**earlier, "rung_decoding": "model"}, 1)
     assert same.user_attrs["settings"] == earlier
     with pytest.raises(ConfigError, match=r"rung_decoding: 'model' there, 'greedy' here"):
         open_study(tmp_path, SweepOptions(), {**earlier, "rung_decoding": "greedy"}, 1)
+
+
+def test_greedy_rungs_are_asked_for_and_never_apply_to_loss() -> None:
+    assert not SweepOptions().greedy_rungs
+    assert SweepOptions(rung_decoding="greedy").greedy_rungs
+    assert not SweepOptions(rung_decoding="greedy", objective="loss").greedy_rungs
