@@ -40,7 +40,8 @@ class SweepProjection:
     seconds_per_score: float
     seconds_per_start: float
     rungs: list[RungProjection]
-    #: A scoring at a rung before the last (greedy there, unless the sweep says otherwise).
+    #: A scoring at a rung before the last (greedy with rung_decoding greedy, else the same
+    #: as seconds_per_score).
     seconds_per_rung_score: float
     hourly_cost: float | None
 

@@ -44,8 +44,8 @@ class SweepResult:
 
 def measure(context: SweepContext, remaining: int) -> tuple[SweepProjection, float]:
     """Time a few real steps, one scoring (and one greedy scoring, for greedy rungs) and one
-    trial start; project the sweep. Also returns
-    the untuned model's score (the objective before any training)."""
+    trial start; project the sweep. Also returns the untuned model's score (the objective
+    before any training)."""
     from dialogsum.training.estimates import estimate_run
 
     started = time.perf_counter()
