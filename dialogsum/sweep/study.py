@@ -126,10 +126,13 @@ class _CountedStudy:
 
 
 def counted_trials(study: Any) -> int:
-    """Trials that count toward the sweep's total: all but the interrupted (failed) ones."""
+    """Trials that count toward the sweep's total: all but the interrupted (failed) ones and
+    the reruns not started yet (each takes an interrupted trial's place when it starts; a
+    rerun counted while waiting would fill the sweep's last place and never run)."""
     from optuna.trial import TrialState
 
-    return sum(1 for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.FAIL)
+    uncounted = (TrialState.FAIL, TrialState.WAITING)
+    return sum(1 for trial in study.get_trials(deepcopy=False) if trial.state not in uncounted)
 
 
 def ask(

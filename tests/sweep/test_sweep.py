@@ -172,6 +172,31 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
     assert outcomes(summary) == outcomes(first_sweep[1].summary)
 
 
+def test_a_sweep_killed_in_its_last_trial_reruns_that_trial(
+    first_sweep: tuple[Any, Any], tiny_model_dir: Path, data_files: Path, tmp_path: Path
+) -> None:
+    # The rerun waits in the study for its turn; it must not fill the sweep's last place.
+    folder = tmp_path / "killed-last"
+    command = cli_sweep(tiny_model_dir, data_files, folder)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    deadline = time.monotonic() + 180
+    while not (folder / "trials" / "0003").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "trial 3 did not start"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert [t["number"] for t in summary["trials"] if t["state"] == "interrupted"] == [3]
+    assert outcomes(summary) == outcomes(first_sweep[1].summary)
+
+
 def test_a_budget_refuses_a_sweep_that_cannot_finish_its_first_rung(
     tiny_model_dir: Path, data_files: Path, tmp_path: Path
 ) -> None:
