@@ -7,8 +7,10 @@ validation dialogues (ROUGE-1, the model's own decoding settings), all on this m
   steps, then 1e-4 for 5 epochs;
 - dialogsum's default fine-tuning settings (LoRA's own learning rate, 3 epochs);
 - an exhaustive grid over the space (every combination, trained to the end, scored once);
-- `dialogsum sweep` over the same space (Optuna: TPE and successive halving), and the same sweep
-  on Ray Tune (ASHA) with one worker, to check both engines pick the same best trial.
+- `dialogsum sweep` over the same space (Optuna: TPE and successive halving), the same sweep
+  with whole rungs (``schedule: sync``: every trial pauses at a rung until all have reached it),
+  and the first on Ray Tune (ASHA) with one worker, to check both engines pick the same best
+  trial.
 
 Compute is wall time on this machine (training, scoring and model starts). Each contender's best
 model is then scored on test dialogues. Writes benchmarks/results/sweep.json and prints the
@@ -173,20 +175,32 @@ def main() -> None:
         "test_rouge1": rouge1(best, test),
     }
     print(f"grid: {results['grid']}", flush=True)
+    def summarized(best: Any, swept: Any, seconds: float) -> dict[str, Any]:
+        trials = swept.summary["trials"]
+        states = [t["state"] for t in trials]
+        return {
+            "trials": len(states),
+            "finished": states.count("finished"),
+            "pruned": states.count("pruned"),
+            "repeats": sum(t["repeat_of"] is not None for t in trials),
+            "seconds": seconds,
+            "validation_rouge1": swept.summary["best"]["score"],
+            "best": swept.summary["best"]["params"],
+            "best_trial": swept.summary["best"]["number"],
+            "test_rouge1": rouge1(best, test),
+            "rungs": swept.summary["rungs"],
+            "projected_seconds": swept.summary["projection"]["projected_seconds"],
+            "each": [
+                {k: t[k] for k in ("number", "params", "state", "rungs", "seconds", "repeat_of")}
+                for t in trials
+            ],
+        }
+
     best, swept, seconds = sweep("sweep", trials=args.trials)
-    states = [t["state"] for t in swept.summary["trials"]]
-    results["sweep"] = {
-        "trials": len(states),
-        "finished": states.count("finished"),
-        "pruned": states.count("pruned"),
-        "seconds": seconds,
-        "validation_rouge1": swept.summary["best"]["score"],
-        "best": swept.summary["best"]["params"],
-        "best_trial": swept.summary["best"]["number"],
-        "test_rouge1": rouge1(best, test),
-        "rungs": swept.summary["rungs"],
-    }
+    results["sweep"] = summarized(best, swept, seconds)
     print(f"sweep: {results['sweep']}", flush=True)
+    results["sweep_sync"] = summarized(*sweep("sweep-sync", trials=args.trials, schedule="sync"))
+    print(f"sync: {results['sweep_sync']}", flush=True)
     _, on_ray, seconds = sweep("sweep-ray", trials=args.trials, engine="ray", workers=1)
     results["sweep_ray"] = {
         "seconds": seconds,
@@ -204,6 +218,12 @@ def main() -> None:
         > results["default_settings"]["test_rouge1"],
         "sweep_test_above_untuned": results["sweep"]["test_rouge1"] > untuned_test,
         "engines_agree": results["sweep_ray"]["same_best_as_optuna"],
+        "sync_within_0.2_of_grid": results["sweep_sync"]["validation_rouge1"]
+        >= results["grid"]["validation_rouge1"] - 0.2,
+        "sync_compute_share_of_grid": results["sweep_sync"]["seconds"]
+        / results["grid"]["seconds"],
+        "sync_test_above_default_settings": results["sweep_sync"]["test_rouge1"]
+        > results["default_settings"]["test_rouge1"],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -232,6 +252,10 @@ def print_table(results: dict[str, Any]) -> None:
     sweep = results["sweep"]
     print(
         f"| dialogsum sweep ({sweep['best']}; {sweep['finished']} finished, {sweep['pruned']} pruned) | {sweep['trials']} | {sweep['validation_rouge1']:.2f} | {sweep['test_rouge1']:.2f} | {sweep['seconds']:.0f} s | {sweep['seconds'] / grid_seconds:.2f} |"
+    )
+    sync = results["sweep_sync"]
+    print(
+        f"| dialogsum sweep, schedule sync ({sync['best']}; {sync['finished']} finished, {sync['pruned']} pruned) | {sync['trials']} | {sync['validation_rouge1']:.2f} | {sync['test_rouge1']:.2f} | {sync['seconds']:.0f} s | {sync['seconds'] / grid_seconds:.2f} |"
     )
     ray = results["sweep_ray"]
     print(

@@ -6,7 +6,9 @@ the space's largest batch size), one scoring of the validation data (and one gre
 where rungs before the last decode greedily), and the start of a trial (its planning: the model
 copied, the method applied, the data tokenized). Rung ``k`` trains ``ceil(trials / factor**k)``
 trials (successive halving keeps that many) from the previous rung's step to its own, and
-scores each once; without a pruner every trial reaches every rung.
+scores each once; without a pruner every trial reaches every rung. With the sync schedule a
+rung keeps ``floor(n / factor)`` (at least one) of the ``n`` that reached the one before, and
+each of them starts again there (from its checkpoint).
 """
 
 from __future__ import annotations
@@ -111,12 +113,17 @@ def project_sweep(
     projected = []
     previous = 0
     steps_at = rung_steps(total_steps, first_rung, factor)
+    reaching = trials
     for index, steps in enumerate(steps_at):
-        reaching = trials if options.pruner == "none" else math.ceil(trials / factor**index)
+        if options.schedule == "sync":
+            reaching = reaching if index == 0 else min(reaching, max(1, reaching // factor))
+        else:
+            reaching = trials if options.pruner == "none" else math.ceil(trials / factor**index)
         score = seconds_per_score if index == len(steps_at) - 1 else rung_score
         seconds = reaching * ((steps - previous) * seconds_per_step + score)
-        if index == 0:
-            seconds += trials * seconds_per_start
+        # Every trial starts once; with the sync schedule, each again at every later rung.
+        if index == 0 or options.schedule == "sync":
+            seconds += reaching * seconds_per_start
         cost = None if options.hourly_cost is None else seconds / 3600 * options.hourly_cost
         projected.append(RungProjection(index, steps, reaching, seconds, cost))
         previous = steps

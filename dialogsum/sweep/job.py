@@ -109,6 +109,7 @@ class SweepJob:
                     "seed",
                     "eval_limit",
                     "rung_decoding",
+                    "schedule",
                 }
             ),
         }

@@ -33,6 +33,14 @@ class SweepOptions(BaseModel):
         description="Steps of the first rung (default: a ninth of a trial's steps, so a trial "
         "has about three rungs).",
     )
+    schedule: Literal["async", "sync"] = Field(
+        "async",
+        description="When successive halving compares trials. async: each trial trains on "
+        "unless it ranks low among the trials that reached its rung before it (so the first "
+        "trials, which meet no rivals, train to the end). sync: every trial trains to a rung "
+        "and waits there (a checkpoint) until all have, then the best 1/reduction_factor "
+        "resume. Optuna engine, successive halving, one worker.",
+    )
     reduction_factor: int = Field(
         3, ge=2, description="Each rung keeps 1/reduction_factor of the trials reaching it."
     )
@@ -90,6 +98,30 @@ class SweepOptions(BaseModel):
     @model_validator(mode="after")
     def _cost_needs_price(self) -> SweepOptions:
         check_cost_budget(self.max_cost, self.hourly_cost)
+        return self
+
+    @model_validator(mode="after")
+    def _sync_schedule(self) -> SweepOptions:
+        if self.schedule != "sync":
+            return self
+        # Each refusal names what to change: a sync schedule is successive halving whose
+        # rungs are whole, which these settings cannot give.
+        if self.pruner != "successive_halving":
+            raise ValueError(
+                f"schedule 'sync' is successive halving with whole rungs; pruner "
+                f"'{self.pruner}' cannot run that way. Use pruner 'successive_halving' "
+                f"(--pruner successive_halving) or schedule 'async'"
+            )
+        if self.engine != "optuna":
+            raise ValueError(
+                "schedule 'sync' runs on the optuna engine; Ray Tune's ASHA scheduler is "
+                "asynchronous. Use engine 'optuna' (--engine optuna) or schedule 'async'"
+            )
+        if self.workers != 1:
+            raise ValueError(
+                f"schedule 'sync' trains one trial at a time (workers 1); {self.workers} "
+                f"workers need schedule 'async'"
+            )
         return self
 
     @property

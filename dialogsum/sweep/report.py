@@ -189,6 +189,8 @@ def _trials_table(
             state += f" (rerun as {trial['rerun_as']})"
         if trial.get("rerun_of") is not None:
             state += f" (rerun of {trial['rerun_of']})"
+        if trial.get("resumed_from") is not None:
+            state += f" (resumed at step {trial['resumed_from']})"
         given = trial.get("params") or {}
         rows.append(
             [

@@ -25,6 +25,9 @@ from dialogsum.sweep.space import SearchSpace
 STUDY_NAME = "dialogsum-sweep"
 #: A trial's user attribute naming the process that runs it (host:pid).
 OWNER = "owner"
+#: A trial's user attribute: the seconds it spent training and scoring, over all its runs
+#: (a trial that pauses at rungs runs several times).
+TRAINED_SECONDS = "trained_seconds"
 
 
 def storage_url(folder: Path, options: SweepOptions) -> str:
@@ -72,8 +75,9 @@ def open_study(
 
 
 #: Settings a sweep folder written by an earlier dialogsum does not record, with the value
-#: that reproduces how that sweep ran (its rungs were scored with the model's own decoding).
-EARLIER_DEFAULTS = {"rung_decoding": "model"}
+#: that reproduces how that sweep ran (its rungs were scored with the model's own decoding,
+#: and successive halving ran asynchronously).
+EARLIER_DEFAULTS = {"rung_decoding": "model", "schedule": "async"}
 
 
 def _short(value: Any) -> str:
@@ -157,7 +161,7 @@ def ask(
         earlier = _tried(study, trial.params)
         if earlier is None:
             return trial
-        _repeat(study, trial, earlier)
+        end_as_repeat(study, trial, earlier)
     return None
 
 
@@ -171,13 +175,14 @@ def _tried(study: Any, params: Mapping[str, Any]) -> Any | None:
     return None
 
 
-def _repeat(study: Any, trial: Any, earlier: Any) -> None:
+def end_as_repeat(study: Any, trial: Any, earlier: Any) -> None:
     """End ``trial`` as ``earlier`` ended, with its scores, without training."""
     from optuna.trial import TrialState
 
     for step, score in sorted(earlier.intermediate_values.items()):
         trial.report(score, step)
     trial.set_user_attr("repeat_of", earlier.number)
+    trial.set_user_attr(TRAINED_SECONDS, 0.0)  # it trains nothing, however long it waited
     if "steps" in earlier.user_attrs:
         trial.set_user_attr("steps", earlier.user_attrs["steps"])
     if earlier.state == TrialState.COMPLETE:
@@ -268,6 +273,8 @@ def trial_records(
         started = trial.datetime_start.timestamp() if trial.datetime_start else None
         finished = trial.datetime_complete.timestamp() if trial.datetime_complete else None
         seconds = finished - started if started is not None and finished is not None else None
+        # A trial that waited at rungs (sync schedule) counts the time it trained, not waited.
+        seconds = trial.user_attrs.get(TRAINED_SECONDS, seconds)
         records.append(
             {
                 "number": trial.number,
@@ -291,6 +298,8 @@ def trial_records(
                 "rerun_of": trial.user_attrs.get("rerun_of"),
                 "repeat_of": trial.user_attrs.get("repeat_of"),
                 "rerun_as": rerun_as.get(trial.number),
+                # A rerun that continued from its predecessor's checkpoint (sync schedule).
+                "resumed_from": trial.user_attrs.get("resumed_from"),
             }
         )
     return records

@@ -10,6 +10,7 @@ greedy or beam search), so a scored trial trains exactly as an unscored one woul
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,14 +57,16 @@ def rung_steps(total: int, min_steps: int, factor: int) -> list[int]:
 
 @dataclass
 class TrialOutcome:
-    """A finished trial: its final score and what it cost; ``rungs`` are the scores reported
-    at each rung (greedy where the sweep's rungs decode greedily)."""
+    """A trial that finished, or paused at a rung (``paused``): its last score and what it
+    cost; ``rungs`` are the scores reported at each rung of this run of it (greedy where the
+    sweep's rungs decode greedily)."""
 
     score: float
     steps: int
     seconds: float
     rungs: list[tuple[int, float]] = field(default_factory=list)
     folder: Path | None = None
+    paused: bool = False
 
 
 def trial_folder(folder: Path, number: int) -> Path:
@@ -71,18 +74,20 @@ def trial_folder(folder: Path, number: int) -> Path:
     return folder / "trials" / f"{number:04d}"
 
 
-def plan_trial(context: SweepContext, params: dict[str, Any]) -> Any:
-    """The run plan of a trial with ``params`` (the study's values, by parameter key)."""
+def plan_trial(context: SweepContext, params: dict[str, Any], *, resume: bool = False) -> Any:
+    """The run plan of a trial with ``params`` (the study's values, by parameter key);
+    ``resume`` continues it from the newest checkpoint in its folder (a paused trial)."""
     from dialogsum.training.planning import plan_run
 
     options, training = context.space.settings(params, context.method_options, context.training)
     training = training.model_copy(
         update={
-            # The sweep scores the model itself, keeps no checkpoints (an interrupted trial is
-            # rerun from its start) and owns the budget.
+            # The sweep scores the model itself, keeps no checkpoints but a paused trial's
+            # (an interrupted trial is rerun from its start, or from where it paused) and owns
+            # the budget.
             "save_strategy": "no",
             "eval_strategy": "no",
-            "resume_from_checkpoint": False,
+            "resume_from_checkpoint": resume,
             "progress": False,
             "max_time": None,
             "max_cost": None,
@@ -103,24 +108,36 @@ def plan_trial(context: SweepContext, params: dict[str, Any]) -> Any:
 
 
 def run_trial(
-    context: SweepContext, number: int, params: dict[str, Any], reporter: Reporter
+    context: SweepContext,
+    number: int,
+    params: dict[str, Any],
+    reporter: Reporter,
+    *,
+    until: int | None = None,
+    resume: bool = False,
+    reported: tuple[tuple[int, float], ...] = (),
 ) -> TrialOutcome:
     """Train trial ``number`` with ``params``, reporting its score at each rung.
 
-    Raises :class:`Pruned` when the reporter stops it and :class:`BudgetReached` at the
-    sweep's deadline; a finished trial's run folder is ``trials/NNNN`` in the sweep folder.
+    With ``until``, the trial pauses at its first rung at or past that step (unless that is
+    its end): a checkpoint is saved there and the outcome says ``paused``. ``resume``
+    continues it from its newest checkpoint; ``reported`` are the rung scores it reported
+    before, which its ``trial.json`` lists with the new ones. Raises :class:`Pruned` when the
+    reporter stops it and :class:`BudgetReached` at the sweep's deadline; the trial's run
+    folder is ``trials/NNNN`` in the sweep folder.
     """
     from dialogsum.training.checkpoints import prepare_run_folder
     from dialogsum.training.run import run_finetune, write_json
 
     started = time.perf_counter()
-    plan = plan_trial(context, params)
+    plan = plan_trial(context, params, resume=resume)
     total = plan.total_steps()
     steps = rung_steps(total, context.first_rung, context.options.reduction_factor)
+    pause = next((step for step in steps if until is not None and step >= until), total)
     scorer = Scorer(context, plan.data)
-    callback = rung_callback(steps, scorer, reporter, context.deadline, total)
+    callback = rung_callback(steps, scorer, reporter, context.deadline, total, pause=pause)
     folder = trial_folder(context.folder, number)
-    prepare_run_folder(folder, overwrite=True, resume=False)
+    prepare_run_folder(folder, overwrite=not resume, resume=resume)
     _, result = run_finetune(
         plan,
         output_dir=folder,
@@ -128,8 +145,13 @@ def run_trial(
         serve=context.serve,
         callbacks=[callback],
     )
-    rungs = list(callback.scores)
+    rungs = [*reported, *callback.scores]
     done = int(result.metrics.get("global_step", total))
+    if pause < total and rungs and rungs[-1][0] == pause:
+        # The model written at the pause is not the trial's: only the checkpoint goes on.
+        shutil.rmtree(folder / "model", ignore_errors=True)
+        seconds = time.perf_counter() - started
+        return TrialOutcome(rungs[-1][1], pause, seconds, rungs, folder, paused=True)
     score = callback.score
     if score is None or rungs[-1][0] < done:
         # The Trainer ended on a step the plan did not count (it should not): score it anyway.
@@ -235,9 +257,12 @@ def rung_callback(
     reporter: Reporter,
     deadline: float | None,
     total: int,
+    *,
+    pause: int | None = None,
 ) -> Any:
     """A Trainer callback that scores the model at ``steps``, reports each score, and stops
-    the run when pruned (:class:`Pruned`) or at the deadline (:class:`BudgetReached`)."""
+    the run when pruned (:class:`Pruned`) or at the deadline (:class:`BudgetReached`); at
+    step ``pause`` (before ``total``) it saves a checkpoint and ends the run there."""
     from transformers import TrainerCallback
 
     class RungScores(TrainerCallback):
@@ -258,6 +283,12 @@ def rung_callback(
             self.scores.append((step, score))
             if reporter.report(step, score, final=final):
                 raise Pruned(step, score)
+            if step == pause and not final:
+                # As the budget guard stops a run: the Trainer saves this step's checkpoint
+                # (weights, optimizer, scheduler, random states) and ends; a resumed run
+                # continues from it exactly as if it had not stopped.
+                control.should_save = True
+                control.should_training_stop = True
             return control
 
     return RungScores()

@@ -137,10 +137,13 @@ def test_the_projection_times_greedy_rungs_and_the_last_rung_apart() -> None:
 def test_a_sweep_folder_from_before_rung_decoding_continues_as_it_ran(tmp_path: Path) -> None:
     earlier = {"seed": 0, "trials": 4}  # what an earlier version recorded: no rung_decoding
     open_study(tmp_path, SweepOptions(), earlier, 1)
-    same = open_study(tmp_path, SweepOptions(), {**earlier, "rung_decoding": "model"}, 1)
+    now = {**earlier, "rung_decoding": "model", "schedule": "async"}  # what it ran as
+    same = open_study(tmp_path, SweepOptions(), now, 1)
     assert same.user_attrs["settings"] == earlier
     with pytest.raises(ConfigError, match=r"rung_decoding: 'model' there, 'greedy' here"):
-        open_study(tmp_path, SweepOptions(), {**earlier, "rung_decoding": "greedy"}, 1)
+        open_study(tmp_path, SweepOptions(), {**now, "rung_decoding": "greedy"}, 1)
+    with pytest.raises(ConfigError, match=r"schedule: 'async' there, 'sync' here"):
+        open_study(tmp_path, SweepOptions(), {**now, "schedule": "sync"}, 1)
 
 
 def test_greedy_rungs_are_asked_for_and_never_apply_to_loss() -> None:

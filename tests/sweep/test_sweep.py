@@ -5,19 +5,17 @@ workers sharing the study, Ray Tune, and bad input refused before anything train
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dialogsum import Summarizer
-from dialogsum.data import Example
 from dialogsum.errors import ConfigError
+
+from .commands import cli_sweep, killed_and_rerun
 
 SPACE = {
     "learning_rate": {"low": 1e-4, "high": 3e-2, "log": True},
@@ -28,20 +26,6 @@ TRAINING = {"max_steps": 9, "batch_size": 4}
 
 def sweep_options(**more: Any) -> dict[str, Any]:
     return {"trials": 4, "objective": "loss", "progress": False, "seed": 3, **more}
-
-
-@pytest.fixture(scope="module")
-def data_files(tmp_path_factory: pytest.TempPathFactory, few_examples: list[Example]) -> Path:
-    folder = tmp_path_factory.mktemp("sweep-data")
-    for name, rows in (("train", few_examples), ("validation", few_examples[:4])):
-        lines = [json.dumps({"dialogue": e.dialogue, "summary": e.references[0]}) for e in rows]
-        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir: Path) -> Summarizer:
-    return Summarizer.from_pretrained(tiny_model_dir, backend="torch")
 
 
 def run_sweep(tiny: Summarizer, data_files: Path, folder: Path, **options: Any) -> tuple[Any, Any]:
@@ -129,42 +113,12 @@ def test_the_same_seed_gives_the_same_trials_and_the_same_best_model(
     assert outcomes(other.summary) != outcomes(first.summary)
 
 
-def cli_sweep(tiny_model_dir: Path, data_files: Path, folder: Path, *more: str) -> list[str]:
-    return [
-        sys.executable, "-m", "dialogsum", "sweep",
-        "--model", str(tiny_model_dir),
-        "--train", str(data_files / "train.jsonl"),
-        "--eval", str(data_files / "validation.jsonl"),
-        "--output-dir", str(folder),
-        "--search", "learning_rate=1e-4..3e-2:log",
-        "--search", "r=2,4",
-        "--max-steps", "9", "--batch-size", "4",
-        "--trials", "4", "--objective", "loss", "--seed", "3", "--no-progress",
-        *more,
-    ]  # fmt: skip
-
-
 def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
     first_sweep: tuple[Any, Any], tiny_model_dir: Path, data_files: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "killed"
-    command = cli_sweep(tiny_model_dir, data_files, folder)
-    # One torch thread, as in this process (conftest): the scores compare bit for bit.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
-    deadline = time.monotonic() + 120
-    while not (folder / "trials" / "0001").exists():  # trial 1 has started
-        assert process.poll() is None and time.monotonic() < deadline, "the sweep did not start"
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    rerun = subprocess.run(
-        [*command, "--json"], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    summary = json.loads(rerun.stdout)
+    trial_1_started = (folder / "trials" / "0001").exists
+    summary = killed_and_rerun(cli_sweep(tiny_model_dir, data_files, folder), trial_1_started)
     interrupted = [t for t in summary["trials"] if t["state"] == "interrupted"]
     assert [t["number"] for t in interrupted] == [1]
     assert interrupted[0]["rerun_as"] is not None
@@ -177,22 +131,8 @@ def test_a_sweep_killed_in_its_last_trial_reruns_that_trial(
 ) -> None:
     # The rerun waits in the study for its turn; it must not fill the sweep's last place.
     folder = tmp_path / "killed-last"
-    command = cli_sweep(tiny_model_dir, data_files, folder)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
-    deadline = time.monotonic() + 180
-    while not (folder / "trials" / "0003").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "trial 3 did not start"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    rerun = subprocess.run(
-        [*command, "--json"], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    summary = json.loads(rerun.stdout)
+    trial_3_started = (folder / "trials" / "0003").exists
+    summary = killed_and_rerun(cli_sweep(tiny_model_dir, data_files, folder), trial_3_started)
     assert [t["number"] for t in summary["trials"] if t["state"] == "interrupted"] == [3]
     assert outcomes(summary) == outcomes(first_sweep[1].summary)
 
@@ -300,7 +240,9 @@ def test_a_folder_of_another_sweep_is_not_continued(
         run_sweep(tiny, data_files, first_sweep[1].folder, seed=9)
 
 
-def test_a_plugin_methods_options_are_swept(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
+def test_a_plugin_methods_options_are_swept(
+    tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("dialogsum_ia3")
     space = {"target_modules": [["k", "v", "wo"], ["q", "v", "wo"]], "learning_rate": [1e-2]}
     _, result = tiny.sweep(
@@ -313,7 +255,10 @@ def test_a_plugin_methods_options_are_swept(tiny: Summarizer, data_files: Path, 
     assert all(t["params"]["options.target_modules"] in space["target_modules"] for t in trials)
     recorded = json.loads((result.folder / "best" / "train_config.json").read_text())
     assert recorded["method"] == "ia3"
-    assert recorded["options"]["target_modules"] == result.summary["best"]["params"]["options.target_modules"]
+    assert (
+        recorded["options"]["target_modules"]
+        == result.summary["best"]["params"]["options.target_modules"]
+    )
     # A choice the plugin's own validator refuses is refused before anything trains.
     with pytest.raises(ConfigError, match=r"'feedforward_modules': \['q'\] is not a valid"):
         tiny.sweep(
@@ -339,12 +284,16 @@ def test_estimate_prints_the_projection_per_rung_and_trains_nothing(
     # Successive halving: every trial reaches the first rung, a third of them the next.
     assert [rung["trials"] for rung in projection["rungs"]] == [4, 2, 1]
     assert [rung["steps"] for rung in projection["rungs"]] == [1, 3, 9]
-    assert projection["projected_seconds"] == pytest.approx(sum(r["seconds"] for r in projection["rungs"]))
+    assert projection["projected_seconds"] == pytest.approx(
+        sum(r["seconds"] for r in projection["rungs"])
+    )
     assert projection["projected_cost"] == pytest.approx(projection["projected_seconds"] / 1000)
     assert not folder.exists()
 
 
-def test_settings_already_tried_are_not_trained_again(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
+def test_settings_already_tried_are_not_trained_again(
+    tiny: Summarizer, data_files: Path, tmp_path: Path
+) -> None:
     _, result = tiny.sweep(
         data_files / "train.jsonl", data_files / "validation.jsonl",
         space={"r": [2, 4]}, output_dir=tmp_path / "repeats", training=TRAINING,

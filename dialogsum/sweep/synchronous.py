@@ -1,0 +1,180 @@
+"""Synchronous successive halving (``schedule: sync``): whole rungs, compared at once.
+
+Asynchronous successive halving decides each trial at its rung against the trials that reached
+that rung before it; run one trial after another, the first trial meets no rival at any rung
+and trains to its end, and the next few go on whenever they beat those before them. Here every
+trial of the sweep trains to the first rung and pauses there (a checkpoint, see
+:func:`~dialogsum.sweep.trials.run_trial`); once all have, the best ``1/reduction_factor`` of
+them (at least one) resume from their checkpoints to the next rung, and so on. A resumed trial
+trains exactly as an uninterrupted one, so its scores and model are those of the same trial
+run straight through; only which trials go on differs.
+
+Decisions are made from the study alone: at rung step ``s`` the trials ranked are every
+counted trial that reported a score at ``s`` (ties go to the lower trial number), so a sweep
+killed at any moment and run again decides the same. A trial interrupted while paused, or
+while training between rungs, is rerun as a new trial that takes over its folder and the
+scores it had reported up to its newest checkpoint, and resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from dialogsum.errors import ConfigError, logger
+from dialogsum.sweep.job import SweepContext
+from dialogsum.sweep.local import StudyReporter, attempt
+from dialogsum.sweep.progress import Progress
+from dialogsum.sweep.study import (
+    TRAINED_SECONDS,
+    ask,
+    end_as_repeat,
+    tell_finished,
+    tell_pruned,
+)
+from dialogsum.sweep.trials import trial_folder
+
+
+def run_synchronous(
+    context: SweepContext, study: Any, progress: Progress | None = None
+) -> str | None:
+    """Run the sweep's trials rung by rung. Returns ``"budget"`` when the budget stopped it,
+    else None."""
+    options = context.options
+    bracket, twins = _bracket(context, study)
+    stage = 0
+    alive = bracket
+    while alive:
+        until = context.first_rung * options.reduction_factor**stage
+        paused: dict[int, int] = {}  # trial number -> the rung step it paused at
+        for trial in alive:
+            reached = _reported(study, trial.number)
+            if reached and max(reached) >= until:  # reached in an earlier run of the sweep
+                paused[trial.number] = min(step for step in reached if step >= until)
+                continue
+            if context.out_of_time:
+                return "budget"
+            outcome = attempt(
+                context,
+                study,
+                trial,
+                StudyReporter(trial, progress, prune=False),
+                until=until,
+                resume=bool(reached),
+                reported=_scores(study, trial.number),
+            )
+            if outcome is None:
+                return "budget"
+            spent = float(trial.user_attrs.get(TRAINED_SECONDS, 0.0)) + outcome.seconds
+            trial.set_user_attr(TRAINED_SECONDS, spent)
+            if outcome.paused:
+                paused[trial.number] = outcome.steps
+                continue
+            # Its end came before this stage's rung (a shorter trial): nothing to decide.
+            shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)
+            tell_finished(study, trial, outcome.score, outcome.steps)
+            if progress is not None:
+                progress(trial.number, None)
+        going_on = []
+        for trial in alive:
+            if trial.number not in paused:
+                continue
+            if trial.number in _promoted(study, paused[trial.number], options):
+                going_on.append(trial)
+                continue
+            tell_pruned(study, trial, trial_folder(context.folder, trial.number))
+            if progress is not None:
+                progress(trial.number, None)
+        alive = going_on
+        stage += 1
+    _end_twins(study, twins)
+    return None
+
+
+def _bracket(context: SweepContext, study: Any) -> tuple[list[Any], list[tuple[Any, int]]]:
+    """The trials to train: every trial the sweep still lacks, asked now (reruns of
+    interrupted ones first, each taking over its predecessor's checkpoint and scores).
+    Settings asked twice train once: the second trial is a twin, ended as the first ends."""
+    bracket: list[Any] = []
+    twins: list[tuple[Any, int]] = []
+    while (trial := ask(study, context.space, context.options)) is not None:
+        twin = next((other for other in bracket if other.params == trial.params), None)
+        if twin is not None:
+            twins.append((trial, twin.number))
+            continue
+        rerun_of = trial.user_attrs.get("rerun_of")
+        if rerun_of is not None:
+            _take_over(context, study, trial, int(rerun_of))
+        bracket.append(trial)
+    return bracket, twins
+
+
+def _take_over(context: SweepContext, study: Any, trial: Any, earlier: int) -> None:
+    """Give rerun ``trial`` the folder of interrupted trial ``earlier`` and the scores it had
+    reported up to its newest whole checkpoint (from which the rerun resumes)."""
+    from dialogsum.training.budget import resumed_step
+    from dialogsum.training.checkpoints import resume_point
+
+    source = trial_folder(context.folder, earlier)
+    try:
+        checkpoint = resume_point(source / "checkpoints", True)
+    except ConfigError:  # no checkpoint (interrupted before its first rung), or all damaged
+        return  # the rerun starts from the beginning
+    if checkpoint is None:
+        return
+    step = resumed_step(checkpoint)
+    target = trial_folder(context.folder, trial.number)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.move(str(source), str(target))
+    scores = study._storage.get_trial(_trial_id(study, earlier)).intermediate_values
+    for reported, score in sorted(scores.items()):
+        if reported <= step:
+            trial.report(score, reported)
+    trial.set_user_attr("resumed_from", step)
+    spent = study.get_trials(deepcopy=False)[earlier].user_attrs.get(TRAINED_SECONDS)
+    if spent is not None:
+        trial.set_user_attr(TRAINED_SECONDS, spent)
+    logger.info("trial %d resumes trial %d from step %d", trial.number, earlier, step)
+
+
+def _trial_id(study: Any, number: int) -> int:
+    return int(study.get_trials(deepcopy=False)[number]._trial_id)
+
+
+def _scores(study: Any, number: int) -> tuple[tuple[int, float], ...]:
+    """The (rung step, score) pairs trial ``number`` has reported, in step order."""
+    trial = study.get_trials(deepcopy=False)[number]
+    scores = sorted(trial.intermediate_values.items())
+    return tuple((int(step), float(score)) for step, score in scores)
+
+
+def _reported(study: Any, number: int) -> list[int]:
+    """The rung steps trial ``number`` has reported a score at."""
+    trial = study.get_trials(deepcopy=False)[number]
+    return sorted(int(step) for step in trial.intermediate_values)
+
+
+def _promoted(study: Any, step: int, options: Any) -> set[int]:
+    """The trials that go on from rung ``step``: the best ``1/reduction_factor`` (at least
+    one) of the counted trials that reported a score there, ties to the lower number.
+    Repeats of another trial's settings are left out: they would take a place twice."""
+    from optuna.trial import TrialState
+
+    ranked = [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state != TrialState.FAIL
+        and step in trial.intermediate_values
+        and "repeat_of" not in trial.user_attrs
+    ]
+    sign = -1.0 if options.maximize else 1.0
+    ranked.sort(key=lambda trial: (sign * trial.intermediate_values[step], trial.number))
+    keep = max(1, len(ranked) // options.reduction_factor)
+    return {trial.number for trial in ranked[:keep]}
+
+
+def _end_twins(study: Any, twins: list[tuple[Any, int]]) -> None:
+    """End each twin as the trial with its settings ended (the scores, without training)."""
+    trials = study.get_trials(deepcopy=False)
+    for trial, number in twins:
+        end_as_repeat(study, trial, trials[number])
