@@ -20,9 +20,16 @@ from dialogsum.files import write_text
 from dialogsum.training.estimates import format_duration
 
 LEARNING_RATE = "training.learning_rate"
-STATES = ("finished", "pruned", "interrupted", "stopped", "running")
+STATES = ("finished", "pruned", "interrupted", "stopped", "paused", "running")
 #: A marker per trial state, so pruned and stopped trials read apart from finished ones.
-MARKERS = {"finished": "o", "pruned": "x", "interrupted": "v", "stopped": "s", "running": "^"}
+MARKERS = {
+    "finished": "o",
+    "pruned": "x",
+    "interrupted": "v",
+    "stopped": "s",
+    "paused": "d",
+    "running": "^",
+}
 
 Trial = Mapping[str, Any]
 Table = tuple[list[str], list[list[str]], int | None]  # headers, rows, the best row's index
@@ -130,7 +137,9 @@ def _summary_lines(
 ) -> list[tuple[str, str]]:
     metric, minimize = _metric(summary), _minimize(summary)
     counts = {state: sum(t.get("state") == state for t in trials) for state in STATES}
-    shown = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s != "running")
+    shown = ", ".join(
+        f"{counts[s]} {s}" for s in STATES if counts[s] or s not in ("paused", "running")
+    )
     state = str(summary.get("state", "?"))
     if summary.get("stop_reason"):
         state += f": {summary['stop_reason']}"

@@ -28,6 +28,8 @@ OWNER = "owner"
 #: A trial's user attribute: the seconds it spent training and scoring, over all its runs
 #: (a trial that pauses at rungs runs several times).
 TRAINED_SECONDS = "trained_seconds"
+#: A trial's user attribute: the rung step it last waited at (sync schedule).
+PAUSED_AT = "paused_at"
 
 
 def storage_url(folder: Path, options: SweepOptions) -> str:
@@ -270,6 +272,8 @@ def trial_records(
             continue  # a rerun not started yet: the interrupted trial's record says so
         state = states.get(trial.state) or str(trial.user_attrs.get("ended", "failed"))
         rungs = sorted(trial.intermediate_values.items())
+        if state == "running" and rungs and trial.user_attrs.get(PAUSED_AT) == rungs[-1][0]:
+            state = "paused"  # waiting at a rung when the sweep stopped (sync schedule)
         started = trial.datetime_start.timestamp() if trial.datetime_start else None
         finished = trial.datetime_complete.timestamp() if trial.datetime_complete else None
         seconds = finished - started if started is not None and finished is not None else None

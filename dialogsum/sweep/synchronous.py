@@ -26,6 +26,7 @@ from dialogsum.sweep.job import SweepContext
 from dialogsum.sweep.local import StudyReporter, attempt
 from dialogsum.sweep.progress import Progress
 from dialogsum.sweep.study import (
+    PAUSED_AT,
     TRAINED_SECONDS,
     ask,
     end_as_repeat,
@@ -69,6 +70,7 @@ def run_synchronous(
             trial.set_user_attr(TRAINED_SECONDS, spent)
             if outcome.paused:
                 paused[trial.number] = outcome.steps
+                trial.set_user_attr(PAUSED_AT, outcome.steps)
                 continue
             # Its end came before this stage's rung (a shorter trial): nothing to decide.
             shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)

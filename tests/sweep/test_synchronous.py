@@ -180,3 +180,31 @@ def test_the_projection_of_a_sync_sweep_counts_whole_rungs_and_restarts() -> Non
     ]
     # Asynchronous halving projects ceil(trials / 3**k) and starts each trial once.
     assert [r.trials for r in project("async").rungs] == [12, 4, 2]
+
+
+def test_a_sync_sweep_stopped_at_its_budget_goes_on_from_its_checkpoints(
+    synchronous: dict[str, Any],
+    tiny: Summarizer,
+    data_files: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dialogsum.sweep.trials
+
+    steps = iter(range(1, 1000))
+    # The deadline passes at the 12th training step of the sweep: the first rung took 8 (4
+    # trials x 2), the first trial to go on trained steps 3 and 4 and waits there, and the
+    # second stops at its step 4, before scoring it.
+    monkeypatch.setattr(dialogsum.sweep.trials, "past", lambda deadline: next(steps) >= 12)
+    folder = tmp_path / "budget"
+    stopped = sweep(tiny, data_files, folder, schedule="sync", max_time=3600)
+    assert stopped["state"] == "stopped" and stopped["best"] is None
+    states = sorted(t["state"] for t in stopped["trials"])
+    assert states == ["paused", "pruned", "pruned", "stopped"], stopped["trials"]
+    monkeypatch.undo()
+    finished = sweep(tiny, data_files, folder, schedule="sync")
+    assert finished["state"] == "finished"
+    # Both went on from their checkpoints: the one waiting at step 4, the stopped one at 2.
+    resumed = sorted(t["resumed_from"] for t in finished["trials"] if t["rerun_of"] is not None)
+    assert resumed == [2, 4]
+    assert outcomes(finished) == outcomes(synchronous)
