@@ -13,47 +13,13 @@ from typing import Any
 
 from dialogsum.sweep.job import SweepContext, SweepJob, load_context
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import (
-    ask,
-    counted_trials,
-    interrupt,
-    open_study,
-    tell_finished,
-    tell_pruned,
-)
-from dialogsum.sweep.trials import (
-    BudgetReached,
-    Pruned,
-    TrialOutcome,
-    run_trial,
-    trial_folder,
-)
-
-
-class StudyReporter:
-    """Reports a trial's rung scores to its Optuna trial and asks the pruner (unless
-    ``prune`` is False: whole rungs are decided once every trial has reached them)."""
-
-    def __init__(self, trial: Any, progress: Progress | None, *, prune: bool = True) -> None:
-        self.trial = trial
-        self.progress = progress
-        self.prune = prune
-
-    def report(self, step: int, score: float, *, final: bool) -> bool:
-        """Record the score; True when the pruner stops the trial."""
-        self.trial.report(score, step)
-        if self.progress is not None:
-            self.progress(self.trial.number, step)
-        return self.prune and not final and bool(self.trial.should_prune())
+from dialogsum.sweep.study import ask, counted_trials, open_study, tell_finished, tell_pruned
+from dialogsum.sweep.trials import Pruned, StudyReporter, attempt, trial_folder
 
 
 def run_trials(context: SweepContext, study: Any, progress: Progress | None = None) -> str | None:
     """Run trials until the study holds the sweep's number of them. Returns ``"budget"`` when
     the budget stopped the sweep, else None."""
-    if context.options.schedule == "sync":
-        from dialogsum.sweep.synchronous import run_synchronous
-
-        return run_synchronous(context, study, progress)
     while counted_trials(study) < context.options.trials:
         if context.out_of_time:
             return "budget"
@@ -71,24 +37,6 @@ def run_trials(context: SweepContext, study: Any, progress: Progress | None = No
         if progress is not None:
             progress(trial.number, None)
     return None
-
-
-def attempt(
-    context: SweepContext, study: Any, trial: Any, reporter: StudyReporter, **more: Any
-) -> TrialOutcome | None:
-    """Run ``trial`` (``more``: :func:`run_trial`'s keywords); None when the sweep's budget
-    stopped it. A trial stopped, killed by Ctrl-C or failed is marked so in the study and
-    reruns next time; :class:`Pruned` goes to the caller."""
-    try:
-        return run_trial(context, trial.number, dict(trial.params), reporter, **more)
-    except Pruned:
-        raise
-    except BudgetReached:
-        interrupt(study, trial, "stopped")
-        return None
-    except BaseException:
-        interrupt(study, trial, "interrupted")
-        raise
 
 
 def start_workers(count: int, target: Callable[..., Any], *args: Any) -> list[Any]:

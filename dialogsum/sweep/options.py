@@ -39,7 +39,8 @@ class SweepOptions(BaseModel):
         "unless it ranks low among the trials that reached its rung before it (so the first "
         "trials, which meet no rivals, train to the end). sync: every trial trains to a rung "
         "and waits there (a checkpoint) until all have, then the best 1/reduction_factor "
-        "resume. Optuna engine, successive halving, one worker.",
+        "resume; all trials are sampled before any is scored, so at random (seeded). Optuna "
+        "engine, successive halving, one worker.",
     )
     reduction_factor: int = Field(
         3, ge=2, description="Each rung keeps 1/reduction_factor of the trials reaching it."

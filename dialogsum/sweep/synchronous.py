@@ -23,7 +23,6 @@ from typing import Any
 
 from dialogsum.errors import ConfigError, logger
 from dialogsum.sweep.job import SweepContext
-from dialogsum.sweep.local import StudyReporter, attempt
 from dialogsum.sweep.progress import Progress
 from dialogsum.sweep.study import (
     PAUSED_AT,
@@ -33,7 +32,7 @@ from dialogsum.sweep.study import (
     tell_finished,
     tell_pruned,
 )
-from dialogsum.sweep.trials import trial_folder
+from dialogsum.sweep.trials import StudyReporter, attempt, trial_folder
 
 
 def run_synchronous(
@@ -73,8 +72,10 @@ def run_synchronous(
                 trial.set_user_attr(PAUSED_AT, outcome.steps)
                 continue
             # Its end came before this stage's rung (a shorter trial): nothing to decide.
-            shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)
+            # Told first: a kill while the checkpoints go must not leave a half-removed one
+            # for a rerun to resume from.
             tell_finished(study, trial, outcome.score, outcome.steps)
+            shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)
             if progress is not None:
                 progress(trial.number, None)
         going_on = []
@@ -112,35 +113,47 @@ def _bracket(context: SweepContext, study: Any) -> tuple[list[Any], list[tuple[A
 
 
 def _take_over(context: SweepContext, study: Any, trial: Any, earlier: int) -> None:
-    """Give rerun ``trial`` the folder of interrupted trial ``earlier`` and the scores it had
-    reported up to its newest whole checkpoint (from which the rerun resumes)."""
+    """Give rerun ``trial`` the newest whole checkpoint its interrupted predecessors left, and
+    the scores reported up to it, from which the rerun resumes.
+
+    The predecessors are ``earlier`` and, back along their reruns, the trials before it: a
+    rerun killed before it took a folder over leaves it with the trial before. The scores are
+    reported before the folder moves, so a kill in between leaves the folder where the next
+    rerun looks for it (with its owner's scores)."""
     from dialogsum.training.budget import resumed_step
     from dialogsum.training.checkpoints import resume_point
 
-    source = trial_folder(context.folder, earlier)
-    try:
-        checkpoint = resume_point(source / "checkpoints", True)
-    except ConfigError:  # no checkpoint (interrupted before its first rung), or all damaged
-        return  # the rerun starts from the beginning
-    if checkpoint is None:
+    trials = study.get_trials(deepcopy=False)
+    for owner in _lineage(trials, earlier):
+        source = trial_folder(context.folder, owner)
+        try:
+            checkpoint = resume_point(source / "checkpoints", True)
+        except ConfigError:  # no checkpoint there, or every one damaged
+            continue
+        if checkpoint is None:
+            continue
+        step = resumed_step(checkpoint)
+        for reported, score in sorted(trials[owner].intermediate_values.items()):
+            if reported <= step:
+                trial.report(score, reported)
+        spent = trials[owner].user_attrs.get(TRAINED_SECONDS)
+        if spent is not None:
+            trial.set_user_attr(TRAINED_SECONDS, spent)
+        target = trial_folder(context.folder, trial.number)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(source), str(target))
+        trial.set_user_attr("resumed_from", step)
+        logger.info("trial %d resumes trial %d from step %d", trial.number, owner, step)
         return
-    step = resumed_step(checkpoint)
-    target = trial_folder(context.folder, trial.number)
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.move(str(source), str(target))
-    scores = study._storage.get_trial(_trial_id(study, earlier)).intermediate_values
-    for reported, score in sorted(scores.items()):
-        if reported <= step:
-            trial.report(score, reported)
-    trial.set_user_attr("resumed_from", step)
-    spent = study.get_trials(deepcopy=False)[earlier].user_attrs.get(TRAINED_SECONDS)
-    if spent is not None:
-        trial.set_user_attr(TRAINED_SECONDS, spent)
-    logger.info("trial %d resumes trial %d from step %d", trial.number, earlier, step)
+    # Nothing to resume from: the rerun starts from the beginning.
 
 
-def _trial_id(study: Any, number: int) -> int:
-    return int(study.get_trials(deepcopy=False)[number]._trial_id)
+def _lineage(trials: list[Any], number: int) -> list[int]:
+    """Trial ``number`` and the trials it reruns, back to the first (newest first)."""
+    chain = [number]
+    while (before := trials[chain[-1]].user_attrs.get("rerun_of")) is not None:
+        chain.append(int(before))
+    return chain
 
 
 def _scores(study: Any, number: int) -> tuple[tuple[int, float], ...]:
@@ -158,19 +171,27 @@ def _reported(study: Any, number: int) -> list[int]:
 
 def _promoted(study: Any, step: int, options: Any) -> set[int]:
     """The trials that go on from rung ``step``: the best ``1/reduction_factor`` (at least
-    one) of the counted trials that reported a score there, ties to the lower number.
-    Repeats of another trial's settings are left out: they would take a place twice."""
+    one) of the counted trials that reported a score there. Ties go to the trial first asked
+    (a rerun ranks as the trial it reruns, whose number it does not keep), so a sweep rerun
+    after a kill decides as before. Repeats of another trial's settings are left out: they
+    would take a place twice."""
     from optuna.trial import TrialState
 
+    trials = study.get_trials(deepcopy=False)
     ranked = [
         trial
-        for trial in study.get_trials(deepcopy=False)
+        for trial in trials
         if trial.state != TrialState.FAIL
         and step in trial.intermediate_values
         and "repeat_of" not in trial.user_attrs
     ]
     sign = -1.0 if options.maximize else 1.0
-    ranked.sort(key=lambda trial: (sign * trial.intermediate_values[step], trial.number))
+    ranked.sort(
+        key=lambda trial: (
+            sign * trial.intermediate_values[step],
+            _lineage(trials, trial.number)[-1],
+        )
+    )
     keep = max(1, len(ranked) // options.reduction_factor)
     return {trial.number for trial in ranked[:keep]}
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from dialogsum.data import DataOptions
 from dialogsum.modeling import TorchModel
 from dialogsum.sweep.job import SweepContext, past
+from dialogsum.sweep.progress import Progress
+from dialogsum.sweep.study import interrupt
 
 
 class Pruned(Exception):
@@ -286,9 +288,46 @@ def rung_callback(
             if step == pause and not final:
                 # As the budget guard stops a run: the Trainer saves this step's checkpoint
                 # (weights, optimizer, scheduler, random states) and ends; a resumed run
-                # continues from it exactly as if it had not stopped.
+                # continues from it exactly as if it had not stopped. It logs first, so the
+                # loss summed into the checkpoint covers every step (RunTotals).
                 control.should_save = True
+                control.should_log = True
                 control.should_training_stop = True
             return control
 
     return RungScores()
+
+
+class StudyReporter:
+    """Reports a trial's rung scores to its Optuna trial and asks the pruner (unless
+    ``prune`` is False: whole rungs are decided once every trial has reached them)."""
+
+    def __init__(self, trial: Any, progress: Progress | None, *, prune: bool = True) -> None:
+        self.trial = trial
+        self.progress = progress
+        self.prune = prune
+
+    def report(self, step: int, score: float, *, final: bool) -> bool:
+        """Record the score; True when the pruner stops the trial."""
+        self.trial.report(score, step)
+        if self.progress is not None:
+            self.progress(self.trial.number, step)
+        return self.prune and not final and bool(self.trial.should_prune())
+
+
+def attempt(
+    context: SweepContext, study: Any, trial: Any, reporter: StudyReporter, **more: Any
+) -> TrialOutcome | None:
+    """Run ``trial`` (``more``: :func:`run_trial`'s keywords); None when the sweep's budget
+    stopped it. A trial stopped, killed by Ctrl-C or failed is marked so in the study and
+    reruns next time; :class:`Pruned` goes to the caller."""
+    try:
+        return run_trial(context, trial.number, dict(trial.params), reporter, **more)
+    except Pruned:
+        raise
+    except BudgetReached:
+        interrupt(study, trial, "stopped")
+        return None
+    except BaseException:
+        interrupt(study, trial, "interrupted")
+        raise

@@ -208,3 +208,25 @@ def test_a_sync_sweep_stopped_at_its_budget_goes_on_from_its_checkpoints(
     resumed = sorted(t["resumed_from"] for t in finished["trials"] if t["rerun_of"] is not None)
     assert resumed == [2, 4]
     assert outcomes(finished) == outcomes(synchronous)
+
+
+def test_a_tie_at_a_rung_is_decided_the_same_after_a_rerun() -> None:
+    import optuna
+
+    from dialogsum.sweep.study import interrupt
+    from dialogsum.sweep.synchronous import _promoted
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    first, second, third = (study.ask({}) for _ in range(3))
+    for trial, score in ((first, 0.5), (second, 0.5), (third, 0.3)):
+        trial.report(score, 2)
+    options = SweepOptions(reduction_factor=3)
+    assert _promoted(study, 2, options) == {first.number}  # the tie goes to the first asked
+    # Killed: the first is rerun under a new number and takes over its score; it still ranks
+    # as the trial first asked, so the decision stands (no trial goes on otherwise).
+    interrupt(study, first, "interrupted")
+    rerun = study.ask({})
+    assert rerun.user_attrs["rerun_of"] == first.number
+    rerun.report(0.5, 2)
+    assert _promoted(study, 2, options) == {rerun.number}
