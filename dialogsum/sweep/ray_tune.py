@@ -145,6 +145,10 @@ class StudySearcher(Searcher):
         if self.context.out_of_time:
             self.stopped = True
             return self.FINISHED  # type: ignore[return-value]
+        if self.errors:
+            # A failed trial's rerun waits for the next run of the sweep: asked now, a trial
+            # that fails every time (out of memory, say) would be retried without end.
+            return self.FINISHED  # type: ignore[return-value]
         trial = ask(self.study, self.context.space, self.context.options)
         if trial is None:
             return self.FINISHED  # type: ignore[return-value]

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -203,6 +204,26 @@ def test_ray_tune_runs_the_same_sweep(
     assert (one.folder / "best" / "model").is_dir()
     _, two = run_sweep(tiny, data_files, tmp_path / "ray2", engine="ray", workers=2)
     assert len(counted(two.summary)) == 4 and two.summary["best"] is not None
+
+
+def test_ray_tune_asks_no_more_trials_once_one_failed() -> None:
+    pytest.importorskip("ray.tune")
+    import optuna
+
+    from dialogsum.sweep.options import SweepOptions
+    from dialogsum.sweep.ray_tune import StudySearcher
+
+    study = optuna.create_study(direction="maximize")
+    choices = optuna.distributions.CategoricalDistribution([2, 4])
+    space = SimpleNamespace(distributions=lambda: {"r": choices})
+    context: Any = SimpleNamespace(out_of_time=False, space=space, options=SweepOptions())
+    searcher = StudySearcher(study, context, None, metric="score", mode="max")
+    assert searcher.suggest("first") is not searcher.FINISHED
+    searcher.on_trial_complete("first", error=True)
+    # Its rerun waits in the study for the next run of the sweep; a trial failing every time
+    # would otherwise be retried without end.
+    assert searcher.suggest("second") is searcher.FINISHED
+    assert searcher.errors == ["trial 0"]
 
 
 @pytest.mark.parametrize(
