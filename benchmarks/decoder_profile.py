@@ -30,8 +30,9 @@ THREADS = 2
 TOKENS = 200
 
 
-def profile(work: Path, beams: int, batch: int, rounds: int) -> None:
-    """Profile one case in this process (sessions are made with profiling on)."""
+def profile(work: Path, beams: int, batch: int, rounds: int, operators: bool) -> None:
+    """Time one case in this process; with ``operators``, profile its sessions instead (the
+    profiler slows every node, so the times come from a run without it)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -42,7 +43,7 @@ def profile(work: Path, beams: int, batch: int, rounds: int) -> None:
     make_session = ort.InferenceSession.__init__
 
     def profiled(self: Any, model: Any, options: Any = None, *args: Any, **kwargs: Any) -> None:
-        if options is not None:
+        if options is not None and operators:
             options.enable_profiling = True
             options.profile_file_prefix = str(folder / "session")
         make_session(self, model, options, *args, **kwargs)
@@ -72,12 +73,15 @@ def profile(work: Path, beams: int, batch: int, rounds: int) -> None:
         started = time.perf_counter()
         predictor.generate_ids(ids, mask, options)
         times.append(time.perf_counter() - started)
-    total = sum(times)
-    print(f"\n{beams} beam(s), batch {batch}: median {statistics.median(times) * 1000:.0f} ms")
-    for name, seconds in spent.most_common():
-        print(f"  {seconds / rounds * 1000:7.1f} ms  {name}")
-    rest = (total - sum(spent.values())) / rounds
-    print(f"  {rest * 1000:7.1f} ms  Python between steps ({rest / (total / rounds):.0%})")
+    if not operators:
+        total = sum(times)
+        median = statistics.median(times) * 1000
+        print(f"\n{beams} beam(s), batch {batch}: median {median:.0f} ms")
+        for name, seconds in spent.most_common():
+            print(f"  {seconds / rounds * 1000:7.1f} ms  {name}")
+        rest = (total - sum(spent.values())) / rounds
+        print(f"  {rest * 1000:7.1f} ms  Python between steps ({rest / (total / rounds):.0%})")
+        return
     by_type: collections.Counter[str] = collections.Counter()
     for event in json.loads(Path(predictor.slotted.end_profiling()).read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -103,19 +107,21 @@ def main() -> int:
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--case", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (args.work / "onnx-int8" / "dialogsum.json").exists():
         sys.exit(f"no int8 export in {args.work}: run benchmarks/cpu_serving.py first")
     if args.case:
-        profile(args.work, *args.case, rounds=args.rounds)
+        beams, batch, operators = args.case
+        profile(args.work, beams, batch, args.rounds, bool(operators))
         return 0
     for beams in args.beams:
         for batch in args.batch:
-            # Each case in its own process: profiling is set when the sessions are made.
-            command = [sys.executable, __file__, "--work", str(args.work), "--rounds"]
-            command += [str(args.rounds), "--case", str(beams), str(batch)]
-            subprocess.run(command, check=True)
+            # Each run in its own process: profiling is set when the sessions are made.
+            for operators in ("0", "1"):
+                command = [sys.executable, __file__, "--work", str(args.work), "--rounds"]
+                command += [str(args.rounds), "--case", str(beams), str(batch), operators]
+                subprocess.run(command, check=True)
     return 0
 
 
