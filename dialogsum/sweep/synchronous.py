@@ -10,8 +10,9 @@ trains exactly as an uninterrupted one, so its scores and model are those of the
 run straight through; only which trials go on differs.
 
 Decisions are made from the study alone: at rung step ``s`` the trials ranked are every
-counted trial that reported a score at ``s`` (ties go to the lower trial number), so a sweep
-killed at any moment and run again decides the same. A trial interrupted while paused, or
+counted trial that reported a score at ``s`` (ties go to the trial first asked, a rerun
+ranking as the trial it reruns), so a sweep killed at any moment and run again decides the
+same. A trial interrupted while paused, or
 while training between rungs, is rerun as a new trial that takes over its folder and the
 scores it had reported up to its newest checkpoint, and resumes from that checkpoint.
 """
@@ -48,9 +49,10 @@ def run_synchronous(
         until = context.first_rung * options.reduction_factor**stage
         paused: dict[int, int] = {}  # trial number -> the rung step it paused at
         for trial in alive:
-            reached = _reported(study, trial.number)
-            if reached and max(reached) >= until:  # reached in an earlier run of the sweep
-                paused[trial.number] = min(step for step in reached if step >= until)
+            reported = _scores(study, trial.number)
+            reached = [step for step, _ in reported if step >= until]
+            if reached:  # reached in an earlier run of the sweep
+                paused[trial.number] = reached[0]
                 continue
             if context.out_of_time:
                 return "budget"
@@ -60,8 +62,8 @@ def run_synchronous(
                 trial,
                 StudyReporter(trial, progress, prune=False),
                 until=until,
-                resume=bool(reached),
-                reported=_scores(study, trial.number),
+                resume=bool(reported),
+                reported=reported,
             )
             if outcome is None:
                 return "budget"
@@ -130,8 +132,6 @@ def _take_over(context: SweepContext, study: Any, trial: Any, earlier: int) -> N
             checkpoint = resume_point(source / "checkpoints", True)
         except ConfigError:  # no checkpoint there, or every one damaged
             continue
-        if checkpoint is None:
-            continue
         step = resumed_step(checkpoint)
         for reported, score in sorted(trials[owner].intermediate_values.items()):
             if reported <= step:
@@ -161,12 +161,6 @@ def _scores(study: Any, number: int) -> tuple[tuple[int, float], ...]:
     trial = study.get_trials(deepcopy=False)[number]
     scores = sorted(trial.intermediate_values.items())
     return tuple((int(step), float(score)) for step, score in scores)
-
-
-def _reported(study: Any, number: int) -> list[int]:
-    """The rung steps trial ``number`` has reported a score at."""
-    trial = study.get_trials(deepcopy=False)[number]
-    return sorted(int(step) for step in trial.intermediate_values)
 
 
 def _promoted(study: Any, step: int, options: Any) -> set[int]:

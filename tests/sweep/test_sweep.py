@@ -114,27 +114,28 @@ def test_the_same_seed_gives_the_same_trials_and_the_same_best_model(
     assert outcomes(other.summary) != outcomes(first.summary)
 
 
+@pytest.mark.parametrize(
+    "killed_in",
+    [
+        1,
+        # The last: its rerun waits in the study for its turn and must not fill the last place.
+        3,
+    ],
+)
 def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
-    first_sweep: tuple[Any, Any], tiny_model_dir: Path, data_files: Path, tmp_path: Path
+    first_sweep: tuple[Any, Any],
+    tiny_model_dir: Path,
+    data_files: Path,
+    tmp_path: Path,
+    killed_in: int,
 ) -> None:
     folder = tmp_path / "killed"
-    trial_1_started = (folder / "trials" / "0001").exists
-    summary = killed_and_rerun(cli_sweep(tiny_model_dir, data_files, folder), trial_1_started)
+    started = (folder / "trials" / f"{killed_in:04d}").exists
+    summary = killed_and_rerun(cli_sweep(tiny_model_dir, data_files, folder), started)
     interrupted = [t for t in summary["trials"] if t["state"] == "interrupted"]
-    assert [t["number"] for t in interrupted] == [1]
+    assert [t["number"] for t in interrupted] == [killed_in]
     assert interrupted[0]["rerun_as"] is not None
     # Every trial once, and the same trials, pruning and scores as the sweep never killed.
-    assert outcomes(summary) == outcomes(first_sweep[1].summary)
-
-
-def test_a_sweep_killed_in_its_last_trial_reruns_that_trial(
-    first_sweep: tuple[Any, Any], tiny_model_dir: Path, data_files: Path, tmp_path: Path
-) -> None:
-    # The rerun waits in the study for its turn; it must not fill the sweep's last place.
-    folder = tmp_path / "killed-last"
-    trial_3_started = (folder / "trials" / "0003").exists
-    summary = killed_and_rerun(cli_sweep(tiny_model_dir, data_files, folder), trial_3_started)
-    assert [t["number"] for t in summary["trials"] if t["state"] == "interrupted"] == [3]
     assert outcomes(summary) == outcomes(first_sweep[1].summary)
 
 
