@@ -19,13 +19,53 @@ from dialogsum.errors import ConfigError, PluginError, clause
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One clause per pydantic error, ``field: message``, joined by semicolons."""
+def format_validation_error(
+    error: ValidationError, model: type[BaseModel] | None = None, *, listing: bool = True
+) -> str:
+    """One clause per pydantic error, ``field: message``, joined by semicolons; with the
+    ``model`` validated, a key it does not know names the likeliest one meant (and, with
+    ``listing``, the valid ones)."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(options)"
-        lines.append(f"{where}: {item['msg']}")
+        lines.append(f"{where}: {error_message(item, model, listing=listing)}")
     return "; ".join(lines)
+
+
+def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = True) -> str:
+    """One pydantic error's message; an unknown key's names the likeliest key meant and the
+    valid keys there, which pydantic's "Extra inputs are not permitted" does not."""
+    message = str(item["msg"])
+    if item["type"] != "extra_forbidden" or model is None:
+        return message
+    known = _fields_at(model, item["loc"][:-1])
+    if not known:
+        return message
+    import difflib
+
+    # At the top of a command's settings, a section's keys may also be given flat.
+    flat = [key for name in known for key in _fields_at(model, [name]) if len(item["loc"]) == 1]
+    close = difflib.get_close_matches(str(item["loc"][-1]), known + flat, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    valid = f"; valid here: {', '.join(known)}" if listing else ""
+    return f"not a setting here{hint}{valid}"
+
+
+def _fields_at(model: type[BaseModel], loc: Any) -> list[str]:
+    """The field names of the model nested at ``loc`` in ``model`` (none where a part of the
+    path is not a nested model)."""
+    import typing
+
+    current: type[BaseModel] | None = model
+    for part in loc:
+        field = current.model_fields.get(str(part)) if current is not None else None
+        if field is None:
+            return []
+        nested = [field.annotation, *typing.get_args(field.annotation)]
+        current = next(
+            (t for t in nested if isinstance(t, type) and issubclass(t, BaseModel)), None
+        )
+    return list(current.model_fields) if current is not None else []
 
 
 def validate_options(
@@ -57,8 +97,9 @@ def validate_options(
         return options_cls.model_validate({**(defaults or {}), **(options or {})})
     except ValidationError as exc:
         fields = ", ".join(f for f in options_cls.model_fields if f not in unlisted) or "none"
+        problems = format_validation_error(exc, options_cls, listing=False)
         raise ConfigError(
-            f"Invalid options for {label}: {format_validation_error(exc)}. Valid fields: {fields}."
+            f"Invalid options for {label}: {problems}. Valid fields: {fields}."
         ) from None
     except Exception as exc:  # a validator of a plugin's Options that raised something else
         raise PluginError(

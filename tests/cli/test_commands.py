@@ -24,8 +24,19 @@ def test_a_config_file_may_use_the_flat_keys_of_the_flags(tmp_path: Path) -> Non
     assert settings.training.learning_rate == 0.001 and settings.training.batch_size == 2
     assert settings.data is not None and settings.data.max_source_length == 64
     config.write_text("train: t.jsonl\noutput_dir: run\nmax_stepz: 10\n")
-    with pytest.raises(ConfigError, match=r"max_stepz: Extra inputs are not permitted"):
+    # A flat key misspelt: the key meant may be a section's, given flat.
+    with pytest.raises(
+        ConfigError,
+        match=r"max_stepz: not a setting here \(did you mean 'max_steps'\?\); valid here: .*output_dir",
+    ):
         build_config(TrainConfig, str(config), {})
+    config.write_text("train: t.jsonl\noutput_dir: run\ntraining: {lerning_rate: 0.1}\n")
+    with pytest.raises(ConfigError) as raised:
+        build_config(TrainConfig, str(config), {})
+    # Inside a section: the section's own keys.
+    message = str(raised.value)
+    assert "training.lerning_rate: not a setting here (did you mean 'learning_rate'?)" in message
+    assert "valid here: epochs, max_steps, learning_rate" in message
 
 
 def test_summarizing_an_empty_file_is_an_error(

@@ -127,7 +127,7 @@ def test_prompt_tuning_init_text(base: Summarizer, few_examples) -> None:  # typ
 def test_bad_method_options_fail_before_training(base: Summarizer, few_examples) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(
         ConfigError,
-        match=r"method 'lora': rank: Extra inputs are not permitted.*Valid fields: r, alpha",
+        match=r"method 'lora': rank: not a setting here.*Valid fields: r, alpha",
     ):
         base.finetune(few_examples, method="lora", options={"rank": 8})
     with pytest.raises(

@@ -454,7 +454,7 @@ def test_export_takes_a_config_file(lora: Summarizer, tmp_path: Path, capsys) ->
     config = tmp_path / "export.yaml"
     config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\nquantise: int8\n")
     assert main(["export", "--config", str(config)]) == 2
-    assert "quantise: Extra inputs are not permitted" in capsys.readouterr().err
+    assert "quantise: not a setting here (did you mean 'quantize'?)" in capsys.readouterr().err
     config.write_text(f"model: {saved}\noutput: {tmp_path / 'onnx'}\n")
     assert main(["export", "--config", str(config), "--quantize", "int8"]) == 0
     options = json.loads(capsys.readouterr().out)["options"]
