@@ -34,11 +34,9 @@ class ContinuousBatcher:
         *,
         max_queue: int,
         on_start: Callable[[], None] | None = None,
-        on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self.decoder = decoder
         self.max_queue = max_queue
-        self.on_batch = on_batch
         self.runner = ContinuousRunner(decoder)
         self.runner.on_start = on_start
         self.requests = 0  # accepted and not answered
@@ -78,8 +76,6 @@ class ContinuousBatcher:
             )
             for index, text in enumerate(texts)
         ]
-        if self.on_batch is not None:
-            self.on_batch(1, len(texts))
         self.runner.add(rows)
         return await future
 

@@ -27,17 +27,24 @@ class ServeMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
         self.queue_depth = Gauge(
-            "dialogsum_queue_depth", "Requests waiting for a batch.", registry=self.registry
+            "dialogsum_queue_depth",
+            "Requests waiting for a batch (continuous batching: dialogues waiting to join).",
+            registry=self.registry,
+        )
+        self.decoding = Gauge(
+            "dialogsum_decoding_dialogues",
+            "Dialogues decoding now, under continuous batching (their steps are shared).",
+            registry=self.registry,
         )
         self.batch_size = Histogram(
             "dialogsum_batch_dialogues",
-            "Dialogues per model call.",
+            "Dialogues per model call (micro-batching).",
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
         self.batch_requests = Histogram(
             "dialogsum_batch_requests",
-            "Requests per model call.",
+            "Requests per model call (micro-batching).",
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )

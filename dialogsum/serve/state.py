@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialogsum.continuous import ContinuousSettings
 from dialogsum.errors import logger
+from dialogsum.generation import warn_truncated_inputs
 from dialogsum.serve.adapter_admin import AdapterAdmin
 from dialogsum.serve.continuous_batcher import ContinuousBatcher
 from dialogsum.serve.inputs import Counts, InputMeter, Rejected
@@ -94,6 +95,9 @@ class ServiceState:
         if _TRUNCATION_ONCE not in logger.filters:
             logger.addFilter(_TRUNCATION_ONCE)
         self._batcher: MicroBatcher | ContinuousBatcher | None = None
+        #: The batching in effect: the settings', but micro where continuous batching was
+        #: asked of a backend that has none (known once the batcher is made).
+        self.batching: str = settings.batching
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warm_up: asyncio.Task[None] | None = None
 
@@ -127,6 +131,7 @@ class ServiceState:
                 )
             )
             if decoder is not None:
+                self.metrics.decoding.set_function(lambda: decoder.in_flight)
                 return ContinuousBatcher(
                     decoder,
                     max_queue=settings.max_queue,
@@ -136,6 +141,7 @@ class ServiceState:
                 "the %s backend has no continuous batching: micro-batching instead",
                 self.summarizer.backend,
             )
+            self.batching = "micro"
         return MicroBatcher(
             self._summarize_batch,
             batching=settings.batching != "off",
@@ -202,14 +208,28 @@ class ServiceState:
             return None
         self.metrics.input_tokens.inc(counts.tokens)
         self.metrics.truncated.inc(len(counts.truncated))
+        if counts.truncated and self.settings.over_length == "truncate":
+            self._log_truncation(len(counts.truncated), len(texts))
         if counts.truncated and self.settings.over_length == "reject":
             raise Rejected(
                 422,
-                f"inputs {counts.truncated} are longer than the model's {counts.limit} input "
+                f"{_inputs(counts.truncated)} longer than the model's {counts.limit} input "
                 f"tokens; shorten them (this server rejects over-long inputs instead of "
                 f"truncating them).",
             )
         return counts
+
+    def _log_truncation(self, truncated: int, total: int) -> None:
+        """The backends' truncation warning, through :class:`TruncationOnce` (so once per
+        served model): logged here, where every request's inputs are counted, since a
+        continuous decoder cuts its rows without a warning of its own."""
+        if self.truncation_logged:
+            return
+        token = _serving.set(self)
+        try:
+            warn_truncated_inputs(truncated, total, self.meter.data)
+        finally:
+            _serving.reset(token)
 
     async def summarize(
         self, texts: list[str], options: GenerationOptions, on_partial: OnSummary | None = None
@@ -254,11 +274,18 @@ class ServiceState:
                 "max_body_bytes": settings.max_body_bytes,
                 "max_inputs": settings.max_inputs,
                 "max_batch_size": settings.max_batch_size,
-                "batching": settings.batching,
+                "batching": self.batching,
                 "over_length": settings.over_length,
                 "request_timeout_s": settings.request_timeout_s,
             },
         }
+
+
+def _inputs(positions: list[int]) -> str:
+    """``input 2 is`` or ``inputs 0, 2 are`` (positions in the request's inputs)."""
+    if len(positions) == 1:
+        return f"input {positions[0]} is"
+    return f"inputs {', '.join(map(str, positions))} are"
 
 
 def base_model_id(source: str | None) -> str:

@@ -70,6 +70,13 @@ def test_every_batching_answers_concurrent_requests_as_offline(
         assert _answers(address, requests) == expected
         kind = ContinuousBatcher if batching == "continuous" else MicroBatcher
         assert isinstance(app.state.dialogsum._batcher, kind)
+        card = httpx.get(f"{address}/v1/model", timeout=30).json()
+        assert card["limits"]["batching"] == batching
+        metrics = httpx.get(f"{address}/metrics", timeout=30).text
+        # Continuous batching's dialogues in flight (none now); micro-batching's model calls.
+        assert _metric(metrics, "dialogsum_decoding_dialogues") == 0
+        calls = _metric(metrics, "dialogsum_batch_dialogues_count")
+        assert calls > 0 if batching != "continuous" else calls == 0
 
 
 def test_a_backend_without_continuous_batching_is_micro_batched(tiny_model_dir: Path) -> None:
@@ -80,6 +87,12 @@ def test_a_backend_without_continuous_batching_is_micro_batched(tiny_model_dir: 
         body = {"inputs": "#Person1#: Hi.\n#Person2#: Hello.", "parameters": {}}
         assert httpx.post(f"{address}/v1/summarize", json=body, timeout=120).status_code == 200
         assert isinstance(app.state.dialogsum._batcher, MicroBatcher)
+        card = httpx.get(f"{address}/v1/model", timeout=30).json()
+        assert card["limits"]["batching"] == "micro"  # what it does, not what was asked
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(x for x in text.splitlines() if x.startswith(name + " ")).split()[-1])
 
 
 def test_the_batching_setting() -> None:

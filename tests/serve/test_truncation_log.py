@@ -48,11 +48,18 @@ def ask(url: str, dialogues: list[str]) -> httpx.Response:
     return response
 
 
+@pytest.mark.parametrize("batching", ["micro", "continuous"])
 def test_the_truncation_warning_is_logged_once_and_every_input_counted(
-    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+    tiny_model_dir: Path,
+    onnx_export_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    batching: str,
 ) -> None:
-    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
-    settings = ServeSettings(max_wait_ms=0, log_requests=False)
+    # A continuous decoder cuts its rows without a warning of its own: the service logs it.
+    folder = onnx_export_dir if batching == "continuous" else tiny_model_dir
+    summarizer = Summarizer.from_pretrained(folder, backend_options={"progress": False})
+    assert batching == "micro" or summarizer.continuous_decoder() is not None
+    settings = ServeSettings(max_wait_ms=0, log_requests=False, batching=batching)
     with caplog.at_level(logging.WARNING, logger="dialogsum"), Server(summarizer, settings) as url:
         for dialogues in ([LONG], ["#Person1#: Hi.", LONG], [LONG, LONG]):  # three batches
             assert ask(url, dialogues).headers["X-Dialogsum-Truncated"]
@@ -88,3 +95,21 @@ def test_a_backend_that_counts_no_tokens_still_has_its_truncation_counted(
             ask(url, dialogues)
         assert truncated_total(url) == 3
     assert len(truncation_warnings(caplog)) == 1
+
+
+def test_over_long_inputs_are_refused_by_position_under_reject(tiny_model_dir: Path) -> None:
+    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    settings = ServeSettings(max_wait_ms=0, log_requests=False, over_length="reject")
+    with Server(summarizer, settings) as url:
+        for dialogues, named in (
+            ([LONG], "input 0 is longer"),
+            (["#Person1#: Hi.", LONG, LONG], "inputs 1, 2 are longer"),
+        ):
+            payload = {"inputs": dialogues, "parameters": {"generate_parameters": GREEDY}}
+            response = httpx.post(f"{url}/v1/summarize", json=payload, timeout=120)
+            assert response.status_code == 422, response.text
+            assert named in response.text and "shorten them" in response.text
+        assert ask(url, ["#Person1#: Hi."]).status_code == 200  # short ones still served
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        # Nothing refused reached the model: the warm-up summary and the short one did.
+        assert "dialogsum_batch_dialogues_sum 2.0" in metrics, metrics
