@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,12 +123,19 @@ def _run_on_ray(config: ServeConfig) -> int:
     from dialogsum.serve.ray_engine import serve_on_ray
 
     server = config.server
+    # One line per request on this console, as the local engine logs them: Ray otherwise folds
+    # lines that repeat across replicas. Read when Ray is first imported, so set before.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     require_ray_serve("dialogsum serve --engine ray")
     server.api_key()  # checked here: the replicas of a local Ray inherit this environment
     server.admin_key()
     _check_host(server.host)
     address = cluster_address(server.ray_address)
     if address is None:
+        # A local Ray's replicas read this machine's folders: a model folder that is missing,
+        # or whose manifest is unreadable, is refused here in one line, not by every replica
+        # after Ray has started (a cluster's nodes may hold folders this machine does not).
+        _check_model_folder(config.model)
         check_port(server.host, server.port)  # before Ray starts: that takes long
     elif server.port == 0:
         raise ConfigError(
@@ -167,6 +175,16 @@ def ray_app(args: dict[str, Any]) -> Application:
             f"cluster runs it with 'serve deploy --address'."
         )
     return build(functools.partial(load_model, _absolute(config)), config.server)
+
+
+def _check_model_folder(model: str) -> None:
+    """The :class:`~dialogsum.errors.ModelError` loading ``model`` would end with, where the
+    folder is missing or its manifest unreadable (a hub id passes)."""
+    from dialogsum.modeling import read_manifest, resolve_model_dir
+
+    folder = resolve_model_dir(model)
+    if folder is not None:
+        read_manifest(folder)
 
 
 def _absolute(config: ServeConfig) -> ServeConfig:

@@ -156,3 +156,30 @@ def test_without_ray_serve_the_command_names_the_extra(tiny_model_dir: Path) -> 
     assert len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith("dialogsum serve: error: dialogsum serve --engine ray needs ")
     assert lines[0].endswith("pip install 'dialogsum[ray-serve]'.")
+
+
+@pytest.mark.parametrize("broken", ["missing", "manifest"])
+def test_a_model_folder_a_local_ray_cannot_load_is_refused_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], broken: str
+) -> None:
+    pytest.importorskip("ray.serve")
+    import ray
+
+    from dialogsum.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_DEDUP_LOGS", raising=False)
+    folder = tmp_path / "served-int8"
+    if broken == "manifest":
+        folder.mkdir()
+        (folder / "dialogsum.json").write_text("{not json")
+    started = time.monotonic()
+    assert main(["serve", "--engine", "ray", "--model", f"{folder}/", "--port", "0"]) == 2
+    assert time.monotonic() - started < 10  # Ray was not started (that takes longer)
+    assert not ray.is_initialized()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    expected = "it does not exist" if broken == "missing" else "dialogsum.json is corrupt"
+    assert expected in lines[0], lines
+    # Every request's log line on the console, as the local engine's (Ray folds repeats).
+    assert os.environ["RAY_DEDUP_LOGS"] == "0"
