@@ -35,7 +35,10 @@ def format_validation_error(
 def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = True) -> str:
     """One pydantic error's message; an unknown key's names the likeliest key meant and the
     valid keys there, which pydantic's "Extra inputs are not permitted" does not."""
-    message = str(item["msg"])
+    # A validator's own message, without pydantic's "Value error, " before it.
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] in ("literal_error", "enum"):  # a misspelt choice: show what was read
+        message += f", got {item['input']!r}"
     if item["type"] != "extra_forbidden" or model is None:
         return message
     known = _fields_at(model, item["loc"][:-1])

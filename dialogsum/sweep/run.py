@@ -105,7 +105,7 @@ def _run_sweep(
     projection, default_score = measure(context, max(remaining, 0))
     if not estimate:
         check_budget(projection, options)
-    logger.info("%s", projection.message())
+        logger.info("%s", projection.message())  # an estimate is the caller's to show
     if estimate or study is None:
         summary = {"projection": projection.as_dict(), "default_score": default_score}
         return SweepResult(folder, summary, None, projection=projection)
@@ -223,6 +223,9 @@ def write_results(
             for trial in (folder / "trials").iterdir():
                 if trial.name != source.name:
                     shutil.rmtree(trial / "model", ignore_errors=True)
+    for checkpoints in (folder / "trials").glob("*/checkpoints"):
+        if not any(checkpoints.iterdir()):  # a killed trial's, or one whose rung resumed
+            checkpoints.rmdir()
     seconds = time.time() - started
     summary: dict[str, Any] = {
         "objective": {

@@ -73,7 +73,12 @@ class Dimension(BaseModel):
             if ranged or self.log or self.step is not None:
                 raise ValueError("give either choices or a range (low, high), not both")
             if not self.choices:
-                raise ValueError("choices is empty: list at least one value")
+                raise ValueError("choices is empty: list at least two values")
+            if len({json.dumps(c, sort_keys=True, default=str) for c in self.choices}) < 2:
+                raise ValueError(
+                    f"{self.choices} holds one value: a single value is not a search; set it "
+                    f"as a fixed option instead, or list another value to try"
+                )
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"a range needs both low and high; expected {SPEC_FORMS}")
@@ -82,6 +87,11 @@ class Dimension(BaseModel):
         if self.low > self.high:
             raise ValueError(
                 f"the lower bound {self.low:g} is above the upper bound {self.high:g}; swap them"
+            )
+        if self.low == self.high:
+            raise ValueError(
+                f"the range {self.low:g}..{self.high:g} is a single value: a single value is "
+                f"not a search; set it as a fixed option instead, or widen the range"
             )
         if self.log and self.low <= 0:
             raise ValueError(
@@ -209,7 +219,10 @@ def parse_spec(key: str, text: str) -> Dimension:
         raise ConfigError(f"{where}: cannot read the choices; expected {SPEC_FORMS}.") from None
     if not isinstance(choices, list):
         raise ConfigError(f"{where}: expected {SPEC_FORMS}.")
-    return Dimension(choices=choices)
+    try:
+        return Dimension(choices=choices)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {_reason(exc)}.") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -255,6 +268,12 @@ def resolve_space(
         raise ConfigError(
             "The search space has both epochs and max_steps: max_steps overrides epochs, so "
             "search one of them."
+        )
+    if "training.epochs" in keys and training.max_steps is not None:
+        raise ConfigError(
+            f"The search space has epochs, but max_steps is fixed at {training.max_steps} "
+            f"(--max-steps, or training.max_steps), which would override every trial's epochs: "
+            f"drop the fixed max_steps, or search max_steps instead of epochs."
         )
     return SearchSpace(method=method, parameters=tuple(parameters))
 

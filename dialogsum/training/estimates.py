@@ -71,12 +71,16 @@ class Estimate:
 
 
 def format_duration(seconds: float) -> str:
-    """``5412`` -> ``1 h 30 min``; short durations in minutes or seconds."""
+    """``5412`` -> ``1 h 30 min``, ``90`` -> ``1 min 30 s``; under a minute in seconds (a
+    budget of 90 s must not read as 2 min)."""
     if seconds >= 3600:
         hours, rest = divmod(round(seconds / 60), 60)
         return f"{hours} h {rest} min"
-    if seconds >= 60:
+    if seconds >= 600:
         return f"{seconds / 60:.0f} min"
+    if seconds >= 60:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{seconds:.0f} s"
 
 

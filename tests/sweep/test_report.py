@@ -171,7 +171,7 @@ def test_summary_values_appear(tmp_path: Path) -> None:
         "trial 3: rouge1 31.00 (training.learning_rate=5.0e-04, options.r=16",
         "rouge1 29.00 before any training; the best trial is 2.00 better",
         "stopped: the time budget of 10m was reached",
-        "2 min",  # 123.4 s of wall time
+        "2 min 3 s",  # 123.4 s of wall time
         "0.05 (at 1.5 per hour)",
         "2024-12-04 22:06:40 UTC",  # the first trial's start, not the time of writing
         "3.0e-04",

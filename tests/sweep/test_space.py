@@ -104,6 +104,10 @@ def test_list_choices_round_trip_through_the_study() -> None:
         ({"epochs": [1, 2], "max_steps": [10, 20]}, ["both epochs and max_steps"]),
         ({"seed": [1, 2]}, ["unknown setting 'seed'"]),
         ({"learning_rate": 1e-4}, ["A single value is not a search"]),
+        ({"r": [4]}, ["'r'", "[4] holds one value", "set it as a fixed option"]),
+        ({"r": [4, 4]}, ["[4, 4] holds one value"]),
+        ({"target_modules": [["q"], ["q"]]}, ["holds one value"]),
+        ({"learning_rate": {"low": 1e-4, "high": 1e-4}}, ["0.0001..0.0001 is a single value"]),
         ({"r": []}, ["choices is empty"]),
         ({}, ["search space is empty", "--search"]),
     ],
@@ -115,11 +119,22 @@ def test_bad_spaces_are_refused_with_what_and_how(space: dict, words: list[str])
         assert word in str(caught.value)
 
 
+def test_a_searched_epoch_count_is_refused_under_a_fixed_step_count() -> None:
+    # max_steps would override every trial's epochs: the search would search nothing.
+    with pytest.raises(ConfigError, match=r"epochs, but max_steps is fixed at 12 \(--max-steps"):
+        resolve({"epochs": [1, 2]}, max_steps=12)
+    assert resolve({"epochs": [1, 2]}).parameters[0].key == "training.epochs"
+
+
 def test_bad_flag_specs_name_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"--search learning_rate=1e-2\.\.1e-5: the lower bound"):
         parse_spec("learning_rate", "1e-2..1e-5")
     with pytest.raises(ConfigError, match="unknown range flag 'lg'"):
         parse_spec("learning_rate", "1e-5..1e-2:lg")
+    with pytest.raises(ConfigError, match=r"--search r=4: \[4\] holds one value"):
+        parse_spec("r", "4")
+    with pytest.raises(ConfigError, match=r"--search r=4\.\.4: the range 4\.\.4 is a single"):
+        parse_spec("r", "4..4")
 
 
 def test_a_cost_budget_needs_an_hourly_cost() -> None:

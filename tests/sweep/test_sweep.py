@@ -137,6 +137,8 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
     assert interrupted[0]["rerun_as"] is not None
     # Every trial once, and the same trials, pruning and scores as the sweep never killed.
     assert outcomes(summary) == outcomes(first_sweep[1].summary)
+    # The killed trial's folder keeps no empty checkpoint folder.
+    assert not list((folder / "trials").glob("*/checkpoints"))
 
 
 def test_a_budget_refuses_a_sweep_that_cannot_finish_its_first_rung(
@@ -233,7 +235,10 @@ def test_ray_tune_asks_no_more_trials_once_one_failed() -> None:
         (["--search", "rank=4,8"], "unknown setting 'rank'"),
         (["--search", "learning_rate=1e-2..1e-5"], "is above the upper bound"),
         (["--search", "learning_rate=0..1e-2:log"], "log scale needs a lower bound above zero"),
-        (["--search", "r=2,4", "--max-cost", "5"], "max_cost needs hourly_cost"),
+        (["--search", "r=2,4", "--max-cost", "5"], "sweep: max_cost needs hourly_cost"),
+        (["--search", "r=4"], "--search r=4: [4] holds one value"),
+        (["--search", "epochs=1,2", "--max-steps", "12"], "max_steps is fixed at 12"),
+        (["--search", "r=2,4", "--schedule", "synch"], "'async' or 'sync', got 'synch'"),
     ],
 )
 def test_bad_input_is_refused_before_the_model_loads(
@@ -266,10 +271,11 @@ def test_a_plugin_methods_options_are_swept(
     tiny: Summarizer, data_files: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("dialogsum_ia3")
-    space = {"target_modules": [["k", "v", "wo"], ["q", "v", "wo"]], "learning_rate": [1e-2]}
+    space = {"target_modules": [["k", "v", "wo"], ["q", "v", "wo"]]}
     _, result = tiny.sweep(
         data_files / "train.jsonl", data_files / "validation.jsonl",
-        space=space, method="ia3", output_dir=tmp_path / "ia3", training=TRAINING,
+        space=space, method="ia3", output_dir=tmp_path / "ia3",
+        training={**TRAINING, "learning_rate": 1e-2},
         sweep=sweep_options(trials=2, pruner="none"),
     )  # fmt: skip
     trials = result.summary["trials"]

@@ -107,7 +107,8 @@ def test_estimate_from_the_cli_trains_nothing(
 def test_format_duration() -> None:
     assert format_duration(5412) == "1 h 30 min"
     assert format_duration(360000) == "100 h 0 min"
-    assert format_duration(90) == "2 min" and format_duration(12) == "12 s"
+    assert format_duration(90) == "1 min 30 s" and format_duration(12) == "12 s"
+    assert format_duration(120.4) == "2 min" and format_duration(1500) == "25 min"
 
 
 def test_estimate_warns_when_the_machine_is_busy() -> None:
