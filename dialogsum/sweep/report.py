@@ -8,6 +8,7 @@ trial and diffed.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,7 @@ def write_report(folder: Path, summary: Mapping[str, Any]) -> list[Path]:
     )
     return [
         write_text(folder / "report.md", _markdown(page)),
-        write_text(folder / "report.html", _html(page)),
+        write_text(folder / "report.html", _html(page, folder)),
         *(folder / "plots" / name for name, _ in plots),
     ]
 
@@ -284,7 +285,8 @@ def _html_table(table: Table, css_class: str, empty: str) -> str:
     return "\n".join([*out, "</tbody>", "</table>"])
 
 
-def _html(page: _Page) -> str:
+def _html(page: _Page, folder: Path) -> str:
+    """The page, its plots inside it (a page mailed or moved on its own keeps them)."""
     title = html.escape(page.title)
     out = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">']
     out += [f"<title>{title}</title>", f"<style>{CSS}</style>", "</head>", "<body>"]
@@ -294,7 +296,8 @@ def _html(page: _Page) -> str:
     out += ["<h2>Search space</h2>", _html_table(page.space, "space", "No parameters are swept.")]
     out += ["<h2>Plots</h2>"] if page.plots else []
     for name, caption in page.plots:
-        src, text = html.escape(f"plots/{name}"), html.escape(caption)
+        data = base64.b64encode((folder / "plots" / name).read_bytes()).decode("ascii")
+        src, text = f"data:image/png;base64,{data}", html.escape(caption)
         out.append(f'<figure><img src="{src}" alt="{text}"><figcaption>{text}</figcaption>')
         out.append("</figure>")
     return "\n".join([*out, "</body>", "</html>", ""])
@@ -321,8 +324,12 @@ def _scatter(axis: Any, points: Sequence[tuple[float, float, str]]) -> None:
             axis.scatter(*zip(*chosen, strict=True), marker=MARKERS[state], label=state)
 
 
-def _save(plt: Any, figure: Any, axis: Any, path: Path, legend: bool = True) -> bool:
-    if legend:
+def _save(
+    plt: Any, figure: Any, axis: Any, path: Path, legend: bool = True, beside: bool = False
+) -> bool:
+    if legend and beside:
+        axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    elif legend:
         axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -380,14 +387,16 @@ def _plot_curves(summary: Mapping[str, Any], trials: Sequence[Trial], path: Path
     if not curves:
         return False
     plt, figure, axis = _figure()
-    for trial in curves:
+    colours = plt.get_cmap("tab20").colors  # matplotlib's default cycle repeats after ten
+    for index, trial in enumerate(curves):
         steps, scores = zip(*trial["rungs"], strict=True)
         style = "--" if trial.get("state") == "pruned" else "-"
-        axis.plot(steps, scores, style, marker=".", label=f"trial {trial['number']}")
+        colour = colours[index % len(colours)]
+        axis.plot(steps, scores, style, marker=".", color=colour, label=f"trial {trial['number']}")
     axis.set_xlabel("step")
     axis.set_ylabel(_metric(summary))
-    # Beyond a dozen curves a legend hides the lines it names.
-    return _save(plt, figure, axis, path, legend=len(curves) <= 12)
+    # Beyond a dozen curves a legend hides the lines it names; beside the plot, it hides none.
+    return _save(plt, figure, axis, path, legend=len(curves) <= 12, beside=True)
 
 
 def _plot_importances(summary: Mapping[str, Any], trials: Sequence[Trial], path: Path) -> bool:

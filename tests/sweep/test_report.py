@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from pathlib import Path
@@ -132,7 +133,9 @@ def test_writes_both_pages_and_every_plot(tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     markdown = (tmp_path / "report.md").read_text()
     for name in PLOTS:
-        assert f'<img src="plots/{name}"' in page
+        # The page holds its plots (it is one file); the Markdown links the PNGs beside it.
+        data = base64.b64encode((tmp_path / "plots" / name).read_bytes()).decode("ascii")
+        assert f'<img src="data:image/png;base64,{data}"' in page
         assert f"(plots/{name})" in markdown
 
 
