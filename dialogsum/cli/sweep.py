@@ -135,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(summary: dict[str, Any], folder: str) -> str:
     """A few lines for people: the best trial, its score and settings, where things are."""
+    from dialogsum.sweep.report import trial_counts
+
     metric = summary["objective"]["metric"]
-    states = [trial["state"] for trial in summary["trials"]]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-    lines = [f"Sweep in {folder}: {len(states)} trials ({counts or 'none'})."]
+    counted, counts = trial_counts(summary["trials"])
+    lines = [f"Sweep in {folder}: {counted} trials ({counts})."]
     best = summary["best"]
     if best is None:
         lines.append("No trial finished, so there is no best model yet.")

@@ -133,21 +133,30 @@ def _cost(cost: float | None) -> str:
 # -- the description both pages render ------------------------------------------------------------
 
 
+def trial_counts(trials: Sequence[Trial]) -> tuple[int, str]:
+    """The trials that count (an interrupted trial that was rerun is its rerun) and their
+    states, as ``6 finished, 6 pruned; 1 interrupted and rerun`` (finished even at 0)."""
+    rerun = [t for t in trials if t.get("state") == "interrupted" and t.get("rerun_as") is not None]
+    counting = [t for t in trials if t not in rerun]
+    counts = {state: sum(t.get("state") == state for t in counting) for state in STATES}
+    shown = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s == "finished")
+    if rerun:
+        shown += f"{'; ' if shown else ''}{len(rerun)} interrupted and rerun"
+    return len(counting), shown or "none"
+
+
 def _summary_lines(
     summary: Mapping[str, Any], trials: Sequence[Trial], best: Mapping[str, Any] | None
 ) -> list[tuple[str, str]]:
     metric, minimize = _metric(summary), _minimize(summary)
-    counts = {state: sum(t.get("state") == state for t in trials) for state in STATES}
-    shown = ", ".join(
-        f"{counts[s]} {s}" for s in STATES if counts[s] or s not in ("paused", "running")
-    )
+    counted, shown = trial_counts(trials)
     state = str(summary.get("state", "?"))
     if summary.get("stop_reason"):
         state += f": {summary['stop_reason']}"
     lines = [
         ("Objective", f"{metric}, {'lower' if minimize else 'higher'} is better"),
         ("Engine", f"{summary.get('engine', '?')}, seed {summary.get('seed', '-')}"),
-        ("Trials", f"{len(trials)} of {summary.get('trials_asked') or '?'} asked: {shown}"),
+        ("Trials", f"{counted} of {summary.get('trials_asked') or '?'} asked: {shown}"),
         ("State", state),
     ]
     if best is None:

@@ -170,7 +170,8 @@ def test_summary_values_appear(tmp_path: Path) -> None:
     markdown = (tmp_path / "report.md").read_text()
     for needle in (
         "rouge1, higher is better",
-        "5 of 12 asked: 2 finished, 1 pruned, 1 interrupted, 1 stopped",
+        # Trial 2 was interrupted and rerun as trial 4: one trial, counted once.
+        "4 of 12 asked: 2 finished, 1 pruned, 1 stopped; 1 interrupted and rerun",
         "trial 3: rouge1 31.00 (training.learning_rate=5.0e-04, options.r=16",
         "rouge1 29.00 before any training; the best trial is 2.00 better",
         "stopped: the time budget of 10m was reached",
@@ -284,3 +285,13 @@ def test_the_same_summary_gives_the_same_bytes(tmp_path: Path) -> None:
     for name in ("report.md", "report.html"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert summary == make_summary()  # the summary is read, never changed
+
+
+def test_the_command_s_lines_count_an_interrupted_and_rerun_trial_once() -> None:
+    from dialogsum.cli.sweep import describe
+
+    lines = describe(make_summary(), "sweeps/lora").splitlines()
+    assert lines[0] == (
+        "Sweep in sweeps/lora: 4 trials (2 finished, 1 pruned, 1 stopped; 1 interrupted and rerun)."
+    )
+    assert lines[-1] == "Report: sweeps/lora/report.html"
