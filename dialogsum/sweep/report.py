@@ -175,7 +175,13 @@ def _summary_lines(
             word = "better" if gain > 0 else "worse" if gain < 0 else "no different"
             text += f"; the best trial is {_score(summary, abs(gain))} {word}"
         lines.append(("Untuned model", text))
-    lines.append(("Wall time", _duration(summary.get("seconds"))))
+    # A sweep continued after a kill or a budget stop ran in several runs of the command: the
+    # wall time is this run's, the trials' time is over all of them.
+    trained = [t["seconds"] for t in trials if t.get("seconds") is not None]
+    wall = f"{_duration(summary.get('seconds'))} (this run of the sweep)"
+    if trained:
+        wall += f"; its trials trained and scored for {_duration(sum(trained))} over all runs"
+    lines.append(("Wall time", wall))
     if summary.get("cost") is not None:
         hourly = summary.get("hourly_cost")
         at = f" (at {hourly:g} per hour)" if hourly is not None else ""
