@@ -46,9 +46,16 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
         return message
     import difflib
 
-    # At the top of a command's settings, a section's keys may also be given flat.
-    flat = [key for name in known for key in _fields_at(model, [name]) if len(item["loc"]) == 1]
-    close = difflib.get_close_matches(str(item["loc"][-1]), known + flat, n=1, cutoff=0.6)
+    key = str(item["loc"][-1])
+    # At the top of a command's settings, a section's keys may also be given flat, unless two
+    # sections have that key: then the section must be named.
+    top = len(item["loc"]) == 1
+    sections = [name for name in known if top and key in _fields_at(model, [name])]
+    if len(sections) > 1:
+        written = " or ".join(f"{name}: {{{key}: ...}}" for name in sections)
+        return f"more than one section has this setting; write it inside one: {written}"
+    flat = [other for name in known for other in _fields_at(model, [name]) if top]
+    close = difflib.get_close_matches(key, known + flat, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     valid = f"; valid here: {', '.join(known)}" if listing else ""
     return f"not a setting here{hint}{valid}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,9 +53,10 @@ class TruncationOnce(logging.Filter):
             return True
         if not state.meter.available:  # else measure() has counted the request's inputs
             state.metrics.truncated.inc(int(truncated))
-        if state.truncation_logged:
-            return False
-        state.truncation_logged = True
+        with _ONCE_LOCK:  # the request path and the batcher's thread both log it
+            if state.truncation_logged:
+                return False
+            state.truncation_logged = True
         record.msg = (
             f"{record.getMessage()} This server logs it once; the metric "
             f"dialogsum_truncated_inputs_total counts every truncated input."
@@ -64,6 +66,7 @@ class TruncationOnce(logging.Filter):
 
 
 _TRUNCATION_ONCE = TruncationOnce()
+_ONCE_LOCK = threading.Lock()
 
 
 class ServiceState:
@@ -96,8 +99,11 @@ class ServiceState:
             logger.addFilter(_TRUNCATION_ONCE)
         self._batcher: MicroBatcher | ContinuousBatcher | None = None
         #: The batching in effect: the settings', but micro where continuous batching was
-        #: asked of a backend that has none (known once the batcher is made).
+        #: asked of a backend that has none (known now: a mounted app makes its batcher at
+        #: its first request, and its model card may be asked for before).
         self.batching: str = settings.batching
+        if settings.batching == "continuous" and summarizer.continuous_decoder() is None:
+            self.batching = "micro"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warm_up: asyncio.Task[None] | None = None
 

@@ -134,15 +134,19 @@ def _cost(cost: float | None) -> str:
 
 
 def trial_counts(trials: Sequence[Trial]) -> tuple[int, str]:
-    """The trials that count (an interrupted trial that was rerun is its rerun) and their
-    states, as ``6 finished, 6 pruned; 1 interrupted and rerun`` (finished even at 0)."""
-    rerun = [t for t in trials if t.get("state") == "interrupted" and t.get("rerun_as") is not None]
-    counting = [t for t in trials if t not in rerun]
+    """The trials that count (a trial interrupted or stopped, then rerun, is its rerun) and
+    their states, as ``6 finished, 6 pruned; 1 interrupted and rerun`` (finished even at 0).
+    A trial whose rerun has not started yet still counts as itself."""
+    numbers = {t.get("number") for t in trials}
+    replaced = [t for t in trials if t.get("rerun_as") is not None and t["rerun_as"] in numbers]
+    counting = [t for t in trials if t not in replaced]
     counts = {state: sum(t.get("state") == state for t in counting) for state in STATES}
     shown = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s == "finished")
-    if rerun:
-        shown += f"{'; ' if shown else ''}{len(rerun)} interrupted and rerun"
-    return len(counting), shown or "none"
+    for state in STATES:
+        rerun = sum(t.get("state") == state for t in replaced)
+        if rerun:
+            shown += f"; {rerun} {state} and rerun"
+    return len(counting), shown
 
 
 def _summary_lines(

@@ -39,6 +39,19 @@ def test_a_config_file_may_use_the_flat_keys_of_the_flags(tmp_path: Path) -> Non
     assert "valid here: epochs, max_steps, learning_rate" in message
 
 
+def test_a_flat_key_two_sections_share_is_sent_to_one_of_them(tmp_path: Path) -> None:
+    from dialogsum.cli.config import SweepConfig
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text("train: t.jsonl\neval: e.jsonl\noutput_dir: out\nseed: 3\n")
+    with pytest.raises(ConfigError) as raised:
+        build_config(SweepConfig, str(config), {"space": {"r": [2, 4]}})
+    message = str(raised.value)
+    assert "seed: more than one section has this setting" in message, message
+    assert "training: {seed: ...} or sweep: {seed: ...}" in message
+    assert "did you mean 'seed'" not in message
+
+
 def test_summarizing_an_empty_file_is_an_error(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

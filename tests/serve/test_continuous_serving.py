@@ -77,12 +77,19 @@ def test_every_batching_answers_concurrent_requests_as_offline(
         assert _metric(metrics, "dialogsum_decoding_dialogues") == 0
         calls = _metric(metrics, "dialogsum_batch_dialogues_count")
         assert calls > 0 if batching != "continuous" else calls == 0
+    if batching == "continuous":
+        # The gauge reads the decoder at each scrape: three rows in flight show as 3.
+        app.state.dialogsum._batcher.decoder.decoder._rows_in_flight = 3
+        text = app.state.dialogsum.metrics.render()[0].decode()
+        assert _metric(text, "dialogsum_decoding_dialogues") == 3
 
 
 def test_a_backend_without_continuous_batching_is_micro_batched(tiny_model_dir: Path) -> None:
     torch_model = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
     assert torch_model.continuous_decoder() is None
     app = create_app(torch_model, ServeSettings(batching="continuous"))
+    # Known before the batcher is made (a mounted app makes it at its first request).
+    assert app.state.dialogsum.batching == "micro"
     with Server(app=app) as address:
         body = {"inputs": "#Person1#: Hi.\n#Person2#: Hello.", "parameters": {}}
         assert httpx.post(f"{address}/v1/summarize", json=body, timeout=120).status_code == 200

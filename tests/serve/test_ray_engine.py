@@ -168,7 +168,9 @@ def test_a_model_folder_a_local_ray_cannot_load_is_refused_before_ray_starts(
     from dialogsum.cli import main
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("RAY_DEDUP_LOGS", raising=False)
+    # Set, then removed: monkeypatch then restores the environment after the test.
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "unset")
+    monkeypatch.delenv("RAY_DEDUP_LOGS")
     folder = tmp_path / "served-int8"
     if broken == "manifest":
         folder.mkdir()

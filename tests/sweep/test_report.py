@@ -296,3 +296,20 @@ def test_the_command_s_lines_count_an_interrupted_and_rerun_trial_once() -> None
         "Sweep in sweeps/lora: 4 trials (2 finished, 1 pruned, 1 stopped; 1 interrupted and rerun)."
     )
     assert lines[-1] == "Report: sweeps/lora/report.html"
+
+
+def test_a_rerun_trial_counts_once_whatever_ended_it_and_a_waiting_rerun_not_at_all() -> None:
+    from dialogsum.sweep.report import trial_counts
+
+    trials = [
+        trial(0, "finished", 1e-3, 4, "q,v"),
+        trial(1, "stopped", 1e-3, 8, "q,v", rerun_as=3),  # at a budget, then rerun
+        trial(2, "interrupted", 1e-3, 8, "q,v", rerun_as=4),  # killed, rerun
+        trial(3, "finished", 1e-3, 8, "q,v", rerun_of=1),
+        trial(4, "pruned", 1e-3, 8, "q,v", rerun_of=2),
+        trial(5, "stopped", 1e-3, 16, "q,v", rerun_as=6),  # its rerun waits: no record yet
+    ]
+    assert trial_counts(trials) == (
+        4,
+        "2 finished, 1 pruned, 1 stopped; 1 interrupted and rerun; 1 stopped and rerun",
+    )
