@@ -212,6 +212,13 @@ def read_manifest(model_dir: Path) -> ModelManifest:
     return manifest
 
 
+def local_manifest(name_or_path: str | Path) -> ModelManifest | None:
+    """The manifest of the local folder ``name_or_path`` names (None for a hub id); a
+    :class:`ModelError` where the folder is missing or its manifest unreadable."""
+    model_dir = resolve_model_dir(name_or_path)
+    return read_manifest(model_dir) if model_dir is not None else None
+
+
 def default_backend(name_or_path: str | Path) -> str:
     """The backend that serves ``name_or_path``: the one its export record names, else torch.
 
@@ -221,10 +228,10 @@ def default_backend(name_or_path: str | Path) -> str:
     what is wrong, in that backend's words.
     """
     try:
-        model_dir = resolve_model_dir(name_or_path)
-        export = read_manifest(model_dir).export if model_dir is not None else None
+        manifest = local_manifest(name_or_path)
     except ModelError:
         return DEFAULT_BACKEND
+    export = manifest.export if manifest is not None else None
     return export.backend if export is not None else DEFAULT_BACKEND
 
 

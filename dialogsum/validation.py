@@ -20,14 +20,24 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def format_validation_error(
-    error: ValidationError, model: type[BaseModel] | None = None, *, listing: bool = True
+    error: ValidationError,
+    model: type[BaseModel] | None = None,
+    *,
+    listing: bool = True,
+    flags: Mapping[str, str] | None = None,
 ) -> str:
     """One clause per pydantic error, ``field: message``, joined by semicolons; with the
     ``model`` validated, a key it does not know names the likeliest one meant (and, with
-    ``listing``, the valid ones)."""
+    ``listing``, the valid ones). ``flags`` (dotted field -> ``--flag``) names each field's
+    flag beside it."""
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(options)"
+        field = ".".join(str(part) for part in item["loc"])
+        if flags is None:
+            where = field or "(options)"
+        else:
+            flag = flags.get(field)
+            where = f"{field}{f' ({flag})' if flag else ''}"
         lines.append(f"{where}: {error_message(item, model, listing=listing)}")
     return "; ".join(lines)
 

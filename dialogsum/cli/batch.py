@@ -128,11 +128,11 @@ def _decoding(model: str, generation: dict[str, Any]) -> dict[str, Any]:
     so leaving out a flag that only restated a default is the same job."""
     from dialogsum.errors import DialogsumError
     from dialogsum.generation import parse_generation
-    from dialogsum.modeling import read_manifest, resolve_model_dir
+    from dialogsum.modeling import local_manifest
 
     try:
-        folder = resolve_model_dir(model)
-        defaults = read_manifest(folder).generation if folder is not None else {}
+        manifest = local_manifest(model)
+        defaults = manifest.generation if manifest is not None else {}
     except DialogsumError:  # the model fails to load later, with its own message
         defaults = {}
     return parse_generation(generation, defaults).model_dump(exclude={"batch_size"})

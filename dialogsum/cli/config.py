@@ -23,7 +23,7 @@ from dialogsum.generation import GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.training.options import TrainingOptions
-from dialogsum.validation import error_message, format_validation_error
+from dialogsum.validation import format_validation_error
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -258,15 +258,7 @@ def build_config(
         return model.model_validate(settings)
     except ValidationError as exc:
         where = f" (config file {file} and flags)" if file else ""
-        problems = format_validation_error(exc, model)
-        if flag_names:
-            clauses = []
-            for item in exc.errors():
-                field = ".".join(str(part) for part in item["loc"])
-                flag = flag_names.get(field)
-                message = error_message(item, model)
-                clauses.append(f"{field}{f' ({flag})' if flag else ''}: {message}")
-            problems = "; ".join(clauses)
+        problems = format_validation_error(exc, model, flags=flag_names or None)
         raise ConfigError(f"Invalid settings{where}: {problems}.") from None
 
 

@@ -118,6 +118,7 @@ def _local_only(server: ServeSettings) -> None:
 def _run_on_ray(config: ServeConfig) -> int:
     """``--engine ray``: replicas on Ray Serve until SIGTERM or Ctrl-C (exit status 0)."""
     from dialogsum.errors import ConfigError
+    from dialogsum.modeling import local_manifest
     from dialogsum.ray_cluster import cluster_address
     from dialogsum.serve.ray_deployment import require_ray_serve
     from dialogsum.serve.ray_engine import serve_on_ray
@@ -135,7 +136,7 @@ def _run_on_ray(config: ServeConfig) -> int:
         # A local Ray's replicas read this machine's folders: a model folder that is missing,
         # or whose manifest is unreadable, is refused here in one line, not by every replica
         # after Ray has started (a cluster's nodes may hold folders this machine does not).
-        _check_model_folder(config.model)
+        local_manifest(config.model)
         check_port(server.host, server.port)  # before Ray starts: that takes long
     elif server.port == 0:
         raise ConfigError(
@@ -175,16 +176,6 @@ def ray_app(args: dict[str, Any]) -> Application:
             f"cluster runs it with 'serve deploy --address'."
         )
     return build(functools.partial(load_model, _absolute(config)), config.server)
-
-
-def _check_model_folder(model: str) -> None:
-    """The :class:`~dialogsum.errors.ModelError` loading ``model`` would end with, where the
-    folder is missing or its manifest unreadable (a hub id passes)."""
-    from dialogsum.modeling import read_manifest, resolve_model_dir
-
-    folder = resolve_model_dir(model)
-    if folder is not None:
-        read_manifest(folder)
 
 
 def _absolute(config: ServeConfig) -> ServeConfig:

@@ -147,7 +147,6 @@ class ServiceState:
                 "the %s backend has no continuous batching: micro-batching instead",
                 self.summarizer.backend,
             )
-            self.batching = "micro"
         return MicroBatcher(
             self._summarize_batch,
             batching=settings.batching != "off",

@@ -139,7 +139,8 @@ def trial_counts(trials: Sequence[Trial]) -> tuple[int, str]:
     A trial whose rerun has not started yet still counts as itself."""
     numbers = {t.get("number") for t in trials}
     replaced = [t for t in trials if t.get("rerun_as") is not None and t["rerun_as"] in numbers]
-    counting = [t for t in trials if t not in replaced]
+    gone = {t["number"] for t in replaced}
+    counting = [t for t in trials if t.get("number") not in gone]
     counts = {state: sum(t.get("state") == state for t in counting) for state in STATES}
     shown = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s == "finished")
     for state in STATES:
