@@ -30,6 +30,9 @@ class RowBuffers:
         self.count = 0
         #: Rows and width the arenas are first made for (see :meth:`reserve`).
         self._reserved = (0, 0)
+        #: The widest a row can be (0: unknown), set by :meth:`reserve`: widening rounds up to
+        #: ``grain`` but not past it (every step reads the whole width).
+        self._widest = 0
 
     @property
     def width(self) -> int:
@@ -65,7 +68,7 @@ class RowBuffers:
                 # Written once now (it is zeros already): every page is backed from here
                 # on, instead of as rows first reach it, in the middle of someone's decode.
                 self._arenas[name].fill(0)
-                shape[self.width_axis - 1] = -(-wanted // self.grain) * self.grain
+                shape[self.width_axis - 1] = self._rounded(wanted)
                 self._lay_out(name, tuple(shape), value.dtype, max(rows, added))
         width = self._widened(values)
         needed = self.count + added
@@ -80,7 +83,8 @@ class RowBuffers:
         ``width``, and touch them then: a buffer that grows while in use lives, for a moment,
         twice, and memory a process has not touched before is slow to touch the first time
         (on a virtual machine, the host backs each page then)."""
-        self._reserved = (rows, -(-width // self.grain) * self.grain)  # as widening rounds
+        self._widest = width
+        self._reserved = (rows, self._rounded(width))  # as widening rounds
 
     def put(self, rows: Any, values: dict[str, Any]) -> None:
         """Write ``values`` over rows in use (``rows``: their indices, one per value row),
@@ -139,8 +143,15 @@ class RowBuffers:
         """Widen the arrays to hold ``values`` (to a multiple of ``grain``); their width."""
         wanted = max(int(v.shape[self.width_axis]) for v in values.values())
         if wanted > self.width:
-            self.resize(-(-wanted // self.grain) * self.grain)
+            self.resize(self._rounded(wanted))
         return self.width
+
+    def _rounded(self, width: int) -> int:
+        """``width`` rounded up to a multiple of ``grain``, but not past the widest a row can
+        be (a lane of dialogsum-tiny, whose dialogues are at most 272 positions with the
+        tail, read 320 at every step: a sixth more cross-attention for nothing)."""
+        rounded = -(-width // self.grain) * self.grain
+        return min(rounded, max(self._widest, width)) if self._widest else rounded
 
     def _lay_out(self, name: str, row_shape: tuple[int, ...], dtype: Any, rows: int) -> None:
         """Lay array ``name`` out with rows of ``row_shape``, room for at least ``rows`` of

@@ -92,3 +92,19 @@ def test_a_reserved_buffer_keeps_its_memory_as_it_changes() -> None:
     buffers.put(np.array([1]), {"x": _rows(1, 14, 2, rng)})
     assert buffers.arrays["x"].base is base  # laid out again in place, never reallocated
     assert buffers.width == 16
+
+
+def test_widening_rounds_to_the_grain_but_not_past_the_widest_reserved() -> None:
+    """A lane reserves its widest dialogue (272 with dialogsum-tiny's tail): a widening rounds
+    up to the grain (64) only as far as that, since every step reads the whole width."""
+    rng = np.random.default_rng(0)
+    buffers = RowBuffers(width_axis=1, grain=64)
+    buffers.reserve(4, 272)
+    buffers.append({"x": _rows(1, 100, 1, rng)})
+    assert buffers.width == 128  # rounded up to the grain
+    buffers.append({"x": _rows(1, 260, 1, rng)})
+    assert buffers.width == 272  # not 320
+    unreserved = RowBuffers(width_axis=1, grain=64)
+    unreserved.append({"x": _rows(1, 100, 1, rng)})
+    unreserved.append({"x": _rows(1, 260, 1, rng)})
+    assert unreserved.width == 320
