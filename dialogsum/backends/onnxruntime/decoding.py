@@ -92,24 +92,33 @@ def banned_tokens(
     """
     import numpy as np
 
-    rows = [np.zeros(0, dtype=np.int64)]
-    tokens = [np.zeros(0, dtype=np.int64)]
+    rows = []
+    tokens = []
     size = options.no_repeat_ngram_size
     length = history.shape[1]
     if size and length >= size:
         # Every n-gram of the history whose first n-1 tokens equal the row's last n-1 bans its
-        # last token; all rows and positions at once (a loop per row cost more than the model
-        # for batched beam search on a small model).
-        windows = np.lib.stride_tricks.sliding_window_view(history, size, axis=1)
-        prefix = history[:, length - size + 1 :]
-        matches = (windows[:, :, :-1] == prefix[:, None, :]).all(axis=-1)
+        # last token; all rows and positions at once, one comparison per token of the n-gram
+        # (a loop per row cost more than the model for batched beam search on a small model).
+        starts = length - size + 1  # the n-grams' first positions
+        matches = np.ones((history.shape[0], starts), dtype=bool)
+        for offset in range(size - 1):
+            matches &= history[:, offset : offset + starts] == history[:, starts + offset, None]
+        if size == 1:  # every token is a 1-gram, but a shorter row's leading -1s are none
+            matches &= history >= 0
         match_rows, match_positions = np.nonzero(matches)
         rows.append(match_rows)
-        tokens.append(windows[match_rows, match_positions, -1])
-    early = np.flatnonzero(np.broadcast_to(generated, (history.shape[0],)) < options.min_new_tokens)
-    if len(early):
+        tokens.append(history[match_rows, match_positions + size - 1])
+    if options.min_new_tokens:
+        early = np.flatnonzero(
+            np.broadcast_to(generated, (history.shape[0],)) < options.min_new_tokens
+        )
         rows.append(early)
         tokens.append(np.full(len(early), eos, dtype=np.int64))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(rows) == 1:
+        return rows[0], tokens[0].astype(np.int64, copy=False)
     return np.concatenate(rows), np.concatenate(tokens).astype(np.int64, copy=False)
 
 
@@ -372,9 +381,10 @@ class BeamSearch:
     def advance(self, logits: Any) -> Advance:
         import numpy as np
 
-        take = np.take_along_axis
         beams, cur_len, options = self.beams, self.cur_len, self.options
         items = len(self.ids)
+        # Picks along the beam axis index by (item, beam) pairs: take_along_axis builds the
+        # same index arrays at every call, a measurable share of a small model's step.
         item_rows = np.arange(items)[:, None]
         flat_lengths = np.repeat(cur_len, beams)
         flat_history = right_aligned(self.running.reshape(items * beams, -1), flat_lengths)
@@ -388,15 +398,15 @@ class BeamSearch:
             self.running_scores,
             self.keep,
         )
-        candidate_seqs = take(self.running, source_beam[:, :, None], axis=1).copy()
+        candidate_seqs = self.running[item_rows, source_beam]  # a copy (fancy indexing)
         candidate_seqs[item_rows, np.arange(self.keep)[None, :], cur_len[:, None]] = tokens
         hits = (tokens == self.eos) | (cur_len + 1 >= self.max_length)[:, None]
 
         alive_scores = candidate_scores + hits.astype(np.float32) * NEG
         chosen = _top(alive_scores, beams)
-        running = take(candidate_seqs, chosen[:, :, None], axis=1)
-        running_scores = take(alive_scores, chosen, axis=1)
-        parent = take(source_beam, chosen, axis=1)
+        running = candidate_seqs[item_rows, chosen]
+        running_scores = alive_scores[item_rows, chosen]
+        parent = source_beam[item_rows, chosen]
 
         just_finished = hits & self.top_mask[None, :]
         # Each item's penalty in float64, then float32: what float32 scores divided by a
@@ -410,11 +420,9 @@ class BeamSearch:
         final_scores = final_scores + (~self.improvable) * NEG + (~just_finished) * NEG
         merged_scores = np.concatenate([self.beam_scores, final_scores.astype(np.float32)], 1)
         best = _top(merged_scores, beams)
-        sequences = take(
-            np.concatenate([self.sequences, candidate_seqs], axis=1), best[:, :, None], axis=1
-        )
-        beam_scores = take(merged_scores, best, axis=1)
-        finished = take(np.concatenate([self.finished, just_finished], axis=1), best, axis=1)
+        sequences = np.concatenate([self.sequences, candidate_seqs], axis=1)[item_rows, best]
+        beam_scores = merged_scores[item_rows, best]
+        finished = np.concatenate([self.finished, just_finished], axis=1)[item_rows, best]
 
         cur_len = cur_len + 1
         penalty = ((cur_len - 1).astype(np.float64) ** options.length_penalty).astype(np.float32)
@@ -433,15 +441,22 @@ class BeamSearch:
             )
             for index in np.flatnonzero(done)
         ]
-        alive = np.flatnonzero(~done)
-        rows = (alive[:, None] * beams + parent[alive]).reshape(-1)
-        self.ids, self.max_length = self.ids[alive], self.max_length[alive]
-        self.running, self.running_scores = running[alive], running_scores[alive]
-        self.sequences, self.beam_scores = sequences[alive], beam_scores[alive]
-        self.finished, self.improvable = finished[alive], improvable[alive]
-        self.cur_len = cur_len[alive]
-        next_tokens = take(self.running, (self.cur_len - 1)[:, None, None], axis=2)
-        return Advance(rows, next_tokens.reshape(-1), self.ids, bool(done.any()), final)
+        if final:
+            alive = np.flatnonzero(~done)
+            rows = (alive[:, None] * beams + parent[alive]).reshape(-1)
+            self.ids, self.max_length = self.ids[alive], self.max_length[alive]
+            running, running_scores = running[alive], running_scores[alive]
+            sequences, beam_scores = sequences[alive], beam_scores[alive]
+            finished, improvable = finished[alive], improvable[alive]
+            cur_len = cur_len[alive]
+        else:  # every item goes on: no copies to make
+            rows = (item_rows * beams + parent).reshape(-1)
+        self.running, self.running_scores = running, running_scores
+        self.sequences, self.beam_scores = sequences, beam_scores
+        self.finished, self.improvable = finished, improvable
+        self.cur_len = cur_len
+        newest = running[np.arange(len(cur_len))[:, None], np.arange(beams), cur_len[:, None] - 1]
+        return Advance(rows, newest.reshape(-1), self.ids, bool(final), final)
 
 
 def _joined(*pairs: tuple[Any, Any], **wide: tuple[Any, Any]) -> list[Any]:
@@ -533,12 +548,14 @@ def best_candidates(
             hit_pairs, hit_columns = np.nonzero(words[rows] == banned[:, None])
             values[rows[hit_pairs], hit_columns] = -np.inf
     width = values.shape[-1]
-    scores = values.reshape(items, beams * width) + np.repeat(running_scores, width, axis=1)
+    scores = (values.reshape(items, beams, width) + running_scores[:, :, None]).reshape(items, -1)
     words = words.reshape(items, beams * width)
     flat_ids = (np.arange(beams * width) // width) * logits.shape[-1] + words
     order = np.lexsort((flat_ids, -scores), axis=-1)[:, :keep]
-    take = np.take_along_axis
-    return take(scores, order, axis=1), order // width, take(words, order, axis=1)
+    # Fancy indexing by (item, column): take_along_axis builds the same index arrays per
+    # call, a measurable share of a step for a small model.
+    item_rows = np.arange(items)[:, None]
+    return scores[item_rows, order], order // width, words[item_rows, order]
 
 
 def check_supported(options: GenerationOptions) -> None:

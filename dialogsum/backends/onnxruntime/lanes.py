@@ -194,7 +194,8 @@ class Lane:
             targets = (kept_items[:, None] * beams + np.arange(beams)).reshape(-1)
             parents[targets] = rows[kept]
             tokens[targets] = advance.tokens
-            self.live[np.setdiff1d(entry.lane_items, kept_items)] = False
+            if len(kept_items) < len(entry.lane_items):  # (a set difference per step cost more)
+                self.live[np.setdiff1d(entry.lane_items, kept_items)] = False
             entry.lane_items, entry.ids = kept_items, np.asarray(advance.items)
             if len(entry.ids):
                 entries.append(entry)

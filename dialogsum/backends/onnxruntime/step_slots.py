@@ -28,7 +28,7 @@ decoded alone: the tests and the load benchmarks check it answer by answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dialogsum.plugin_api import ModelError
@@ -41,6 +41,8 @@ SELF_ATTENTION_BIAS = "self_attention_bias"
 CROSS_ATTENTION_TAIL = 16
 #: The cache buffer's length is always a multiple of this (see the module docstring).
 SLOT_CHUNK = 16
+#: Up to this capacity, PositionBias keeps every position's bias (FLAN-T5-base: 3 MB a capacity).
+CACHED_CAPACITY = 256
 
 
 def slot_self_attention(model: Any) -> Any:
@@ -165,6 +167,8 @@ class PositionBias:
 
     table: Any
     max_distance: int
+    #: Every position's feed for a capacity (see :meth:`feeds`), for the last few capacities.
+    _by_capacity: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def bucket(self, distance: Any) -> Any:
         """T5's bucket (``bidirectional=False``) of each query-minus-key ``distance`` >= 0, in
@@ -191,6 +195,22 @@ class PositionBias:
         import numpy as np
 
         positions = np.asarray(positions, dtype=np.int64)
+        if capacity > CACHED_CAPACITY:
+            return self._computed(positions, capacity)
+        # A lane's capacity changes a chunk at a time, so every position's feed is computed
+        # once per capacity and rows pick theirs: computing them at every step was a tenth
+        # of dialogsum-tiny's step. Two capacities are kept (a lane growing and shrinking).
+        every = self._by_capacity.get(capacity)
+        if every is None:
+            every = self._computed(np.arange(capacity + 1), capacity)
+            if len(self._by_capacity) >= 2:
+                self._by_capacity.clear()
+            self._by_capacity[capacity] = every
+        return every[positions]
+
+    def _computed(self, positions: Any, capacity: int) -> Any:
+        import numpy as np
+
         slots = np.arange(capacity + 1)
         distance = positions[:, None] - slots[None, :]
         distance[:, capacity] = 0

@@ -187,3 +187,24 @@ def test_position_buckets_are_t5s(served: Summarizer) -> None:
         torch.tensor(-distance), bidirectional=False, num_buckets=32, max_distance=128
     ).numpy()
     assert np.array_equal(bias.bucket(distance), expected)
+
+
+def test_position_bias_feeds_are_the_same_kept_or_computed() -> None:
+    """Feeds come from a table kept per capacity up to CACHED_CAPACITY, computed beyond it:
+    a row's bias must be the same either way, whichever capacities came before."""
+    from dialogsum.backends.onnxruntime.step_slots import CACHED_CAPACITY, PositionBias
+
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((32, 3)).astype(np.float32)
+    bias = PositionBias(table, 128)
+    for capacity in (16, 48, 16, 32, 48, CACHED_CAPACITY, CACHED_CAPACITY + 16):
+        positions = rng.integers(0, capacity, 7)
+        got = bias.feeds(positions, capacity)
+        for row, position in enumerate(positions):
+            alone = bias._computed(np.array([position]), capacity)[0]
+            np.testing.assert_array_equal(got[row], alone)
+            visible = got[row, 0, 0] > np.finfo(np.float32).min
+            # Slots before the row's position, and its own new key (the last), are visible.
+            assert visible.tolist() == [j < position for j in range(capacity)] + [True]
+        assert got.flags.c_contiguous and got.dtype == np.float32
+    assert len(bias._by_capacity) <= 2

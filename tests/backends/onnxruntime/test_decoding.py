@@ -173,3 +173,44 @@ def test_the_shipped_top_graph_is_the_one_build_top_model_writes() -> None:
     from dialogsum.backends.onnxruntime.top_log_probs import TOP_MODEL, build_top_model
 
     assert TOP_MODEL.read_bytes() == build_top_model()
+
+
+def _banned_by_hand(history: np.ndarray, size: int) -> set[tuple[int, int]]:
+    """transformers' rule, row by row: every earlier n-gram that starts with the row's last
+    n-1 tokens bans its last token (leading -1s are no tokens)."""
+    banned = set()
+    for row, tokens in enumerate(history.tolist()):
+        tokens = [t for t in tokens if t >= 0]
+        if len(tokens) < size:
+            continue
+        last = tuple(tokens[len(tokens) - size + 1 :])
+        for start in range(len(tokens) - size + 1):
+            if tuple(tokens[start : start + size - 1]) == last:
+                banned.add((row, tokens[start + size - 1]))
+    return banned
+
+
+@settings(max_examples=300, deadline=2000, derandomize=True)
+@given(
+    rows=st.lists(st.lists(st.integers(2, 5), min_size=1, max_size=12), min_size=1, max_size=5),
+    size=st.integers(1, 4),
+    minimum=st.integers(0, 3),
+    generated=st.integers(0, 4),
+)
+def test_banned_tokens_are_transformers_rules(
+    rows: list[list[int]], size: int, minimum: int, generated: int
+) -> None:
+    from dialogsum.backends.onnxruntime.decoding import banned_tokens
+    from dialogsum.plugin_api import GenerationOptions
+
+    width = max(len(row) for row in rows)
+    history = np.array([[-1] * (width - len(row)) + row for row in rows], dtype=np.int64)
+    options = GenerationOptions(
+        no_repeat_ngram_size=size, min_new_tokens=minimum, max_new_tokens=8, num_beams=1
+    )
+    banned_rows, banned = banned_tokens(history, generated, options, eos=1)
+    assert banned_rows.dtype == np.int64 and banned.dtype == np.int64
+    expected = _banned_by_hand(history, size)
+    if generated < minimum:
+        expected |= {(row, 1) for row in range(len(rows))}
+    assert set(zip(banned_rows.tolist(), banned.tolist(), strict=True)) == expected
