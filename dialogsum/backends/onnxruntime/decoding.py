@@ -245,8 +245,12 @@ class Search(Protocol):
         """The rows of the step whose logits :meth:`advance` takes next."""
         ...
 
-    def advance(self, logits: Any) -> Advance:
-        """Take a step's logits (rows x vocabulary): choose the next tokens."""
+    def advance(self, logits: Any, ready: Any = None) -> Advance:
+        """Take a step's logits (rows x vocabulary): choose the next tokens.
+
+        ``ready``, where the step's graph computed them: each row's best log-probabilities
+        and their tokens (two rows x k arrays, as :data:`TopLogProbs` gives them), which beam
+        search uses instead of computing them where they are enough."""
         ...
 
     def partial(self) -> list[tuple[int, list[int]]]:
@@ -283,7 +287,7 @@ class GreedySearch:
             history=(self.history, other.history),
         )
 
-    def advance(self, logits: Any) -> Advance:
+    def advance(self, logits: Any, ready: Any = None) -> Advance:
         import numpy as np
 
         generated = self.lengths - 1
@@ -378,7 +382,7 @@ class BeamSearch:
             sequences=(self.sequences, other.sequences),
         )
 
-    def advance(self, logits: Any) -> Advance:
+    def advance(self, logits: Any, ready: Any = None) -> Advance:
         import numpy as np
 
         beams, cur_len, options = self.beams, self.cur_len, self.options
@@ -397,6 +401,7 @@ class BeamSearch:
             self.eos,
             self.running_scores,
             self.keep,
+            ready,
         )
         candidate_seqs = self.running[item_rows, source_beam]  # a copy (fancy indexing)
         candidate_seqs[item_rows, np.arange(self.keep)[None, :], cur_len[:, None]] = tokens
@@ -516,6 +521,7 @@ def best_candidates(
     eos: int,
     running_scores: Any,
     keep: int,
+    ready: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Each item's best ``keep`` continuations: their scores, source beams and tokens.
 
@@ -528,7 +534,8 @@ def best_candidates(
     among its best ``keep`` plus as many as it has forbidden: ``top`` finds those (in the
     model's own runtime where it can) and the forbidden ones drop to -inf. The whole
     vocabulary is processed and sorted only with a repetition penalty, which can lift a seen
-    token into the best.
+    token into the best. ``ready`` (see :meth:`Search.advance`) serves instead of ``top``
+    where it holds as many as are needed: the first ``k`` of a sorted top-k are the top ``k``.
     """
     import numpy as np
 
@@ -543,7 +550,11 @@ def best_candidates(
         extra = 0
         if len(rows):
             extra = int(np.bincount(np.unique(rows * vocab + banned) // vocab).max())
-        values, words = top(logits, keep + extra)
+        needed = min(keep + extra, vocab)
+        if ready is not None and ready[0].shape[-1] >= needed:
+            values, words = ready[0][:, :needed].copy(), ready[1][:, :needed]
+        else:
+            values, words = top(logits, keep + extra)
         if extra:
             hit_pairs, hit_columns = np.nonzero(words[rows] == banned[:, None])
             values[rows[hit_pairs], hit_columns] = -np.inf

@@ -26,6 +26,9 @@ from dialogsum.backends.onnxruntime.step_slots import (
     CROSS_ATTENTION_TAIL,
     SELF_ATTENTION_BIAS,
     SLOT_CHUNK,
+    TOP_INDICES,
+    TOP_K,
+    TOP_VALUES,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 
 #: The cross-attention width grows in steps of this many positions (see RowBuffers.grain).
 CROSS_WIDTH_GRAIN = 64
+#: A beam-search step's graph returns each row's best ``2 x beams`` log-probabilities and
+#: this many more: room for the tokens the processors forbid among them (a repeated n-gram's
+#: end, end-of-sequence before the minimum length); a row with more asks again.
+TOP_ROOM = 8
 
 #: Called with an item's final token ids (cut after end-of-sequence).
 Done = Callable[[list[int]], None]
@@ -90,6 +97,8 @@ class Lane:
         self.live = np.zeros(0, bool)
         self.item_served: list[ServedAdapter | None] = []
         self.step_lora: dict[str, Any] = {}
+        #: ``top_k`` for the step's graph (known once the first items' logits are seen).
+        self.top_k = np.ones(1, np.int64)
 
     def reserve(self, items: int, encoder_width: int, decoder_width: int) -> None:
         """Make the buffers, when the first items join, large enough for ``items`` items
@@ -129,6 +138,8 @@ class Lane:
             hidden, encoder_mask, feeds
         )
         beams = self.beams
+        if beams > 1:  # greedy takes the logits; 1 costs least
+            self.top_k[0] = min(2 * beams + TOP_ROOM, logits.shape[-1])
         if beams > 1:  # every beam starts from the same token: computed once per item
             logits = np.repeat(logits, beams, axis=0)
             self_present = {k: np.repeat(v, beams, axis=0) for k, v in self_present.items()}
@@ -176,7 +187,7 @@ class Lane:
         if not self.rows:
             return
         self._grow(int(self.positions.max()) + 1)
-        logits, new = self._run()
+        logits, top, new = self._run()
         beams = self.beams
         total = len(self.tokens)
         every = np.arange(total)
@@ -187,7 +198,10 @@ class Lane:
         entries = []
         for entry in self.entries:
             rows = (entry.lane_items[:, None] * beams + np.arange(beams)).reshape(-1)
-            advance = entry.search.advance(logits[rows])
+            if len(rows) == total and (rows == every).all():  # every row, in order: no copy
+                advance = entry.search.advance(logits, top)
+            else:
+                advance = entry.search.advance(logits[rows], (top[0][rows], top[1][rows]))
             self._report(entry, advance.finished)
             kept = np.asarray(advance.rows, np.int64)
             kept_items = entry.lane_items[kept[::beams] // beams]
@@ -288,10 +302,12 @@ class Lane:
         if needed < self.capacity:
             self.self_cache.resize(needed)
 
-    def _run(self) -> tuple[Any, dict[str, Any]]:
-        """The slotted decoder over every row: logits and each row's new keys and values."""
+    def _run(self) -> tuple[Any, tuple[Any, Any], dict[str, Any]]:
+        """The slotted decoder over every row: logits, each row's best log-probabilities and
+        their tokens (``top_k`` of them), and each row's new keys and values."""
         predictor = self.predictor
         feeds: dict[str, Any] = {
+            TOP_K: self.top_k,
             "input_ids": self.tokens[:, None],
             "encoder_attention_mask": self.encoder_mask.views()["mask"],
             SELF_ATTENTION_BIAS: predictor.position_bias.feeds(self.positions, self.capacity),
@@ -302,7 +318,9 @@ class Lane:
         outputs = predictor.slotted.run(None, feeds)
         named = dict(zip(predictor.slotted_outputs, outputs, strict=True))
         logits = named.pop("logits")[:, -1]
-        return logits, {k.replace("present.", "past_key_values."): v for k, v in named.items()}
+        top = named.pop(TOP_VALUES)[:, -1], named.pop(TOP_INDICES)[:, -1]
+        new = {k.replace("present.", "past_key_values."): v for k, v in named.items()}
+        return logits, top, new
 
     def _grow(self, needed: int) -> None:
         """Make the self-attention buffers at least ``needed`` positions long (a multiple of

@@ -38,6 +38,7 @@ from dialogsum.backends.onnxruntime.lanes import Item, Lane
 from dialogsum.backends.onnxruntime.step_slots import (
     CROSS_ATTENTION_TAIL,
     PositionBias,
+    add_top_log_probs,
     slot_self_attention,
 )
 from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
@@ -162,6 +163,7 @@ class OnnxPredictor(Predictor):
                     # Every later step runs with per-row cache positions (see step_slots).
                     model = onnx.load(source)
                     table = slot_self_attention(model)
+                    add_top_log_probs(model)
                     source = model.SerializeToString()
                 sessions.append(
                     ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -552,7 +554,7 @@ class _Forced:
     def rows(self) -> int:
         return len(self.ids)
 
-    def advance(self, logits: Any) -> Advance:
+    def advance(self, logits: Any, ready: Any = None) -> Advance:
         import numpy as np
 
         self.logits.append(np.array(logits))

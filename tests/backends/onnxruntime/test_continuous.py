@@ -208,3 +208,26 @@ def test_position_bias_feeds_are_the_same_kept_or_computed() -> None:
             assert visible.tolist() == [j < position for j in range(capacity)] + [True]
         assert got.flags.c_contiguous and got.dtype == np.float32
     assert len(bias._by_capacity) <= 2
+
+
+def test_the_steps_own_top_log_probs_are_the_separate_graphs(onnx_export_dir: Path) -> None:
+    """Beam search takes each row's best log-probabilities from the step's graph: they must be
+    what the separate top-k graph gives on the same logits, values and tokens, in order."""
+    from dialogsum.backends.onnxruntime.lanes import TOP_ROOM, Lane
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+    from dialogsum.generation import GenerationOptions
+
+    predictor = OnnxPredictor(onnx_export_dir, progress=False)
+    options = GenerationOptions(num_beams=3, max_new_tokens=6, no_repeat_ngram_size=2)
+    ids = [[5, 6, 7, 8, 1], [9, 10, 1, 0, 0]]
+    mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    lane = Lane(predictor, options.num_beams)
+    lane.join(predictor._items(ids, mask, None, None), predictor.search(len(ids), options))
+    assert int(lane.top_k[0]) == 2 * options.num_beams + TOP_ROOM
+    for _ in range(3):
+        logits, (values, tokens), _ = lane._run()
+        want_values, want_tokens = predictor.top(logits, int(lane.top_k[0]))
+        assert values.shape == (len(logits), int(lane.top_k[0]))
+        np.testing.assert_array_equal(values, want_values)
+        np.testing.assert_array_equal(tokens, want_tokens)
+        lane.step()

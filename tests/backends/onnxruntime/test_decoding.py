@@ -117,9 +117,17 @@ def _reference_candidates(
     ngram=st.sampled_from([0, 2, 3]),
     min_new=st.integers(0, 4),
     penalty=st.sampled_from([1.0, 1.3]),
+    room=st.integers(1, 48),
 )
 def test_best_candidates_equal_a_stable_sort_of_every_score(
-    seed: int, beams: int, vocab: int, length: int, ngram: int, min_new: int, penalty: float
+    seed: int,
+    beams: int,
+    vocab: int,
+    length: int,
+    ngram: int,
+    min_new: int,
+    penalty: float,
+    room: int,
 ) -> None:
     from dialogsum.backends.onnxruntime.decoding import NEG, best_candidates, top_log_probs
     from dialogsum.generation import GenerationOptions
@@ -142,6 +150,26 @@ def test_best_candidates_equal_a_stable_sort_of_every_score(
     expected = _reference_candidates(logits, history, length - 1, options, 1, running, keep)
     for name, value, want in zip(("scores", "beams", "tokens"), got, expected, strict=True):
         assert np.array_equal(value, want), name
+    # The step's graph returns each row's best few (``ready``): the same candidates whether
+    # they are enough or ``top`` is asked again, and ``ready`` is never changed.
+    asked: list[int] = []
+
+    def counted(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        asked.append(k)
+        return top_log_probs(values, k)
+
+    ready = top_log_probs(logits, min(room, vocab))
+    before = (ready[0].copy(), ready[1].copy())
+    got = best_candidates(
+        counted, logits, history, length - 1, options, 1, running, keep, ready=ready
+    )
+    for name, value, want in zip(("scores", "beams", "tokens"), got, expected, strict=True):
+        assert np.array_equal(value, want), name
+    assert np.array_equal(ready[0], before[0]) and np.array_equal(ready[1], before[1])
+    if penalty == 1.0 and room >= vocab:
+        assert not asked  # every token is ready: top is never needed
+    if asked and penalty == 1.0:
+        assert min(asked[0], vocab) > room  # asked only when ready held too few
 
 
 def test_top_log_probs_in_onnxruntime_match_numpy_and_ignore_the_batch() -> None:
