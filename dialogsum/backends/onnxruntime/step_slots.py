@@ -8,9 +8,11 @@ steps have caches of different lengths, so they could not share a step.
 :func:`slot_self_attention` rewrites the graph (in memory, when a predictor loads an export) so
 that the cache is a buffer of ``capacity`` slots per row, kept by the predictor (:mod:`.lanes`):
 
-- a step attends to the buffer followed by its own new key and value (the graph's append), and
-  returns only the new key and value, which the predictor writes into the buffer at the row's
-  position: nothing else of the cache is copied out;
+- a step attends to the buffer followed by its own new key and value, and returns only the
+  new key and value, which the predictor writes into the buffer at the row's position: nothing
+  else of the cache is copied out. The buffer is read in place, not appended to: the scores
+  are the buffer's (one MatMul over it) followed by the new key's, and the output is the
+  buffer's weighted values plus the new value times its weight;
 - the relative-position bias and the mask come in as input ``self_attention_bias`` (rows x
   heads x 1 x capacity + 1), which :class:`PositionBias` computes per row from the model's own
   bias table: a slot before the row's position weighs the bias of its distance, every later
@@ -22,8 +24,8 @@ tokens as well, so beam search needs no second session call per step.
 Why each row's numbers do not depend on the others: a row's real keys are always the buffer's
 first slots, the capacity is always a multiple of ``SLOT_CHUNK`` (16 floats, the widest vector
 a CPU kernel sums in its body), so every real key sits in the kernels' vectorised body at the
-same place whatever the capacity, and the step's own key is the one position after it, summed
-in the tail loop alone in every batch. Masked slots weigh exactly 0. The cross-attention cache
+same place whatever the capacity, and the step's own key and value are weighed apart, by the
+row alone. Masked slots weigh exactly 0. The cross-attention cache
 gets the same treatment (``CROSS_ATTENTION_TAIL``). Every decode of the onnxruntime backend
 runs this graph (offline ones too), so a summary decoded in a running batch equals the one
 decoded alone: the tests and the load benchmarks check it answer by answer.
@@ -118,8 +120,104 @@ def slot_self_attention(model: Any) -> Any:
         )
     )
     table = _bias_table(graph)
+    _prune(graph)  # first: the old bias's nodes also read the appended keys
+    _attend_without_appending(graph)
     _prune(graph)
     return table
+
+
+def _attend_without_appending(graph: Any) -> None:
+    """Attend to the buffer and the step's own key and value apart, without appending them.
+
+    The append copied every row's whole buffer at every step, in every layer, for keys and
+    values: a tenth of a batched step's node time. Instead the scores are the buffer's (one
+    MatMul over it, as before) followed by the new key's, and the output is the buffer's
+    weighted values plus the new value times its weight. Each row's numbers still come from
+    that row alone. An append whose neighbours are not the expected pattern stays as it is.
+    """
+    from onnx import helper, numpy_helper
+
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    appends = [
+        node
+        for node in graph.node
+        if node.op_type == "Concat" and node.output[0].startswith("slot_full/")
+    ]
+    added_before: dict[int, list[Any]] = {}
+    for append in appends:
+        past, new, full = append.input[0], append.input[1], append.output[0]
+        users = consumers.get(full, [])
+        if len(users) != 1:
+            continue
+        user = users[0]
+        prefix = f"slot_split/{full}"
+        if full.endswith(".key") and user.op_type == "Transpose":
+            matmuls = consumers.get(user.output[0], [])
+            if len(matmuls) != 1 or matmuls[0].op_type != "MatMul":
+                continue
+            matmul = matmuls[0]
+            adds = consumers.get(matmul.output[0], [])
+            if len(adds) != 1:
+                continue
+            perm = [a for a in user.attribute if a.name == "perm"]
+            user.input[0] = past  # the MatMul now scores the buffer alone
+            added_before[id(adds[0])] = [
+                helper.make_node("Transpose", [new], [f"{prefix}/new_t"], perm=perm[0].ints),
+                helper.make_node("MatMul", [matmul.input[0], f"{prefix}/new_t"], [f"{prefix}/s"]),
+                helper.make_node(
+                    "Concat", [matmul.output[0], f"{prefix}/s"], [f"{prefix}/scores"], axis=-1
+                ),
+            ]
+            adds[0].input[list(adds[0].input).index(matmul.output[0])] = f"{prefix}/scores"
+        elif full.endswith(".value") and user.op_type == "MatMul" and user.input[1] == full:
+            weights, output = user.input[0], user.output[0]
+            user.input[0], user.input[1] = f"{prefix}/w_buffer", past
+            user.output[0] = f"{prefix}/buffer"
+            added_before[id(user)] = [
+                helper.make_node(
+                    "Slice",
+                    [weights, "slot_split/first", "slot_split/last", "slot_split/axis"],
+                    [f"{prefix}/w_buffer"],
+                ),
+                helper.make_node(
+                    "Slice",
+                    [weights, "slot_split/last", "slot_split/end", "slot_split/axis"],
+                    [f"{prefix}/w_new"],
+                ),
+            ]
+            after = [
+                helper.make_node("Mul", [f"{prefix}/w_new", new], [f"{prefix}/new"]),
+                helper.make_node("Add", [f"{prefix}/buffer", f"{prefix}/new"], [output]),
+            ]
+            added_before.setdefault(id(_first_user(graph, output, consumers)), []).extend(after)
+    if not added_before:
+        return
+    import numpy as np
+
+    graph.initializer.extend(
+        numpy_helper.from_array(np.array([value], np.int64), f"slot_split/{name}")
+        for name, value in (
+            ("first", 0),
+            ("last", -1),
+            ("end", np.iinfo(np.int64).max),
+            ("axis", -1),
+        )
+    )
+    nodes = []
+    for node in graph.node:
+        nodes += added_before.get(id(node), [])
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _first_user(graph: Any, name: str, consumers: dict[str, list[Any]]) -> Any:
+    """The first node, in graph order, that reads ``name``."""
+    users = {id(node) for node in consumers.get(name, [])}
+    return next(node for node in graph.node if id(node) in users)
 
 
 def add_top_log_probs(model: Any) -> None:

@@ -231,3 +231,20 @@ def test_the_steps_own_top_log_probs_are_the_separate_graphs(onnx_export_dir: Pa
         np.testing.assert_array_equal(values, want_values)
         np.testing.assert_array_equal(tokens, want_tokens)
         lane.step()
+
+
+def test_a_step_attends_to_its_buffer_without_copying_it(onnx_export_dir: Path) -> None:
+    """The slotted step reads each layer's self-attention buffer in place: no node appends the
+    step's key or value to it (that copy of every buffer cost a tenth of a batched step)."""
+    import onnx
+
+    from dialogsum.backends.onnxruntime.step_slots import slot_self_attention
+
+    model = onnx.load(str(onnx_export_dir / "decoder_with_past_model.onnx"))
+    slot_self_attention(model)
+    buffers = {i.name for i in model.graph.input if ".decoder." in i.name}
+    assert buffers
+    readers = [n for n in model.graph.node if set(n.input) & buffers]
+    assert readers and all(n.op_type in ("Transpose", "MatMul") for n in readers), [
+        n.op_type for n in readers
+    ]
