@@ -218,7 +218,7 @@ class Lane:
         if beams > 1:
             # A row's slots past its position are masked: only those before (and the one just
             # written) follow the parent.
-            self.self_cache.follow(parents, int(self.positions.max()) + 1)
+            self.self_cache.follow(parents, self.positions + 1)
             self.positions = self.positions[parents]
         live_rows = np.repeat(self.live, beams)
         self.positions[live_rows] += 1

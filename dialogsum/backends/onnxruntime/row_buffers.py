@@ -116,22 +116,50 @@ class RowBuffers:
                 array[target] = array[rows[target]]
         self.count = len(rows)
 
-    def follow(self, parents: Any, width: int) -> None:
-        """Row ``r`` takes row ``parents[r]``'s first ``width`` positions along
-        ``width_axis``, in place: only rows whose parent is another row are written, and only
-        as far as ``width`` (beams follow their parents at every step; copying every row's
-        whole buffer cost more than the step's own attention)."""
+    def follow(self, parents: Any, widths: Any, grain: int = 16) -> None:
+        """Row ``r`` takes row ``parents[r]``'s first ``widths[parents[r]]`` positions along
+        ``width_axis`` (at least: rows are copied in groups of widths within the same
+        ``grain``, each as far as its widest), in place: only rows whose parent is another
+        row are written, and only as far as their parent's width (beams follow
+        their parents at every step; copying every row's whole buffer cost more than the
+        step's own attention, and under continuous batching rows of every age share a lane,
+        so the longest row's width was twice what the moved rows needed on average)."""
         import numpy as np
 
         parents = np.asarray(parents, dtype=np.int64)
         moved = np.flatnonzero(parents != np.arange(len(parents)))
         if not len(moved):
             return
-        index = [slice(None)] * self.width_axis
-        index[self.width_axis - 1] = slice(0, width)
+        sources = parents[moved]
+        # One copy per width class, not per row: a few numpy calls a step.
+        needed = widths[sources]
+        widest = int(needed.max())
+        if int(needed.min()) // grain == widest // grain:  # rows of one age (offline, micro)
+            groups = [(moved, sources, widest)]
+        else:
+            groups = []
+            classes = needed // grain
+            for group in set(classes.tolist()):
+                picked = classes == group
+                groups.append((moved[picked], sources[picked], int(needed[picked].max())))
+        gathered = []
+        for targets, rows, width in groups:
+            index = [slice(None)] * self.width_axis
+            index[self.width_axis - 1] = slice(0, width)
+            gathered.append((targets, rows, tuple(index)))
         for array in self.arrays.values():
-            # The parents' rows are gathered first: a parent may itself be overwritten.
-            array[(moved, *index)] = array[(parents[moved], *index)]
+            # Every parent's rows are gathered before any row is written: a parent may itself
+            # be overwritten.
+            if len(gathered) == 1:
+                targets, rows, index = gathered[0]
+                array[(targets, *index)] = array[(rows, *index)]
+                continue
+            taken = [array[(rows, *index)] for _, rows, index in gathered]
+            for (targets, _, index), values in zip(gathered, taken, strict=True):
+                array[(targets, *index)] = values
+            # Freed before the next array's are gathered, whose memory they then are (a
+            # copy kept alive across arrays made every gather take fresh pages).
+            del taken, values
 
     def clear(self) -> None:
         """Forget every array."""

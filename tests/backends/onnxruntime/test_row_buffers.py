@@ -28,6 +28,13 @@ def _cut(row: Any, axis: int, width: int) -> Any:
     return row[tuple(index)]
 
 
+def _padded(row: Any, axis: int, width: int) -> Any:
+    """``row`` with zeros after its end along ``axis`` (of the row), up to ``width``."""
+    padding = [(0, 0)] * row.ndim
+    padding[axis - 1] = (0, width - row.shape[axis - 1])
+    return np.pad(row, padding)
+
+
 def _check(buffers: RowBuffers, expected: list[Any], axis: int) -> None:
     view = buffers.views()["x"]
     assert view.flags.c_contiguous
@@ -74,9 +81,32 @@ def test_random_changes_read_as_a_list_of_rows_would(axis: int, reserved: bool) 
                 buffers.keep(kept)
                 expected = [expected[row] for row in kept]
             else:
+                # Each row takes its parent's first positions, at least as many as the
+                # parent's own width, and keeps its own after them.
                 parents = rng.integers(0, count, size=count)
-                buffers.follow(parents, buffers.width)
-                expected = [expected[parent].copy() for parent in parents]
+                width = buffers.width
+                widths = rng.integers(1, width + 1, size=count)
+                grain = int(rng.integers(1, 5))
+                buffers.follow(parents, widths, grain=grain)
+                full = [_padded(row, axis, width) for row in expected]
+                followed = []
+                for row, parent in enumerate(parents):
+                    if parent == row:
+                        followed.append(full[row])
+                        continue
+                    # Copied as far as the widest parent of the same grain among the moved.
+                    group = int(widths[parent]) // grain
+                    taken = max(
+                        int(widths[p])
+                        for r, p in enumerate(parents)
+                        if p != r and int(widths[p]) // grain == group
+                    )
+                    mixed = full[row].copy()
+                    index: list[Any] = [slice(None)] * 2
+                    index[axis - 1] = slice(0, taken)
+                    mixed[tuple(index)] = full[parent][tuple(index)]
+                    followed.append(mixed)
+                expected = followed
             _check(buffers, expected, axis)
 
 
