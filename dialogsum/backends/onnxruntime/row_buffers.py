@@ -142,11 +142,11 @@ class RowBuffers:
             for group in set(classes.tolist()):
                 picked = classes == group
                 groups.append((moved[picked], sources[picked], int(needed[picked].max())))
-        gathered = []
+        gathered: list[tuple[Any, Any, tuple[slice, ...]]] = []
         for targets, rows, width in groups:
-            index = [slice(None)] * self.width_axis
-            index[self.width_axis - 1] = slice(0, width)
-            gathered.append((targets, rows, tuple(index)))
+            cut = [slice(None)] * self.width_axis
+            cut[self.width_axis - 1] = slice(0, width)
+            gathered.append((targets, rows, tuple(cut)))
         for array in self.arrays.values():
             # Every parent's rows are gathered before any row is written: a parent may itself
             # be overwritten.
