@@ -66,11 +66,15 @@ class _Entry:
     """A search in the lane and its items (by the search's item ids)."""
 
     search: Search
-    items: list[Item]
+    #: The items still running, by the search's item id: an item leaves when it is final (a
+    #: search that other searches keep joining may run as long as the service does).
+    items: dict[int, Item]
     #: The search's item ids still running, in its order.
     ids: Any
     #: Where those items are in the lane's buffers (their rows: ``item x beams + beam``).
     lane_items: Any = None
+    #: The id the next item to join this search takes (ids are never reused).
+    next_id: int = 0
 
 
 class Lane:
@@ -143,7 +147,7 @@ class Lane:
         if beams > 1:  # every beam starts from the same token: computed once per item
             logits = np.repeat(logits, beams, axis=0)
             self_present = {k: np.repeat(v, beams, axis=0) for k, v in self_present.items()}
-        entry = _Entry(search, items, np.arange(len(items)))
+        entry = _Entry(search, dict(enumerate(items)), np.arange(len(items)), None, len(items))
         advance = search.advance(logits)
         self._report(entry, advance.finished)
         if not len(advance.items):
@@ -169,9 +173,10 @@ class Lane:
         for other in self.entries:
             if _mergeable(other.search, search):
                 # One search for both: a step costs one pass over its items, not one per join.
-                offset = len(other.items)
+                offset = other.next_id
                 other.search.absorb(search, offset)  # type: ignore[attr-defined]
-                other.items.extend(items)
+                other.items.update((offset + key, item) for key, item in entry.items.items())
+                other.next_id += len(items)
                 other.ids = np.concatenate([other.ids, entry.ids + offset])
                 other.lane_items = np.concatenate([other.lane_items, entry.lane_items])
                 return
@@ -368,10 +373,10 @@ class Lane:
 
     def _report(self, entry: _Entry, finished: list[tuple[int, list[int]]]) -> None:
         for item, tokens in finished:
-            entry.items[item].on_done(tokens)
+            entry.items.pop(item).on_done(tokens)
 
     def _partials(self, entry: _Entry) -> None:
-        if any(item.on_partial is not None for item in entry.items):
+        if any(item.on_partial is not None for item in entry.items.values()):
             for item, tokens in entry.search.partial():
                 listener = entry.items[item].on_partial
                 if listener is not None:

@@ -248,3 +248,32 @@ def test_a_step_attends_to_its_buffer_without_copying_it(onnx_export_dir: Path) 
     assert readers and all(n.op_type in ("Transpose", "MatMul") for n in readers), [
         n.op_type for n in readers
     ]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_a_search_others_keep_joining_holds_only_its_items_in_flight(
+    served: Summarizer, few_examples: list[Example], beams: int
+) -> None:
+    """Rows joining a running search merge into it, so under steady load one search can run
+    as long as the service: it must let go of every finished item (their dialogues and
+    callbacks), not keep all it ever took."""
+    from dialogsum.backends.onnxruntime.lanes import Lane
+
+    texts = [e.dialogue for e in few_examples]
+    options = served.generation_options(num_beams=beams, max_new_tokens=4)
+    decoder = served.continuous_decoder(ContinuousSettings(max_rows=3))
+    assert decoder is not None
+    held: list[int] = []
+    step = Lane.step
+
+    def counted(lane: Lane, **kwargs: Any) -> None:
+        held.append(max((len(entry.items) for entry in lane.entries), default=0))
+        step(lane, **kwargs)
+
+    collected = Collected()
+    plan = {at: [collected.row(at, texts[at % len(texts)], options)] for at in range(0, 40, 2)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Lane, "step", counted)
+        _drain(decoder, plan)
+    assert not collected.errors and len(collected.summaries) == 20
+    assert max(held) <= 3  # the rows in flight, never the 20 that passed through
