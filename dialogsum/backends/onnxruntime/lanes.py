@@ -29,6 +29,7 @@ from dialogsum.backends.onnxruntime.step_slots import (
     TOP_INDICES,
     TOP_K,
     TOP_VALUES,
+    TOP_WANTED,
 )
 
 if TYPE_CHECKING:
@@ -101,8 +102,10 @@ class Lane:
         self.live = np.zeros(0, bool)
         self.item_served: list[ServedAdapter | None] = []
         self.step_lora: dict[str, Any] = {}
-        #: ``top_k`` for the step's graph (known once the first items' logits are seen).
+        #: ``top_k`` for the step's graph (known once the first items' logits are seen), and
+        #: whether its top-k is wanted (beam search; greedy takes the logits).
         self.top_k = np.ones(1, np.int64)
+        self.top_wanted = np.array(beams > 1)
 
     def reserve(self, items: int, encoder_width: int, decoder_width: int) -> None:
         """Make the buffers, when the first items join, large enough for ``items`` items
@@ -206,7 +209,8 @@ class Lane:
             if len(rows) == total and (rows == every).all():  # every row, in order: no copy
                 advance = entry.search.advance(logits, top)
             else:
-                advance = entry.search.advance(logits[rows], (top[0][rows], top[1][rows]))
+                ready = None if top is None else (top[0][rows], top[1][rows])
+                advance = entry.search.advance(logits[rows], ready)
             self._report(entry, advance.finished)
             kept = np.asarray(advance.rows, np.int64)
             kept_items = entry.lane_items[kept[::beams] // beams]
@@ -307,12 +311,14 @@ class Lane:
         if needed < self.capacity:
             self.self_cache.resize(needed)
 
-    def _run(self) -> tuple[Any, tuple[Any, Any], dict[str, Any]]:
+    def _run(self) -> tuple[Any, tuple[Any, Any] | None, dict[str, Any]]:
         """The slotted decoder over every row: logits, each row's best log-probabilities and
-        their tokens (``top_k`` of them), and each row's new keys and values."""
+        their tokens (``top_k`` of them; None for greedy), and each row's new keys and
+        values."""
         predictor = self.predictor
         feeds: dict[str, Any] = {
             TOP_K: self.top_k,
+            TOP_WANTED: self.top_wanted,
             "input_ids": self.tokens[:, None],
             "encoder_attention_mask": self.encoder_mask.views()["mask"],
             SELF_ATTENTION_BIAS: predictor.position_bias.feeds(self.positions, self.capacity),
@@ -323,7 +329,8 @@ class Lane:
         outputs = predictor.slotted.run(None, feeds)
         named = dict(zip(predictor.slotted_outputs, outputs, strict=True))
         logits = named.pop("logits")[:, -1]
-        top = named.pop(TOP_VALUES)[:, -1], named.pop(TOP_INDICES)[:, -1]
+        values, indices = named.pop(TOP_VALUES), named.pop(TOP_INDICES)
+        top = (values[:, -1], indices[:, -1]) if self.top_wanted else None
         new = {k.replace("present.", "past_key_values."): v for k, v in named.items()}
         return logits, top, new
 

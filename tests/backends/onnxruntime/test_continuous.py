@@ -192,7 +192,11 @@ def test_position_buckets_are_t5s(served: Summarizer) -> None:
 def test_position_bias_feeds_are_the_same_kept_or_computed() -> None:
     """Feeds come from a table kept per capacity up to CACHED_CAPACITY, computed beyond it:
     a row's bias must be the same either way, whichever capacities came before."""
-    from dialogsum.backends.onnxruntime.step_slots import CACHED_CAPACITY, PositionBias
+    from dialogsum.backends.onnxruntime.step_slots import (
+        CACHED_BYTES,
+        CACHED_CAPACITY,
+        PositionBias,
+    )
 
     rng = np.random.default_rng(3)
     table = rng.standard_normal((32, 3)).astype(np.float32)
@@ -207,7 +211,22 @@ def test_position_bias_feeds_are_the_same_kept_or_computed() -> None:
             # Slots before the row's position, and its own new key (the last), are visible.
             assert visible.tolist() == [j < position for j in range(capacity)] + [True]
         assert got.flags.c_contiguous and got.dtype == np.float32
-    assert len(bias._by_capacity) <= 2
+    kept = bias._by_capacity
+    assert sum(every.nbytes for every in kept.values()) <= CACHED_BYTES
+    assert list(kept)[-1] == CACHED_CAPACITY  # the most recent is kept (the larger one is not)
+    assert 48 in kept and 32 in kept  # lanes taking turns at a few capacities all hit
+
+
+def test_position_bias_keeps_the_most_recent_capacities_within_its_bytes() -> None:
+    from dialogsum.backends.onnxruntime import step_slots
+
+    bias = step_slots.PositionBias(np.zeros((32, 12), np.float32), 128)
+    for capacity in range(16, step_slots.CACHED_CAPACITY + 1, 16):
+        bias.feeds(np.array([0]), capacity)
+    kept = list(bias._by_capacity)
+    assert kept[-1] == step_slots.CACHED_CAPACITY and 16 not in kept  # oldest went first
+    held = sum(every.nbytes for every in bias._by_capacity.values())
+    assert held <= step_slots.CACHED_BYTES
 
 
 def test_the_steps_own_top_log_probs_are_the_separate_graphs(onnx_export_dir: Path) -> None:
@@ -231,6 +250,12 @@ def test_the_steps_own_top_log_probs_are_the_separate_graphs(onnx_export_dir: Pa
         np.testing.assert_array_equal(values, want_values)
         np.testing.assert_array_equal(tokens, want_tokens)
         lane.step()
+    # Greedy takes the logits: its steps compute no top-k at all.
+    greedy = Lane(predictor, 1)
+    plain = options.model_copy(update={"num_beams": 1})
+    greedy.join(predictor._items(ids, mask, None, None), predictor.search(len(ids), plain))
+    logits, top, _ = greedy._run()
+    assert top is None and logits.shape[0] == len(ids)
 
 
 def test_a_step_attends_to_its_buffer_without_copying_it(onnx_export_dir: Path) -> None:
@@ -277,3 +302,38 @@ def test_a_search_others_keep_joining_holds_only_its_items_in_flight(
         _drain(decoder, plan)
     assert not collected.errors and len(collected.summaries) == 20
     assert max(held) <= 3  # the rows in flight, never the 20 that passed through
+
+
+def test_rows_whose_bans_outgrow_the_steps_top_k_still_answer_as_alone(
+    served: Summarizer, few_examples: list[Example]
+) -> None:
+    """With no_repeat_ngram_size=1 every token a row has written is forbidden, so after a few
+    steps a row's forbidden tokens among its best outnumber the room the step's own top-k
+    leaves, and beam search asks the separate top-k graph: whether it does depends on the
+    other rows of its search. Every answer must still be the one decoded alone."""
+    from dialogsum.backends.onnxruntime.lanes import TOP_ROOM
+    from dialogsum.backends.onnxruntime.top_log_probs import TopLogProbsSession
+
+    texts = [e.dialogue for e in few_examples]
+    options = served.generation_options(
+        num_beams=4, max_new_tokens=TOP_ROOM + 8, min_new_tokens=TOP_ROOM + 4,
+        no_repeat_ngram_size=1,
+    )  # fmt: skip
+    asked: list[int] = []
+    call = TopLogProbsSession.__call__
+
+    def counted(self: Any, logits: Any, k: int) -> Any:
+        asked.append(k)
+        return call(self, logits, k)
+
+    decoder = served.continuous_decoder(ContinuousSettings(max_rows=4))
+    assert decoder is not None
+    collected = Collected()
+    plan = {at * 3: [collected.row(at, text, options)] for at, text in enumerate(texts[:5])}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TopLogProbsSession, "__call__", counted)
+        _drain(decoder, plan)
+    assert not collected.errors
+    assert any(k > 2 * options.num_beams + TOP_ROOM for k in asked)  # the separate graph ran
+    for index, text in enumerate(texts[:5]):
+        assert collected.summaries[index] == served.summarize([text], options=options)[0]
