@@ -145,9 +145,8 @@ class Lane:
             hidden, encoder_mask, feeds
         )
         beams = self.beams
-        if beams > 1:  # greedy takes the logits; 1 costs least
-            self.top_k[0] = min(2 * beams + TOP_ROOM, logits.shape[-1])
         if beams > 1:  # every beam starts from the same token: computed once per item
+            self.top_k[0] = min(2 * beams + TOP_ROOM, logits.shape[-1])  # (greedy: logits)
             logits = np.repeat(logits, beams, axis=0)
             self_present = {k: np.repeat(v, beams, axis=0) for k, v in self_present.items()}
         entry = _Entry(search, dict(enumerate(items)), np.arange(len(items)), None, len(items))

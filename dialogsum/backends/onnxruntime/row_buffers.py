@@ -137,16 +137,10 @@ class RowBuffers:
         if int(needed.min()) // grain == widest // grain:  # rows of one age (offline, micro)
             groups = [(moved, sources, widest)]
         else:
-            groups = []
             classes = needed // grain
-            for group in set(classes.tolist()):
-                picked = classes == group
-                groups.append((moved[picked], sources[picked], int(needed[picked].max())))
-        gathered: list[tuple[Any, Any, tuple[slice, ...]]] = []
-        for targets, rows, width in groups:
-            cut = [slice(None)] * self.width_axis
-            cut[self.width_axis - 1] = slice(0, width)
-            gathered.append((targets, rows, tuple(cut)))
+            picks = [classes == group for group in set(classes.tolist())]
+            groups = [(moved[p], sources[p], int(needed[p].max())) for p in picks]
+        gathered = [(targets, rows, self._cut(width)) for targets, rows, width in groups]
         for array in self.arrays.values():
             # Every parent's rows are gathered before any row is written: a parent may itself
             # be overwritten.
@@ -173,6 +167,12 @@ class RowBuffers:
         if wanted > self.width:
             self.resize(self._rounded(wanted))
         return self.width
+
+    def _cut(self, width: int) -> tuple[slice, ...]:
+        """The index of a row's first ``width`` positions along ``width_axis``."""
+        cut = [slice(None)] * self.width_axis
+        cut[self.width_axis - 1] = slice(0, width)
+        return tuple(cut)
 
     def _rounded(self, width: int) -> int:
         """``width`` rounded up to a multiple of ``grain``, but not past the widest a row can

@@ -35,13 +35,19 @@ def share_cross_attention(folder: Path) -> int:
     return layers
 
 
+def readers(graph: Any) -> dict[str, list[Any]]:
+    """Each tensor name of ``graph`` and the nodes that read it, in graph order."""
+    found: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
 def _rewrite(graph: Any) -> int:
     from onnx import helper
 
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     keys = sorted(
         (i.name for i in graph.input if i.name.endswith(".encoder.key")),
         key=lambda name: int(name.split(".")[1]),

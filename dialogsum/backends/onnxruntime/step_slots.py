@@ -37,6 +37,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialogsum.backends.onnxruntime.shared_cross_attention import readers
+from dialogsum.backends.onnxruntime.top_log_probs import top_nodes
 from dialogsum.plugin_api import ModelError
 
 #: The input the rewritten graph gains.
@@ -67,10 +69,7 @@ def slot_self_attention(model: Any) -> Any:
     from onnx import TensorProto, helper
 
     graph = model.graph
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     inputs = {i.name: i for i in graph.input}
     appends = [
         node
@@ -143,10 +142,7 @@ def _attend_without_appending(graph: Any) -> None:
     """
     from onnx import helper, numpy_helper
 
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = readers(graph)
     appends = [
         node
         for node in graph.node
@@ -257,12 +253,7 @@ def add_top_log_probs(model: Any) -> None:
         for name, kind in (("values", TensorProto.FLOAT), ("indices", TensorProto.INT64))
     ]
     computed = helper.make_graph(
-        [
-            helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1),
-            helper.make_node(
-                "TopK", ["log_probs", TOP_K], ["values", "indices"], axis=-1, largest=1, sorted=1
-            ),
-        ],
+        top_nodes("logits", TOP_K, "values", "indices"),
         "top_log_probs",
         [],
         outputs,

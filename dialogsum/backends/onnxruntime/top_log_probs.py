@@ -16,6 +16,19 @@ from typing import Any
 TOP_MODEL = Path(__file__).with_name("top_log_probs.onnx")
 
 
+def top_nodes(logits: str, k: str, values: str, indices: str) -> list[Any]:
+    """The two nodes of the selection: LogSoftmax of ``logits`` over the last axis, then its
+    ``k`` largest (sorted; on ties the lower index first, as a stable sort). The shipped graph
+    and every later decoder step (``step_slots.add_top_log_probs``) run these same nodes, so
+    they give the same numbers."""
+    from onnx import helper
+
+    return [
+        helper.make_node("LogSoftmax", [logits], ["log_probs"], axis=-1),
+        helper.make_node("TopK", ["log_probs", k], [values, indices], axis=-1, largest=1, sorted=1),
+    ]
+
+
 def build_top_model() -> bytes:
     """The serialized graph of :data:`TOP_MODEL` (needs the ``onnx`` package).
 
@@ -26,12 +39,7 @@ def build_top_model() -> bytes:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [
-            helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1),
-            helper.make_node(
-                "TopK", ["log_probs", "k"], ["values", "indices"], axis=-1, largest=1, sorted=1
-            ),
-        ],
+        top_nodes("logits", "k", "values", "indices"),
         "dialogsum_top_log_probs",
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", "vocabulary"]),
