@@ -78,12 +78,14 @@ from dialogsum.parity import (
     torch_first_logits,
     torch_tokens,
 )
+from dialogsum.validation import OTHER_NAMES
 
 __all__ = [
     "BEAMS",
     "BEAM_AGREEMENT",
     "FALLBACK_LEARNING_RATE",
     "MANIFEST_NAME",
+    "OTHER_NAMES",
     "PARITY_NEW_TOKENS",
     "AdapterInfo",
     "BackendError",

@@ -54,8 +54,6 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
     known = _fields_at(model, item["loc"][:-1])
     if not known:
         return message
-    import difflib
-
     key = str(item["loc"][-1])
     # At the top of a command's settings, a section's keys may also be given flat, unless two
     # sections have that key: then the section must be named.
@@ -65,27 +63,76 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
         written = " or ".join(f"{name}: {{{key}: ...}}" for name in sections)
         return f"more than one section has this setting; write it inside one: {written}"
     flat = [other for name in known for other in _fields_at(model, [name]) if top]
-    close = difflib.get_close_matches(key, known + flat, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    meant = likely_key(key, known + flat, _other_names_at(model, item["loc"][:-1], top))
+    hint = f" (did you mean {meant!r}?)" if meant else ""
     valid = f"; valid here: {', '.join(known)}" if listing else ""
     return f"not a setting here{hint}{valid}"
+
+
+#: The key of a field's ``json_schema_extra`` listing the names other tools give that setting
+#: (peft's ``lora_alpha`` for LoRA's ``alpha``, transformers' ``num_train_epochs`` for
+#: ``epochs``): a key written with one of them is told the field's name. Plugins' option models
+#: may list them too.
+OTHER_NAMES = "other_names"
+
+
+def other_names(model: type[BaseModel]) -> dict[str, str]:
+    """``{other name: field name}`` for the fields of ``model`` that list :data:`OTHER_NAMES`."""
+    found = {}
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra
+        listed = extra.get(OTHER_NAMES) if isinstance(extra, dict) else None
+        for other in listed if isinstance(listed, list) else []:
+            found[str(other)] = name
+    return found
+
+
+def likely_key(key: str, known: list[str], others: Mapping[str, str]) -> str | None:
+    """The key most likely meant by an unknown ``key``: the field another tool's name
+    (``others``) stands for, else the closest spelling of a ``known`` key or another name."""
+    import difflib
+
+    if key in others:
+        return others[key]
+    close = difflib.get_close_matches(key, [*known, *others], n=1, cutoff=0.6)
+    return None if not close else others.get(close[0], close[0])
+
+
+def _other_names_at(model: type[BaseModel], loc: Any, top: bool) -> dict[str, str]:
+    """The other names of the fields at ``loc`` (and, at the top, of each section's)."""
+    nested = _model_at(model, loc)
+    if nested is None:
+        return {}
+    found = other_names(nested)
+    if top:
+        for name in nested.model_fields:
+            section = _model_at(nested, [name])
+            if section is not None:
+                found = {**other_names(section), **found}
+    return found
 
 
 def _fields_at(model: type[BaseModel], loc: Any) -> list[str]:
     """The field names of the model nested at ``loc`` in ``model`` (none where a part of the
     path is not a nested model)."""
+    current = _model_at(model, loc)
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_at(model: type[BaseModel], loc: Any) -> type[BaseModel] | None:
+    """The model nested at ``loc`` in ``model`` (None where a part of the path is not one)."""
     import typing
 
     current: type[BaseModel] | None = model
     for part in loc:
         field = current.model_fields.get(str(part)) if current is not None else None
         if field is None:
-            return []
+            return None
         nested = [field.annotation, *typing.get_args(field.annotation)]
         current = next(
             (t for t in nested if isinstance(t, type) and issubclass(t, BaseModel)), None
         )
-    return list(current.model_fields) if current is not None else []
+    return current
 
 
 def validate_options(

@@ -7,15 +7,37 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from dialogsum.plugin_api import FinetuneMethod, Options, check_target_modules, hookimpl
+from dialogsum.plugin_api import (
+    OTHER_NAMES,
+    FinetuneMethod,
+    Options,
+    check_target_modules,
+    hookimpl,
+)
 
 
 class LoraOptions(Options):
     """LoRA settings; defaults follow the common FLAN-T5 DialogSum recipe (r=32 on q and v)."""
 
-    r: int = Field(32, gt=0, description="Rank of the update matrices.")
-    alpha: int = Field(32, gt=0, description="Scaling numerator: updates are scaled by alpha/r.")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    r: int = Field(
+        32,
+        gt=0,
+        description="Rank of the update matrices.",
+        json_schema_extra={OTHER_NAMES: ["rank", "lora_r"]},
+    )
+    alpha: int = Field(
+        32,
+        gt=0,
+        description="Scaling numerator: updates are scaled by alpha/r.",
+        json_schema_extra={OTHER_NAMES: ["lora_alpha"]},
+    )
+    dropout: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Dropout on the adapter's input.",
+        json_schema_extra={OTHER_NAMES: ["lora_dropout"]},
+    )
     target_modules: list[str] = Field(
         default_factory=lambda: ["q", "v"],
         min_length=1,

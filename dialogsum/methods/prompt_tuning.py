@@ -7,17 +7,23 @@ from typing import Any
 
 from pydantic import Field
 
-from dialogsum.plugin_api import FinetuneMethod, Options, hookimpl
+from dialogsum.plugin_api import OTHER_NAMES, FinetuneMethod, Options, hookimpl
 
 
 class PromptTuningOptions(Options):
     """Soft-prompt settings."""
 
-    num_virtual_tokens: int = Field(20, gt=0, description="Length of the learned soft prompt.")
+    num_virtual_tokens: int = Field(
+        20,
+        gt=0,
+        description="Length of the learned soft prompt.",
+        json_schema_extra={OTHER_NAMES: ["virtual_tokens", "n_tokens"]},
+    )
     init_text: str | None = Field(
         None,
         min_length=1,
         description="Initialise the soft prompt from this text's embeddings (default: random).",
+        json_schema_extra={OTHER_NAMES: ["prompt_tuning_init_text"]},
     )
 
 

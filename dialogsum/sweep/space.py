@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from dialogsum.errors import ConfigError
 from dialogsum.training.options import TrainingOptions
-from dialogsum.validation import format_validation_error
+from dialogsum.validation import format_validation_error, likely_key, other_names
 
 Section = Literal["training", "options"]
 
@@ -252,9 +252,10 @@ def resolve_space(
         )
     option_fields = type(method_options).model_fields
     searchable = [name for name in TrainingOptions.model_fields if name not in NOT_SEARCHABLE]
+    others = {**other_names(TrainingOptions), **other_names(type(method_options))}
     parameters = []
     for raw_key, raw in space.items():
-        section, name = _bind(str(raw_key), method, searchable, list(option_fields))
+        section, name = _bind(str(raw_key), method, searchable, list(option_fields), others)
         dimension = _dimension(str(raw_key), raw)
         field = (TrainingOptions.model_fields if section == "training" else option_fields)[name]
         integer = _whole_number(field.annotation)
@@ -278,7 +279,11 @@ def resolve_space(
     return SearchSpace(method=method, parameters=tuple(parameters))
 
 
-def _bind(key: str, method: str, training: list[str], options: list[str]) -> tuple[Section, str]:
+def _bind(
+    key: str, method: str, training: list[str], options: list[str], others: Mapping[str, str]
+) -> tuple[Section, str]:
+    """The section and field ``key`` names; an unknown key is an error naming the likeliest
+    field meant (``others``: the names other tools give fields, see validation.other_names)."""
     section, dot, name = key.partition(".")
     if dot:
         if section == "training" and name in training:
@@ -299,10 +304,8 @@ def _bind(key: str, method: str, training: list[str], options: list[str]) -> tup
             return "training", name
         if in_options:
             return "options", name
-    import difflib
-
-    close = difflib.get_close_matches(name, [*training, *options], n=1)
-    hint = f" Did you mean {close[0]}?" if close else ""
+    meant = likely_key(name, [*training, *options], others)
+    hint = f" Did you mean {meant}?" if meant else ""
     raise ConfigError(
         f"Search space: unknown setting '{key}'.{hint} Searchable training settings: "
         f"{', '.join(training)}. Options of method '{method}': {', '.join(options) or 'none'}."

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dialogsum.validation import validate_options
+from dialogsum.validation import OTHER_NAMES, validate_options
 
 FP16_REFUSAL = (
     "fp16 is refused for T5 models: T5's activations overflow float16's range, so training "
@@ -54,17 +54,38 @@ class TrainingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    epochs: float = Field(
+        3.0,
+        gt=0,
+        description="Passes over the training data.",
+        json_schema_extra={OTHER_NAMES: ["num_train_epochs", "num_epochs"]},
+    )
     max_steps: int | None = Field(
         None, gt=0, description="Stop after this many steps (overrides epochs)."
     )
-    learning_rate: float | None = Field(None, gt=0, description="Default: the method's own.")
-    batch_size: int = Field(8, gt=0, description="Examples per device per step.")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Default: the method's own.",
+        json_schema_extra={OTHER_NAMES: ["lr"]},
+    )
+    batch_size: int = Field(
+        8,
+        gt=0,
+        description="Examples per device per step.",
+        json_schema_extra={OTHER_NAMES: ["per_device_train_batch_size", "train_batch_size"]},
+    )
     eval_batch_size: int | None = Field(
-        None, gt=0, description="Examples per device per evaluation step (default: batch_size)."
+        None,
+        gt=0,
+        description="Examples per device per evaluation step (default: batch_size).",
+        json_schema_extra={OTHER_NAMES: ["per_device_eval_batch_size"]},
     )
     gradient_accumulation_steps: int = Field(
-        1, gt=0, description="Batches whose gradients add up to one optimizer step."
+        1,
+        gt=0,
+        description="Batches whose gradients add up to one optimizer step.",
+        json_schema_extra={OTHER_NAMES: ["grad_accum", "accumulation_steps"]},
     )
     optimizer: Literal["adamw_torch", "adafactor", "adafactor_scaled", "sgd"] = Field(
         "adamw_torch",
@@ -73,13 +94,22 @@ class TrainingOptions(BaseModel):
             "updates scaled by each weight's RMS, as in T5's pre-training; use it to train a T5 "
             "from scratch, whose initial weights differ in scale by 10x."
         ),
+        json_schema_extra={OTHER_NAMES: ["optim"]},
     )
     warmup_ratio: float = Field(
-        0.0, ge=0, lt=1, description="Share of the steps over which the rate rises from 0."
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of the steps over which the rate rises from 0.",
+        json_schema_extra={OTHER_NAMES: ["warmup"]},
     )
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
     label_smoothing: float = Field(
-        0.0, ge=0, lt=1, description="Share of target probability spread over the vocabulary."
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of target probability spread over the vocabulary.",
+        json_schema_extra={OTHER_NAMES: ["label_smoothing_factor"]},
     )
     lr_scheduler: Literal[
         "linear",

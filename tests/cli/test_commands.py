@@ -37,6 +37,18 @@ def test_a_config_file_may_use_the_flat_keys_of_the_flags(tmp_path: Path) -> Non
     message = str(raised.value)
     assert "training.lerning_rate: not a setting here (did you mean 'learning_rate'?)" in message
     assert "valid here: epochs, max_steps, learning_rate" in message
+    # A name other tools use for a setting (transformers' num_train_epochs, peft's lora_alpha),
+    # in its section or flat: the setting's own name is given.
+    config.write_text("train: t.jsonl\noutput_dir: run\ntraining: {num_train_epochs: 2}\n")
+    with pytest.raises(
+        ConfigError, match=r"num_train_epochs: not a setting here \(did you mean 'epochs'\?\)"
+    ):
+        build_config(TrainConfig, str(config), {})
+    config.write_text("train: t.jsonl\noutput_dir: run\nlr: 0.1\n")
+    with pytest.raises(
+        ConfigError, match=r"lr: not a setting here \(did you mean 'learning_rate'\?\)"
+    ):
+        build_config(TrainConfig, str(config), {})
 
 
 def test_a_flat_key_two_sections_share_is_sent_to_one_of_them(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ def test_method_options_are_validated_naming_the_method_and_the_field() -> None:
     assert "method 'lora'" in message
     assert "rank" in message
     assert "Valid fields: r, alpha" in message
+    assert "did you mean 'r'?" in message  # peft's and others' name for LoRA's rank
 
     with pytest.raises(ConfigError, match=r"method 'lora'.*\br: Input should be greater than 0"):
         registry.method_options("lora", {"r": 0})
@@ -38,6 +39,41 @@ def test_method_options_are_parsed_into_the_plugins_options_model() -> None:
     assert options.temperature == 0.5
     with pytest.raises(ConfigError, match=r"method 'echo_options'.*temprature"):
         registry.method_options("echo_options", {"temprature": 0.5})
+
+
+def test_a_plugins_options_may_name_what_other_tools_call_a_field() -> None:
+    from pydantic import Field
+
+    from dialogsum.plugin_api import OTHER_NAMES, FinetuneMethod, Options
+
+    class ScaledOptions(Options):
+        scale: float = Field(1.0, json_schema_extra={OTHER_NAMES: ["ia3_scaling"]})
+
+    class Scaled(FinetuneMethod):
+        name = "scaled"
+        Options = ScaledOptions
+
+        def prepare(self, model: Any, options: Any, *, tokenizer: Any) -> Any:
+            return model
+
+    manager = make_plugin_manager(load_entry_points=False)
+    manager.register(plugin(register_methods=lambda register: register(Scaled())))
+    registry = get_registry(manager)
+    with pytest.raises(
+        ConfigError, match=r"ia3_scaling: not a setting here \(did you mean 'scale'\?\)"
+    ):
+        registry.method_options("scaled", {"ia3_scaling": 2.0})
+    from dialogsum.sweep.space import resolve_space
+    from dialogsum.training.options import TrainingOptions
+
+    with pytest.raises(ConfigError, match=r"unknown setting 'ia3_scaling'. Did you mean scale\?"):
+        resolve_space(
+            {"ia3_scaling": [1.0, 2.0]},
+            method="scaled",
+            method_options=ScaledOptions(),
+            training=TrainingOptions(),
+            validate_method=lambda mapping: registry.method_options("scaled", mapping),
+        )
 
 
 def test_backend_options_are_validated_naming_the_backend_and_the_field() -> None:

@@ -86,7 +86,12 @@ def test_list_choices_round_trip_through_the_study() -> None:
                 "Did you mean learning_rate?",
             ],
         ),
-        ({"rank": [4, 8]}, ["unknown setting 'rank'", "r,"]),
+        # Names other tools give a field (peft's, transformers'): the field is named.
+        ({"rank": [4, 8]}, ["unknown setting 'rank'", "Did you mean r?"]),
+        ({"lora_alpha": [8, 16]}, ["unknown setting 'lora_alpha'", "Did you mean alpha?"]),
+        ({"lr": [1e-4, 1e-3]}, ["unknown setting 'lr'", "Did you mean learning_rate?"]),
+        ({"num_train_epochs": [1, 2]}, ["Did you mean epochs?"]),
+        ({"zzz": [1, 2]}, ["unknown setting 'zzz'. Searchable training settings"]),
         (
             {"learning_rate": {"low": 1e-2, "high": 1e-5}},
             ["lower bound 0.01 is above the upper bound 1e-05", "swap"],
