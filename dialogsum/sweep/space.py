@@ -352,12 +352,16 @@ def _check_values(
                 f"{dimension.low:g}..{dimension.high:g} are not."
             )
         values = [int(v) for v in values] if parameter.integer else values
+    read = set()  # each choice as the field reads it
     for value in values:
         try:
             if parameter.section == "training":
-                TrainingOptions.model_validate({**training.model_dump(), parameter.name: value})
+                parsed: Any = TrainingOptions.model_validate(
+                    {**training.model_dump(), parameter.name: value}
+                )
             else:
-                validate_method({**method_options.model_dump(), parameter.name: value})
+                parsed = validate_method({**method_options.model_dump(), parameter.name: value})
+            read.add(json.dumps(getattr(parsed, parameter.name), sort_keys=True, default=str))
         except ValidationError as exc:
             raise ConfigError(
                 f"Search space, '{raw_key}': {value!r} is not a valid {parameter.name}: "
@@ -367,3 +371,9 @@ def _check_values(
             raise ConfigError(
                 f"Search space, '{raw_key}': {value!r} is not a valid {parameter.name}: {exc}"
             ) from None
+    if dimension.choices is not None and len(read) < 2:
+        raise ConfigError(
+            f"Search space, '{raw_key}': the choices {dimension.choices} are one value once "
+            f"read as {parameter.name} ({next(iter(read))}): a single value is not a search; "
+            f"set it as a fixed option instead, or list another value to try."
+        )

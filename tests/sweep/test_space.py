@@ -111,6 +111,7 @@ def test_list_choices_round_trip_through_the_study() -> None:
         ({"learning_rate": 1e-4}, ["A single value is not a search"]),
         ({"r": [4]}, ["'r'", "[4] holds one value", "set it as a fixed option"]),
         ({"r": [4, 4]}, ["[4, 4] holds one value"]),
+        ({"r": [4, 4.0]}, ["the choices [4, 4.0] are one value once read as r (4)"]),
         ({"target_modules": [["q"], ["q"]]}, ["holds one value"]),
         ({"learning_rate": {"low": 1e-4, "high": 1e-4}}, ["0.0001..0.0001 is a single value"]),
         ({"r": []}, ["choices is empty"]),
