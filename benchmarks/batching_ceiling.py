@@ -92,7 +92,11 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
     import onnxruntime as ort
 
     from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
-    from dialogsum.backends.onnxruntime.step_slots import CROSS_ATTENTION_TAIL, slot_self_attention
+    from dialogsum.backends.onnxruntime.step_slots import (
+        CROSS_ATTENTION_TAIL,
+        add_top_log_probs,
+        slot_self_attention,
+    )
     from dialogsum.generation import GenerationOptions, pad_batch
 
     predictor = OnnxPredictor(folder, threads=2, progress=False)
@@ -106,6 +110,7 @@ def step_profile(folder: Path, sources: list[list[int]], steps: int) -> dict[str
         # The decoder steps the predictor runs (rewritten at load), profiled.
         model = onnx.load(str(folder / "decoder_with_past_model.onnx"))
         slot_self_attention(model)
+        add_top_log_probs(model)  # as the predictor's own, whose outputs the lane reads
         predictor.slotted = ort.InferenceSession(model.SerializeToString(), options)
         ids, mask = pad_batch(sources, predictor.pad_token_id)
         hidden, _ = predictor._encode_batch(ids, mask)

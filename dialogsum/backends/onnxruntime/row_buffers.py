@@ -179,7 +179,9 @@ class RowBuffers:
         be (a lane of dialogsum-tiny, whose dialogues are at most 272 positions with the
         tail, read 320 at every step: a sixth more cross-attention for nothing)."""
         rounded = -(-width // self.grain) * self.grain
-        return min(rounded, max(self._widest, width)) if self._widest else rounded
+        # A row wider than the widest reserved (a prompt-tuned adapter's prompt is not counted
+        # there) rounds up as usual: each few positions more would otherwise move every row.
+        return min(rounded, self._widest) if width <= self._widest else rounded
 
     def _lay_out(self, name: str, row_shape: tuple[int, ...], dtype: Any, rows: int) -> None:
         """Lay array ``name`` out with rows of ``row_shape``, room for at least ``rows`` of

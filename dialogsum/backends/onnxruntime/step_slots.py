@@ -371,8 +371,10 @@ class PositionBias:
         # of dialogsum-tiny's step. Lanes of several beam counts take turns, each at its own
         # capacity: the feeds of the most recent capacities are kept, up to CACHED_BYTES.
         with self._lock:
-            every = self._by_capacity.get(capacity)
-            if every is None:
+            every = self._by_capacity.pop(capacity, None)
+            if every is not None:
+                self._by_capacity[capacity] = every  # the most recently used go last
+            else:
                 every = self._computed(np.arange(capacity + 1), capacity)
                 held = sum(kept.nbytes for kept in self._by_capacity.values())
                 while self._by_capacity and held + every.nbytes > CACHED_BYTES:

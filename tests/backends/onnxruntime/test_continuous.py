@@ -227,6 +227,13 @@ def test_position_bias_keeps_the_most_recent_capacities_within_its_bytes() -> No
     assert kept[-1] == step_slots.CACHED_CAPACITY and 16 not in kept  # oldest went first
     held = sum(every.nbytes for every in bias._by_capacity.values())
     assert held <= step_slots.CACHED_BYTES
+    # A capacity in use at every step stays while others come and go (least recently used
+    # leaves first, not the first computed).
+    bias = step_slots.PositionBias(np.zeros((32, 12), np.float32), 128)
+    for capacity in range(32, step_slots.CACHED_CAPACITY + 1, 16):
+        bias.feeds(np.array([0]), 16)  # a lane held at 16, taking turns with a growing one
+        bias.feeds(np.array([0]), capacity)
+    assert 16 in bias._by_capacity and 32 not in bias._by_capacity
 
 
 def test_the_steps_own_top_log_probs_are_the_separate_graphs(onnx_export_dir: Path) -> None:

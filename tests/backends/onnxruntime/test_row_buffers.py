@@ -134,6 +134,12 @@ def test_widening_rounds_to_the_grain_but_not_past_the_widest_reserved() -> None
     assert buffers.width == 128  # rounded up to the grain
     buffers.append({"x": _rows(1, 260, 1, rng)})
     assert buffers.width == 272  # not 320
+    # Past the widest reserved (a prompt-tuned adapter's prompt is not counted there), widths
+    # round up again: each widening moves every row, so not one per few positions.
+    buffers.append({"x": _rows(1, 280, 1, rng)})
+    assert buffers.width == 320
+    buffers.append({"x": _rows(1, 290, 1, rng)})
+    assert buffers.width == 320
     unreserved = RowBuffers(width_axis=1, grain=64)
     unreserved.append({"x": _rows(1, 100, 1, rng)})
     unreserved.append({"x": _rows(1, 260, 1, rng)})
