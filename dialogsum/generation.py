@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import DataError, logger
-from dialogsum.validation import validate_options
+from dialogsum.validation import OTHER_NAMES, validate_options
 
 #: Called with a dialogue's index and its summary as soon as that summary is final.
 OnSummary = Callable[[int, str], None]
@@ -30,10 +30,22 @@ class GenerationOptions(BaseModel):
 
     # The upper bounds keep a typo from allocating gigabytes: a summary is not 4,096 tokens
     # long, and 64 beams are far past where beam search stops paying.
+    # transformers' max_length/min_length count the decoder's start token; here only the
+    # summary's own tokens count.
     max_new_tokens: int | None = Field(
-        None, gt=0, le=4096, description="Longest summary, in tokens."
+        None,
+        gt=0,
+        le=4096,
+        description="Longest summary, in tokens.",
+        json_schema_extra={OTHER_NAMES: ["max_length"]},
     )
-    min_new_tokens: int = Field(0, ge=0, le=4096, description="Shortest summary, in tokens.")
+    min_new_tokens: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Shortest summary, in tokens.",
+        json_schema_extra={OTHER_NAMES: ["min_length", "min_tokens"]},
+    )
     num_beams: int = Field(1, ge=1, le=64, description="1 is greedy decoding.")
     do_sample: bool = Field(False, description="Sample instead of searching (torch only).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")

@@ -43,3 +43,17 @@ def test_the_command_line_refuses_it_before_loading_the_model(
     error = capsys.readouterr().err
     assert code == 2
     assert "temperature=0.5 applies only when sampling" in error and "--do-sample" in error
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("max_length", "max_new_tokens"), ("min_length", "min_new_tokens"), ("rank", None)],
+)
+def test_transformers_length_names_are_told_dialogsums(written: str, meant: str | None) -> None:
+    """transformers' generate takes max_length and min_length; a request written that way
+    hears which option is meant (which counts the summary's tokens alone)."""
+    with pytest.raises(ConfigError) as raised:
+        parse_generation({written: 5})
+    message = str(raised.value)
+    assert f"{written}: not a setting here" in message and "max_new_tokens" in message
+    assert (f"did you mean '{meant}'?" in message) if meant else "did you mean" not in message
