@@ -49,7 +49,8 @@ class ContinuousSettings:
     #: what its caches and steps grow with. A dialogue bigger than the budget runs alone.
     max_tokens: int = 32768
     #: Rows join the decode in groups: each join runs the encoder and copies the caches, and
-    #: each group is searched apart, so a join waits until the rows waiting are at least this
+    #: each group is searched apart, so a join waits until the rows that can join (those
+    #: waiting, as many as ``max_rows`` and ``max_tokens`` leave room for) are at least this
     #: share of those in flight ...
     join_ratio: float = 0.25
     #: ... or until the oldest has waited this many decoder steps.

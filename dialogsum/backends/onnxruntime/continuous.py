@@ -112,7 +112,7 @@ class OnnxContinuous(ContinuousDecoder):
         in_flight = self._rows_in_flight
         if (
             in_flight
-            and len(self._ready) < in_flight * settings.join_ratio
+            and self._joining() < in_flight * settings.join_ratio
             and self._waited <= settings.max_waiting_steps
         ):
             return
@@ -131,6 +131,20 @@ class OnnxContinuous(ContinuousDecoder):
             groups.setdefault(key, []).append(first)
         for admitted in groups.values():
             self._join(admitted)
+
+    def _joining(self) -> int:
+        """How many ready rows would join now: in order, while the budget has room. Under
+        saturation the queue is long but rows finish one at a time; counting the queue let
+        each finished row's place be taken by one row, each with its own encoder pass and
+        first step."""
+        settings = self.settings
+        rows, tokens, joining = self._rows_in_flight, self._tokens_in_flight, 0
+        for admitted in self._ready:
+            rows, tokens = rows + 1, tokens + admitted.cost
+            if rows > settings.max_rows or tokens > settings.max_tokens:
+                break
+            joining += 1
+        return joining
 
     def _encode(self, row: ContinuousRow) -> _Admitted:
         predictor = self.predictor

@@ -130,6 +130,45 @@ def test_a_row_joining_takes_a_finished_rows_place_and_answers_as_alone(
         assert collected.summaries[index] == served.summarize([text], options=options)[0]
 
 
+def test_under_a_long_queue_rows_join_in_groups_not_one_by_one(
+    served: Summarizer, few_examples: list[Example], monkeypatch: Any
+) -> None:
+    # Twelve rows at once, four in flight at most: the queue stays long while rows finish one
+    # at a time. Each join runs the encoder and a first step, so a finished row's place waits
+    # until half as many rows as are in flight can join, instead of being taken by one.
+    from dialogsum.backends.onnxruntime.continuous import OnnxContinuous
+
+    admitted: list[int] = []
+    admit = OnnxContinuous._admit
+
+    def counted(self: OnnxContinuous) -> None:
+        before = self._rows_in_flight
+        admit(self)
+        if self._rows_in_flight > before:
+            admitted.append(self._rows_in_flight - before)
+
+    monkeypatch.setattr(OnnxContinuous, "_admit", counted)
+    settings = ContinuousSettings(max_rows=4, join_ratio=0.5, max_waiting_steps=100)
+    decoder = served.continuous_decoder(settings)
+    assert decoder is not None
+    texts = [e.dialogue for e in few_examples]
+    requests = [
+        (
+            texts[index % len(texts)],
+            served.generation_options(num_beams=1, max_new_tokens=limit, min_new_tokens=limit),
+        )
+        for index, limit in enumerate([3, 5, 7, 9] * 3)
+    ]
+    collected = Collected()
+    _drain(decoder, {0: [collected.row(i, t, o) for i, (t, o) in enumerate(requests)]})
+    assert sum(admitted) == len(requests)
+    assert admitted[0] == 4
+    assert all(count >= 2 for count in admitted[1:-1]), admitted
+    assert not collected.errors
+    for index, (text, options) in enumerate(requests):
+        assert collected.summaries[index] == served.summarize([text], options=options)[0]
+
+
 def test_greedy_rows_report_the_text_so_far(
     served: Summarizer, few_examples: list[Example]
 ) -> None:
