@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(commands)
     for subparser in commands.choices.values():
         subparser.set_defaults(command_parser=subparser)
+        # No abbreviations: --lr would be taken for --lr-scheduler, --epoch for whatever
+        # flag a later release adds beside --epochs. An unknown flag is told its likely one.
+        subparser.allow_abbrev = False
     return parser
 
 
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_other_ranks(logging.getLogger("dialogsum"))
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # said with the command's own usage, not the top-level one
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.command_parser.error(unrecognized(args.command_parser, args, unknown))
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -78,4 +81,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["build_parser", "main"]
+def unrecognized(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]
+) -> str:
+    """argparse's message for ``unknown`` arguments, and what each most likely meant: the
+    closest flag (``--nmu-beams``, ``--max_new_tokens``), a method option given as a flag
+    (``--lora_r 8`` is ``--option r=8``), or, for a bare path, the flag that takes it
+    (``dialogsum serve served/`` is ``--model served/``)."""
+    from pathlib import Path
+
+    from dialogsum.cli.config import other_flags
+    from dialogsum.validation import likely_key
+
+    flags = [
+        flag for action in parser._actions for flag in action.option_strings if flag[:2] == "--"
+    ]
+    # Compared without the dashes, which every flag shares and which make any two look alike.
+    names = [flag[2:] for flag in flags if flag != "--help"]
+    # export has --option too, for the backend's options: only where --method chooses them.
+    method_options = _method_options(args) if "--method" in flags else {}
+    hints = []
+    index = 0
+    while index < len(unknown):
+        token = unknown[index]
+        index += 1
+        if token.startswith("-"):
+            flag, _, value = token.partition("=")
+            if "=" not in token and index < len(unknown) and not unknown[index].startswith("-"):
+                value = unknown[index]  # the unknown flag's value, not a stray argument
+                index += 1
+            name = flag.lstrip("-").replace("-", "_")
+            option = method_options.get(name)
+            other = other_flags(parser).get(name)  # another tool's name for a flag
+            guess = likely_key(name.replace("_", "-"), names, {})
+            if other is not None:
+                hints.append(f"{flag}: did you mean {other}?")
+            elif option is not None:
+                hints.append(f"{flag} is a method option: --option {option}={value or '...'}")
+            elif guess is not None:
+                hints.append(f"{flag}: did you mean --{guess}?")
+            continue
+        path = Path(token)
+        wanted = "--model" if path.is_dir() else "--input" if path.is_file() else None
+        if wanted in flags and getattr(args, wanted[2:], None) is None:
+            hints.append(f"{wanted} takes a path: {wanted} {token}")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    return message if not hints else f"{message} ({'; '.join(hints)})"
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, str]:
+    """The chosen method's options by every name a user may give them (the fields, and the
+    names other tools use for them), each to the field's name; empty where the method is
+    unknown (its own error comes later)."""
+    from dialogsum.registry import get_registry
+    from dialogsum.validation import other_names
+
+    try:
+        options = get_registry().method(getattr(args, "method", "lora")).Options
+    except DialogsumError:
+        return {}
+    return {**{name: name for name in options.model_fields}, **other_names(options)}
+
+
+__all__ = ["build_parser", "main", "unrecognized"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -23,7 +24,7 @@ from dialogsum.generation import GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.training.options import TrainingOptions
-from dialogsum.validation import format_validation_error
+from dialogsum.validation import format_validation_error, other_names
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -398,6 +399,18 @@ def parse_name_paths(pairs: Sequence[str], flag: str) -> dict[str, str]:
     return result
 
 
+#: Per parser, ``{other name: flag}`` for the fields :func:`add_model_flags` added whose
+#: ``OTHER_NAMES`` list the names other tools give them (``lr`` for ``--learning-rate``).
+_OTHER_FLAGS: weakref.WeakKeyDictionary[argparse.ArgumentParser, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def other_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``{other name: flag}`` for ``parser``'s flags (see :data:`_OTHER_FLAGS`)."""
+    return dict(_OTHER_FLAGS.get(parser, {}))
+
+
 def add_model_flags(
     parser: argparse.ArgumentParser,
     model: type[BaseModel],
@@ -406,6 +419,10 @@ def add_model_flags(
 ) -> None:
     """Add a ``--field-name`` flag per field of ``model`` (but ``skip``), landing in
     ``dest=group.field``."""
+    others = _OTHER_FLAGS.setdefault(parser, {})
+    for other, name in other_names(model).items():
+        if name not in skip:
+            others.setdefault(other, "--" + name.replace("_", "-"))
     section = parser.add_argument_group(f"{group} options")
     for name, field in model.model_fields.items():
         if name in skip:

@@ -1,0 +1,76 @@
+"""An unknown argument is told with what it most likely meant, with the command's own usage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialogsum.cli import main
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: dialogsum {argv[0]}" in err
+    return err.strip().splitlines()[-1]
+
+
+def test_a_misspelt_flag_is_told_the_closest_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _error(["summarize", "--nmu-beams", "2"], capsys) == (
+        "dialogsum summarize: error: unrecognized arguments: --nmu-beams 2 "
+        "(--nmu-beams: did you mean --num-beams?)"
+    )
+    # transformers' spelling, with underscores
+    assert "(--max_new_tokens: did you mean --max-new-tokens?)" in _error(
+        ["summarize", "--max_new_tokens=5"], capsys
+    )
+    assert "(--prot: did you mean --port?)" in _error(["serve", "--prot", "8000"], capsys)
+
+
+def test_no_flag_is_abbreviated_and_other_tools_names_are_told_ours(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --lr was taken for --lr-scheduler (its prefix) and failed there, on a learning rate
+    assert "(--lr: did you mean --learning-rate?)" in _error(["train", "--lr", "1e-4"], capsys)
+    assert "(--epoch: did you mean --epochs?)" in _error(["train", "--epoch", "3"], capsys)
+    assert "(--num_train_epochs: did you mean --epochs?)" in _error(
+        ["train", "--num_train_epochs", "3"], capsys
+    )
+    assert "(--max_length: did you mean --max-new-tokens?)" in _error(
+        ["summarize", "--max_length", "20"], capsys
+    )
+
+
+def test_a_method_option_given_as_a_flag_is_told_the_option_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # peft's name for LoRA's rank, and the chosen method's options
+    assert "(--lora_r is a method option: --option r=8)" in _error(
+        ["train", "--lora_r", "8"], capsys
+    )
+    assert "(--virtual_tokens is a method option: --option num_virtual_tokens=20)" in _error(
+        ["sweep", "--method", "prompt_tuning", "--virtual_tokens", "20"], capsys
+    )
+    # export's --option is the backend's: no method hint there
+    assert _error(["export", "--alpha", "32"], capsys).endswith("--alpha 32")
+
+
+def test_a_bare_path_is_told_the_flag_that_takes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _error(["serve", str(tmp_path)], capsys).endswith(
+        f"(--model takes a path: --model {tmp_path})"
+    )
+    dialogues = tmp_path / "calls.jsonl"
+    dialogues.write_text('{"dialogue": "#Person1#: Hi."}\n')
+    assert _error(["summarize", "--model", str(tmp_path), str(dialogues)], capsys).endswith(
+        f"(--input takes a path: --input {dialogues})"
+    )
+    # a word that is no path, and a path where --model is given already: argparse's own
+    assert _error(["summarize", "stray"], capsys).endswith("unrecognized arguments: stray")
+    assert _error(["serve", "--model", str(tmp_path), str(tmp_path)], capsys).endswith(
+        f"unrecognized arguments: {tmp_path}"
+    )
