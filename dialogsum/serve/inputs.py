@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from dialogsum.adapter_serving import UnknownAdapterError
 from dialogsum.errors import ConfigError, DataError
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
-from dialogsum.serve.schema import SummarizeRequest
+from dialogsum.serve.schema import Parameters, SummarizeRequest
 from dialogsum.validation import format_validation_error
 
 if TYPE_CHECKING:
@@ -125,13 +125,43 @@ def _explain(error: ValidationError) -> str:
         )
     if any(not item["loc"] for item in problems):  # null, a list, a number...
         return f"The request body must be a JSON object: {SHAPE}."
-    message = f"Invalid request: {format_validation_error(error)}."
+    message = f"Invalid request: {format_validation_error(error, SummarizeRequest, listing=False)}."
     if any(item["type"] == "extra_forbidden" for item in problems):
         message += (
             " A request takes inputs and parameters; parameters take generate_parameters, "
-            "truncation and clean_up_tokenization_spaces."
+            "adapter, truncation and clean_up_tokenization_spaces."
         )
-    return message
+    inside = "parameters.generate_parameters"
+    return message + misplaced_generation(
+        error, ("parameters",), list(Parameters.model_fields), inside
+    )
+
+
+def misplaced_generation(
+    error: ValidationError, beside: tuple[str, ...], fields: list[str], where: str
+) -> str:
+    """A sentence for generation options sent at ``beside`` (a path in the body, whose own
+    ``fields`` these are) instead of inside ``where``, as text-generation APIs take them:
+    empty where there are none. A key close to one of ``fields`` is that field misspelt."""
+    from dialogsum.validation import likely_key, other_names
+
+    known = list(GenerationOptions.model_fields)
+    others = other_names(GenerationOptions)
+    misplaced = []
+    for item in error.errors():
+        key = str(item["loc"][-1])
+        if (
+            item["type"] == "extra_forbidden"
+            and tuple(str(part) for part in item["loc"][:-1]) == beside
+            and likely_key(key, fields, {}) is None
+        ):
+            meant = key if key in known else likely_key(key, known, others)
+            if meant is not None:
+                misplaced.append(meant)
+    if not misplaced:
+        return ""
+    wanted = ", ".join(f'"{name}": ...' for name in dict.fromkeys(misplaced))
+    return f' Generation options go inside {where}: {{"{where.split(".")[-1]}": {{{wanted}}}}}.'
 
 
 class Counts(NamedTuple):

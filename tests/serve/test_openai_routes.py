@@ -180,6 +180,12 @@ def test_openai_and_summarize_requests_share_batches(
         (dict(top_p=0.9), "BadRequestError", "top_p=0.9"),
         (dict(stop=["\n"]), "BadRequestError", "stop sequences are not supported"),
         (dict(logprobs=2), "BadRequestError", "This server takes: model"),
+        (dict(extra_body={"temprature": 0}), "BadRequestError", "(did you mean 'temperature'?)"),
+        (
+            dict(extra_body={"num_beams": 2}),
+            "BadRequestError",
+            'inside generate_parameters: {"generate_parameters": {"num_beams": ...}}',
+        ),
         (
             dict(extra_body={"generate_parameters": {"num_beams": 0}}),
             "BadRequestError",

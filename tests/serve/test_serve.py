@@ -140,6 +140,15 @@ def test_bad_requests_get_a_clear_status(url: str, payload: Any, status: int, ne
         (b"null", "must be a JSON object"),
         (b'["a dialogue"]', "must be a JSON object"),
         (b'{"inputs": "x", "foo": 1}', "A request takes inputs and parameters"),
+        (b'{"input": "x"}', "input: not a setting here (did you mean 'inputs'?)"),
+        (b'{"inputs": "x", "parameters": {"adaptor": "a"}}', "(did you mean 'adapter'?)"),
+        # text-generation APIs take generation options in parameters; so does transformers'
+        # max_length, and a misspelling of one is still one
+        (
+            b'{"inputs": "x", "parameters": {"max_length": 5, "temprature": 1}}',
+            'inside parameters.generate_parameters: {"generate_parameters": '
+            '{"max_new_tokens": ..., "temperature": ...}}',
+        ),
     ],
 )
 def test_a_body_that_is_not_a_request_says_what_one_looks_like(
@@ -151,6 +160,8 @@ def test_a_body_that_is_not_a_request_says_what_one_looks_like(
     assert needle in error and "(options)" not in error
     if "foo" in body.decode():
         assert error.startswith("Invalid request: foo:")
+    elif error.startswith("Invalid request"):
+        assert "A request takes inputs and parameters" in error
     else:
         assert '{"inputs":' in error  # the shape of a request, to copy
 
