@@ -175,6 +175,7 @@ def main() -> None:
         "test_rouge1": rouge1(best, test),
     }
     print(f"grid: {results['grid']}", flush=True)
+
     def summarized(best: Any, swept: Any, seconds: float) -> dict[str, Any]:
         trials = swept.summary["trials"]
         states = [t["state"] for t in trials]
@@ -220,8 +221,7 @@ def main() -> None:
         "engines_agree": results["sweep_ray"]["same_best_as_optuna"],
         "sync_within_0.2_of_grid": results["sweep_sync"]["validation_rouge1"]
         >= results["grid"]["validation_rouge1"] - 0.2,
-        "sync_compute_share_of_grid": results["sweep_sync"]["seconds"]
-        / results["grid"]["seconds"],
+        "sync_compute_share_of_grid": results["sweep_sync"]["seconds"] / results["grid"]["seconds"],
         "sync_test_above_default_settings": results["sweep_sync"]["test_rouge1"]
         > results["default_settings"]["test_rouge1"],
     }
