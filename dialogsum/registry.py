@@ -110,18 +110,21 @@ class Registry:
         if name in table:
             return table[name]
         available = ", ".join(sorted(table)) or "none"
-        close = difflib.get_close_matches(name, list(table), n=1, cutoff=0.75)
+        # What the field calls them ("onnx", "pytorch", "ct2"), told, never taken silently.
+        meant = OTHER_NAMES.get((kind, name.lower()), name)
+        close = difflib.get_close_matches(meant, list(table), n=1, cutoff=0.75)
         if close:  # a typo: no advice to install a package of the misspelt name
             raise PluginError(
                 f"Unknown {kind} '{name}'; did you mean '{close[0]}'? Available {kind}s: "
                 f"{available}."
             )
-        known = KNOWN_PLUGINS.get((kind, name))
+        known = KNOWN_PLUGINS.get((kind, meant))
         if known is not None:
+            called = f"'{meant}' ('{name}' here)" if meant != name else f"'{name}'"
             raise PluginError(
-                f"Unknown {kind} '{name}'. Available {kind}s: {available}. '{name}' comes with "
-                f"the {known} plugin in dialogsum's repository: pip install ./plugins/{known} "
-                f"from a checkout (see docs/plugins.md)."
+                f"Unknown {kind} '{name}'. Available {kind}s: {available}. {called} comes "
+                f"with the {known} plugin in dialogsum's repository: pip install "
+                f"./plugins/{known} from a checkout (see docs/plugins.md)."
             )
         # Any other name: the core cannot know every third party's, and advising to install
         # a package of whatever name was typed would send users to typosquatters.
@@ -162,6 +165,23 @@ class Registry:
 KNOWN_PLUGINS: dict[tuple[str, str], str] = {
     ("method", "ia3"): "dialogsum-ia3",
     ("backend", "ctranslate2"): "dialogsum-ctranslate2",
+}
+
+#: The names other tools and tutorials give dialogsum's methods and backends: an unknown name
+#: that is one of them is told ours (or, for a known plugin's, where it comes from).
+OTHER_NAMES: dict[tuple[str, str], str] = {
+    ("backend", "onnx"): "onnxruntime",
+    ("backend", "ort"): "onnxruntime",
+    ("backend", "optimum"): "onnxruntime",
+    ("backend", "pytorch"): "torch",
+    ("backend", "pt"): "torch",
+    ("backend", "transformers"): "torch",
+    ("backend", "ct2"): "ctranslate2",
+    ("method", "peft"): "lora",
+    ("method", "prompt"): "prompt_tuning",
+    ("method", "full_finetuning"): "full",
+    ("method", "fine_tuning"): "full",
+    ("method", "ia³"): "ia3",
 }
 
 

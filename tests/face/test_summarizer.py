@@ -135,7 +135,10 @@ def test_unreachable_hub_id() -> None:
 
 
 def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
-    with pytest.raises(PluginError, match=r"Unknown backend 'onnx'. Available backends: .*torch"):
+    with pytest.raises(
+        PluginError,
+        match=r"Unknown backend 'onnx'; did you mean 'onnxruntime'\? Available backends: .*torch",
+    ):
         Summarizer.from_pretrained(tiny_model_dir, backend="onnx")
     with pytest.raises(
         ConfigError,

@@ -61,6 +61,20 @@ def test_unknown_backend_lists_the_available_ones() -> None:
         get_registry(builtins_manager()).backend("tensorrt")
 
 
+def test_the_names_other_tools_use_are_told_ours() -> None:
+    registry = get_registry(builtins_manager())
+    with pytest.raises(PluginError, match=r"Unknown backend 'pytorch'; did you mean 'torch'\?"):
+        registry.backend("pytorch")
+    with pytest.raises(PluginError, match=r"Unknown method 'prompt'; did you mean 'prompt_tuning'"):
+        registry.method("prompt")
+    # a known plugin's other name: where the plugin comes from, under its own name
+    with pytest.raises(PluginError) as info:
+        registry.backend("ct2")
+    message = str(info.value)
+    assert "Unknown backend 'ct2'" in message
+    assert "'ctranslate2' ('ct2' here) comes with the dialogsum-ctranslate2 plugin" in message
+
+
 def test_ia3_when_not_installed_hints_at_the_plugin() -> None:
     with pytest.raises(PluginError) as info:
         get_registry(builtins_manager()).method("ia3")
