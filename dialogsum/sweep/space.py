@@ -211,6 +211,12 @@ def parse_spec(key: str, text: str) -> Dimension:
             return Dimension(low=float(low), high=float(high), log=log)
         except ValueError as exc:
             raise ConfigError(f"{where}: {_reason(exc)}.") from None
+    dashed = _dashed_range(spec)
+    if dashed is not None:  # 1e-5-1e-2 or 4-16: one value to YAML, a range to whoever wrote it
+        raise ConfigError(
+            f"{where}: a range is written LOW..HIGH: --search {key}={dashed[0]}..{dashed[1]} "
+            f"(add :log for a log scale); choices are written A,B,C."
+        )
     if not spec.startswith("["):
         spec = f"[{spec}]"
     try:
@@ -223,6 +229,21 @@ def parse_spec(key: str, text: str) -> Dimension:
         return Dimension(choices=choices)
     except ValueError as exc:
         raise ConfigError(f"{where}: {_reason(exc)}.") from None
+
+
+def _dashed_range(spec: str) -> tuple[str, str] | None:
+    """``(low, high)`` where ``spec`` is two numbers joined by a dash (``1e-5-1e-2``, ``4-16``),
+    a dash that is no exponent's sign; else None."""
+    for index, char in enumerate(spec):
+        if char != "-" or index == 0 or spec[index - 1] in "eE-":
+            continue
+        low, high = spec[:index], spec[index + 1 :]
+        try:
+            float(low), float(high)
+        except ValueError:
+            continue
+        return low, high
+    return None
 
 
 def _reason(exc: Exception) -> str:
@@ -260,7 +281,11 @@ def resolve_space(
         field = (TrainingOptions.model_fields if section == "training" else option_fields)[name]
         integer = _whole_number(field.annotation)
         parameter = SearchParameter(section, name, dimension, integer)
-        _check_values(parameter, raw_key, method_options, training, validate_method)
+        read = _check_values(parameter, raw_key, method_options, training, validate_method)
+        if dimension.choices is not None:
+            # Each choice as the field reads it: YAML reads 1e-5 (no dot) as text, which would
+            # be searched, stored and plotted as a word.
+            parameter = SearchParameter(section, name, Dimension(choices=read), integer)
         parameters.append(parameter)
     keys = {parameter.key for parameter in parameters}
     if len(keys) < len(parameters):
@@ -338,8 +363,9 @@ def _check_values(
     method_options: BaseModel,
     training: TrainingOptions,
     validate_method: Any,
-) -> None:
-    """Every bound and choice must be a valid value of the field: refused now, not in trial 7."""
+) -> list[Any]:
+    """Every bound and choice must be a valid value of the field: refused now, not in trial 7.
+    Returns each value as the field reads it."""
     dimension = parameter.dimension
     if dimension.choices is not None:
         values = list(dimension.choices)
@@ -353,6 +379,7 @@ def _check_values(
             )
         values = [int(v) for v in values] if parameter.integer else values
     read = set()  # each choice as the field reads it
+    typed = []
     for value in values:
         try:
             if parameter.section == "training":
@@ -361,7 +388,8 @@ def _check_values(
                 )
             else:
                 parsed = validate_method({**method_options.model_dump(), parameter.name: value})
-            read.add(json.dumps(getattr(parsed, parameter.name), sort_keys=True, default=str))
+            typed.append(getattr(parsed, parameter.name))
+            read.add(json.dumps(typed[-1], sort_keys=True, default=str))
         except ValidationError as exc:
             raise ConfigError(
                 f"Search space, '{raw_key}': {value!r} is not a valid {parameter.name}: "
@@ -377,3 +405,4 @@ def _check_values(
             f"read as {parameter.name} ({next(iter(read))}): a single value is not a search; "
             f"set it as a fixed option instead, or list another value to try."
         )
+    return typed

@@ -141,6 +141,23 @@ def test_bad_flag_specs_name_the_flag() -> None:
         parse_spec("r", "4")
     with pytest.raises(ConfigError, match=r"--search r=4\.\.4: the range 4\.\.4 is a single"):
         parse_spec("r", "4..4")
+    # a range written with a dash read as one value; the dash of an exponent is no range
+    with pytest.raises(
+        ConfigError, match=r"a range is written LOW\.\.HIGH: --search learning_rate=1e-5\.\.1e-2 "
+    ):
+        parse_spec("learning_rate", "1e-5-1e-2")
+    with pytest.raises(ConfigError, match=r"--search r=4\.\.16 "):
+        parse_spec("r", "4-16")
+
+
+def test_choices_are_searched_as_the_field_reads_them() -> None:
+    # YAML reads 1e-5 (no dot) as text: searched, stored and plotted as a word before
+    written = parse_spec("learning_rate", "1e-5,1e-3")
+    assert written == Dimension(choices=["1e-5", "1e-3"])
+    (learning_rate,) = resolve({"learning_rate": written}).parameters
+    assert learning_rate.dimension.choices == [1e-5, 1e-3]
+    (rank,) = resolve({"r": ["4", 8]}).parameters  # a config file's quoted number
+    assert rank.dimension.choices == [4, 8]
 
 
 def test_a_cost_budget_needs_an_hourly_cost() -> None:
