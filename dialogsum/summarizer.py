@@ -451,6 +451,24 @@ class Summarizer:
         # An adapter brings its own decoding defaults (those it was tuned with).
         return parse_generation(generation, self.adapter(options.adapter).manifest.generation)
 
+    def _options(
+        self, options: object, generation: dict[str, Any], caller: str
+    ) -> GenerationOptions:
+        """The generation options a call was given: ``options`` as they are (from
+        :meth:`generation_options`), a mapping of their fields validated, or ``generation``
+        (keywords) validated where ``options`` is None."""
+        if options is None:
+            return self.generation_options(**generation)
+        if isinstance(options, GenerationOptions):
+            return options
+        if isinstance(options, Mapping):
+            return self.generation_options(**{str(key): v for key, v in options.items()})
+        raise ConfigError(
+            f"{caller} got options={options!r} ({type(options).__name__}); give the options "
+            f"from generation_options(), a mapping of their fields such as "
+            f"{{'num_beams': 4}}, or keywords: summarize(dialogues, num_beams=4)."
+        )
+
     def adapters(self) -> dict[str, AdapterInfo]:
         """The adapters served beside the base model, by name (a multi-adapter export's).
 
@@ -483,7 +501,7 @@ class Summarizer:
         self,
         dialogues: list[str],
         *,
-        options: GenerationOptions | None = None,
+        options: GenerationOptions | Mapping[str, Any] | None = None,
         on_summary: OnSummary | None = None,
         **generation: Any,
     ) -> list[str]:
@@ -491,22 +509,22 @@ class Summarizer:
 
         ``generation`` takes :class:`~dialogsum.generation.GenerationOptions` fields such as
         ``num_beams=4``, ``max_new_tokens=96`` or ``batch_size=16``, over the model's own
-        decoding defaults; or pass ``options`` made by :meth:`generation_options`.
-        ``on_summary(index, summary)``, if given, is called once per dialogue as soon as its
-        summary is final (from the thread running the model): with the onnxruntime backend a
-        dialogue whose search ends early is reported before the rest of its batch; other
-        backends report each summary when their batch (or the call) ends.
+        decoding defaults; or pass ``options`` made by :meth:`generation_options` (or a
+        mapping of the same fields, validated here). ``on_summary(index, summary)``, if given,
+        is called once per dialogue as soon as its summary is final (from the thread running
+        the model): with the onnxruntime backend a dialogue whose search ends early is
+        reported before the rest of its batch; other backends report each summary when their
+        batch (or the call) ends.
         """
         # A list from here on (a generator would be spent by the backend before the answer is
         # checked); a bare string or an empty dialogue is the caller's error, named as such.
         dialogues = check_dialogues(dialogues)
-        if options is None:
-            options = self.generation_options(**generation)
-        elif generation:
+        if options is not None and generation:
             raise ConfigError(
                 f"summarize() got options= and {', '.join(sorted(generation))}: give the "
                 f"generation options one way, either as keywords or as options."
             )
+        options = self._options(options, generation, "summarize()")
         if not dialogues:
             return []
         predictor = self._predictor
@@ -547,6 +565,7 @@ class Summarizer:
         fails the whole call with :class:`~dialogsum.adapter_serving.UnknownAdapterError`.
         """
         dialogues = check_dialogues(dialogues)
+        options = self._options(options, {}, "summarize_rows()")
         if len(adapters) != len(dialogues):
             raise ConfigError(
                 f"summarize_rows() got {len(dialogues)} dialogues and {len(adapters)} adapters; "

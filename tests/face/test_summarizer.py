@@ -56,6 +56,20 @@ def test_unknown_generation_option(base: Summarizer) -> None:
         base.summarize([DIALOGUE], num_beams=0)
 
 
+def test_options_may_be_a_mapping_checked_like_keywords(base: Summarizer) -> None:
+    # finetune() takes its options as a mapping; summarize(options={...}) failed in the backend
+    as_keywords = base.summarize([DIALOGUE], max_new_tokens=4, num_beams=2)
+    assert base.summarize([DIALOGUE], options={"max_new_tokens": 4, "num_beams": 2}) == as_keywords
+    with pytest.raises(
+        ConfigError, match=r"num_beam: not a setting here \(did you mean 'num_beams'"
+    ):
+        base.summarize([DIALOGUE], options={"num_beam": 2})
+    with pytest.raises(ConfigError, match=r"got options=3 \(int\); give the options from"):
+        base.summarize([DIALOGUE], options=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"summarize_rows\(\) got options='beam'"):
+        base.summarize_rows([DIALOGUE], [None], "beam")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
