@@ -81,6 +81,7 @@ FOUNDATION = frozenset(
         "adapter_serving",
         "continuous",
         "ray_cluster",
+        "processes",
     )
 )
 #: The contract, discovery, the registry, and the capabilities plugins share (export, parity).

@@ -8,7 +8,7 @@ warnings about truncated dialogues are added up and reported once, for the whole
 
 Worker processes end with the job: when it stops (an error, Ctrl-C, SIGTERM) the chunks in flight
 are abandoned and the workers ended at once, and each worker dies with its parent however the
-parent ends (:mod:`.lifetime`).
+parent ends (:mod:`dialogsum.processes`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
-from dialogsum.batch.lifetime import die_with_parent
 from dialogsum.batch.output import LineWriter, summary_line
 from dialogsum.batch.rows import BatchRow
 from dialogsum.errors import BackendError, ConfigError, DataError, DialogsumError, logger
+from dialogsum.processes import die_with_parent
 
 
 class Summarizes(Protocol):

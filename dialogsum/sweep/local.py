@@ -8,9 +8,11 @@ each asks the shared study for the next trial until the sweep has its trials.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from typing import Any
 
+from dialogsum.processes import die_with_parent
 from dialogsum.sweep.job import SweepContext, SweepJob, load_context
 from dialogsum.sweep.progress import Progress
 from dialogsum.sweep.study import ask, counted_trials, open_study, tell_finished, tell_pruned
@@ -40,19 +42,25 @@ def run_trials(context: SweepContext, study: Any, progress: Progress | None = No
 
 
 def start_workers(count: int, target: Callable[..., Any], *args: Any) -> list[Any]:
-    """Start ``count`` worker processes running ``target(*args, index)`` (spawned: a forked
-    copy of a process holding torch's threads can deadlock)."""
+    """Start ``count`` worker processes running ``target(*args, parent_pid, index)``
+    (spawned: a forked copy of a process holding torch's threads can deadlock)."""
     spawn = multiprocessing.get_context("spawn")
     workers = []
     for index in range(1, count + 1):
-        process = spawn.Process(target=target, args=(*args, index), daemon=False)
+        arguments = (*args, os.getpid(), index)
+        process = spawn.Process(target=target, args=arguments, daemon=False)
         process.start()
         workers.append(process)
     return workers
 
 
-def worker_main(job: SweepJob, index: int) -> None:
-    """A ``--workers`` process: run trials of the shared study until the sweep has them."""
+def worker_main(job: SweepJob, parent_pid: int, index: int) -> None:
+    """A ``--workers`` process: run trials of the shared study until the sweep has them.
+
+    It ends with the sweep's process, however that ends: left running after a kill -9, it
+    went on asking the study for trials while a rerun of the sweep reran the one it was
+    training."""
+    die_with_parent(parent_pid)
     context = load_context(job)
     study = open_study(context.folder, context.options, job.settings(), context.first_rung)
     run_trials(context, study)

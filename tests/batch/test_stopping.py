@@ -19,6 +19,8 @@ import pytest
 
 from dialogsum.data import sample_path
 
+from ..processes import is_gone, left_after
+
 ROWS = 40
 #: Short greedy summaries in small chunks: the job is still running when its first lines are
 #: written, and the tests check processes and bookkeeping, not summaries.
@@ -61,24 +63,6 @@ def command(data: Path, output: Path, *options: str) -> list[str]:
         str(output),
         *options,
     ]
-
-
-def is_gone(process: psutil.Process) -> bool:
-    """Ended (a zombie has ended: where no init reaps orphans, it stays listed)."""
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def left_after(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:
-    """Those of ``processes`` still running after up to ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        alive = [p for p in processes if not is_gone(p)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
 
 
 class Job:
@@ -173,10 +157,10 @@ def test_kill_9_of_the_job_takes_its_workers_and_resource_tracker_with_it(
 #: watchdog thread can notice that its parent has died.
 WATCHED_WORKER = """
 import sys, time
-from dialogsum.batch import lifetime
+from dialogsum import processes
 
-lifetime._kill_me_on_parent_death = lambda: None
-lifetime.die_with_parent(int(sys.argv[1]))
+processes._kill_me_on_parent_death = lambda: None
+processes.die_with_parent(int(sys.argv[1]))
 print("ready", flush=True)
 time.sleep(120)
 """

@@ -195,6 +195,52 @@ def test_workers_share_the_study(tiny: Summarizer, data_files: Path, tmp_path: P
     assert all(t["state"] in ("finished", "pruned") for t in owners.values())
 
 
+def test_a_killed_sweeps_workers_end_with_it_and_its_rerun_runs_every_trial_once(
+    tiny_model_dir: Path, data_files: Path, tmp_path: Path
+) -> None:
+    # A worker left running after a kill -9 went on asking the study for trials while the
+    # rerun reran the one it was training.
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from ..processes import left_after
+
+    folder = tmp_path / "workers-killed"
+    # Trials long enough that a worker left running is still training when looked at.
+    command = cli_sweep(tiny_model_dir, data_files, folder, "--workers", "2", "--max-steps", "150")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    deadline = time.monotonic() + 180
+    while len(list(folder.glob("trials/*"))) < 2:  # both processes training a trial
+        assert process.poll() is None, "the sweep ended before both processes trained"
+        assert time.monotonic() < deadline, "the second trial never started"
+        time.sleep(0.05)
+    spawned = [
+        child
+        for child in psutil.Process(process.pid).children(recursive=True)
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert len(spawned) == 1, [child.cmdline() for child in spawned]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert left_after(spawned, 3) == []
+    rerun = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    trials = counted(summary)
+    assert 4 <= len(trials) <= 5  # as with workers never killed (the race to the last one)
+    interrupted = [t for t in summary["trials"] if t["state"] == "interrupted"]
+    assert 1 <= len(interrupted) <= 2 and all(t["rerun_as"] is not None for t in interrupted)
+    assert all(t["state"] in ("finished", "pruned", "interrupted") for t in summary["trials"])
+
+
 def test_ray_tune_runs_the_same_sweep(
     first_sweep: tuple[Any, Any], tiny: Summarizer, data_files: Path, tmp_path: Path
 ) -> None:
