@@ -40,7 +40,7 @@ class SweepOptions(BaseModel):
         "trials, which meet no rivals, train to the end). sync: every trial trains to a rung "
         "and waits there (a checkpoint) until all have, then the best 1/reduction_factor "
         "resume; all trials are sampled before any is scored, so at random (seeded). Optuna "
-        "engine, successive halving, one worker.",
+        "engine, successive halving; with workers, the same trials and decisions as one.",
     )
     reduction_factor: int = Field(
         3, ge=2, description="Each rung keeps 1/reduction_factor of the trials reaching it."
@@ -117,11 +117,6 @@ class SweepOptions(BaseModel):
             raise ValueError(
                 "schedule 'sync' runs on the optuna engine; Ray Tune's ASHA scheduler is "
                 "asynchronous. Use engine 'optuna' (--engine optuna) or schedule 'async'"
-            )
-        if self.workers != 1:
-            raise ValueError(
-                f"schedule 'sync' trains one trial at a time (workers 1); {self.workers} "
-                f"workers need schedule 'async'"
             )
         return self
 

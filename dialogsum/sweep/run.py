@@ -126,10 +126,10 @@ def run_engine(job: SweepJob, context: SweepContext, study: Any, remaining: int)
             from dialogsum.sweep.ray_tune import run_ray
 
             return run_ray(job, context, study, progress)
-        if context.options.schedule == "sync":  # one worker: options refuse more
+        if context.options.schedule == "sync":
             from dialogsum.sweep.synchronous import run_synchronous
 
-            return run_synchronous(context, study, progress)
+            return run_synchronous(context, study, progress, job)
         from dialogsum.sweep.local import run_trials, start_workers, worker_main
 
         workers = start_workers(context.options.workers - 1, worker_main, job)

@@ -23,8 +23,9 @@ import shutil
 from typing import Any
 
 from dialogsum.errors import ConfigError, logger
-from dialogsum.sweep.job import SweepContext
+from dialogsum.sweep.job import SweepContext, SweepJob
 from dialogsum.sweep.progress import Progress
+from dialogsum.sweep.stages import Segment, Trainers
 from dialogsum.sweep.study import (
     PAUSED_AT,
     TRAINED_SECONDS,
@@ -33,67 +34,87 @@ from dialogsum.sweep.study import (
     tell_finished,
     tell_pruned,
 )
-from dialogsum.sweep.trials import StudyReporter, attempt, trial_folder
+from dialogsum.sweep.trials import TrialOutcome, trial_folder
 
 
 def run_synchronous(
-    context: SweepContext, study: Any, progress: Progress | None = None
+    context: SweepContext,
+    study: Any,
+    progress: Progress | None = None,
+    job: SweepJob | None = None,
 ) -> str | None:
-    """Run the sweep's trials rung by rung. Returns ``"budget"`` when the budget stopped it,
-    else None."""
+    """Run the sweep's trials rung by rung (with ``--workers N``, N at a time: ``job`` is
+    what the other processes rebuild the sweep from). Returns ``"budget"`` when the budget
+    stopped it, else None."""
     options = context.options
     bracket, twins = _bracket(context, study)
-    stage = 0
-    alive = bracket
-    while alive:
-        until = context.first_rung * options.reduction_factor**stage
-        paused: dict[int, int] = {}  # trial number -> the rung step it paused at
-        for trial in alive:
-            reported = _scores(study, trial.number)
-            reached = [step for step, _ in reported if step >= until]
-            if reached:  # reached in an earlier run of the sweep
-                paused[trial.number] = reached[0]
-                continue
-            if context.out_of_time:
-                return "budget"
-            outcome = attempt(
-                context,
-                study,
-                trial,
-                StudyReporter(trial, progress, prune=False),
-                until=until,
-                resume=bool(reported),
-                reported=reported,
-            )
-            if outcome is None:
-                return "budget"
-            spent = float(trial.user_attrs.get(TRAINED_SECONDS, 0.0)) + outcome.seconds
-            trial.set_user_attr(TRAINED_SECONDS, spent)
-            if outcome.paused:
-                paused[trial.number] = outcome.steps
-                trial.set_user_attr(PAUSED_AT, outcome.steps)
-                continue
-            # Its end came before this stage's rung (a shorter trial): nothing to decide.
-            # Told first: a kill while the checkpoints go must not leave a half-removed one
-            # for a rerun to resume from.
-            tell_finished(study, trial, outcome.score, outcome.steps)
-            shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)
-            if progress is not None:
-                progress(trial.number, None)
-        going_on = []
-        for trial in alive:
-            if trial.number not in paused:
-                continue
-            if trial.number in _promoted(study, paused[trial.number], options):
-                going_on.append(trial)
-                continue
-            tell_pruned(study, trial, trial_folder(context.folder, trial.number))
-            if progress is not None:
-                progress(trial.number, None)
-        alive = going_on
-        stage += 1
+    with Trainers(context, study, progress, job) as trainers:
+        stage = 0
+        alive = bracket
+        while alive:
+            until = context.first_rung * options.reduction_factor**stage
+            paused: dict[int, int] = {}  # trial number -> the rung step it paused at
+            segments = []
+            for trial in alive:
+                reported = _scores(study, trial.number)
+                reached = [step for step, _ in reported if step >= until]
+                if reached:  # reached in an earlier run of the sweep
+                    paused[trial.number] = reached[0]
+                else:
+                    segments.append(Segment(trial, until, reported))
+            for trial, outcome in trainers.train(segments):
+                if outcome is None:
+                    return "budget"
+                if _ended(context, study, trial, outcome, progress):
+                    paused[trial.number] = outcome.steps
+            alive = _decide(context, study, alive, paused, progress)
+            stage += 1
     _end_twins(study, twins)
     return None
+
+
+def _ended(
+    context: SweepContext,
+    study: Any,
+    trial: Any,
+    outcome: TrialOutcome,
+    progress: Progress | None,
+) -> bool:
+    """Record a trial's run to this stage's rung; True when it paused there (False: its end
+    came first, a shorter trial, and it is told finished)."""
+    spent = float(trial.user_attrs.get(TRAINED_SECONDS, 0.0)) + outcome.seconds
+    trial.set_user_attr(TRAINED_SECONDS, spent)
+    if outcome.paused:
+        trial.set_user_attr(PAUSED_AT, outcome.steps)
+        return True
+    # Told first: a kill while the checkpoints go must not leave a half-removed one for a
+    # rerun to resume from.
+    tell_finished(study, trial, outcome.score, outcome.steps)
+    shutil.rmtree(trial_folder(context.folder, trial.number) / "checkpoints", True)
+    if progress is not None:
+        progress(trial.number, None)
+    return False
+
+
+def _decide(
+    context: SweepContext,
+    study: Any,
+    alive: list[Any],
+    paused: dict[int, int],
+    progress: Progress | None,
+) -> list[Any]:
+    """The trials that go on from this stage's rung; the others are told pruned."""
+    going_on = []
+    for trial in alive:
+        if trial.number not in paused:
+            continue
+        if trial.number in _promoted(study, paused[trial.number], context.options):
+            going_on.append(trial)
+            continue
+        tell_pruned(study, trial, trial_folder(context.folder, trial.number))
+        if progress is not None:
+            progress(trial.number, None)
+    return going_on
 
 
 def _bracket(context: SweepContext, study: Any) -> tuple[list[Any], list[tuple[Any, int]]]:
