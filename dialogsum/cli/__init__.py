@@ -121,10 +121,15 @@ def unrecognized(
             elif guess is not None:
                 hints.append(f"{flag}: did you mean --{guess}?")
             continue
-        path = Path(token)
-        wanted = "--model" if path.is_dir() else "--input" if path.is_file() else None
-        if wanted in flags and getattr(args, wanted[2:], None) is None:
-            hints.append(f"{wanted} takes a path: {wanted} {token}")
+        try:
+            folder, file = Path(token).is_dir(), Path(token).is_file()
+        except OSError:  # a dialogue pasted as an argument: too long a name to be a path
+            continue
+        # A model is a folder; an input a file or (batch) a folder of them.
+        takers = ["--model", "--input"] if folder else ["--input"] if file else []
+        unset = [flag for flag in takers if flag in flags and getattr(args, flag[2:], None) is None]
+        if unset:
+            hints.append(f"{' or '.join(unset)} takes a path: {unset[0]} {token}")
     message = f"unrecognized arguments: {' '.join(unknown)}"
     return message if not hints else f"{message} ({'; '.join(hints)})"
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dialogsum.adapter_serving import UnknownAdapterError
 from dialogsum.errors import ConfigError, DataError
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
-from dialogsum.serve.schema import Parameters, SummarizeRequest
-from dialogsum.validation import format_validation_error
+from dialogsum.serve.schema import SummarizeRequest
 
 if TYPE_CHECKING:
     from dialogsum.interfaces import Predictor
@@ -125,43 +124,99 @@ def _explain(error: ValidationError) -> str:
         )
     if any(not item["loc"] for item in problems):  # null, a list, a number...
         return f"The request body must be a JSON object: {SHAPE}."
-    message = f"Invalid request: {format_validation_error(error, SummarizeRequest, listing=False)}."
+    inside = "parameters.generate_parameters"
+    message = f"Invalid request: {request_problems(error, SummarizeRequest, inside, HF_PLACES)}."
     if any(item["type"] == "extra_forbidden" for item in problems):
         message += (
             " A request takes inputs and parameters; parameters take generate_parameters, "
             "adapter, truncation and clean_up_tokenization_spaces."
         )
-    inside = "parameters.generate_parameters"
-    return message + misplaced_generation(
-        error, ("parameters",), list(Parameters.model_fields), inside
-    )
+    return message + generation_example(error, SummarizeRequest, inside, HF_PLACES)
 
 
-def misplaced_generation(
-    error: ValidationError, beside: tuple[str, ...], fields: list[str], where: str
+#: Where text-generation APIs' users put generation options in a summarize request: at the
+#: top, or in ``parameters``.
+HF_PLACES: tuple[tuple[str, ...], ...] = ((), ("parameters",))
+
+
+def request_problems(
+    error: ValidationError,
+    model: type[BaseModel],
+    inside: str,
+    places: tuple[tuple[str, ...], ...] = ((),),
 ) -> str:
-    """A sentence for generation options sent at ``beside`` (a path in the body, whose own
-    ``fields`` these are) instead of inside ``where``, as text-generation APIs take them:
-    empty where there are none. A key close to one of ``fields`` is that field misspelt."""
+    """One clause per problem of a request body of ``model``, joined by semicolons: an
+    unknown field is told the likely one, and a generation option sent at one of ``places``
+    (paths in the body, as text-generation APIs take them) that it goes inside ``inside``."""
+    from dialogsum.validation import error_message
+
+    misplaced = _misplaced(error, model, places)
+    clauses = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        if field in misplaced:
+            option = misplaced[field]
+            exact = option == field.split(".")[-1]
+            named = "a generation option" if exact else f"the generation option {option!r}"
+            clauses.append(f"{field}: {named}, which goes inside {inside}")
+        else:
+            clauses.append(f"{field}: {error_message(item, model, listing=False)}")
+    return "; ".join(clauses)
+
+
+def generation_example(
+    error: ValidationError,
+    model: type[BaseModel],
+    inside: str,
+    places: tuple[tuple[str, ...], ...] = ((),),
+) -> str:
+    """A sentence showing the generation options sent at ``places`` where they go (empty
+    where there are none)."""
+    misplaced = _misplaced(error, model, places)
+    if not misplaced:
+        return ""
+    wanted = ", ".join(f'"{name}": ...' for name in dict.fromkeys(misplaced.values()))
+    return f' Generation options go inside {inside}: {{"{inside.split(".")[-1]}": {{{wanted}}}}}.'
+
+
+def _misplaced(
+    error: ValidationError, model: type[BaseModel], places: tuple[tuple[str, ...], ...]
+) -> dict[str, str]:
+    """``{field: generation option}`` for the unknown fields of a request at ``places`` that
+    are generation options: by name (transformers' names too), or misspelt where no field of
+    that place is closer."""
     from dialogsum.validation import likely_key, other_names
 
     known = list(GenerationOptions.model_fields)
     others = other_names(GenerationOptions)
-    misplaced = []
+    found = {}
     for item in error.errors():
-        key = str(item["loc"][-1])
-        if (
-            item["type"] == "extra_forbidden"
-            and tuple(str(part) for part in item["loc"][:-1]) == beside
-            and likely_key(key, fields, {}) is None
-        ):
-            meant = key if key in known else likely_key(key, known, others)
+        key = str(item["loc"][-1]) if item["loc"] else ""
+        place = tuple(map(str, item["loc"][:-1]))
+        if item["type"] != "extra_forbidden" or place not in places:
+            continue
+        fields = list(_model_at(model, place).model_fields)
+        if key in known or key in others:
+            found[".".join(map(str, item["loc"]))] = others.get(key, key)
+        elif likely_key(key, fields, {}) is None:  # not a field of its own place misspelt
+            meant = likely_key(key, known, others)
             if meant is not None:
-                misplaced.append(meant)
-    if not misplaced:
-        return ""
-    wanted = ", ".join(f'"{name}": ...' for name in dict.fromkeys(misplaced))
-    return f' Generation options go inside {where}: {{"{where.split(".")[-1]}": {{{wanted}}}}}.'
+                found[".".join(map(str, item["loc"]))] = meant
+    return found
+
+
+def _model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel]:
+    """The model of the object at ``path`` in a request of ``model``."""
+    import typing
+
+    for part in path:
+        annotation = model.model_fields[part].annotation
+        model = next(
+            t
+            for t in (annotation, *typing.get_args(annotation))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        )
+    return model
 
 
 class Counts(NamedTuple):

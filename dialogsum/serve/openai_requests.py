@@ -14,11 +14,11 @@ from pydantic import BaseModel, ValidationError
 from dialogsum.serve.inputs import (
     Rejected,
     checked_texts,
-    misplaced_generation,
+    generation_example,
     request_options,
+    request_problems,
 )
 from dialogsum.serve.openai_schema import ChatCompletionRequest, CompletionRequest
-from dialogsum.validation import format_validation_error
 
 if TYPE_CHECKING:
     from dialogsum.generation import GenerationOptions
@@ -68,11 +68,11 @@ def read_request(body: bytes, kind: type[RequestT]) -> RequestT:
     except ValidationError as exc:
         problems = exc.errors()
         where = ".".join(str(part) for part in problems[0]["loc"]) or None
-        message = f"Invalid request: {format_validation_error(exc, kind, listing=False)}."
+        message = f"Invalid request: {request_problems(exc, kind, 'generate_parameters')}."
         if any(item["type"] == "extra_forbidden" for item in problems):
             fields = ", ".join(name for name in kind.model_fields)
             message += f" This server takes: {fields}."
-            message += misplaced_generation(exc, (), list(kind.model_fields), "generate_parameters")
+            message += generation_example(exc, kind, "generate_parameters")
         if any(item["type"] == "json_invalid" for item in problems):
             message = f"The request body is not JSON ({problems[0]['msg']})."
         raise OpenAIError(400, message, where) from None

@@ -46,6 +46,8 @@ class SweepProjection:
     #: as seconds_per_score).
     seconds_per_rung_score: float
     hourly_cost: float | None
+    #: Trials trained side by side (the projection is of one at a time).
+    workers: int = 1
 
     @property
     def seconds(self) -> float:
@@ -92,6 +94,10 @@ class SweepProjection:
         total = f"Projected total: {format_duration(self.seconds)}"
         if self.cost is not None:
             total += f", cost {self.cost:.2f} at {self.hourly_cost:g} per hour"
+        total += ", one trial at a time"
+        if self.workers > 1:
+            total += f" (with {self.workers} workers, up to {self.workers} times less wall time"
+            total += " where the machine has the cores for them)"
         return "\n".join([*lines, total + "."])
 
 
@@ -134,6 +140,7 @@ def project_sweep(
         seconds_per_rung_score=rung_score,
         rungs=projected,
         hourly_cost=options.hourly_cost,
+        workers=options.workers,
     )
 
 
@@ -142,15 +149,22 @@ def check_budget(projection: SweepProjection, options: SweepOptions) -> None:
     if not projection.rungs:
         return
     first = projection.rungs[0]
+    # The projection is of one trial at a time. Workers train side by side, by up to as many
+    # at once as there are workers (where the machine has the cores): only a first rung that
+    # even that cannot finish is refused.
+    at_once = max(1, min(options.workers, first.trials))
+    seconds = first.seconds / at_once
+    cost = None if first.cost is None else first.cost / at_once
     over = []
-    if options.max_time is not None and first.seconds > options.max_time:
+    if options.max_time is not None and seconds > options.max_time:
         over.append(f"the time budget of {format_duration(options.max_time)}")
-    if options.max_cost is not None and first.cost is not None and first.cost > options.max_cost:
+    if options.max_cost is not None and cost is not None and cost > options.max_cost:
         over.append(f"the cost budget of {options.max_cost:g}")
     if over:
+        side_by_side = f", {at_once} at a time" if at_once > 1 else ""
         raise ConfigError(
             f"This sweep cannot finish even its first rung ({first.trials} trials to step "
-            f"{first.steps}, projected {format_duration(first.seconds)}) within "
+            f"{first.steps}{side_by_side}, projected {format_duration(seconds)}) within "
             f"{' and '.join(over)}.\n{projection.message()}\nRaise the budget (--max-time, "
             f"--max-cost), or ask for fewer trials (--trials) or a shorter first rung "
             f"(--min-steps)."

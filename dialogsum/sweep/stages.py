@@ -11,13 +11,16 @@ pruning are those of one worker (given the same torch threads per trial).
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from dialogsum.errors import ConfigError
 from dialogsum.processes import die_with_parent
 from dialogsum.sweep.job import SweepContext, SweepJob, load_context
 from dialogsum.sweep.progress import Progress
@@ -50,24 +53,34 @@ class Trainers:
         self.study = study
         self.progress = progress
         self.job = job
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Any = None  # a ProcessPoolExecutor with workers
+        # The segments not started and those in workers: a worker's segment ending hands the
+        # next one out from the pool's own thread, while this process trains one of its own.
+        self._lock = threading.RLock()  # a callback may run at once, in the thread adding it
+        self._waiting: deque[Segment] = deque()
+        self._running: dict[Future[TrialOutcome | None], Segment] = {}
+        #: Whether the sweep's budget stopped a stage (see :meth:`train`).
+        self.stopped = False
 
     def __enter__(self) -> Trainers:
-        others = self.context.options.workers - 1
-        if others > 0:
-            if self.job is None:
-                raise ValueError("workers in other processes need the sweep's job")
-            import multiprocessing
-
-            # Spawned, as the asynchronous schedule's workers are: a forked copy of a process
-            # holding torch's threads can deadlock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=others,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(self.job, os.getpid()),
-            )
+        if self._others() > 0:
+            self._pool = self._start_pool()
         return self
+
+    def _start_pool(self) -> Any:
+        """The worker processes (an executor)."""
+        import multiprocessing
+
+        if self.job is None:
+            raise ValueError("workers in other processes need the sweep's job")
+        # Spawned, as the asynchronous schedule's workers are: a forked copy of a process
+        # holding torch's threads can deadlock.
+        return ProcessPoolExecutor(
+            max_workers=self._others(),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.job, os.getpid()),
+        )
 
     def __exit__(
         self,
@@ -75,48 +88,111 @@ class Trainers:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._pool is not None:
-            # Segments not started are dropped; those running end first (at the budget they
-            # stop there and are marked so), so the study is whole when the sweep reports.
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        pool = self._pool
+        if pool is None:
+            return
+        with self._lock:
+            self._waiting.clear()  # nothing more starts
+        if kind is None:
+            # A stage's end, or the budget: the segments running end within a step there,
+            # and are recorded first (see train), so the study is whole when the sweep reports.
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # An error or Ctrl-C: the workers end now, not at their segments' ends. Their trials
+        # stay running in the study with a dead owner, which a rerun finds and reruns, as
+        # after a kill -9.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
-    def train(self, segments: list[Segment]) -> Iterator[tuple[Any, TrialOutcome | None]]:
-        """Each segment's trial and its outcome (None: the budget stopped it), in the order
-        they end. Past the budget no segment starts."""
-        waiting = deque(segments)
-        running: dict[Future[TrialOutcome | None], Segment] = {}
-        while waiting or running:
-            self._hand_out(waiting, running)
-            if waiting:  # this process trains one too
-                segment = waiting.popleft()
-                if self.context.out_of_time:
-                    yield segment.trial, None
-                    return
-                yield segment.trial, self._here(segment)
+    def train(self, segments: list[Segment]) -> Iterator[tuple[Any, TrialOutcome]]:
+        """Each segment's trial and its outcome, in the order they end. At the budget no
+        segment starts, the ones running stop within a step (and are not yielded: their trials
+        are marked stopped) and :attr:`stopped` is set; every segment that ended before is
+        yielded, so its run counts."""
+        with self._lock:
+            self._waiting = deque(segments)
+            self._hand_out()
+        while True:
+            # The workers' ended segments first: one that failed stops the stage before this
+            # process starts another.
+            yield from self._ended_in_workers()
+            with self._lock:
+                mine = self._waiting.popleft() if self._waiting else None
+                running = list(self._running)
+            if mine is not None:  # this process trains one too
+                outcome = None if self.context.out_of_time else self._here(mine)
+                if outcome is None:
+                    self._stop()
+                else:
+                    yield mine.trial, outcome
             elif running:
                 wait(running, return_when=FIRST_COMPLETED)
-            for future in [future for future in running if future.done()]:
-                segment = running.pop(future)
-                outcome = future.result()  # a worker's failure is the sweep's
-                if outcome is not None and self.progress is not None:
-                    for step, _ in outcome.rungs:
-                        self.progress(segment.trial.number, step)
-                yield segment.trial, outcome
+            else:
+                return
 
-    def _hand_out(
-        self, waiting: deque[Segment], running: dict[Future[TrialOutcome | None], Segment]
-    ) -> None:
-        """Give idle workers the next segments (none past the budget)."""
-        if self._pool is None:
-            return
-        while waiting and len(running) < self.context.options.workers - 1:
+    def _ended_in_workers(self) -> Iterator[tuple[Any, TrialOutcome]]:
+        """The trials and outcomes of the workers' segments that have ended, taken off."""
+        with self._lock:
+            ended = [future for future in self._running if future.done()]
+        for future in ended:
+            with self._lock:
+                segment = self._running.pop(future)
+            try:
+                outcome = future.result()
+            except BrokenProcessPool as error:
+                raise ConfigError(
+                    "A sweep worker process ended without finishing its trial (out of "
+                    "memory, or its model failed to load: see the errors above); the "
+                    "trials it ran rerun when the sweep is run again."
+                ) from error
+            if outcome is None:
+                self._stop()
+                continue
+            self._report(segment, outcome)
+            yield segment.trial, outcome
+
+    def _stop(self) -> None:
+        """The budget is spent: nothing more starts."""
+        self.stopped = True
+        with self._lock:
+            self._waiting.clear()
+
+    def _hand_out(self) -> None:
+        """Give idle workers the next waiting segments (none past the budget); called with
+        the lock held."""
+        pool = self._pool
+        busy = sum(not future.done() for future in self._running)  # ended, not taken off yet
+        while pool is not None and self._waiting and busy < self._others():
             if self.context.out_of_time:
                 return
-            segment = waiting.popleft()
-            future = self._pool.submit(
+            segment = self._waiting.popleft()
+            future = pool.submit(
                 _train_in_worker, segment.trial.number, segment.until, segment.reported
             )
-            running[future] = segment
+            self._running[future] = segment
+            busy += 1
+            future.add_done_callback(self._next)
+
+    def _next(self, future: Future[TrialOutcome | None]) -> None:
+        """A worker's segment ended: give it the next one at once (not after a failure,
+        which ends the stage)."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        with self._lock:
+            self._hand_out()
+
+    def _others(self) -> int:
+        return self.context.options.workers - 1
+
+    def _report(self, segment: Segment, outcome: TrialOutcome) -> None:
+        """The progress bar hears the rungs a worker's segment reached."""
+        if self.progress is None:
+            return
+        before = {step for step, _ in segment.reported}
+        for step, _ in outcome.rungs:
+            if step not in before:
+                self.progress(segment.trial.number, step)
 
     def _here(self, segment: Segment) -> TrialOutcome | None:
         trial = segment.trial

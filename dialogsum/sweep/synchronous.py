@@ -63,10 +63,10 @@ def run_synchronous(
                 else:
                     segments.append(Segment(trial, until, reported))
             for trial, outcome in trainers.train(segments):
-                if outcome is None:
-                    return "budget"
                 if _ended(context, study, trial, outcome, progress):
                     paused[trial.number] = outcome.steps
+            if trainers.stopped:
+                return "budget"
             alive = _decide(context, study, alive, paused, progress)
             stage += 1
     _end_twins(study, twins)

@@ -69,6 +69,16 @@ def test_a_bare_path_is_told_the_flag_that_takes_it(
     assert _error(["summarize", "--model", str(tmp_path), str(dialogues)], capsys).endswith(
         f"(--input takes a path: --input {dialogues})"
     )
+    # batch takes a folder of inputs too
+    assert _error(["batch", str(tmp_path)], capsys).endswith(
+        f"(--model or --input takes a path: --model {tmp_path})"
+    )
+    assert _error(["batch", "--model", "m", str(tmp_path)], capsys).endswith(
+        f"(--input takes a path: --input {tmp_path})"
+    )
+    # a dialogue pasted as an argument is too long a name to look up: no traceback
+    pasted = "#Person1#: " + "hello " * 80
+    assert _error(["summarize", "--model", "m", pasted], capsys).endswith(pasted.strip())
     # a word that is no path, and a path where --model is given already: argparse's own
     assert _error(["summarize", "stray"], capsys).endswith("unrecognized arguments: stray")
     assert _error(["serve", "--model", str(tmp_path), str(tmp_path)], capsys).endswith(

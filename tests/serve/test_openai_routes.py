@@ -186,6 +186,12 @@ def test_openai_and_summarize_requests_share_batches(
             "BadRequestError",
             'inside generate_parameters: {"generate_parameters": {"num_beams": ...}}',
         ),
+        # not min_tokens or max_tokens misspelt: a generation option to put in its place
+        (
+            dict(extra_body={"min_new_tokens": 2}),
+            "BadRequestError",
+            "min_new_tokens: a generation option, which goes inside generate_parameters.",
+        ),
         (
             dict(extra_body={"generate_parameters": {"num_beams": 0}}),
             "BadRequestError",

@@ -149,6 +149,10 @@ def test_bad_requests_get_a_clear_status(url: str, payload: Any, status: int, ne
             'inside parameters.generate_parameters: {"generate_parameters": '
             '{"max_new_tokens": ..., "temperature": ...}}',
         ),
+        (
+            b'{"inputs": "x", "num_beams": 2}',
+            "num_beams: a generation option, which goes inside parameters.generate_parameters",
+        ),
     ],
 )
 def test_a_body_that_is_not_a_request_says_what_one_looks_like(

@@ -217,6 +217,24 @@ def test_the_projection_of_a_sync_sweep_counts_whole_rungs_and_restarts() -> Non
     assert [r.trials for r in project("async").rungs] == [12, 4, 2]
 
 
+def test_a_budget_refuses_only_what_workers_side_by_side_could_not_finish() -> None:
+    from dialogsum.sweep.budget import check_budget
+
+    # 12 trials to the first rung: 12 x (18 s + 10 s + 100 s) = 1536 s one at a time.
+    serial = project_sweep(
+        SweepOptions(trials=12, max_time=600, workers=4),
+        trials=12, total_steps=162, first_rung=18,
+        seconds_per_step=1.0, seconds_per_score=10.0, seconds_per_start=100.0,
+    )  # fmt: skip
+    assert serial.rungs[0].seconds == 12 * (18 + 10 + 100)
+    assert "one trial at a time (with 4 workers, up to 4 times less" in serial.message()
+    check_budget(serial, SweepOptions(max_time=600, workers=4))  # 384 s four at a time
+    with pytest.raises(ConfigError, match=r"12 trials to step 18, 4 at a time, projected 6 min"):
+        check_budget(serial, SweepOptions(max_time=300, workers=4))
+    with pytest.raises(ConfigError, match=r"12 trials to step 18, projected 26 min"):
+        check_budget(serial, SweepOptions(max_time=600))
+
+
 def test_a_sync_sweep_stopped_at_its_budget_goes_on_from_its_checkpoints(
     synchronous: dict[str, Any],
     tiny: Summarizer,
