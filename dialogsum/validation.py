@@ -51,18 +51,18 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
         message += f", got {item['input']!r}"
     if item["type"] != "extra_forbidden" or model is None:
         return message
-    known = _fields_at(model, item["loc"][:-1])
+    known = fields_at(model, item["loc"][:-1])
     if not known:
         return message
     key = str(item["loc"][-1])
     # At the top of a command's settings, a section's keys may also be given flat, unless two
     # sections have that key: then the section must be named.
     top = len(item["loc"]) == 1
-    sections = [name for name in known if top and key in _fields_at(model, [name])]
+    sections = [name for name in known if top and key in fields_at(model, [name])]
     if len(sections) > 1:
         written = " or ".join(f"{name}: {{{key}: ...}}" for name in sections)
         return f"more than one section has this setting; write it inside one: {written}"
-    flat = [other for name in known for other in _fields_at(model, [name]) if top]
+    flat = [other for name in known for other in fields_at(model, [name]) if top]
     meant = likely_key(key, known + flat, _other_names_at(model, item["loc"][:-1], top))
     hint = f" (did you mean {meant!r}?)" if meant else ""
     valid = f"; valid here: {', '.join(known)}" if listing else ""
@@ -85,6 +85,12 @@ def other_names(model: type[BaseModel]) -> dict[str, str]:
         for other in listed if isinstance(listed, list) else []:
             found[str(other)] = name
     return found
+
+
+def every_name(model: type[BaseModel]) -> dict[str, str]:
+    """``{name: field name}`` for every name a key of ``model`` may be given: each field's own,
+    and the names other tools give it (:data:`OTHER_NAMES`)."""
+    return {**{name: name for name in model.model_fields}, **other_names(model)}
 
 
 def likely_key(key: str, known: list[str], others: Mapping[str, str]) -> str | None:
@@ -112,7 +118,7 @@ def _other_names_at(model: type[BaseModel], loc: Any, top: bool) -> dict[str, st
     return found
 
 
-def _fields_at(model: type[BaseModel], loc: Any) -> list[str]:
+def fields_at(model: type[BaseModel], loc: Any) -> list[str]:
     """The field names of the model nested at ``loc`` in ``model`` (none where a part of the
     path is not a nested model)."""
     current = _model_at(model, loc)

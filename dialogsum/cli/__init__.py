@@ -100,6 +100,7 @@ def unrecognized(
     names = [flag[2:] for flag in flags if flag != "--help"]
     # export has --option too, for the backend's options: only where --method chooses them.
     method_options = _method_options(args) if "--method" in flags else {}
+    others = other_flags(parser)  # other tools' names for the flags
     hints = []
     index = 0
     while index < len(unknown):
@@ -112,7 +113,7 @@ def unrecognized(
                 index += 1
             name = flag.lstrip("-").replace("-", "_")
             option = method_options.get(name)
-            other = other_flags(parser).get(name)  # another tool's name for a flag
+            other = others.get(name)
             guess = likely_key(name.replace("_", "-"), names, {})
             if other is not None:
                 hints.append(f"{flag}: did you mean {other}?")
@@ -139,13 +140,13 @@ def _method_options(args: argparse.Namespace) -> dict[str, str]:
     names other tools use for them), each to the field's name; empty where the method is
     unknown (its own error comes later)."""
     from dialogsum.registry import get_registry
-    from dialogsum.validation import other_names
+    from dialogsum.validation import every_name
 
     try:
         options = get_registry().method(getattr(args, "method", "lora")).Options
     except DialogsumError:
         return {}
-    return {**{name: name for name in options.model_fields}, **other_names(options)}
+    return every_name(options)
 
 
 __all__ = ["build_parser", "main", "unrecognized"]

@@ -124,14 +124,16 @@ def _explain(error: ValidationError) -> str:
         )
     if any(not item["loc"] for item in problems):  # null, a list, a number...
         return f"The request body must be a JSON object: {SHAPE}."
-    inside = "parameters.generate_parameters"
-    message = f"Invalid request: {request_problems(error, SummarizeRequest, inside, HF_PLACES)}."
+    clauses, example = request_problems(
+        error, SummarizeRequest, "parameters.generate_parameters", HF_PLACES
+    )
+    message = f"Invalid request: {clauses}."
     if any(item["type"] == "extra_forbidden" for item in problems):
         message += (
             " A request takes inputs and parameters; parameters take generate_parameters, "
             "adapter, truncation and clean_up_tokenization_spaces."
         )
-    return message + generation_example(error, SummarizeRequest, inside, HF_PLACES)
+    return message + example
 
 
 #: Where text-generation APIs' users put generation options in a summarize request: at the
@@ -144,10 +146,11 @@ def request_problems(
     model: type[BaseModel],
     inside: str,
     places: tuple[tuple[str, ...], ...] = ((),),
-) -> str:
-    """One clause per problem of a request body of ``model``, joined by semicolons: an
-    unknown field is told the likely one, and a generation option sent at one of ``places``
-    (paths in the body, as text-generation APIs take them) that it goes inside ``inside``."""
+) -> tuple[str, str]:
+    """The problems of a request body of ``model``: one clause per problem, joined by
+    semicolons (an unknown field told the likely one, a generation option sent at one of
+    ``places``, as text-generation APIs take them, that it goes inside ``inside``), and a
+    sentence showing where those generation options go (empty where there are none)."""
     from dialogsum.validation import error_message
 
     misplaced = _misplaced(error, model, places)
@@ -161,22 +164,13 @@ def request_problems(
             clauses.append(f"{field}: {named}, which goes inside {inside}")
         else:
             clauses.append(f"{field}: {error_message(item, model, listing=False)}")
-    return "; ".join(clauses)
-
-
-def generation_example(
-    error: ValidationError,
-    model: type[BaseModel],
-    inside: str,
-    places: tuple[tuple[str, ...], ...] = ((),),
-) -> str:
-    """A sentence showing the generation options sent at ``places`` where they go (empty
-    where there are none)."""
-    misplaced = _misplaced(error, model, places)
-    if not misplaced:
-        return ""
-    wanted = ", ".join(f'"{name}": ...' for name in dict.fromkeys(misplaced.values()))
-    return f' Generation options go inside {inside}: {{"{inside.split(".")[-1]}": {{{wanted}}}}}.'
+    example = ""
+    if misplaced:
+        wanted = ", ".join(f'"{name}": ...' for name in dict.fromkeys(misplaced.values()))
+        example = (
+            f' Generation options go inside {inside}: {{"{inside.split(".")[-1]}": {{{wanted}}}}}.'
+        )
+    return "; ".join(clauses), example
 
 
 def _misplaced(
@@ -185,8 +179,9 @@ def _misplaced(
     """``{field: generation option}`` for the unknown fields of a request at ``places`` that
     are generation options: by name (transformers' names too), or misspelt where no field of
     that place is closer."""
-    from dialogsum.validation import likely_key, other_names
+    from dialogsum.validation import every_name, fields_at, likely_key, other_names
 
+    names = every_name(GenerationOptions)
     known = list(GenerationOptions.model_fields)
     others = other_names(GenerationOptions)
     found = {}
@@ -195,28 +190,13 @@ def _misplaced(
         place = tuple(map(str, item["loc"][:-1]))
         if item["type"] != "extra_forbidden" or place not in places:
             continue
-        fields = list(_model_at(model, place).model_fields)
-        if key in known or key in others:
-            found[".".join(map(str, item["loc"]))] = others.get(key, key)
-        elif likely_key(key, fields, {}) is None:  # not a field of its own place misspelt
+        if key in names:
+            found[".".join(map(str, item["loc"]))] = names[key]
+        elif likely_key(key, fields_at(model, place), {}) is None:  # not its place's misspelt
             meant = likely_key(key, known, others)
             if meant is not None:
                 found[".".join(map(str, item["loc"]))] = meant
     return found
-
-
-def _model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel]:
-    """The model of the object at ``path`` in a request of ``model``."""
-    import typing
-
-    for part in path:
-        annotation = model.model_fields[part].annotation
-        model = next(
-            t
-            for t in (annotation, *typing.get_args(annotation))
-            if isinstance(t, type) and issubclass(t, BaseModel)
-        )
-    return model
 
 
 class Counts(NamedTuple):

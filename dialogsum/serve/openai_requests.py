@@ -14,7 +14,6 @@ from pydantic import BaseModel, ValidationError
 from dialogsum.serve.inputs import (
     Rejected,
     checked_texts,
-    generation_example,
     request_options,
     request_problems,
 )
@@ -68,11 +67,11 @@ def read_request(body: bytes, kind: type[RequestT]) -> RequestT:
     except ValidationError as exc:
         problems = exc.errors()
         where = ".".join(str(part) for part in problems[0]["loc"]) or None
-        message = f"Invalid request: {request_problems(exc, kind, 'generate_parameters')}."
+        clauses, example = request_problems(exc, kind, "generate_parameters")
+        message = f"Invalid request: {clauses}."
         if any(item["type"] == "extra_forbidden" for item in problems):
             fields = ", ".join(name for name in kind.model_fields)
-            message += f" This server takes: {fields}."
-            message += generation_example(exc, kind, "generate_parameters")
+            message += f" This server takes: {fields}.{example}"
         if any(item["type"] == "json_invalid" for item in problems):
             message = f"The request body is not JSON ({problems[0]['msg']})."
         raise OpenAIError(400, message, where) from None
