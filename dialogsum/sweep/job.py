@@ -15,9 +15,11 @@ from dialogsum.data import DataOptions, Example, examples_digest
 from dialogsum.errors import ConfigError
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import ModelManifest, TorchModel
+from dialogsum.processes import die_with_parent
 from dialogsum.registry import Registry
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.sweep.space import SearchSpace, resolve_space
+from dialogsum.sweep.study import open_study
 from dialogsum.training.options import TrainingOptions
 from dialogsum.training.planning import total_steps
 
@@ -208,3 +210,14 @@ def costliest(space: SearchSpace) -> dict[str, Any]:
             assert value is not None
             params[parameter.key] = int(value) if parameter.integer else value
     return params
+
+
+def join_sweep(job: SweepJob, parent_pid: int) -> tuple[SweepContext, Any]:
+    """A worker process's start (either schedule): it ends with the sweep's process,
+    ``parent_pid``, however that ends (left running after a kill -9, a worker went on asking
+    the study for trials while a rerun of the sweep reran the one it was training), loads the
+    model once, and opens the shared study. Its context and study."""
+    die_with_parent(parent_pid)
+    context = load_context(job)
+    study = open_study(context.folder, context.options, job.settings(), context.first_rung)
+    return context, study

@@ -12,10 +12,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from dialogsum.processes import die_with_parent
-from dialogsum.sweep.job import SweepContext, SweepJob, load_context
+from dialogsum.sweep.job import SweepContext, SweepJob, join_sweep
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import ask, counted_trials, open_study, tell_finished, tell_pruned
+from dialogsum.sweep.study import ask, counted_trials, tell_finished, tell_pruned
 from dialogsum.sweep.trials import Pruned, StudyReporter, attempt, trial_folder
 
 
@@ -55,12 +54,5 @@ def start_workers(count: int, target: Callable[..., Any], *args: Any) -> list[An
 
 
 def worker_main(job: SweepJob, parent_pid: int, index: int) -> None:
-    """A ``--workers`` process: run trials of the shared study until the sweep has them.
-
-    It ends with the sweep's process, however that ends: left running after a kill -9, it
-    went on asking the study for trials while a rerun of the sweep reran the one it was
-    training."""
-    die_with_parent(parent_pid)
-    context = load_context(job)
-    study = open_study(context.folder, context.options, job.settings(), context.first_rung)
-    run_trials(context, study)
+    """A ``--workers`` process: run trials of the shared study until the sweep has them."""
+    run_trials(*join_sweep(job, parent_pid))

@@ -21,10 +21,9 @@ from types import TracebackType
 from typing import Any
 
 from dialogsum.errors import ConfigError
-from dialogsum.processes import die_with_parent
-from dialogsum.sweep.job import SweepContext, SweepJob, load_context
+from dialogsum.sweep.job import SweepContext, SweepJob, join_sweep
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import OWNER, open_study, this_process
+from dialogsum.sweep.study import OWNER, this_process
 from dialogsum.sweep.trials import StudyReporter, TrialOutcome, attempt
 
 
@@ -213,11 +212,8 @@ _WORKER: list[Any] = []
 
 
 def _start_worker(job: SweepJob, parent_pid: int) -> None:
-    """A worker's start: it ends with the sweep's process, and loads the model once."""
-    die_with_parent(parent_pid)
-    context = load_context(job)
-    study = open_study(context.folder, context.options, job.settings(), context.first_rung)
-    _WORKER[:] = [context, study]
+    """A worker's start (see :func:`~dialogsum.sweep.job.join_sweep`)."""
+    _WORKER[:] = join_sweep(job, parent_pid)
 
 
 def _train_in_worker(
