@@ -139,12 +139,17 @@ def _method_options(args: argparse.Namespace) -> dict[str, str]:
     """The chosen method's options by every name a user may give them (the fields, and the
     names other tools use for them), each to the field's name; empty where the method is
     unknown (its own error comes later)."""
+    from dialogsum.cli.config import read_config_file
     from dialogsum.registry import get_registry
     from dialogsum.validation import every_name
 
     try:
-        options = get_registry().method(getattr(args, "method", "lora")).Options
-    except DialogsumError:
+        method = getattr(args, "method", None)
+        config = getattr(args, "config", None)
+        if method is None and config is not None:  # the method a --config file chooses
+            method = read_config_file(config).get("method")
+        options = get_registry().method(str(method or "lora")).Options
+    except DialogsumError:  # a bad file or method: its own error comes later
         return {}
     return every_name(options)
 

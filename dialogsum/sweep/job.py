@@ -3,8 +3,10 @@ built in the process that runs the sweep or rebuilt in a worker process or a Ray
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dialogsum.data import DataOptions, Example, examples_digest
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, logger
 from dialogsum.interfaces import Predictor
 from dialogsum.modeling import ModelManifest, TorchModel
 from dialogsum.processes import die_with_parent
@@ -87,6 +89,9 @@ class SweepJob:
     eval: list[Example]
     folder: str
     deadline: float | None = None
+    #: Torch threads each process training trials uses (None: torch's own count), set by
+    #: :func:`sharing_cores` for the worker processes.
+    threads: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """What decides the trials; a resumed sweep must have the same."""
@@ -218,6 +223,49 @@ def join_sweep(job: SweepJob, parent_pid: int) -> tuple[SweepContext, Any]:
     the study for trials while a rerun of the sweep reran the one it was training), loads the
     model once, and opens the shared study. Its context and study."""
     die_with_parent(parent_pid)
+    if job.threads is not None:
+        import torch
+
+        torch.set_num_threads(job.threads)
     context = load_context(job)
     study = open_study(context.folder, context.options, job.settings(), context.first_rung)
     return context, study
+
+
+def threads_per_process(workers: int) -> int | None:
+    """Torch threads each of ``workers`` processes training trials on this machine uses: the
+    cores torch is given, shared out (N processes each using every core ran slower than one,
+    each waiting on the others' threads). None with one worker, or where ``OMP_NUM_THREADS``
+    is set: that is the user's own choice, kept."""
+    if workers <= 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    import torch
+
+    return max(1, torch.get_num_threads() // workers)
+
+
+@contextlib.contextmanager
+def sharing_cores(job: SweepJob, workers: int) -> Iterator[None]:
+    """While inside, this process and the workers started with ``job`` use
+    :func:`threads_per_process` torch threads each; this process's count is restored after
+    (a sweep called from a notebook leaves its threads as they were)."""
+    threads = threads_per_process(workers)
+    job.threads = threads
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    logger.info(
+        "%d processes train trials side by side, %d torch thread(s) each (the %d cores torch "
+        "is given, shared; set OMP_NUM_THREADS to choose another count)",
+        workers,
+        threads,
+        before,
+    )
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

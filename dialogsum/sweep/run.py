@@ -25,7 +25,7 @@ from typing import Any
 from dialogsum.errors import ConfigError, logger
 from dialogsum.files import staged_folder, write_text
 from dialogsum.sweep.budget import SweepProjection, budget_seconds, check_budget, project_sweep
-from dialogsum.sweep.job import SweepContext, SweepJob, costliest
+from dialogsum.sweep.job import SweepContext, SweepJob, costliest, sharing_cores
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.sweep.trials import Scorer, plan_trial, trial_folder
 
@@ -126,25 +126,31 @@ def run_engine(job: SweepJob, context: SweepContext, study: Any, remaining: int)
             from dialogsum.sweep.ray_tune import run_ray
 
             return run_ray(job, context, study, progress)
-        if context.options.schedule == "sync":
-            from dialogsum.sweep.synchronous import run_synchronous
+        with sharing_cores(job, context.options.workers):
+            return _run_locally(job, context, study, progress)
 
-            return run_synchronous(context, study, progress, job)
-        from dialogsum.sweep.local import run_trials, start_workers, worker_main
 
-        workers = start_workers(context.options.workers - 1, worker_main, job)
-        try:
-            stopped = run_trials(context, study, progress)
-        finally:
-            for worker in workers:
-                worker.join()
-        failed = [w.exitcode for w in workers if w.exitcode]
-        if failed:
-            raise ConfigError(
-                f"{len(failed)} sweep worker(s) failed (exit status {failed}); their trials "
-                f"rerun when the sweep is run again. See the errors above."
-            )
-        return stopped
+def _run_locally(job: SweepJob, context: SweepContext, study: Any, progress: Any) -> str | None:
+    """The Optuna engine: this process and ``--workers`` N-1 more train the trials."""
+    if context.options.schedule == "sync":
+        from dialogsum.sweep.synchronous import run_synchronous
+
+        return run_synchronous(context, study, progress, job)
+    from dialogsum.sweep.local import run_trials, start_workers, worker_main
+
+    workers = start_workers(context.options.workers - 1, worker_main, job)
+    try:
+        stopped = run_trials(context, study, progress)
+    finally:
+        for worker in workers:
+            worker.join()
+    failed = [w.exitcode for w in workers if w.exitcode]
+    if failed:
+        raise ConfigError(
+            f"{len(failed)} sweep worker(s) failed (exit status {failed}); their trials "
+            f"rerun when the sweep is run again. See the errors above."
+        )
+    return stopped
 
 
 class _Once(logging.Filter):

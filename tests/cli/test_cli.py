@@ -31,7 +31,9 @@ def test_plugins_table_from_the_installed_console_script() -> None:
     names = {(line.split()[0], line.split()[1]) for line in lines[2:]}
     onnx = next(line for line in lines if line.split()[:2] == ["backend", "onnxruntime"])
     torch = next(line for line in lines if line.split()[:2] == ["backend", "torch"])
-    assert onnx.endswith("yes: quantize, lora_modules") and torch.endswith("-")  # which backends export
+    assert onnx.endswith("yes: quantize, lora_modules") and torch.endswith(
+        "-"
+    )  # which backends export
     assert {
         ("method", "full"),
         ("method", "lora"),
@@ -182,7 +184,9 @@ def test_bad_config_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-unt
     config.write_text("train: data.jsonl\noutput_dir: run\ntraining: {epoch: 3}\n")
     code, _, err = run(["train", "--config", str(config)], capsys)
     assert (
-        code == 2 and "training.epoch: not a setting here (did you mean 'epochs'?)" in err and str(config) in err
+        code == 2
+        and "training.epoch: not a setting here (did you mean 'epochs'?)" in err
+        and str(config) in err
     )
     config.write_text("train: [unclosed\n")
     code, _, err = run(["train", "--config", str(config)], capsys)

@@ -45,7 +45,7 @@ def test_no_flag_is_abbreviated_and_other_tools_names_are_told_ours(
 
 
 def test_a_method_option_given_as_a_flag_is_told_the_option_form(
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # peft's name for LoRA's rank, and the chosen method's options
     assert "(--lora_r is a method option: --option r=8)" in _error(
@@ -54,6 +54,14 @@ def test_a_method_option_given_as_a_flag_is_told_the_option_form(
     assert "(--virtual_tokens is a method option: --option num_virtual_tokens=20)" in _error(
         ["sweep", "--method", "prompt_tuning", "--virtual_tokens", "20"], capsys
     )
+    # the method a --config file chooses (the flag is not given)
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: prompt_tuning\n")
+    assert "(--virtual_tokens is a method option: --option num_virtual_tokens=20)" in _error(
+        ["train", "--config", str(config), "--virtual_tokens", "20"], capsys
+    )
+    config.write_text("method: [not, a, name\n")  # its own error comes later
+    assert _error(["train", "--config", str(config), "--lora_r", "8"], capsys).endswith("8")
     # export's --option is the backend's: no method hint there
     assert _error(["export", "--alpha", "32"], capsys).endswith("--alpha 32")
 
