@@ -100,7 +100,10 @@ def likely_key(key: str, known: list[str], others: Mapping[str, str]) -> str | N
 
     if key in others:
         return others[key]
-    close = difflib.get_close_matches(key, [*known, *others], n=1, cutoff=0.6)
+    names = [*known, *others]
+    # Two letters swapped (``lgo``) is as close to ``low`` as to ``log`` by spelling alone.
+    swapped = [name for name in names if sorted(name) == sorted(key)]
+    close = swapped or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return None if not close else others.get(close[0], close[0])
 
 

@@ -14,8 +14,10 @@ from dialogsum.cli.config import (
     add_model_flags,
     backend_options,
     load_settings,
+    read_config_file,
 )
 from dialogsum.data import DataOptions
+from dialogsum.errors import ConfigError
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.training.options import TrainingOptions
 
@@ -94,13 +96,20 @@ def run(args: argparse.Namespace) -> int:
     registry = get_registry()
     # The space is checked against the method's options before the (slow) model load.
     options = registry.method_options(config.method, config.options)
-    resolve_space(
-        config.space,
-        method=config.method,
-        method_options=options,
-        training=config.training,
-        validate_method=lambda values: registry.method_options(config.method, values),
-    )
+    try:
+        resolve_space(
+            config.space,
+            method=config.method,
+            method_options=options,
+            training=config.training,
+            validate_method=lambda values: registry.method_options(config.method, values),
+        )
+    except ConfigError as exc:
+        file = getattr(args, "config", None)
+        if file is None or "space" not in read_config_file(file):
+            raise
+        where = f"in the space of config file {file}, with any --search flags"
+        raise ConfigError(f"{str(exc).rstrip('.')} ({where}).") from None
     train_data = load_examples(config.train, "train")
     eval_data = load_examples(config.eval, "validation")
     summarizer = Summarizer.from_pretrained(

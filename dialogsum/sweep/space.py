@@ -247,9 +247,18 @@ def _dashed_range(spec: str) -> tuple[str, str] | None:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in exc.errors())
-    return str(exc)
+    """A dimension's problems; a misspelt key (``lgo``) named, with the likeliest meant and the
+    valid ones."""
+    from dialogsum.validation import error_message
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    problems = []
+    for item in exc.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = error_message(item, Dimension)
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def resolve_space(

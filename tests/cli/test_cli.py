@@ -196,6 +196,14 @@ def test_bad_config_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-unt
     assert code == 2 and "is not UTF-8 text" in err and "save it as UTF-8" in err
     code, _, err = run(["train", "--config", str(tmp_path)], capsys)
     assert code == 2 and "is a folder" in err
+    # a sweep's space from the file: the bad key and the file named
+    config.write_text(
+        "train: t.jsonl\neval: e.jsonl\noutput_dir: s\n"
+        "space: {learning_rate: {low: 1.0e-5, high: 1.0e-3, lgo: true}}\n"
+    )
+    code, _, err = run(["sweep", "--config", str(config)], capsys)
+    assert code == 2 and "lgo: not a setting here (did you mean 'log'?)" in err
+    assert f"in the space of config file {config}" in err
 
 
 def test_train_bad_data_line(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -115,6 +115,12 @@ def test_list_choices_round_trip_through_the_study() -> None:
         ({"target_modules": [["q"], ["q"]]}, ["holds one value"]),
         ({"learning_rate": {"low": 1e-4, "high": 1e-4}}, ["0.0001..0.0001 is a single value"]),
         ({"r": []}, ["choices is empty"]),
+        # a misspelt key of a range: named, with the likeliest meant (letters swapped too)
+        (
+            {"learning_rate": {"low": 1e-5, "high": 1e-3, "lgo": True}},
+            ["'learning_rate': lgo: not a setting here (did you mean 'log'?)", "low, high, log"],
+        ),
+        ({"learning_rate": {"low": 1e-5, "hi": 1e-3}}, ["hi: not a setting", "'high'"]),
         ({}, ["search space is empty", "--search"]),
     ],
 )
