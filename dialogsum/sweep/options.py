@@ -1,5 +1,6 @@
 """The options of a sweep: how many trials, what they are scored on, how poor ones stop early,
-where they run and what the whole sweep may spend. Only pydantic is imported here."""
+where they run and what the whole sweep may spend. Only pydantic is imported here (and
+SQLAlchemy, where installed, to check a ``storage`` URL)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,13 @@ class SweepOptions(BaseModel):
         False, description="Keep every finished trial's model (default: only best/)."
     )
     progress: bool = Field(True, description="Show a progress bar over trials and rungs.")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        from dialogsum.sweep.storage import check_storage
+
+        return None if value is None else check_storage(value)
 
     @field_validator("max_time", mode="before")
     @classmethod

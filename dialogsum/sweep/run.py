@@ -93,10 +93,18 @@ def _run_sweep(
 
     options = context.options
     folder = context.folder
+    existed = folder.exists()
     if not estimate:  # an estimate writes nothing
         prepare_folder(folder, overwrite=overwrite)
     started = time.time()
-    study = None if estimate else open_study(folder, options, job.settings(), context.first_rung)
+    try:
+        study = (
+            None if estimate else open_study(folder, options, job.settings(), context.first_rung)
+        )
+    except Exception:
+        if not existed and not any(folder.iterdir()):  # nothing of the user's: nothing left
+            folder.rmdir()
+        raise
     if study is not None:
         recovered = recover_interrupted(study)
         if recovered:

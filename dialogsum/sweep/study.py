@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, clause
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.sweep.space import SearchSpace
+from dialogsum.sweep.storage import redacted
 
 STUDY_NAME = "dialogsum-sweep"
 #: A trial's user attribute naming the process that runs it (host:pid).
@@ -48,13 +49,24 @@ def open_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage_url(folder, options),
-        direction="maximize" if options.maximize else "minimize",
-        load_if_exists=True,
-        pruner=make_pruner(options, first_rung),
-    )
+    try:
+        study = optuna.create_study(
+            study_name=STUDY_NAME,
+            storage=storage_url(folder, options),
+            direction="maximize" if options.maximize else "minimize",
+            load_if_exists=True,
+            pruner=make_pruner(options, first_rung),
+        )
+    except Exception as exc:
+        if options.storage is None:
+            raise
+        # A server down or a wrong password or database name: the URL's form was checked.
+        # The driver's own words, without SQLAlchemy's wrapping and web links.
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(
+            f"Could not open the sweep's study in --storage {redacted(options.storage)}: "
+            f"{clause(cause)}. {_check_what(options.storage)}"
+        ) from exc
     recorded = study.user_attrs.get("settings")
     if recorded is None:
         study.set_user_attr("settings", dict(settings))
@@ -74,6 +86,16 @@ def open_study(
             f"overwrite=True (CLI: --overwrite) to start this sweep over."
         )
     return study
+
+
+def _check_what(storage: str) -> str:
+    """What to check when the study's database cannot be opened."""
+    if storage.startswith("sqlite"):
+        return "Check that the path names a file (or none yet) in a folder this process can write."
+    return (
+        "Check that the database is running and reachable from here, and its user, password "
+        "and database name."
+    )
 
 
 #: Settings a sweep folder written by an earlier dialogsum does not record, with the value

@@ -285,6 +285,8 @@ def test_ray_tune_asks_no_more_trials_once_one_failed() -> None:
         (["--search", "r=4"], "--search r=4: [4] holds one value"),
         (["--search", "epochs=1,2", "--max-steps", "12"], "max_steps is fixed at 12"),
         (["--search", "r=2,4", "--schedule", "synch"], "'async' or 'sync', got 'synch'"),
+        (["--search", "r=2,4", "--storage", "/tmp/study.db"], "is not a database URL"),
+        (["--search", "r=2,4", "--storage", "sqllite:///s.db"], "(did you mean sqlite?)"),
     ],
 )
 def test_bad_input_is_refused_before_the_model_loads(

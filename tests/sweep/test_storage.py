@@ -1,0 +1,68 @@
+"""``--storage``: a URL Optuna cannot open is told why and what to change, before anything
+loads or is written; a database that cannot be opened is told without its password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from dialogsum.errors import ConfigError
+from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.storage import redacted
+from dialogsum.sweep.study import open_study
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("/tmp/study.db", ["is not a database URL", "sqlite:////absolute/path/study.db"]),
+        ("sqllite:///s.db", ["'sqllite' is not a database", "did you mean sqlite?", "postgresql"]),
+        ("postgresql+nodriver://u@h/d", ["is not a database SQLAlchemy knows"]),
+        # a driver that is not installed here: the package that installs it
+        ("mysql+mysqlconnector://u@h/d", ["not installed", "pip install 'mysql-connector-python'"]),
+        ("sqlite:////no/such/folder/s.db", ["folder of the SQLite file", "/no/such/folder"]),
+    ],
+)
+def test_a_storage_optuna_cannot_open_is_refused_with_what_to_change(
+    url: str, words: list[str]
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SweepOptions(storage=url)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_storage_that_works_is_kept(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert SweepOptions(storage=url).storage == url
+
+
+def test_a_database_that_cannot_be_opened_is_told_without_its_password(tmp_path: Path) -> None:
+    assert redacted("postgresql://ann:secret@db/sweeps") == "postgresql://ann:***@db/sweeps"
+    folder = tmp_path / "a-folder.db"  # a folder where the database file would be
+    folder.mkdir()
+    options: Any = SweepOptions(storage=f"sqlite:///{folder}")
+    with pytest.raises(ConfigError) as caught:
+        open_study(tmp_path, options, {}, 1)
+    message = str(caught.value)
+    assert "Could not open the sweep's study in --storage sqlite:///" in message
+    assert "unable to open database file" in message and "Background on this error" not in message
+
+
+def test_a_sweep_whose_study_cannot_be_opened_leaves_no_folder(
+    tiny: Any, data_files: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "a-folder.db"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="Could not open the sweep's study"):
+        tiny.sweep(
+            data_files / "train.jsonl",
+            data_files / "validation.jsonl",
+            space={"r": [2, 4]},
+            output_dir=tmp_path / "sweep",
+            sweep={"storage": f"sqlite:///{folder}", "progress": False},
+        )
+    assert not (tmp_path / "sweep").exists()
