@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dialogsum.errors import DataError, clause
+from dialogsum.errors import DataError, clause, install_command
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
@@ -370,7 +370,7 @@ def _hub_rows(dataset_id: str, split: str) -> Iterable[tuple[str, Any]]:
     except ImportError:
         raise DataError(
             f"'{dataset_id}' is not a local file or folder; loading it from the Hugging Face hub "
-            f"needs the datasets package: pip install 'dialogsum[hub]'."
+            f"needs the datasets package: {install_command('hub')}."
         ) from None
     try:
         dataset = datasets.load_dataset(dataset_id, split=split)

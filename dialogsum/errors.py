@@ -7,6 +7,7 @@ wrong, where (file and line, plugin, option) and how to fix it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 logger = logging.getLogger("dialogsum")
 
@@ -60,8 +61,37 @@ def clause(text: object) -> str:
 
 
 def install_command(extra: str, distribution: str = "dialogsum") -> str:
-    """The pip command that installs ``distribution`` with ``extra``."""
-    return f"pip install '{distribution}[{extra}]'"
+    """The pip command that installs ``distribution`` with ``extra``, as it was installed: from
+    the folder it was installed from (a clone; ``-e`` where editable), else by name."""
+    source = installed_from(distribution)
+    if source is None:
+        return f"pip install '{distribution}[{extra}]'"
+    folder, editable = source
+    return f"pip install {'-e ' if editable else ''}'{folder}[{extra}]'"
+
+
+def installed_from(distribution: str) -> tuple[str, bool] | None:
+    """The local folder ``distribution`` was installed from and whether editably (pip's
+    ``direct_url.json``), or None: installed by name from a package index, or not at all.
+    A clone's extras installed by name would fetch another dialogsum, or fail where it is not
+    on the index."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    # Every copy of its metadata: run from a clone's root, the clone's own *.egg-info (which
+    # records no source) comes before the installed one.
+    texts = [
+        found.read_text("direct_url.json") for found in metadata.distributions(name=distribution)
+    ]
+    try:
+        recorded: Any = next((json.loads(text) for text in texts if text), {})
+    except ValueError:
+        return None
+    url = recorded.get("url", "") if isinstance(recorded, dict) else ""
+    if not url.startswith("file://") or not isinstance(recorded.get("dir_info"), dict):
+        return None  # by name, or from an archive (whose extras pip takes by name too)
+    return unquote(urlparse(url).path), bool(recorded["dir_info"].get("editable"))
 
 
 def require(

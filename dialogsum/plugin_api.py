@@ -36,6 +36,7 @@ from dialogsum.errors import (
     ModelError,
     PluginError,
     clause,
+    install_command,
     require,
 )
 from dialogsum.exporting import ExportJob
@@ -121,6 +122,7 @@ __all__ = [
     "encode_sources",
     "encode_with_tokenizers",
     "hookimpl",
+    "install_command",
     "is_peft",
     "is_prompt_learning",
     "load_model",

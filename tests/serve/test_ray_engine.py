@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from dialogsum import Summarizer
+from dialogsum.errors import install_command
 
 from ..without_modules import cli_without
 
@@ -155,7 +156,7 @@ def test_without_ray_serve_the_command_names_the_extra(tiny_model_dir: Path) -> 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith("dialogsum serve: error: dialogsum serve --engine ray needs ")
-    assert lines[0].endswith("pip install 'dialogsum[ray-serve]'.")
+    assert lines[0].endswith(f"{install_command('ray-serve')}.")
 
 
 @pytest.mark.parametrize("broken", ["missing", "manifest"])

@@ -23,6 +23,7 @@ from dialogsum.plugin_api import (
     InferenceBackend,
     Predictor,
     hookimpl,
+    install_command,
     require,
 )
 
@@ -33,7 +34,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
     Options = OnnxRuntimeOptions
     ExportOptions = OnnxExportOptions
-    install_hint = "pip install 'dialogsum[cpu-serve]' to serve, 'dialogsum[export]' to export"
+    install_hint = f"{install_command('cpu-serve')} to serve, {install_command('export')} to export"
     exports_adapters = True
 
     def load(self, model_dir: Path | str, options: OnnxRuntimeOptions) -> Predictor:
