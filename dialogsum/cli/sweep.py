@@ -148,7 +148,7 @@ def describe(summary: dict[str, Any], folder: str) -> str:
 
     metric = summary["objective"]["metric"]
     counted, counts = trial_counts(summary["trials"])
-    lines = [f"Sweep in {folder}: {counted} trials ({counts})."]
+    lines = [f"Sweep in {folder}: {counted} trial{'' if counted == 1 else 's'} ({counts})."]
     best = summary["best"]
     if best is None:
         lines.append("No trial finished, so there is no best model yet.")

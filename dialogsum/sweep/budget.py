@@ -59,6 +59,10 @@ class SweepProjection:
         """Projected price, with an hourly cost."""
         return None if self.hourly_cost is None else self.seconds / 3600 * self.hourly_cost
 
+    def cost_of(self, seconds: float) -> float:
+        """The price of ``seconds`` at the hourly cost (0 without one)."""
+        return 0.0 if self.hourly_cost is None else seconds / 3600 * self.hourly_cost
+
     def as_dict(self) -> dict[str, Any]:
         """The projection as plain values (``--json``, ``sweep.json``)."""
         return {
@@ -144,8 +148,10 @@ def project_sweep(
     )
 
 
-def check_budget(projection: SweepProjection, options: SweepOptions) -> None:
-    """Refuse a sweep whose first rung alone is projected over its budget."""
+def check_budget(projection: SweepProjection, options: SweepOptions, spent: float = 0.0) -> None:
+    """Refuse a sweep whose first rung alone is projected over its budget, after the
+    ``spent`` seconds this run of the sweep has taken already (measuring for the projection:
+    the budget counts them)."""
     if not projection.rungs:
         return
     first = projection.rungs[0]
@@ -153,8 +159,8 @@ def check_budget(projection: SweepProjection, options: SweepOptions) -> None:
     # at once as there are workers (where the machine has the cores): only a first rung that
     # even that cannot finish is refused.
     at_once = max(1, min(options.workers, first.trials))
-    seconds = first.seconds / at_once
-    cost = None if first.cost is None else first.cost / at_once
+    seconds = spent + first.seconds / at_once
+    cost = None if first.cost is None else first.cost / at_once + projection.cost_of(spent)
     over = []
     if options.max_time is not None and seconds > options.max_time:
         over.append(f"the time budget of {format_duration(options.max_time)}")
@@ -162,9 +168,11 @@ def check_budget(projection: SweepProjection, options: SweepOptions) -> None:
         over.append(f"the cost budget of {options.max_cost:g}")
     if over:
         side_by_side = f", {at_once} at a time" if at_once > 1 else ""
+        measuring = f" with the {format_duration(spent)} spent measuring" if spent >= 1 else ""
         raise ConfigError(
             f"This sweep cannot finish even its first rung ({first.trials} trials to step "
-            f"{first.steps}{side_by_side}, projected {format_duration(seconds)}) within "
+            f"{first.steps}{side_by_side}, projected {format_duration(seconds)}{measuring}) "
+            f"within "
             f"{' and '.join(over)}.\n{projection.message()}\nRaise the budget (--max-time, "
             f"--max-cost), or ask for fewer trials (--trials) or a shorter first rung "
             f"(--min-steps)."

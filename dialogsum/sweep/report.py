@@ -177,13 +177,17 @@ def _summary_lines(
         text = f"{metric} {_score(summary, default)} before any training"
         if best is not None and best.get("score") is not None:
             gain = (default - best["score"]) if minimize else (best["score"] - default)
-            word = "better" if gain > 0 else "worse" if gain < 0 else "no different"
-            text += f"; the best trial is {_score(summary, abs(gain))} {word}"
+            if gain:
+                word = "better" if gain > 0 else "worse"
+                text += f"; the best trial is {_score(summary, abs(gain))} {word}"
+            else:
+                text += "; the best trial scores the same"
         lines.append(("Untuned model", text))
-    # A sweep continued after a kill or a budget stop ran in several runs of the command: the
-    # wall time is this run's, the trials' time is over all of them.
+    # A sweep continued after a budget stop ran in several runs of the command: the wall
+    # time is over those that wrote results (a killed run's is not known), the trials' over
+    # all of them.
     trained = [t["seconds"] for t in trials if t.get("seconds") is not None]
-    wall = f"{_duration(summary.get('seconds'))} (this run of the sweep)"
+    wall = f"{_duration(summary.get('seconds'))} (the runs of the sweep that ended)"
     if trained:
         wall += f"; its trials trained and scored for {_duration(sum(trained))} over all runs"
     lines.append(("Wall time", wall))

@@ -110,9 +110,19 @@ def _run_sweep(
         if recovered:
             logger.info("rerunning trial(s) %s, interrupted by the last run", recovered)
     remaining = options.trials - (counted_trials(study) if study is not None else 0)
+    if study is not None and remaining <= 0:
+        done = finished_results(folder)
+        if done is not None:  # run again as it was: nothing to train, nothing to rewrite
+            logger.info(
+                "%s has its %d trials already; nothing to run (raise --trials to run more)",
+                folder,
+                options.trials,
+            )
+            best = folder / "best" if done["best"] is not None else None
+            return SweepResult(folder, done, study, best=best)
     projection, default_score = measure(context, max(remaining, 0))
     if not estimate:
-        check_budget(projection, options)
+        check_budget(projection, options, spent=time.time() - started)
         logger.info("%s", projection.message())  # an estimate is the caller's to show
     if estimate or study is None:
         summary = {"projection": projection.as_dict(), "default_score": default_score}
@@ -214,6 +224,15 @@ def prepare_folder(folder: Path, *, overwrite: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def finished_results(folder: Path) -> dict[str, Any] | None:
+    """The results a finished sweep wrote in ``folder`` (None: none, or not finished)."""
+    try:
+        summary = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("state") == "finished" else None
+
+
 def write_results(
     context: SweepContext,
     study: Any,
@@ -224,7 +243,13 @@ def write_results(
 ) -> dict[str, Any]:
     """Copy the best trial to ``best/``, and write ``sweep.json`` and the report."""
     from dialogsum.sweep.report import write_report
-    from dialogsum.sweep.study import best_trial, importances, trial_records
+    from dialogsum.sweep.study import (
+        HOURLY_COST,
+        WALL_SECONDS,
+        best_trial,
+        importances,
+        trial_records,
+    )
 
     options = context.options
     folder = context.folder
@@ -240,7 +265,15 @@ def write_results(
     for checkpoints in (folder / "trials").glob("*/checkpoints"):
         if not any(checkpoints.iterdir()):  # a killed trial's, or one whose rung resumed
             checkpoints.rmdir()
-    seconds = time.time() - started
+    # The sweep's wall time and cost over its runs (one stopped at its budget and run again
+    # is one sweep), at the hourly cost given last.
+    seconds = float(study.user_attrs.get(WALL_SECONDS, 0.0)) + time.time() - started
+    study.set_user_attr(WALL_SECONDS, seconds)
+    hourly_cost = options.hourly_cost
+    if hourly_cost is None:
+        hourly_cost = study.user_attrs.get(HOURLY_COST)
+    else:
+        study.set_user_attr(HOURLY_COST, hourly_cost)
     summary: dict[str, Any] = {
         "objective": {
             "metric": options.objective,
@@ -253,12 +286,12 @@ def write_results(
         "state": "stopped" if stopped else "finished",
         "stop_reason": None if not stopped else budget_reason(options),
         "seconds": seconds,
-        "cost": None if options.hourly_cost is None else seconds / 3600 * options.hourly_cost,
-        "hourly_cost": options.hourly_cost,
+        "cost": None if hourly_cost is None else seconds / 3600 * hourly_cost,
+        "hourly_cost": hourly_cost,
         "default_score": default_score,
         "space": context.space.as_dict(),
         "rungs": [rung.steps for rung in projection.rungs],
-        "trials": trial_records(study, context.space, options.hourly_cost),
+        "trials": trial_records(study, context.space, hourly_cost),
         "best": None
         if best is None
         else {

@@ -207,6 +207,14 @@ def parse_spec(key: str, text: str) -> Dimension:
         log = flags.strip().lower() == "log"
         if flags and not log:
             raise ConfigError(f"{where}: unknown range flag '{flags}'; expected {SPEC_FORMS}.")
+        for bound in (low, high):
+            try:
+                float(bound)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: the bound {bound.strip()!r} is not a number; a range is written "
+                    f"LOW..HIGH with numbers, e.g. 1e-5..1e-2:log."
+                ) from None
         try:
             return Dimension(low=float(low), high=float(high), log=log)
         except ValueError as exc:
@@ -228,7 +236,10 @@ def parse_spec(key: str, text: str) -> Dimension:
     try:
         return Dimension(choices=choices)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {_reason(exc)}.") from None
+        flag = f"--{key.replace('_', '-')} {text}"
+        fixed = f" (a method option: --option {key}={text}; a training setting: {flag})"
+        single = len(choices) == 1 and "holds one value" in str(exc)
+        raise ConfigError(f"{where}: {_reason(exc)}{fixed if single else ''}.") from None
 
 
 def _dashed_range(spec: str) -> tuple[str, str] | None:

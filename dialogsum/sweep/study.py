@@ -31,6 +31,11 @@ OWNER = "owner"
 TRAINED_SECONDS = "trained_seconds"
 #: A trial's user attribute: the rung step it last waited at (sync schedule).
 PAUSED_AT = "paused_at"
+#: The study's user attributes: the wall time of the sweep's runs that wrote results, over
+#: all of them (a sweep stopped at its budget and run again is one sweep), and the hourly
+#: cost last given (a rerun without --hourly-cost still shows the cost).
+WALL_SECONDS = "wall_seconds"
+HOURLY_COST = "hourly_cost"
 
 
 def storage_url(folder: Path, options: SweepOptions) -> str:
@@ -72,10 +77,18 @@ def open_study(
         study.set_user_attr("settings", dict(settings))
         return study
     recorded = {**EARLIER_DEFAULTS, **recorded}
-    if recorded != settings:
-        changed = sorted(
-            key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key)
-        )
+    changed = sorted(
+        key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key)
+    )
+    # Nothing ran yet (a run refused at its budget wrote only the study): nothing to keep.
+    # Another number of trials, asynchronously: each trial is asked as the one before ends,
+    # so a finished sweep goes on to more (a sync sweep asks its whole bracket first).
+    if changed and (
+        not study.trials or (changed == ["trials"] and settings.get("schedule") == "async")
+    ):
+        study.set_user_attr("settings", dict(settings))
+        return study
+    if changed:
         shown = "; ".join(
             f"{key}: {_short(recorded.get(key))} there, {_short(settings.get(key))} here"
             for key in changed

@@ -175,7 +175,7 @@ def test_summary_values_appear(tmp_path: Path) -> None:
         "trial 3: rouge1 31.00 (training.learning_rate=5.0e-04, options.r=16",
         "rouge1 29.00 before any training; the best trial is 2.00 better",
         "stopped: the time budget of 10m was reached",
-        "2 min 3 s (this run of the sweep)",  # 123.4 s of wall time
+        "2 min 3 s (the runs of the sweep that ended)",  # 123.4 s of wall time
         "its trials trained and scored for 1 min 2 s over all runs",  # 5 trials of 12.5 s
         "0.05 (at 1.5 per hour)",
         "2024-12-04 22:06:40 UTC",  # the first trial's start, not the time of writing

@@ -140,6 +140,7 @@ def test_a_sweep_folder_from_before_rung_decoding_continues_as_it_ran(tmp_path: 
     now = {**earlier, "rung_decoding": "model", "schedule": "async"}  # what it ran as
     same = open_study(tmp_path, SweepOptions(), now, 1)
     assert same.user_attrs["settings"] == earlier
+    same.ask()  # a trial started: other settings are another sweep (none: any are taken)
     with pytest.raises(ConfigError, match=r"rung_decoding: 'model' there, 'greedy' here"):
         open_study(tmp_path, SweepOptions(), {**now, "rung_decoding": "greedy"}, 1)
     with pytest.raises(ConfigError, match=r"schedule: 'async' there, 'sync' here"):

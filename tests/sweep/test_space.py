@@ -143,8 +143,11 @@ def test_bad_flag_specs_name_the_flag() -> None:
         parse_spec("learning_rate", "1e-2..1e-5")
     with pytest.raises(ConfigError, match="unknown range flag 'lg'"):
         parse_spec("learning_rate", "1e-5..1e-2:lg")
-    with pytest.raises(ConfigError, match=r"--search r=4: \[4\] holds one value"):
+    with pytest.raises(ConfigError, match=r"--search r=4: \[4\] holds one value") as caught:
         parse_spec("r", "4")
+    assert "(a method option: --option r=4; a training setting: --r 4)" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"the bound 'abc' is not a number; a range is written"):
+        parse_spec("learning_rate", "abc..1e-2")
     with pytest.raises(ConfigError, match=r"--search r=4\.\.4: the range 4\.\.4 is a single"):
         parse_spec("r", "4..4")
     # a range written with a dash read as one value; the dash of an exponent is no range

@@ -1,5 +1,6 @@
-"""``--storage``: a URL Optuna cannot open is told why and what to change, before anything
-loads or is written; a database that cannot be opened is told without its password."""
+"""The sweep's study: a ``--storage`` URL Optuna cannot open is told why and what to change,
+before anything loads or is written; a database that cannot be opened is told without its
+password; and which other settings a study takes when run again."""
 
 from __future__ import annotations
 
@@ -66,3 +67,26 @@ def test_a_sweep_whose_study_cannot_be_opened_leaves_no_folder(
             sweep={"storage": f"sqlite:///{folder}", "progress": False},
         )
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_study_nothing_ran_in_takes_new_settings_and_an_async_one_more_trials(
+    tmp_path: Path,
+) -> None:
+    options: Any = SweepOptions()
+    settings = {"trials": 4, "seed": 0, "schedule": "async", "rung_decoding": "model"}
+    open_study(tmp_path, options, settings, 1)
+    # Refused at its budget before any trial: another try with other settings is no conflict.
+    study = open_study(tmp_path, options, {**settings, "trials": 2, "seed": 1}, 1)
+    assert study.user_attrs["settings"]["seed"] == 1
+    study.enqueue_trial({})
+    study.ask()
+    assert open_study(tmp_path, options, {**settings, "trials": 6, "seed": 1}, 1)
+    with pytest.raises(ConfigError, match="other settings"):
+        open_study(tmp_path, options, {**settings, "trials": 6, "seed": 2}, 1)
+    # A sync sweep's bracket is asked whole at its start: another number is another sweep.
+    synced = tmp_path / "sync"
+    synced.mkdir()
+    sync = {**settings, "schedule": "sync"}
+    open_study(synced, options, sync, 1).ask()
+    with pytest.raises(ConfigError, match=r"trials: 4 there, 6 here"):
+        open_study(synced, options, {**sync, "trials": 6}, 1)

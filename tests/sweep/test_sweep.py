@@ -169,7 +169,8 @@ def test_a_sweep_stops_at_its_budget_and_a_rerun_finishes_it(
     folder = tmp_path / "budget"
     _, stopped = tiny.sweep(
         data_files / "train.jsonl", data_files / "validation.jsonl",
-        space=SPACE, output_dir=folder, training=TRAINING, sweep={**options, "max_time": budget},
+        space=SPACE, output_dir=folder, training=TRAINING,
+        sweep={**options, "max_time": budget, "hourly_cost": 3.6},
     )  # fmt: skip
     summary = stopped.summary
     assert summary["state"] == "stopped" and "time budget" in summary["stop_reason"]
@@ -182,6 +183,24 @@ def test_a_sweep_stops_at_its_budget_and_a_rerun_finishes_it(
     assert finished.summary["state"] == "finished"
     assert len(counted(finished.summary)) == 8
     assert finished.summary["best"] is not None
+    # One sweep over both runs: its wall time, and its cost at the hourly cost given before.
+    seconds = finished.summary["seconds"]
+    assert seconds > summary["seconds"]
+    assert finished.summary["cost"] == pytest.approx(seconds / 1000)
+    # Run again as it was: nothing trains, nothing is measured or rewritten.
+    written = (folder / "sweep.json").read_bytes()
+    _, again = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=SPACE, output_dir=folder, training=TRAINING, sweep=options,
+    )  # fmt: skip
+    assert again.summary == finished.summary and (folder / "sweep.json").read_bytes() == written
+    # More trials: the finished sweep goes on to them.
+    _, more = tiny.sweep(
+        data_files / "train.jsonl", data_files / "validation.jsonl",
+        space=SPACE, output_dir=folder, training=TRAINING, sweep={**options, "trials": 9},
+    )  # fmt: skip
+    assert len(counted(more.summary)) == 9
+    assert outcomes(more.summary)[:8] == outcomes(finished.summary)
 
 
 def test_workers_share_the_study(tiny: Summarizer, data_files: Path, tmp_path: Path) -> None:
