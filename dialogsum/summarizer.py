@@ -22,6 +22,7 @@ from dialogsum.modeling import (
     TorchModel,
     default_backend,
     first_line,
+    resolve_model_dir,
     save_model,
 )
 from dialogsum.plugins import DialogsumPluginManager
@@ -100,10 +101,16 @@ class Summarizer:
                 f"not {name_or_path!r}."
             )
         registry = get_registry(plugins)
+        chosen = backend is None
         if backend is None:
+            # A mistyped folder is told as such, not as options its guessed backend refuses.
+            resolve_model_dir(name_or_path)
             backend = default_backend(name_or_path)
         implementation = registry.backend(backend)
-        options = registry.backend_options(backend, backend_options)
+        try:
+            options = registry.backend_options(backend, backend_options)
+        except ConfigError as exc:
+            raise ConfigError(_chosen_for(exc, name_or_path, backend) if chosen else exc) from None
         path = Path(name_or_path).expanduser()
         source = str(path.resolve()) if path.exists() else str(name_or_path)
         try:
@@ -722,3 +729,19 @@ class Summarizer:
         return save_model(
             torch_model.model, torch_model.tokenizer, manifest, path, overwrite=overwrite
         )
+
+
+def _chosen_for(error: ConfigError, name_or_path: str | Path, backend: str) -> str:
+    """``error`` (options the backend refuses) with why that backend was chosen, where
+    ``name_or_path`` is no local folder: it was taken for a hub id (``served_int8`` for the
+    export ``served-int8``)."""
+    from dialogsum.modeling import bundled_model_dir, no_such_folder
+
+    path = Path(name_or_path).expanduser()
+    if path.exists() or bundled_model_dir(str(name_or_path)) is not None:
+        return str(error)
+    return (
+        f"{clause(error)}. '{name_or_path}' is no local folder, so it was taken for a hub id, "
+        f"which backend '{backend}' serves (an export folder chooses its own backend). "
+        f"{no_such_folder(path)}"
+    )

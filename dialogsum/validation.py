@@ -66,6 +66,9 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
     meant = likely_key(key, known + flat, _other_names_at(model, item["loc"][:-1], top))
     hint = f" (did you mean {meant!r}?)" if meant else ""
     valid = f"; valid here: {', '.join(known)}" if listing else ""
+    nested = [name for name in known if top and fields_at(model, [name])]
+    if valid and nested:  # their keys may be written at the top too
+        valid += f", and the keys of {', '.join(nested)}"
     return f"not a setting here{hint}{valid}"
 
 

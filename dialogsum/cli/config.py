@@ -296,9 +296,12 @@ def load_summarizer(config: Any, model: str) -> Any:
     from dialogsum.modeling import default_backend
     from dialogsum.summarizer import Summarizer
 
-    backend = getattr(config, "backend", None) or default_backend(model)
+    given = getattr(config, "backend", None)
+    backend = given or default_backend(model)
+    # Only a backend asked for is passed: one chosen from the folder is from_pretrained's to
+    # choose, and to explain when its options do not fit (a mistyped export folder).
     return Summarizer.from_pretrained(
-        model, backend=backend, backend_options=backend_options(config, backend)
+        model, backend=given, backend_options=backend_options(config, backend)
     )
 
 

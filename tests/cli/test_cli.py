@@ -188,6 +188,10 @@ def test_bad_config_file(tmp_path: Path, capsys) -> None:  # type: ignore[no-unt
         and "training.epoch: not a setting here (did you mean 'epochs'?)" in err
         and str(config) in err
     )
+    config.write_text("train: data.jsonl\noutput_dir: run\nepoch: 3\n")  # a section's key, flat
+    code, _, err = run(["train", "--config", str(config)], capsys)
+    assert code == 2 and "epoch: not a setting here (did you mean 'epochs'?)" in err
+    assert "output_dir, overwrite, training, data, and the keys of training, data." in err
     config.write_text("train: [unclosed\n")
     code, _, err = run(["train", "--config", str(config)], capsys)
     assert code == 2 and "is not valid YAML" in err

@@ -12,7 +12,7 @@ import pytest
 
 import dialogsum
 from dialogsum import Summarizer, hookimpl, make_plugin_manager
-from dialogsum.errors import ModelError, PluginError, clause
+from dialogsum.errors import ConfigError, ModelError, PluginError, clause
 
 
 def test_a_folder_without_its_tokenizer_names_the_missing_files(
@@ -43,6 +43,26 @@ def test_a_mistyped_local_path_is_no_such_folder(
         assert message.startswith("No model folder at runs/lroa: it does not exist. ")
         assert "Did you mean runs/lora?" in message
         assert "cache" not in message.split("Nor is")[0]
+
+
+def test_a_mistyped_export_folder_with_its_backends_options_is_told_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "served-int8").mkdir()
+    monkeypatch.chdir(tmp_path)
+    threads = {"threads": 2}  # onnxruntime's option: torch, chosen for a hub id, has none
+    with pytest.raises(ModelError, match=r"^No model folder at served_int8: it does not exist"):
+        Summarizer.from_pretrained("served_int8/", backend_options=threads)
+    with pytest.raises(ConfigError) as caught:
+        Summarizer.from_pretrained("served_int8", backend_options=threads)
+    message = str(caught.value)
+    assert message.startswith("Invalid options for backend 'torch': threads: not a setting")
+    assert "'served_int8' is no local folder, so it was taken for a hub id" in message
+    assert message.endswith("Did you mean served-int8?")
+    # a backend asked for by name: its own words only
+    with pytest.raises(ConfigError) as caught:
+        Summarizer.from_pretrained("served_int8", backend="torch", backend_options=threads)
+    assert "hub id" not in str(caught.value)
 
 
 def test_a_quoted_message_ending_in_a_period_is_not_doubled() -> None:
