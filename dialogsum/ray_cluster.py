@@ -63,6 +63,10 @@ def _start(ray: Any, address: str | None, num_cpus: float) -> None:
     joined = cluster_address(address)
     if joined:
         try:
+            # Ray retries an address where nothing listens for minutes, logging as it goes.
+            silent = _unanswered(joined)
+            if silent is not None:
+                raise ConnectionError(f"nothing answers there ({silent})")
             ray.init(address=joined, **options)
         except ConnectionError as exc:
             raise ConfigError(
@@ -75,3 +79,19 @@ def _start(ray: Any, address: str | None, num_cpus: float) -> None:
         # "local": a Ray of this command's own, even where 'ray start' runs on this machine
         # (ray.init would join that one, and refuse num_cpus there).
         ray.init(address="local", num_cpus=num_cpus, _system_config=_LOCAL_SYSTEM, **options)
+
+
+def _unanswered(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing takes a connection at ``address`` (``host:port`` or ``ray://host:port``)
+    within ``timeout`` seconds; None when something does, or the address is another form
+    (``auto``), which Ray resolves itself."""
+    import socket
+
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return clause(exc.strerror or exc) or type(exc).__name__
