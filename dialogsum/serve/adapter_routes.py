@@ -136,11 +136,17 @@ async def _unpacked(request: Request, state: ServiceState, upload: Path) -> Path
         advice = "Upload a smaller adapter, or raise the server's max_adapter_bytes."
         await receive_body(request, limit, sink.write, advice)
     with archive.open("rb") as head:
-        kind = archive_kind(request.headers.get("content-type"), head.read(4))
+        start = head.read(64)
+    kind = archive_kind(request.headers.get("content-type"), start[:4])
     if kind is None:
+        sent = request.headers.get("content-type") or "none"
+        # curl -d sends JSON as a form unless told: the likeliest mistake, told as such.
+        json_like = start.lstrip().startswith(b"{")
+        hint = " It looks like JSON: send it with Content-Type: application/json." * json_like
         raise Rejected(
             415,
-            f"Send {ARCHIVES} (Content-Type: application/zip or application/gzip), or JSON "
+            f"The body (Content-Type: {sent}) is neither an archive nor JSON.{hint} Send "
+            f"{ARCHIVES} (Content-Type: application/zip or application/gzip), or JSON "
             f'{{"path": "/server/folder"}} (Content-Type: application/json).',
         )
     into = upload / "adapter"

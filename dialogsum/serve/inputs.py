@@ -205,6 +205,8 @@ class Counts(NamedTuple):
     tokens: int
     truncated: list[int]
     limit: int
+    #: The tokens of each input in ``truncated`` (the prompt included), in that order.
+    lengths: tuple[int, ...] = ()
 
 
 class InputMeter:
@@ -235,7 +237,8 @@ class InputMeter:
         ids = self.encode([self.data.render(text) for text in texts])
         limit = self.data.max_source_length
         over = [index for index, row in enumerate(ids) if len(row) > limit]
-        return Counts(sum(min(len(row), limit) for row in ids), over, limit)
+        lengths = tuple(len(ids[index]) for index in over)
+        return Counts(sum(min(len(row), limit) for row in ids), over, limit, lengths)
 
     def lengths(self, texts: list[str]) -> list[int] | None:
         """Each text's tokens, less those the tokenizer adds (a summary's own tokens); None

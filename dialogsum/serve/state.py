@@ -218,9 +218,10 @@ class ServiceState:
         if counts.truncated and self.settings.over_length == "reject":
             raise Rejected(
                 422,
-                f"{_inputs(counts.truncated)} longer than the model's {counts.limit} input "
-                f"tokens; shorten them (this server rejects over-long inputs instead of "
-                f"truncating them).",
+                f"{_inputs(counts.truncated)} {', '.join(map(str, counts.lengths))} tokens "
+                f"with the prompt, longer than the model's {counts.limit} input tokens; "
+                f"shorten {'it' if len(counts.truncated) == 1 else 'them'} (this server "
+                f"rejects over-long inputs instead of truncating them).",
             )
         return counts
 

@@ -151,6 +151,14 @@ def _hostile_zip() -> bytes:
         ("support", _hostile_zip(), 422, "outside the adapter's folder"),
         ("support", b"PK\x03\x04garbage", 422, "not a readable zip archive"),
         ("support", b"plain text", 415, "application/zip"),
+        # JSON sent as curl -d sends it, as a form: the Content-Type that came, and the fix
+        (
+            "support",
+            b'{"path": "/x"}',
+            415,
+            "(Content-Type: application/x-www-form-urlencoded) is neither an archive nor JSON. "
+            "It looks like JSON: send it with Content-Type: application/json.",
+        ),
         ("support", b"PK\x03\x04" + b"\0" * 300_000, 413, "max_adapter_bytes"),
         ("-bad", {"path": "corrupt"}, 422, "Invalid adapter name '-bad'"),
         ("sales", {"path": "corrupt"}, 422, "not a tagging adapter"),  # sales is kept
@@ -170,7 +178,10 @@ def test_a_change_that_fails_says_why_and_changes_nothing(
     if isinstance(body, dict) and body.get("path") in adapter_dirs:
         body = {"path": str(adapter_dirs[body["path"]])}
     sent = {"json": body} if isinstance(body, dict) else {"content": body}
-    answer = httpx.put(f"{url}/v1/adapters/{name}", headers=ADMIN, timeout=30, **sent)
+    headers = dict(ADMIN)
+    if isinstance(body, bytes) and body.startswith(b"{"):
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    answer = httpx.put(f"{url}/v1/adapters/{name}", headers=headers, timeout=30, **sent)
     assert answer.status_code == status, answer.text
     assert needle in answer.json()["error"] and answer.json()["request_id"]
     assert listed(url) == ["sales"]

@@ -5,6 +5,7 @@ user's in the same process is warned as before."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import httpx
@@ -101,14 +102,18 @@ def test_over_long_inputs_are_refused_by_position_under_reject(tiny_model_dir: P
     summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
     settings = ServeSettings(max_wait_ms=0, log_requests=False, over_length="reject")
     with Server(summarizer, settings) as url:
+        tokens = r"(\d+) tokens with the prompt, longer than the model's (\d+) input tokens"
         for dialogues, named in (
-            ([LONG], "input 0 is longer"),
-            (["#Person1#: Hi.", LONG, LONG], "inputs 1, 2 are longer"),
+            ([LONG], rf"input 0 is {tokens}; shorten it "),
+            (["#Person1#: Hi.", LONG, LONG], rf"inputs 1, 2 are (\d+), {tokens}; shorten them "),
         ):
             payload = {"inputs": dialogues, "parameters": {"generate_parameters": GREEDY}}
             response = httpx.post(f"{url}/v1/summarize", json=payload, timeout=120)
             assert response.status_code == 422, response.text
-            assert named in response.text and "shorten them" in response.text
+            found = re.search(named, response.json()["error"])
+            assert found is not None, response.text
+            *lengths, limit = map(int, found.groups())
+            assert all(length > limit for length in lengths)
         assert ask(url, ["#Person1#: Hi."]).status_code == 200  # short ones still served
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         # Nothing refused reached the model: the warm-up summary and the short one did.
