@@ -33,12 +33,12 @@ def format_validation_error(
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
-        if flags is None:
-            where = field or "(options)"
-        else:
-            flag = flags.get(field)
-            where = f"{field}{f' ({flag})' if flag else ''}"
-        lines.append(f"{where}: {error_message(item, model, listing=listing)}")
+        message = error_message(item, model, listing=listing)
+        if not field:  # the whole input (JSON that does not parse, a model's own check)
+            lines.append(message)
+            continue
+        flag = None if flags is None else flags.get(field)
+        lines.append(f"{field}{f' ({flag})' if flag else ''}: {message}")
     return "; ".join(lines)
 
 

@@ -72,7 +72,7 @@ async def put_adapter(name: str, request: Request, state: ServiceStateDep) -> Re
         change = await state.adapters.load(name, folder, upload)  # it keeps or removes upload
     except Exception as exc:
         remove(upload)  # a failed change keeps nothing of its upload
-        return _refusal(exc, request, state)
+        return _refusal(exc, request, state, upload)
     return json_response(change.info.model_dump(mode="json"), 200 if change.replaced else 201)
 
 
@@ -157,12 +157,18 @@ async def _unpacked(request: Request, state: ServiceState, upload: Path) -> Path
         archive.unlink(missing_ok=True)
 
 
-def _refusal(exc: Exception, request: Request, state: ServiceState) -> Response:
+def _refusal(
+    exc: Exception, request: Request, state: ServiceState, upload: Path | None = None
+) -> Response:
     """The answer to an adapter change that failed, nothing changed: 404 for an adapter that
     is not loaded, 422 for one dialogsum says cannot be loaded (corrupt, another base model),
-    500 for a backend's own failure."""
+    500 for a backend's own failure. An upload's folder on the server is told as the
+    archive (the client never saw that path, and it is gone)."""
     request_id = request.state.request_id
     if isinstance(exc, DialogsumError) and not isinstance(exc, UnknownAdapterError):
-        exc = Rejected(422, str(exc))
+        message = str(exc)
+        if upload is not None:
+            message = message.replace(str(upload / "adapter"), "the uploaded archive")
+        exc = Rejected(422, message)
     answer = failure(exc, state.settings, request_id)
     return error_response(answer.status, answer.message, request_id, answer.headers)

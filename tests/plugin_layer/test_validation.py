@@ -146,8 +146,12 @@ def test_finetune_with_an_unknown_method_fails_before_touching_the_model() -> No
 
 
 def test_from_pretrained_rejects_bad_backend_options_before_loading(tmp_path: Path) -> None:
-    # The folder does not exist: loading first would raise a ModelError instead.
+    # The folder does not exist: loading first would raise a ModelError instead. (With no
+    # backend named, the folder chooses it, so a missing folder is told first.)
     with pytest.raises(ConfigError, match=r"backend 'torch'.*devise"):
         Summarizer.from_pretrained(
-            tmp_path / "absent", backend_options={"devise": "cpu"}, plugins=builtins_manager()
+            tmp_path / "absent",
+            backend="torch",
+            backend_options={"devise": "cpu"},
+            plugins=builtins_manager(),
         )

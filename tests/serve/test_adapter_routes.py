@@ -133,6 +133,14 @@ def test_load_an_uploaded_archive(
     assert not unpacked.exists()  # an uploaded folder lives as long as its adapter
 
 
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, text in files.items():
+            bundle.writestr(name, text)
+    return buffer.getvalue()
+
+
 def _hostile_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
@@ -150,6 +158,8 @@ def _hostile_zip() -> bytes:
         ("support", {"folder": "x"}, 422, "path"),
         ("support", _hostile_zip(), 422, "outside the adapter's folder"),
         ("support", b"PK\x03\x04garbage", 422, "not a readable zip archive"),
+        # the server's temporary folder is not the client's to know: told as the archive
+        ("support", _zip({"notes.txt": "x"}), 422, "the uploaded archive"),
         ("support", b"plain text", 415, "application/zip"),
         # JSON sent as curl -d sends it, as a form: the Content-Type that came, and the fix
         (
