@@ -253,6 +253,12 @@ def write_results(
 
     options = context.options
     folder = context.folder
+    for checkpoints in (folder / "trials").glob("*/checkpoints"):
+        if not any(checkpoints.iterdir()):  # a killed trial's, or one whose rung resumed
+            checkpoints.rmdir()
+    for trial_dir in (folder / "trials").glob("*"):
+        if trial_dir.is_dir() and not any(trial_dir.iterdir()):  # killed before it wrote
+            trial_dir.rmdir()
     best = best_trial(study)
     if best is not None:
         source = trial_folder(folder, best.number)
@@ -262,9 +268,6 @@ def write_results(
             for trial in (folder / "trials").iterdir():
                 if trial.name != source.name:
                     shutil.rmtree(trial / "model", ignore_errors=True)
-    for checkpoints in (folder / "trials").glob("*/checkpoints"):
-        if not any(checkpoints.iterdir()):  # a killed trial's, or one whose rung resumed
-            checkpoints.rmdir()
     # The sweep's wall time and cost over its runs (one stopped at its budget and run again
     # is one sweep), at the hourly cost given last.
     seconds = float(study.user_attrs.get(WALL_SECONDS, 0.0)) + time.time() - started

@@ -137,8 +137,11 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_trial_once(
     assert interrupted[0]["rerun_as"] is not None
     # Every trial once, and the same trials, pruning and scores as the sweep never killed.
     assert outcomes(summary) == outcomes(first_sweep[1].summary)
-    # The killed trial's folder keeps no empty checkpoint folder.
+    # The killed trial's folder keeps no empty checkpoint folder, and best/ none either;
+    # no trial folder is left empty.
     assert not list((folder / "trials").glob("*/checkpoints"))
+    assert not (folder / "best" / "checkpoints").exists()
+    assert all(any(trial.iterdir()) for trial in (folder / "trials").iterdir())
 
 
 def test_a_budget_refuses_a_sweep_that_cannot_finish_its_first_rung(
