@@ -66,8 +66,10 @@ def install_command(extra: str, distribution: str = "dialogsum") -> str:
     source = installed_from(distribution)
     if source is None:
         return f"pip install '{distribution}[{extra}]'"
+    import shlex
+
     folder, editable = source
-    return f"pip install {'-e ' if editable else ''}'{folder}[{extra}]'"
+    return f"pip install {'-e ' if editable else ''}{shlex.quote(f'{folder}[{extra}]')}"
 
 
 def installed_from(distribution: str) -> tuple[str, bool] | None:
@@ -77,7 +79,8 @@ def installed_from(distribution: str) -> tuple[str, bool] | None:
     on the index."""
     import json
     from importlib import metadata
-    from urllib.parse import unquote, urlparse
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
 
     # Every copy of its metadata: run from a clone's root, the clone's own *.egg-info (which
     # records no source) comes before the installed one.
@@ -91,7 +94,7 @@ def installed_from(distribution: str) -> tuple[str, bool] | None:
     url = recorded.get("url", "") if isinstance(recorded, dict) else ""
     if not url.startswith("file://") or not isinstance(recorded.get("dir_info"), dict):
         return None  # by name, or from an archive (whose extras pip takes by name too)
-    return unquote(urlparse(url).path), bool(recorded["dir_info"].get("editable"))
+    return url2pathname(urlparse(url).path), bool(recorded["dir_info"].get("editable"))
 
 
 def require(

@@ -105,9 +105,20 @@ def likely_key(key: str, known: list[str], others: Mapping[str, str]) -> str | N
         return others[key]
     names = [*known, *others]
     # Two letters swapped (``lgo``) is as close to ``low`` as to ``log`` by spelling alone.
-    swapped = [name for name in names if sorted(name) == sorted(key)]
+    swapped = [name for name in names if _swapped(key, name)]
     close = swapped or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return None if not close else others.get(close[0], close[0])
+
+
+def _swapped(first: str, second: str) -> bool:
+    """Whether ``second`` is ``first`` with two of its letters swapped."""
+    if len(first) != len(second):
+        return False
+    differ = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]
+    if len(differ) != 2:
+        return False
+    i, j = differ
+    return first[i] == second[j] and first[j] == second[i]
 
 
 def _other_names_at(model: type[BaseModel], loc: Any, top: bool) -> dict[str, str]:

@@ -157,8 +157,13 @@ def check_budget(projection: SweepProjection, options: SweepOptions, spent: floa
     first = projection.rungs[0]
     # The projection is of one trial at a time. Workers train side by side, by up to as many
     # at once as there are workers (where the machine has the cores): only a first rung that
-    # even that cannot finish is refused.
+    # even that cannot finish is refused. Where they share the cores the projection was
+    # measured with (sharing_cores), side by side is no faster than one after another.
+    from dialogsum.sweep.job import threads_per_process
+
     at_once = max(1, min(options.workers, first.trials))
+    if options.engine == "optuna" and threads_per_process(at_once) is not None:
+        at_once = 1
     seconds = spent + first.seconds / at_once
     cost = None if first.cost is None else first.cost / at_once + projection.cost_of(spent)
     over = []

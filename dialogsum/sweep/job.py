@@ -19,7 +19,7 @@ from dialogsum.interfaces import Predictor
 from dialogsum.modeling import ModelManifest, TorchModel
 from dialogsum.processes import die_with_parent
 from dialogsum.registry import Registry
-from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.options import CHECKED_STORAGE, SweepOptions
 from dialogsum.sweep.space import SearchSpace, resolve_space
 from dialogsum.sweep.study import open_study
 from dialogsum.training.options import TrainingOptions
@@ -93,9 +93,13 @@ class SweepJob:
     #: :func:`sharing_cores` for the worker processes.
     threads: int | None = None
 
+    def sweep_options(self) -> SweepOptions:
+        """The sweep's options, as the sweep's process validated them."""
+        return SweepOptions.model_validate(self.options, context={CHECKED_STORAGE: True})
+
     def settings(self) -> dict[str, Any]:
         """What decides the trials; a resumed sweep must have the same."""
-        options = SweepOptions.model_validate(self.options)
+        options = self.sweep_options()
         return {
             "source": self.source,
             "method": self.method,
@@ -132,7 +136,7 @@ def build_context(
     """The context trials share, from ``job`` and a loaded model."""
     method_options = registry.method_options(job.method, job.method_options)
     training = TrainingOptions.model_validate(job.training)
-    options = SweepOptions.model_validate(job.options)
+    options = job.sweep_options()
     space = resolve_space(
         job.space,
         method=job.method,
@@ -172,7 +176,7 @@ def load_context(job: SweepJob) -> SweepContext:
     with the registry's torch backend."""
     from dialogsum.registry import get_registry
 
-    check_loadable(job.source, SweepOptions.model_validate(job.options))
+    check_loadable(job.source, job.sweep_options())
     assert job.source is not None  # only trials in other processes are rebuilt
     registry = get_registry()
     backend = registry.backend("torch")

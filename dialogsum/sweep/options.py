@@ -6,9 +6,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from dialogsum.training.options import check_cost_budget, parse_duration
+
+#: A validation context key: the options come from the sweep's own process, where their
+#: storage was checked. A worker or Ray trial, which never opens the study itself, takes
+#: them as they are (its node need not have the database's driver).
+CHECKED_STORAGE = "storage_checked"
 
 #: The objectives a sweep optimizes: a ROUGE score on the validation data (higher is better)
 #: or the validation loss (lower is better).
@@ -94,10 +106,12 @@ class SweepOptions(BaseModel):
 
     @field_validator("storage")
     @classmethod
-    def _storage(cls, value: str | None) -> str | None:
+    def _storage(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.context or {}).get(CHECKED_STORAGE):
+            return value
         from dialogsum.sweep.storage import check_storage
 
-        return None if value is None else check_storage(value)
+        return check_storage(value)
 
     @field_validator("max_time", mode="before")
     @classmethod

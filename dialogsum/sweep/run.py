@@ -110,8 +110,8 @@ def _run_sweep(
         if recovered:
             logger.info("rerunning trial(s) %s, interrupted by the last run", recovered)
     remaining = options.trials - (counted_trials(study) if study is not None else 0)
-    if study is not None and remaining <= 0:
-        done = finished_results(folder)
+    if study is not None and remaining <= 0 and options.storage is None:
+        done = finished_results(folder, len(study.get_trials(deepcopy=False)))
         if done is not None:  # run again as it was: nothing to train, nothing to rewrite
             logger.info(
                 "%s has its %d trials already; nothing to run (raise --trials to run more)",
@@ -144,7 +144,8 @@ def run_engine(job: SweepJob, context: SweepContext, study: Any, remaining: int)
             from dialogsum.sweep.ray_tune import run_ray
 
             return run_ray(job, context, study, progress)
-        with sharing_cores(job, context.options.workers):
+        # Shared among the processes that can have a trial at once.
+        with sharing_cores(job, min(context.options.workers, context.options.trials)):
             return _run_locally(job, context, study, progress)
 
 
@@ -224,13 +225,17 @@ def prepare_folder(folder: Path, *, overwrite: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def finished_results(folder: Path) -> dict[str, Any] | None:
-    """The results a finished sweep wrote in ``folder`` (None: none, or not finished)."""
+def finished_results(folder: Path, trials: int) -> dict[str, Any] | None:
+    """The results a finished sweep wrote in ``folder``, where they hold every one of the
+    ``trials`` its study does (None: none, not finished, or written before trials since: a
+    run killed between its last trial and its results)."""
     try:
         summary = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) and summary.get("state") == "finished" else None
+        if summary.get("state") == "finished" and len(summary["trials"]) == trials:
+            return dict(summary)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return None
 
 
 def write_results(
@@ -269,9 +274,12 @@ def write_results(
                 if trial.name != source.name:
                     shutil.rmtree(trial / "model", ignore_errors=True)
     # The sweep's wall time and cost over its runs (one stopped at its budget and run again
-    # is one sweep), at the hourly cost given last.
-    seconds = float(study.user_attrs.get(WALL_SECONDS, 0.0)) + time.time() - started
-    study.set_user_attr(WALL_SECONDS, seconds)
+    # is one sweep), at the hourly cost given last. A shared database's runs may overlap on
+    # several machines: there, this run's own.
+    seconds = time.time() - started
+    if options.storage is None:
+        seconds += float(study.user_attrs.get(WALL_SECONDS, 0.0))
+        study.set_user_attr(WALL_SECONDS, seconds)
     hourly_cost = options.hourly_cost
     if hourly_cost is None:
         hourly_cost = study.user_attrs.get(HOURLY_COST)

@@ -236,8 +236,7 @@ def parse_spec(key: str, text: str) -> Dimension:
     try:
         return Dimension(choices=choices)
     except ValueError as exc:
-        flag = f"--{key.replace('_', '-')} {text}"
-        fixed = f" (a method option: --option {key}={text}; a training setting: {flag})"
+        fixed = f" (a method option as --option {key}={text}, a training setting by its flag)"
         single = len(choices) == 1 and "holds one value" in str(exc)
         raise ConfigError(f"{where}: {_reason(exc)}{fixed if single else ''}.") from None
 

@@ -29,9 +29,9 @@ EXAMPLES = (
 
 
 def check_storage(url: str) -> str:
-    """``url`` if Optuna can open a study there: a database URL, of a database SQLAlchemy
-    knows, whose driver is installed, and (SQLite) whose folder exists. A ValueError says which
-    and what to change."""
+    """``url`` if Optuna can open a study there: a database URL, of a database and driver
+    SQLAlchemy knows, the driver installed; a relative SQLite path made absolute (Ray Tune
+    runs trials in folders of their own). A ValueError says which and what to change."""
     try:
         from sqlalchemy.dialects import __all__ as dialects
         from sqlalchemy.engine import make_url
@@ -44,12 +44,18 @@ def check_storage(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise ValueError(
-            f"{url!r} is not a database URL; write it as DATABASE://..., e.g. {EXAMPLES}"
+            f"{_masked(url)!r} is not a database URL; write it as DATABASE://..., e.g. {EXAMPLES}"
         ) from None
     backend = parsed.get_backend_name()
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
+        if backend in dialects:  # the database is known; its driver is not
+            raise ValueError(
+                f"{parsed.get_driver_name()!r} is not a driver SQLAlchemy knows for {backend}; "
+                f"leave it out ({backend}://...) for SQLAlchemy's own, or name one it knows, "
+                f"e.g. {EXAMPLES}"
+            ) from None
         meant = likely_key(backend, list(dialects), {})
         hint = f" (did you mean {meant}?)" if meant else ""
         raise ValueError(
@@ -66,15 +72,23 @@ def check_storage(url: str) -> str:
             f"'{package}', or name a driver that is installed in the URL ({backend}+DRIVER://)"
         ) from None
     database = parsed.database
-    if backend == "sqlite" and database and database != ":memory:":
-        folder = Path(database).expanduser().absolute().parent
-        if not folder.is_dir():
-            raise ValueError(
-                f"the folder of the SQLite file {database} does not exist ({folder}); create "
-                f"it first, or give a file in a folder that exists (sqlite:////absolute/path/"
-                f"study.db; three slashes before a relative path)"
-            )
-    return url
+    if backend != "sqlite" or not database or database == ":memory:":
+        return url
+    if database.startswith("~"):
+        raise ValueError(
+            f"SQLite does not expand '~' in {database}: give the whole path "
+            f"(sqlite:////home/you/study.db)"
+        )
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return str(parsed.set(database=str(Path(database).absolute())).render_as_string(False))
+
+
+def _masked(text: str) -> str:
+    """``text`` with what looks like a URL's password (``user:password@``) hidden."""
+    import re
+
+    return re.sub(r"([^:/@\s]+):[^@/\s]+@", r"\1:***@", text)
 
 
 def redacted(url: str) -> str:

@@ -67,7 +67,7 @@ def open_study(
             raise
         # A server down or a wrong password or database name: the URL's form was checked.
         # The driver's own words, without SQLAlchemy's wrapping and web links.
-        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        cause = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
             f"Could not open the sweep's study in --storage {redacted(options.storage)}: "
             f"{clause(cause)}. {_check_what(options.storage)}"
@@ -80,11 +80,16 @@ def open_study(
     changed = sorted(
         key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key)
     )
-    # Nothing ran yet (a run refused at its budget wrote only the study): nothing to keep.
-    # Another number of trials, asynchronously: each trial is asked as the one before ends,
-    # so a finished sweep goes on to more (a sync sweep asks its whole bracket first).
-    if changed and (
-        not study.trials or (changed == ["trials"] and settings.get("schedule") == "async")
+    # In the sweep folder's own study (one command at a time uses it; a shared database may
+    # be opened by other machines at any moment, each of which must agree): nothing ran yet
+    # (a run refused at its budget wrote only the study), so nothing to keep; or another
+    # number of trials, asynchronously (each trial is asked as the one before ends, so a
+    # finished sweep goes on to more; a sync sweep asks its whole bracket first).
+    own = options.storage is None
+    if (
+        changed
+        and own
+        and (not study.trials or (changed == ["trials"] and settings.get("schedule") == "async"))
     ):
         study.set_user_attr("settings", dict(settings))
         return study

@@ -155,3 +155,11 @@ def test_from_pretrained_rejects_bad_backend_options_before_loading(tmp_path: Pa
             backend_options={"devise": "cpu"},
             plugins=builtins_manager(),
         )
+
+
+def test_a_key_with_two_letters_swapped_is_told_the_key_with_those_letters() -> None:
+    from dialogsum.validation import likely_key
+
+    # by spelling alone, lgo is as close to low as to log
+    assert likely_key("lgo", ["low", "high", "log"], {}) == "log"
+    assert likely_key("nmu_beams", ["num_beams", "num_return"], {}) == "num_beams"

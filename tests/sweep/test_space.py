@@ -145,7 +145,7 @@ def test_bad_flag_specs_name_the_flag() -> None:
         parse_spec("learning_rate", "1e-5..1e-2:lg")
     with pytest.raises(ConfigError, match=r"--search r=4: \[4\] holds one value") as caught:
         parse_spec("r", "4")
-    assert "(a method option: --option r=4; a training setting: --r 4)" in str(caught.value)
+    assert "(a method option as --option r=4, a training setting by its flag)" in str(caught.value)
     with pytest.raises(ConfigError, match=r"the bound 'abc' is not a number; a range is written"):
         parse_spec("learning_rate", "abc..1e-2")
     with pytest.raises(ConfigError, match=r"--search r=4\.\.4: the range 4\.\.4 is a single"):

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from dialogsum.errors import ConfigError
-from dialogsum.sweep.options import SweepOptions
+from dialogsum.sweep.options import CHECKED_STORAGE, SweepOptions
 from dialogsum.sweep.storage import redacted
 from dialogsum.sweep.study import open_study
 
@@ -21,10 +21,15 @@ from dialogsum.sweep.study import open_study
     [
         ("/tmp/study.db", ["is not a database URL", "sqlite:////absolute/path/study.db"]),
         ("sqllite:///s.db", ["'sqllite' is not a database", "did you mean sqlite?", "postgresql"]),
-        ("postgresql+nodriver://u@h/d", ["is not a database SQLAlchemy knows"]),
+        (
+            "postgresql+nodriver://u@h/d",
+            ["'nodriver' is not a driver SQLAlchemy knows for postgresql", "leave it out"],
+        ),
         # a driver that is not installed here: the package that installs it
         ("mysql+mysqlconnector://u@h/d", ["not installed", "pip install 'mysql-connector-python'"]),
-        ("sqlite:////no/such/folder/s.db", ["folder of the SQLite file", "/no/such/folder"]),
+        ("sqlite:///~/s.db", ["SQLite does not expand '~'"]),
+        # not a URL: told without what looks like its password
+        ("postgres//ann:secret@db/s", ["'postgres//ann:***@db/s' is not a database URL"]),
     ],
 )
 def test_a_storage_optuna_cannot_open_is_refused_with_what_to_change(
@@ -36,9 +41,18 @@ def test_a_storage_optuna_cannot_open_is_refused_with_what_to_change(
         assert word in str(caught.value)
 
 
-def test_storage_that_works_is_kept(tmp_path: Path) -> None:
+def test_storage_that_works_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     assert SweepOptions(storage=url).storage == url
+    # A relative path, where the sweep runs: Ray Tune runs trials in folders of their own.
+    monkeypatch.chdir(tmp_path)
+    assert SweepOptions(storage="sqlite:///studies/s.db").storage == (
+        f"sqlite:///{tmp_path / 'studies' / 's.db'}"
+    )
+    # A worker takes the options its sweep checked as they are (its node need not have the
+    # database's driver).
+    checked = {CHECKED_STORAGE: True}
+    assert SweepOptions.model_validate({"storage": "x://y"}, context=checked).storage == "x://y"
 
 
 def test_a_database_that_cannot_be_opened_is_told_without_its_password(tmp_path: Path) -> None:
@@ -83,6 +97,11 @@ def test_a_study_nothing_ran_in_takes_new_settings_and_an_async_one_more_trials(
     assert open_study(tmp_path, options, {**settings, "trials": 6, "seed": 1}, 1)
     with pytest.raises(ConfigError, match="other settings"):
         open_study(tmp_path, options, {**settings, "trials": 6, "seed": 2}, 1)
+    # A shared database may be opened by other machines at any moment: each must agree.
+    shared: Any = SweepOptions(storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    open_study(tmp_path, shared, settings, 1)
+    with pytest.raises(ConfigError, match="other settings"):
+        open_study(tmp_path, shared, {**settings, "seed": 1}, 1)
     # A sync sweep's bracket is asked whole at its start: another number is another sweep.
     synced = tmp_path / "sync"
     synced.mkdir()

@@ -217,8 +217,12 @@ def test_the_projection_of_a_sync_sweep_counts_whole_rungs_and_restarts() -> Non
     assert [r.trials for r in project("async").rungs] == [12, 4, 2]
 
 
-def test_a_budget_refuses_only_what_workers_side_by_side_could_not_finish() -> None:
+def test_a_budget_refuses_only_what_workers_side_by_side_could_not_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from dialogsum.sweep.budget import check_budget
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # each worker its own cores
 
     # 12 trials to the first rung: 12 x (18 s + 10 s + 100 s) = 1536 s one at a time.
     serial = project_sweep(
@@ -233,6 +237,10 @@ def test_a_budget_refuses_only_what_workers_side_by_side_could_not_finish() -> N
         check_budget(serial, SweepOptions(max_time=300, workers=4))
     with pytest.raises(ConfigError, match=r"12 trials to step 18, projected 26 min"):
         check_budget(serial, SweepOptions(max_time=600))
+    # Workers sharing the cores the projection was measured on: one after another.
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    with pytest.raises(ConfigError, match=r"12 trials to step 18, projected 26 min"):
+        check_budget(serial, SweepOptions(max_time=600, workers=4))
 
 
 def test_a_sync_sweep_stopped_at_its_budget_goes_on_from_its_checkpoints(

@@ -22,13 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dialogsum.plugin_api import (
-    ExportJob,
-    InferenceBackend,
-    Predictor,
-    hookimpl,
-    install_command,
-)
+from dialogsum.plugin_api import ExportJob, InferenceBackend, Predictor, hookimpl
 from dialogsum_ctranslate2.options import CTranslate2ExportOptions, CTranslate2Options
 
 __version__ = "0.2.0"
@@ -49,8 +43,7 @@ class CTranslate2Backend(InferenceBackend):
     Options = CTranslate2Options
     ExportOptions = CTranslate2ExportOptions
     install_hint = (
-        f"pip install dialogsum-ctranslate2 to serve, "
-        f"{install_command('export', 'dialogsum-ctranslate2')} to export"
+        "pip install dialogsum-ctranslate2 to serve, 'dialogsum-ctranslate2[export]' to export"
     )
 
     def load(self, model_dir: Path | str, options: CTranslate2Options) -> Predictor:
