@@ -31,8 +31,10 @@ class Rejected(Exception):
 
 def request_inputs(
     body: bytes, settings: ServeSettings, summarizer: Summarizer
-) -> tuple[list[str], GenerationOptions]:
-    """The dialogues and generation options of a request, or :class:`Rejected` saying why not.
+) -> tuple[list[str], GenerationOptions, bool]:
+    """The dialogues and generation options of a request, and whether it lets over-long
+    dialogues be cut (``truncation`` not ``do_not_truncate``), or :class:`Rejected` saying
+    why not.
 
     The options are validated once, here, over the model's decoding defaults, with the
     server's batch size: the model receives this object as it is.
@@ -47,7 +49,8 @@ def request_inputs(
     adapter = parameters.adapter if parameters is not None else None
     where = "parameters.generate_parameters"
     options = request_options(generate, adapter, settings, summarizer, where, "parameters.adapter")
-    return texts, options
+    cut = parameters is None or parameters.truncation != "do_not_truncate"
+    return texts, options, cut
 
 
 def checked_texts(inputs: str | list[str], settings: ServeSettings, where: str) -> list[str]:

@@ -44,8 +44,8 @@ async def summarize(request: Request, state: ServiceStateDep) -> Response:
     settings = state.settings
     try:
         body = await read_body(request, settings.max_body_bytes)
-        texts, options = request_inputs(body, settings, state.summarizer)
-        counts = state.measure(texts)
+        texts, options, cut = request_inputs(body, settings, state.summarizer)
+        counts = state.measure(texts, cut=cut)
         summaries = await state.summarize(texts, options)
     except Exception as exc:  # each failure its status; the server goes on serving
         answer = failure(exc, settings, request_id)

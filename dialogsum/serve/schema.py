@@ -9,7 +9,7 @@ unchanged. ``adapter`` is dialogsum's own parameter: which loaded adapter summar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +27,13 @@ class Parameters(BaseModel):
         description="A loaded adapter to summarize with (GET /v1/adapters lists them); "
         "none: the base model.",
     )
-    truncation: str | None = Field(
-        None, description="Accepted for compatibility; inputs are cut to the model's length."
+    truncation: Literal["do_not_truncate", "longest_first", "only_first", "only_second"] | None = (
+        Field(
+            None,
+            description="do_not_truncate: a dialogue over the model's input length is refused "
+            "(422) instead of cut; the others (as transformers names them) cut it to that "
+            "length, as the server does by default (a server set to reject refuses it anyway).",
+        )
     )
     clean_up_tokenization_spaces: bool | None = Field(
         None, description="Accepted for compatibility; summaries are already clean."

@@ -205,23 +205,29 @@ class ServiceState:
             await self._batcher.stop()
         self.adapters.close()
 
-    def measure(self, texts: list[str]) -> Counts | None:
+    def measure(self, texts: list[str], *, cut: bool = True) -> Counts | None:
         """Count the input tokens into the metrics; :class:`Rejected` for over-long inputs when
-        the settings say to reject them."""
+        the settings say to reject them, or the request (``cut`` False) does."""
         counts = self.meter.measure(texts)
         if counts is None:
             return None
         self.metrics.input_tokens.inc(counts.tokens)
         self.metrics.truncated.inc(len(counts.truncated))
-        if counts.truncated and self.settings.over_length == "truncate":
+        if counts.truncated and self.settings.over_length == "truncate" and cut:
             self._log_truncation(len(counts.truncated), len(texts))
-        if counts.truncated and self.settings.over_length == "reject":
+        rejecting = self.settings.over_length == "reject"
+        if counts.truncated and (rejecting or not cut):
+            why = (
+                "this server rejects over-long inputs instead of truncating them"
+                if rejecting
+                else "the request's truncation is do_not_truncate; leave it out to have "
+                "them cut to that length"
+            )
             raise Rejected(
                 422,
                 f"{_inputs(counts.truncated)} {', '.join(map(str, counts.lengths))} tokens "
                 f"with the prompt, longer than the model's {counts.limit} input tokens; "
-                f"shorten {'it' if len(counts.truncated) == 1 else 'them'} (this server "
-                f"rejects over-long inputs instead of truncating them).",
+                f"shorten {'it' if len(counts.truncated) == 1 else 'them'} ({why}).",
             )
         return counts
 

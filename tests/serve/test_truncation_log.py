@@ -118,3 +118,29 @@ def test_over_long_inputs_are_refused_by_position_under_reject(tiny_model_dir: P
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         # Nothing refused reached the model: the warm-up summary and the short one did.
         assert "dialogsum_batch_dialogues_sum 2.0" in metrics, metrics
+
+
+def test_a_request_may_ask_not_to_truncate_and_a_bad_choice_is_named(
+    tiny_model_dir: Path,
+) -> None:
+    summarizer = Summarizer.from_pretrained(tiny_model_dir, backend_options={"progress": False})
+    settings = ServeSettings(max_wait_ms=0, log_requests=False)  # the server truncates
+
+    def post(url: str, truncation: str) -> httpx.Response:
+        parameters = {"generate_parameters": GREEDY, "truncation": truncation}
+        payload = {"inputs": ["#Person1#: Hi.", LONG], "parameters": parameters}
+        return httpx.post(f"{url}/v1/summarize", json=payload, timeout=120)
+
+    with Server(summarizer, settings) as url:
+        refused = post(url, "do_not_truncate")
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["error"]
+        assert (
+            error.startswith("input 1 is ")
+            and "the request's truncation is do_not_truncate" in error
+        )
+        cut = post(url, "longest_first")  # transformers' own names: cut, as by default
+        assert cut.status_code == 200 and cut.headers["X-Dialogsum-Truncated"] == "1"
+        wrong = post(url, "yes")
+        assert wrong.status_code == 422
+        assert "'do_not_truncate', 'longest_first', 'only_first' or 'only_second'" in wrong.text
