@@ -224,11 +224,14 @@ def default_backend(name_or_path: str | Path) -> str:
 
     A hub id, a bundled model and a folder that ``save`` wrote are served by torch; an export
     folder by the backend its manifest records (``onnxruntime`` for ONNX exports). A folder
-    that cannot be read (missing, a corrupt manifest) also gets torch: loading it then reports
-    what is wrong, in that backend's words.
+    whose manifest cannot be read also gets torch: loading it then reports what is wrong, in
+    that backend's words. A folder named as a path that does not exist is a
+    :class:`ModelError` (``No model folder at ...``) here: the options of a backend guessed for
+    it were checked first, and refused as the wrong backend's.
     """
+    model_dir = resolve_model_dir(name_or_path)
     try:
-        manifest = local_manifest(name_or_path)
+        manifest = read_manifest(model_dir) if model_dir is not None else None
     except ModelError:
         return DEFAULT_BACKEND
     export = manifest.export if manifest is not None else None

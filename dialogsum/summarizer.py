@@ -22,7 +22,6 @@ from dialogsum.modeling import (
     TorchModel,
     default_backend,
     first_line,
-    resolve_model_dir,
     save_model,
 )
 from dialogsum.plugins import DialogsumPluginManager
@@ -103,8 +102,6 @@ class Summarizer:
         registry = get_registry(plugins)
         chosen = backend is None
         if backend is None:
-            # A mistyped folder is told as such, not as options its guessed backend refuses.
-            resolve_model_dir(name_or_path)
             backend = default_backend(name_or_path)
         implementation = registry.backend(backend)
         try:

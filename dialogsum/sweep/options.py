@@ -18,8 +18,9 @@ from pydantic import (
 from dialogsum.training.options import check_cost_budget, parse_duration
 
 #: A validation context key: the options come from the sweep's own process, where their
-#: storage was checked. A worker or Ray trial, which never opens the study itself, takes
-#: them as they are (its node need not have the database's driver).
+#: storage was checked (and a relative SQLite path made absolute). A worker process or Ray
+#: trial takes them as they are: a Ray trial never opens the study, and its node need not
+#: have the database's driver.
 CHECKED_STORAGE = "storage_checked"
 
 #: The objectives a sweep optimizes: a ROUGE score on the validation data (higher is better)

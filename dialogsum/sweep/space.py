@@ -259,16 +259,9 @@ def _dashed_range(spec: str) -> tuple[str, str] | None:
 def _reason(exc: Exception) -> str:
     """A dimension's problems; a misspelt key (``lgo``) named, with the likeliest meant and the
     valid ones."""
-    from dialogsum.validation import error_message
+    from dialogsum.validation import format_validation_error
 
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    problems = []
-    for item in exc.errors():
-        where = ".".join(str(part) for part in item["loc"])
-        message = error_message(item, Dimension)
-        problems.append(f"{where}: {message}" if where else message)
-    return "; ".join(problems)
+    return format_validation_error(exc, Dimension) if isinstance(exc, ValidationError) else str(exc)
 
 
 def resolve_space(

@@ -13,6 +13,7 @@ import pytest
 import dialogsum
 from dialogsum import Summarizer, hookimpl, make_plugin_manager
 from dialogsum.errors import ConfigError, ModelError, PluginError, clause
+from dialogsum.modeling import default_backend
 
 
 def test_a_folder_without_its_tokenizer_names_the_missing_files(
@@ -53,6 +54,9 @@ def test_a_mistyped_export_folder_with_its_backends_options_is_told_as_such(
     threads = {"threads": 2}  # onnxruntime's option: torch, chosen for a hub id, has none
     with pytest.raises(ModelError, match=r"^No model folder at served_int8: it does not exist"):
         Summarizer.from_pretrained("served_int8/", backend_options=threads)
+    # where every command guesses the backend (serve, batch, from_pretrained)
+    with pytest.raises(ModelError, match=r"Did you mean served-int8\?"):
+        default_backend("served_int8/")
     with pytest.raises(ConfigError) as caught:
         Summarizer.from_pretrained("served_int8", backend_options=threads)
     message = str(caught.value)
