@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import DataError, logger
+from dialogsum.errors import ConfigError, DataError, logger
 from dialogsum.validation import OTHER_NAMES, validate_options
 
 #: Called with a dialogue's index and its summary as soon as that summary is final.
@@ -123,6 +123,7 @@ def parse_generation(
     defaults: Mapping[str, Any] | None = None,
     *,
     unlisted: tuple[str, ...] = (),
+    no_sampling: str | None = None,
 ) -> GenerationOptions:
     """Validate ``**generation`` keyword arguments, naming the bad option and the valid ones.
 
@@ -131,11 +132,38 @@ def parse_generation(
     server sets ``batch_size`` itself). Sampling options among the model's defaults apply only
     when the result samples: a model saved with a temperature is still decoded greedily when
     the caller turns sampling off, but a temperature the caller gives without sampling fails.
+    ``no_sampling`` names the backend when it cannot sample: the caller's sampling options are
+    then refused, naming it, and left out of the valid ones.
     """
+    if no_sampling is not None:
+        unlisted = (*unlisted, "do_sample", *SAMPLING_OPTIONS)
+        _refuse_sampling(generation, no_sampling, unlisted)
     if defaults and not _samples(generation.get("do_sample", defaults.get("do_sample"))):
         defaults = {k: v for k, v in defaults.items() if k not in SAMPLING_OPTIONS}
     return validate_options(
         "generation", GenerationOptions, generation, defaults=defaults, unlisted=unlisted
+    )
+
+
+def _refuse_sampling(
+    generation: Mapping[str, Any], backend: str, unlisted: tuple[str, ...]
+) -> None:
+    """Fail naming the sampling options in ``generation`` (``do_sample=False`` is no request to
+    sample): ``backend`` decodes by greedy or beam search only."""
+    asked = [
+        f"{name}={generation[name]!r}"
+        for name in ("do_sample", *SAMPLING_OPTIONS)
+        if name in generation and (name != "do_sample" or _samples(generation[name]))
+    ]
+    if not asked:
+        return
+    one = len(asked) == 1
+    fields = ", ".join(f for f in GenerationOptions.model_fields if f not in unlisted)
+    raise ConfigError(
+        f"Invalid options for generation: {', '.join(asked)}: the {backend} backend decodes by "
+        f"greedy or beam search and cannot sample; leave {'it' if one else 'them'} out, or "
+        f"sample with backend='torch' on the model this one was exported from. Valid fields: "
+        f"{fields}."
     )
 
 

@@ -59,6 +59,10 @@ class Predictor(ABC):
 
     #: The model's manifest: prompt, lengths and decoding defaults (and the export record).
     manifest: ModelManifest
+    #: Whether the backend can sample (``do_sample``). Where it cannot, the Summarizer (and
+    #: ``dialogsum serve``) refuse the sampling options before a dialogue reaches it, naming
+    #: the backend, and leave them out of the options an error lists as valid.
+    samples: bool = True
 
     @abstractmethod
     def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:

@@ -449,11 +449,19 @@ class Summarizer:
         options checked once (``dialogsum serve`` does). A bad option is a ConfigError naming
         it and the valid ones.
         """
-        options = parse_generation(generation, self.manifest.generation)
+        refused = self.sampling_refused_by
+        options = parse_generation(generation, self.manifest.generation, no_sampling=refused)
         if options.adapter is None:
             return options
         # An adapter brings its own decoding defaults (those it was tuned with).
-        return parse_generation(generation, self.adapter(options.adapter).manifest.generation)
+        defaults = self.adapter(options.adapter).manifest.generation
+        return parse_generation(generation, defaults, no_sampling=refused)
+
+    @property
+    def sampling_refused_by(self) -> str | None:
+        """The backend's name when it cannot sample (``do_sample`` and the sampling options are
+        refused); None when it can."""
+        return None if self._predictor.samples else self.backend
 
     def _options(
         self, options: object, generation: dict[str, Any], caller: str

@@ -100,7 +100,9 @@ def request_options(
     try:
         # The request's own fields alone first, so that an error lists what a request may set;
         # then the Summarizer puts them over the defaults of the model or of the adapter.
-        parse_generation(generate, unlisted=NOT_REQUESTED)
+        parse_generation(
+            generate, unlisted=NOT_REQUESTED, no_sampling=summarizer.sampling_refused_by
+        )
         options = summarizer.generation_options(**generate, adapter=adapter)
     except UnknownAdapterError as exc:
         raise Rejected(404, f"{adapter_field}: {exc}") from None

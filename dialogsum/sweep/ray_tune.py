@@ -22,7 +22,7 @@ from ray.tune.stopper import Stopper
 
 from dialogsum.sweep.job import SweepContext, past
 from dialogsum.sweep.progress import Progress
-from dialogsum.sweep.study import ask, interrupt, tell_finished, tell_pruned
+from dialogsum.sweep.study import ask, counted_trials, interrupt, tell_finished, tell_pruned
 from dialogsum.sweep.trials import trial_folder
 
 
@@ -58,7 +58,9 @@ def run_ray(job: Any, context: SweepContext, study: Any, progress: Progress | No
             mode=mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=-1,  # until the searcher says the sweep has its trials
+            # The trials left to run, at most (repeats end without a Ray trial, and the
+            # searcher says when the sweep has its trials): Ray's table shows this number.
+            num_samples=max(options.trials - counted_trials(study), 1),
             max_concurrent_trials=options.workers,
         ),
         run_config=tune.RunConfig(

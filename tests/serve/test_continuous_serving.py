@@ -109,3 +109,17 @@ def test_the_batching_setting() -> None:
     assert ServeSettings(batching=False).batching == "off"  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="'continuous', 'micro' or 'off'"):
         ServeSettings(batching="dynamic")  # type: ignore[arg-type]
+
+
+def test_a_request_for_sampling_is_refused_naming_the_backend(model: Summarizer) -> None:
+    body = {"inputs": "#Person1#: Hi.", "parameters": {"generate_parameters": {"top_p": 0.9}}}
+    with Server(model, ServeSettings(max_wait_ms=0)) as address:
+        answer = httpx.post(f"{address}/v1/summarize", json=body, timeout=60)
+        assert httpx.get(f"{address}/readyz", timeout=10).status_code == 200
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error.startswith("parameters.generate_parameters: Invalid options for generation:")
+    assert "top_p=0.9: the onnxruntime backend decodes by greedy or beam search" in error
+    # Not told to add do_sample (which it would then refuse), nor offered the sampling options.
+    assert "--do-sample" not in error and "do_sample=True" not in error
+    assert "top_p" not in error.split("Valid fields: ")[1]

@@ -87,6 +87,8 @@ def length_groups(lengths: list[int]) -> list[list[int]]:
 class OnnxPredictor(Predictor):
     """Summarization (greedy or beam search) with onnxruntime over an export folder."""
 
+    samples = False
+
     def __init__(
         self,
         model_dir: str | Path,

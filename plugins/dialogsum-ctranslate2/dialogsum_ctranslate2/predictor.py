@@ -79,6 +79,8 @@ def export_manifest(model_dir: Path | str) -> tuple[Path, ModelManifest]:
 class CTranslate2Predictor(Predictor):
     """Summarization (greedy or beam search) with a CTranslate2 ``Translator`` on the CPU."""
 
+    samples = False
+
     def __init__(
         self,
         model_dir: Path | str,

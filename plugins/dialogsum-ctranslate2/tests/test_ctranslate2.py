@@ -336,8 +336,11 @@ def test_greedy_summaries_are_reported_while_their_batch_decodes(exported: Path)
 
 def test_bad_options_and_sampling_are_config_errors(exported: Path) -> None:
     served = Summarizer.from_pretrained(exported, backend_options=SERVE)
-    with pytest.raises(ConfigError, match="do_sample is not supported"):
+    with pytest.raises(ConfigError, match=r"the ctranslate2 backend .* cannot sample"):
         served.summarize(PROBE, do_sample=True)
+    sampled = served.generation_options().model_copy(update={"do_sample": True})
+    with pytest.raises(ConfigError, match="do_sample is not supported"):
+        served.predictor.summarize(PROBE, sampled)
     with pytest.raises(ConfigError, match="Invalid options for backend 'ctranslate2'"):
         Summarizer.from_pretrained(exported, backend_options={"compute": "int8"})
     with pytest.raises(ConfigError, match="Invalid options for export with backend 'ctranslate2'"):

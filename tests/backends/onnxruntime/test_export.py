@@ -298,8 +298,21 @@ def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir
 
 def test_onnx_backend_input_errors(lora_export: Path) -> None:
     served = Summarizer.from_pretrained(lora_export, backend="onnxruntime", backend_options=SERVE)
-    with pytest.raises(ConfigError, match=r"do_sample is not supported.*backend='torch'"):
+    assert served.sampling_refused_by == "onnxruntime"
+    cannot = r"the onnxruntime backend decodes by greedy or beam search and cannot sample"
+    with pytest.raises(ConfigError, match=rf"do_sample=True: {cannot}.*backend='torch'"):
         served.summarize(["#Person1#: Hi."], do_sample=True)
+    # A sampling option alone is refused for the backend, not told to add do_sample; the
+    # options the error lists are those this backend reads.
+    with pytest.raises(ConfigError, match=rf"temperature=0.7, top_k=5: {cannot}") as refused:
+        served.summarize(["#Person1#: Hi."], temperature=0.7, top_k=5)
+    valid = str(refused.value).split("Valid fields: ")[1]
+    assert "num_beams" in valid and "temperature" not in valid and "do_sample" not in valid
+    assert served.summarize(["#Person1#: Hi."], do_sample=False, max_new_tokens=4)
+    # The predictor itself still refuses sampling options that reach it another way.
+    sampled = served.generation_options().model_copy(update={"do_sample": True})
+    with pytest.raises(ConfigError, match=r"do_sample is not supported.*backend='torch'"):
+        served.predictor.summarize(["#Person1#: Hi."], sampled)
     with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'onnxruntime'"):
         served.finetune([{"dialogue": "a", "summary": "b"}])
 
