@@ -304,9 +304,17 @@ def _from_pretrained(cls: Any, source: str, what: str) -> Any:
             where = "the Hugging Face hub (it is not a local folder)"
         raise ModelError(
             f"Could not load the {what} '{source}' from {where}: {type(exc).__name__}: "
-            f"{first_line(exc)}. Give a folder that save() wrote, the bundled "
-            f"'dialogsum-tiny', or a hub id such as {DEFAULT_MODEL} when online."
+            f"{_without_offline_advice(first_line(exc))}. Give a folder that save() wrote, the "
+            f"bundled 'dialogsum-tiny', or a hub id such as {DEFAULT_MODEL} when online."
         ) from exc
+
+
+def _without_offline_advice(text: str) -> str:
+    """``text`` without the library's advice to pass ``local_files_only=False``: dialogsum
+    chose to stay offline (the hub did not answer), and the caller passed no such option."""
+    sentences = text.split(". ")
+    kept = [sentence for sentence in sentences if "local_files_only" not in sentence]
+    return clause(". ".join(kept)) if kept else text
 
 
 #: How a user names an adapter's base model, from Python and from the command line.

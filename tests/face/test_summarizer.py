@@ -10,6 +10,7 @@ import pytest
 
 from dialogsum import Summarizer
 from dialogsum.errors import BackendError, ConfigError, DataError, ModelError, PluginError
+from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.plugin_api import GenerationOptions, ModelManifest, Predictor
 
 DIALOGUE = "#Person1#: Can I help you?\n#Person2#: I'd like a ticket to Boston, please."
@@ -144,8 +145,13 @@ def test_manifest_from_newer_version(base: Summarizer, tmp_path: Path) -> None:
 
 
 def test_unreachable_hub_id() -> None:
-    with pytest.raises(ModelError, match=r"'google/flan-t5-nonexistent'.*not a local folder"):
+    with pytest.raises(
+        ModelError, match=r"'google/flan-t5-nonexistent'.*not a local folder"
+    ) as refused:
         Summarizer.from_pretrained("google/flan-t5-nonexistent")
+    # The caller passed no local_files_only: the library's advice to change it is left out.
+    assert "local_files_only" not in str(refused.value)
+    assert str(refused.value).endswith(f"or a hub id such as {DEFAULT_MODEL} when online.")
 
 
 def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
