@@ -132,6 +132,7 @@ class CheckedDecoder(ContinuousDecoder):
 
     def __init__(self, decoder: ContinuousDecoder, backend: str) -> None:
         self.decoder = decoder
+        #: How errors name the backend: "'onnxruntime' backend", with a plugin's distribution.
         self.backend = backend
 
     def add(self, rows: list[ContinuousRow]) -> None:
@@ -160,7 +161,7 @@ class CheckedDecoder(ContinuousDecoder):
         def on_error(exc: Exception) -> None:
             if not isinstance(exc, DialogsumError):
                 named = BackendError(
-                    f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}."
+                    f"The {self.backend} failed: {type(exc).__name__}: {first_line(exc)}."
                 )
                 named.__cause__ = exc
                 exc = named

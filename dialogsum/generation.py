@@ -162,8 +162,8 @@ def _refuse_sampling(
     raise ConfigError(
         f"Invalid options for generation: {', '.join(asked)}: the {backend} backend decodes by "
         f"greedy or beam search and cannot sample; leave {'it' if one else 'them'} out, or "
-        f"sample with backend='torch' on the model this one was exported from. Valid fields: "
-        f"{fields}."
+        f"sample with backend='torch' (for an export, on the model it was exported from). "
+        f"Valid fields: {fields}."
     )
 
 

@@ -15,6 +15,7 @@ The built-ins are always loaded: they are part of dialogsum, not optional extens
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from importlib.metadata import EntryPoint, entry_points
@@ -34,6 +35,12 @@ ENV_DISABLE_AUTOLOAD = "DIALOGSUM_DISABLE_PLUGIN_AUTOLOAD"
 def canonical_name(name: str) -> str:
     """Normalise a distribution name the way packaging does (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_core_source(source: str) -> bool:
+    """Whether a plugin's origin (as :meth:`DialogsumPluginManager.source_of` tells it) is
+    dialogsum itself: a built-in."""
+    return source.split(" ")[0] == CORE_DISTRIBUTION
 
 
 class DialogsumPluginManager(pluggy.PluginManager):
@@ -118,6 +125,13 @@ def _silent(plugin: object, callers: list[Any]) -> str | None:
         ]
         if plain:
             return f"defines {', '.join(plain)} without the @dialogsum.hookimpl decorator"
+        hook = getattr(plugin, "__name__", "")
+        if inspect.isfunction(plugin) and hook in ("register_methods", "register_backends"):
+            # An entry point 'package.module:register_backends' loads the hook itself.
+            return (
+                f"is the function {hook}(), not the module that holds it: point the entry "
+                f"point at the module ('package.module', not 'package.module:{hook}')"
+            )
         return "implements no dialogsum hook"
     for caller in callers:
         for impl in caller.get_hookimpls():

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from dialogsum.errors import PluginError
 from dialogsum.interfaces import FinetuneMethod, InferenceBackend
-from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager
+from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager, is_core_source
 from dialogsum.validation import format_validation_error, validate_options
 
 __all__ = ["Registered", "Registry", "format_validation_error", "get_registry", "validate_options"]
@@ -92,8 +92,16 @@ class Registry:
                 f"(or register it once)."
             )
         if name in table:
+            earlier = table[name].source
+            if is_core_source(earlier) or is_core_source(source):
+                plugin = source if is_core_source(earlier) else earlier
+                raise PluginError(
+                    f"Plugin {plugin} registers a {kind} named '{name}', the name of one built "
+                    f"into dialogsum (built-ins always load): give yours another name (its "
+                    f"name attribute)."
+                )
             raise PluginError(
-                f"Two plugins register a {kind} named '{name}': {table[name].source} and {source}. "
+                f"Two plugins register a {kind} named '{name}': {earlier} and {source}. "
                 f"Uninstall one of them, or choose which loads with DIALOGSUM_PLUGINS."
             )
         table[name] = Registered(name=name, obj=obj, source=source)
@@ -232,6 +240,14 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
                 f"{rate!r}; it must be a positive, finite number (the rate used when the user "
                 f"gives none)."
             )
+    if isinstance(obj, InferenceBackend) and hasattr(obj, "samples"):
+        # Read from the predictor: set here it would be ignored, and sampling would reach a
+        # backend that cannot do it.
+        raise PluginError(
+            f"The backend '{name}' registered by {source} sets samples on its "
+            f"InferenceBackend; it belongs on the Predictor its load() returns (class "
+            f"attribute samples = False there)."
+        )
     if isinstance(obj, InferenceBackend) and obj.ExportOptions is not None:
         _check_options(kind, name, source, "ExportOptions", obj.ExportOptions)
         if type(obj).export is InferenceBackend.export:

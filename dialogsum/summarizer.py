@@ -24,7 +24,7 @@ from dialogsum.modeling import (
     first_line,
     save_model,
 )
-from dialogsum.plugins import DialogsumPluginManager
+from dialogsum.plugins import DialogsumPluginManager, is_core_source
 from dialogsum.registry import get_registry
 from dialogsum.training.options import TrainingOptions
 
@@ -133,6 +133,13 @@ class Summarizer:
                 f"Backend '{backend}' ({registry.backends[backend].source}) returned "
                 f"{type(predictor).__name__} from load(), which is not a "
                 f"dialogsum.plugin_api.Predictor; subclass it (docs/plugins.md)."
+            )
+        if not isinstance(getattr(predictor, "manifest", None), ModelManifest):
+            raise PluginError(
+                f"Backend '{backend}' ({registry.backends[backend].source}) returned a "
+                f"{type(predictor).__name__} from load() without a manifest: set "
+                f"self.manifest = read_manifest(folder) (a dialogsum.plugin_api.ModelManifest) "
+                f"in its __init__; every summary reads the model's prompt and lengths from it."
             )
         return cls(
             predictor, backend=backend, source=source, plugins=plugins, backend_options=options
@@ -458,6 +465,15 @@ class Summarizer:
         return parse_generation(generation, defaults, no_sampling=refused)
 
     @property
+    def _backend_named(self) -> str:
+        """The backend as errors name it: "'onnxruntime' backend", and a plugin's distribution
+        ("'mine' backend (dialogsum-mine 0.1.0)"), whose author the error is for."""
+        registered = get_registry(self._plugins).backends.get(self.backend)
+        if registered is None or is_core_source(registered.source):
+            return f"'{self.backend}' backend"
+        return f"'{self.backend}' backend ({registered.source})"
+
+    @property
     def sampling_refused_by(self) -> str | None:
         """The backend's name when it cannot sample (``do_sample`` and the sampling options are
         refused); None when it can."""
@@ -556,7 +572,7 @@ class Summarizer:
         :mod:`dialogsum.continuous`). ``dialogsum serve --batching continuous`` runs one.
         """
         decoder = self._predictor.continuous_decoder(settings or ContinuousSettings())
-        return None if decoder is None else CheckedDecoder(decoder, self.backend)
+        return None if decoder is None else CheckedDecoder(decoder, self._backend_named)
 
     def summarize_rows(
         self,
@@ -596,7 +612,7 @@ class Summarizer:
             raise
         except Exception as exc:  # a backend's own failure, named (a plugin's included)
             raise BackendError(
-                f"The '{self.backend}' backend failed: {type(exc).__name__}: {first_line(exc)}."
+                f"The {self._backend_named} failed: {type(exc).__name__}: {first_line(exc)}."
             ) from exc
         self._check_summaries(dialogues, summaries)
         return summaries

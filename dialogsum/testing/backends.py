@@ -19,7 +19,7 @@ import pytest
 from dialogsum import ConfigError, DataError, DialogsumError, Predictor, Summarizer
 from dialogsum.continuous import ContinuousRow, ContinuousSettings
 from dialogsum.data import sample_rows
-from dialogsum.plugin_api import MANIFEST_NAME, InferenceBackend, read_manifest
+from dialogsum.plugin_api import MANIFEST_NAME, InferenceBackend, ModelManifest, read_manifest
 from dialogsum.plugins import DialogsumPluginManager
 from dialogsum.registry import get_registry
 from dialogsum.testing.contract import ContractBase
@@ -201,7 +201,13 @@ class BackendContract(ContractBase):
         backend = registry.backend(backend_name)
         options = registry.backend_options(backend_name, self.backend_options)
         where = Path(model_dir) if Path(model_dir).exists() else model_dir
-        assert isinstance(backend.load(where, options), Predictor)
+        predictor = backend.load(where, options)
+        assert isinstance(predictor, Predictor)
+        # Every summary reads the model's prompt and lengths from it (set it in __init__).
+        assert isinstance(getattr(predictor, "manifest", None), ModelManifest), (
+            f"{type(predictor).__name__} has no manifest: set self.manifest = "
+            f"read_manifest(folder) in its __init__"
+        )
 
     def test_summaries_come_back_one_per_dialogue_in_input_order(self, served: Summarizer) -> None:
         dialogues = contract_dialogues()

@@ -142,8 +142,11 @@ def test_plugin_clashing_with_a_builtin_is_an_error(install: Callable[..., str])
     install("dialogsum-my-lora", method_plugin("lora"))
     with pytest.raises(PluginError) as info:
         get_registry(make_plugin_manager())
-    assert "dialogsum-my-lora 1.0" in str(info.value)
-    assert "dialogsum " in str(info.value)  # the built-in's distribution
+    message = str(info.value)
+    assert "Plugin dialogsum-my-lora 1.0 registers a method named 'lora'" in message
+    # Built-ins always load: neither uninstalling nor the allowlist helps, a new name does.
+    assert "built into dialogsum" in message and "give yours another name" in message
+    assert ENV_ALLOWLIST not in message
 
 
 def test_hook_that_raises_names_its_distribution(install: Callable[..., str]) -> None:
@@ -285,6 +288,14 @@ def _undecorated_register_methods(register: Callable[[Any], None]) -> None:
     register(EchoMethod())
 
 
+def _the_hook_itself() -> Callable[..., None]:
+    @hookimpl
+    def register_methods(register: Callable[[Any], None]) -> None:
+        register(EchoMethod())
+
+    return register_methods
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -297,6 +308,12 @@ def _undecorated_register_methods(register: Callable[[Any], None]) -> None:
             r"has register_methods\(\) without its 'register' parameter",
         ),
         (lambda: types.SimpleNamespace(), "implements no dialogsum hook"),
+        # An entry point 'package.module:register_methods' loads the hook, not its module.
+        (
+            lambda: _the_hook_itself(),
+            r"is the function register_methods\(\), not the module that holds it.*"
+            r"'package.module', not 'package.module:register_methods'",
+        ),
     ],
 )
 def test_a_plugin_that_would_register_nothing_says_so(make: Any, message: str) -> None:

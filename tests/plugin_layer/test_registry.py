@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 import dialogsum
 from dialogsum import FinetuneMethod, NoOptions, PluginError, Summarizer, hookimpl
-from dialogsum.interfaces import FALLBACK_LEARNING_RATE
+from dialogsum.generation import GenerationOptions
+from dialogsum.interfaces import FALLBACK_LEARNING_RATE, Predictor
 from dialogsum.plugins import ENV_DISABLE_AUTOLOAD, make_plugin_manager
 from dialogsum.registry import get_registry
 
@@ -130,6 +131,11 @@ class _ZeroRate(EchoMethod):
     default_learning_rate = 0.0
 
 
+class _SamplesOnTheBackend(EchoBackend):
+    name = "greedy_only"
+    samples = False  # read from the predictor: here it would change nothing
+
+
 @pytest.mark.parametrize(
     ("kind", "obj", "expected"),
     [
@@ -141,6 +147,7 @@ class _ZeroRate(EchoMethod):
         ("methods", _ZeroRate(), "default_learning_rate 0.0"),
         ("backends", _NoLoad(), "does not subclass dialogsum.plugin_api.InferenceBackend"),
         ("backends", EchoBackend, "register an instance: register(EchoBackend())"),
+        ("backends", _SamplesOnTheBackend(), "belongs on the Predictor its load() returns"),
     ],
     ids=[
         "class-not-instance",
@@ -151,6 +158,7 @@ class _ZeroRate(EchoMethod):
         "bad-learning-rate",
         "not-a-backend-subclass",
         "backend-class",
+        "samples-on-the-backend",
     ],
 )
 def test_invalid_registrations_are_plugin_errors_naming_the_plugin(
@@ -162,6 +170,49 @@ def test_invalid_registrations_are_plugin_errors_naming_the_plugin(
         get_registry(manager)
     assert expected in str(info.value)
     assert "in-process plugin 'sloppy'" in str(info.value)
+
+
+class _NoManifestPredictor(Predictor):
+    def summarize(self, dialogues: list[str], options: GenerationOptions) -> list[str]:
+        return list(dialogues)
+
+
+class _NoManifestBackend(EchoBackend):
+    name = "no_manifest"
+
+    def load(self, model_dir: Any, options: Any) -> Any:
+        return _NoManifestPredictor()
+
+
+class _Failing(EchoBackend):
+    name = "failing"
+
+    def load(self, model_dir: Any, options: Any) -> Any:
+        predictor = super().load(model_dir, options)
+        predictor.summarize = lambda dialogues, options: {}["missing-key"]
+        return predictor
+
+
+def test_a_predictor_without_a_manifest_is_refused_at_load() -> None:
+    manager = make_plugin_manager(load_entry_points=False)
+    backend = plugin(register_backends=lambda register: register(_NoManifestBackend()))
+    manager.register(backend, name="forgetful")
+    with pytest.raises(PluginError) as info:
+        Summarizer.from_pretrained("anything", backend="no_manifest", plugins=manager)
+    message = str(info.value)
+    assert "Backend 'no_manifest' (in-process plugin 'forgetful')" in message
+    assert "without a manifest: set self.manifest = read_manifest(folder)" in message
+
+
+def test_a_plugin_backend_that_fails_is_named_with_its_plugin() -> None:
+    manager = make_plugin_manager(load_entry_points=False)
+    manager.register(plugin(register_backends=lambda register: register(_Failing())), name="flaky")
+    summarizer = Summarizer.from_pretrained("anything", backend="failing", plugins=manager)
+    with pytest.raises(
+        dialogsum.BackendError,
+        match=r"The 'failing' backend \(in-process plugin 'flaky'\) failed: KeyError",
+    ):
+        summarizer.summarize(["#Person1#: Hi."])
 
 
 def test_the_smallest_subclass_of_the_contract_is_accepted() -> None:
