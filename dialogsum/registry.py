@@ -17,7 +17,13 @@ from pydantic import BaseModel
 
 from dialogsum.errors import PluginError
 from dialogsum.interfaces import FinetuneMethod, InferenceBackend
-from dialogsum.plugins import DialogsumPluginManager, get_plugin_manager, is_core_source
+from dialogsum.plugins import (
+    ENV_ALLOWLIST,
+    ENV_DISABLE_AUTOLOAD,
+    DialogsumPluginManager,
+    get_plugin_manager,
+    is_core_source,
+)
 from dialogsum.validation import format_validation_error, validate_options
 
 __all__ = ["Registered", "Registry", "format_validation_error", "get_registry", "validate_options"]
@@ -60,13 +66,14 @@ class Registry:
                 register = registry._registrar(kind, source)
                 try:
                     returned = impl.function(**{arg: register for arg in impl.argnames})
-                except PluginError:
-                    raise
+                except PluginError as exc:
+                    raise PluginError(f"{exc}{_way_around(source, str(exc))}") from exc
                 except Exception as exc:
-                    raise PluginError(
+                    message = (
                         f"Plugin {source} raised in its register_{kind}s hook: "
                         f"{type(exc).__name__}: {exc}"
-                    ) from exc
+                    )
+                    raise PluginError(f"{message}{_way_around(source, message)}") from exc
                 if returned is not None:
                     raise PluginError(
                         f"Plugin {source}'s register_{kind}s hook returned "
@@ -197,6 +204,19 @@ _CONTRACT: dict[Kind, type[FinetuneMethod] | type[InferenceBackend]] = {
     "method": FinetuneMethod,
     "backend": InferenceBackend,
 }
+
+
+def _way_around(source: str, message: str) -> str:
+    """How a user runs dialogsum meanwhile, when an installed plugin's registration fails:
+    every command builds the registry, so one broken plugin stops them all."""
+    distribution = source.split(" ")[0]
+    if is_core_source(source) or source.startswith("in-process") or ENV_ALLOWLIST in message:
+        return ""
+    return (
+        f" Until it is fixed, run without it: uninstall it (pip uninstall {distribution}), or "
+        f"load only the other plugins with {ENV_ALLOWLIST}=<their distributions> (or none with "
+        f"{ENV_DISABLE_AUTOLOAD}=1)."
+    )
 
 
 def _check_shape(kind: Kind, obj: Any, source: str) -> None:
