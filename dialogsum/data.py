@@ -20,6 +20,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dialogsum.errors import DataError, clause, install_command
+from dialogsum.files import near_miss
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
@@ -214,15 +215,18 @@ def load_examples(
             isinstance(source, str)
             and _HUB_ID.match(source)
             and not path.exists()
-            # 'data/test.jsonl' is a missing file, not a datasets id
+            # 'data/test.jsonl' is a missing file, not a datasets id; nor is 'data/dialogsm'
+            # where 'data' is a local folder: a mistyped path
             and path.suffix.lower() not in (".jsonl", ".json", ".csv")
+            and not path.parent.is_dir()
         ):
             kind, location = "hub", source
             rows = _hub_rows(source, split)
         else:
             raise DataError(
-                f"No such data file or folder: {path}. Give a .jsonl, .json or .csv file, a folder "
-                f"with train/validation/test files, or a Hugging Face datasets id."
+                f"No such data file or folder: {path}{near_miss(path)} Give a .jsonl, .json or "
+                f".csv file, a folder with train/validation/test files, or a Hugging Face "
+                f"datasets id."
             )
     elif isinstance(source, Sequence):
         kind = "in-memory"

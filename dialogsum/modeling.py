@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import ModelError, clause, logger
-from dialogsum.files import check_writable, staged_folder
+from dialogsum.files import check_writable, near_miss, staged_folder
 from dialogsum.hub import hub_reachable, offline_reason, pretrained, refuse_pickles
 
 __all__ = [
@@ -173,23 +173,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path | None:
 def no_such_folder(path: Path) -> str:
     """ "No model folder at PATH: it does not exist", with the likeliest folder meant (a typo
     such as ``runs/lroa`` for ``runs/lora``) or what the parent folder holds."""
-    import difflib
-
-    message = f"No model folder at {path}: it does not exist"
-    parent = path.parent
-    if parent.is_dir():
-        folders = sorted(p.name for p in parent.iterdir() if p.is_dir() and p.name[0] != ".")
-        close = difflib.get_close_matches(path.name, folders, n=1, cutoff=0.6)
-        if close:
-            message += f". Did you mean {parent / close[0]}?"
-        elif folders:
-            shown = ", ".join(folders[:10]) + (", ..." if len(folders) > 10 else "")
-            message += f" ({parent} holds {shown})."
-        else:
-            message += f" ({parent} holds no folders)."
-    else:
-        message += f" (nor does {parent})."
-    return message
+    return f"No model folder at {path}: it does not exist{near_miss(path, folders_only=True)}"
 
 
 def read_manifest(model_dir: Path) -> ModelManifest:

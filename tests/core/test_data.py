@@ -129,11 +129,21 @@ def test_csv_error_names_line(tmp_path: Path) -> None:
         load_examples(path)
 
 
-def test_missing_path_and_missing_split(tmp_path: Path) -> None:
+def test_missing_path_and_missing_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="No such data file or folder"):
         load_examples(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="No such data file or folder"):  # not a hub id
         load_examples("nope/test.jsonl")
+    # 'owner/name' reads as a datasets id, but where 'owner' is a local folder it is a
+    # mistyped path: no advice to install the hub extra, the likeliest entry meant instead.
+    (tmp_path / "data" / "dialogsum").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as mistyped:
+        load_examples("data/dialogsm")
+    assert "No such data file or folder: data/dialogsm. Did you mean data/dialogsum?" in str(
+        mistyped.value
+    )
+    assert "pip install" not in str(mistyped.value)
     write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "a", "summary": "b"}])
     with pytest.raises(DataError, match=r"no file for split 'test'.*train.jsonl"):
         load_examples(tmp_path, "test")
