@@ -17,6 +17,9 @@ OnSummary = Callable[[int, str], None]
 
 #: Options that shape sampling only: greedy and beam search never read them.
 SAMPLING_OPTIONS = ("temperature", "top_p", "top_k")
+#: Validation context key: sampling options are checked once the backend is known (the
+#: command line, for an export: its backend may not sample at all, which is the error to give).
+SAMPLING_CHECKED_WITH_BACKEND = "sampling_checked_with_backend"
 
 
 class GenerationOptions(BaseModel):
@@ -81,10 +84,10 @@ class GenerationOptions(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _sampling_options_need_sampling(self) -> GenerationOptions:
+    def _sampling_options_need_sampling(self, info: ValidationInfo) -> GenerationOptions:
         # Without do_sample, generate() ignores them: a temperature the caller set would
         # silently change nothing.
-        if self.do_sample:
+        if self.do_sample or (info.context or {}).get(SAMPLING_CHECKED_WITH_BACKEND):
             return self
         fields = type(self).model_fields
         ignored = [

@@ -180,10 +180,21 @@ class Summarizer:
         # (Predictor.torch_model) can be tuned, saved, merged and exported.
         torch_model = self._predictor.torch_model
         if torch_model is None:
+            export = self.manifest.export
+            if export is not None:
+                # An export has no PyTorch model to load: its source has.
+                source = export.source_model
+                fix = (
+                    f"Load the PyTorch model it was exported from to {action}: "
+                    f"Summarizer.from_pretrained('{source}')."
+                    if source
+                    else f"Load the PyTorch model it was exported from to {action}."
+                )
+            else:
+                fix = f"Load the model with backend='torch' to {action}."
             raise ConfigError(
                 f"{action} needs the PyTorch model, but this Summarizer serves through backend "
-                f"'{self.backend}', whose predictor does not expose one (torch_model). Load the "
-                f"model with backend='torch' to {action}."
+                f"'{self.backend}', whose predictor does not expose one (torch_model). {fix}"
             )
         return torch_model
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialogsum.data import DataOptions
 from dialogsum.errors import ConfigError
-from dialogsum.generation import GenerationOptions
+from dialogsum.generation import SAMPLING_CHECKED_WITH_BACKEND, GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.training.options import TrainingOptions
@@ -245,6 +245,18 @@ def nest_flat_keys(model: type[BaseModel], settings: Mapping[str, Any]) -> dict[
     return nested
 
 
+def _is_export(model: Any) -> bool:
+    """Whether ``model`` names a local export folder (its manifest records an export)."""
+    from dialogsum.modeling import MANIFEST_NAME, read_manifest
+
+    if not isinstance(model, str) or not (Path(model).expanduser() / MANIFEST_NAME).is_file():
+        return False
+    try:
+        return read_manifest(Path(model).expanduser()).export is not None
+    except Exception:  # a broken manifest is reported when the model loads
+        return False
+
+
 def build_config(
     model: type[ConfigT],
     file: str | None,
@@ -255,8 +267,11 @@ def build_config(
     ``flag_names``: dotted field -> ``--flag``) and the file."""
     from_file = nest_flat_keys(model, read_config_file(file)) if file else {}
     settings = merge(from_file, flags)
+    # Sampling options given for an export are checked when its backend is loaded: "add
+    # --do-sample" would be followed by "this backend cannot sample".
+    context = {SAMPLING_CHECKED_WITH_BACKEND: True} if _is_export(settings.get("model")) else None
     try:
-        return model.model_validate(settings)
+        return model.model_validate(settings, context=context)
     except ValidationError as exc:
         where = f" (config file {file} and flags)" if file else ""
         problems = format_validation_error(exc, model, flags=flag_names or None)

@@ -296,7 +296,9 @@ def test_broken_export_folders(lora_export: Path, tmp_path: Path, tiny_model_dir
         Summarizer.from_pretrained(lora_export, backend="torch")
 
 
-def test_onnx_backend_input_errors(lora_export: Path) -> None:
+def test_onnx_backend_input_errors(
+    lora_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     served = Summarizer.from_pretrained(lora_export, backend="onnxruntime", backend_options=SERVE)
     assert served.sampling_refused_by == "onnxruntime"
     cannot = r"the onnxruntime backend decodes by greedy or beam search and cannot sample"
@@ -313,8 +315,20 @@ def test_onnx_backend_input_errors(lora_export: Path) -> None:
     sampled = served.generation_options().model_copy(update={"do_sample": True})
     with pytest.raises(ConfigError, match=r"do_sample is not supported.*backend='torch'"):
         served.predictor.summarize(["#Person1#: Hi."], sampled)
-    with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'onnxruntime'"):
+    # The command line checks sampling options once the export's backend is known: not "add
+    # --do-sample" first, and "cannot sample" after.
+    dialogue = tmp_path / "in.jsonl"
+    dialogue.write_text('{"dialogue": "#Person1#: Hi."}\n')
+    flags = ["summarize", "--model", str(lora_export), "--input", str(dialogue)]
+    assert main([*flags, "--temperature", "0.7"]) == 2
+    error = capsys.readouterr().err
+    assert f"temperature=0.7: {cannot}" in error and "--do-sample" not in error
+    # An export has no PyTorch model: the model it came from has (backend='torch' on the
+    # export itself would fail).
+    with pytest.raises(ConfigError, match=r"needs the PyTorch model.*backend 'onnxruntime'") as no:
         served.finetune([{"dialogue": "a", "summary": "b"}])
+    assert "Load the PyTorch model it was exported from to finetune" in str(no.value)
+    assert "backend='torch'" not in str(no.value)
 
 
 def test_cli_export_and_serve(lora: Summarizer, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
