@@ -316,7 +316,16 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Any]]:
             return ((f"{path}: item {index}", row) for index, row in enumerate(whole))
         if isinstance(whole, dict) and isinstance(whole.get("data"), list):
             return ((f"{path}: data[{index}]", row) for index, row in enumerate(whole["data"]))
-        raise DataError(f"{path}: expected a JSON list of objects or JSON Lines.")
+        if isinstance(whole, dict) and "dialogue" in whole:
+            return iter([(f"{path}", whole)])  # one row, as the same line in a .jsonl file is
+        held = (
+            f" It holds one object, with no 'dialogue' field (its fields: "
+            f"{', '.join(map(str, list(whole)[:8])) or 'none'}): give objects with 'dialogue' "
+            f"(and 'summary' to train or score), in a list or one per line."
+            if isinstance(whole, dict)
+            else ""
+        )
+        raise DataError(f"{path}: expected a JSON list of objects or JSON Lines.{held}")
     return _json_lines(path)
 
 
@@ -346,10 +355,18 @@ def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
+            suffix = Path(str(name)).suffix.lower()
+            # A .txt or .md file is read as JSON Lines (many are): say so when it is not.
+            read_as = (
+                f" A {suffix or 'suffix-less'} file is read as JSON Lines; give a .jsonl, .json "
+                f"or .csv file."
+                if suffix not in (".jsonl", ".json", ".ndjson") and not name.startswith("<")
+                else ""
+            )
             raise DataError(
                 f"{name}:{number}: invalid JSON ({exc.msg.removesuffix(' at')}, column "
                 f"{exc.colno}). Each line is one JSON value: an object such as "
-                f'{{"dialogue": "#Person1#: ..."}}, or a JSON string.'
+                f'{{"dialogue": "#Person1#: ..."}}, or a JSON string.{read_as}'
             ) from None
 
 

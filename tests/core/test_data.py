@@ -84,6 +84,23 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     assert " at at " not in str(info.value)
 
 
+def test_a_file_of_another_kind_and_a_single_object(tmp_path: Path) -> None:
+    notes = tmp_path / "dialogue.txt"
+    notes.write_text("#Person1#: Hi.\n")
+    with pytest.raises(DataError, match=r"dialogue.txt:1: invalid JSON") as info:
+        load_examples(notes)
+    assert "A .txt file is read as JSON Lines; give a .jsonl, .json or .csv file." in str(
+        info.value
+    )
+    # One object in a .json file is one row, as the same line is in a .jsonl file.
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"dialogue": "d", "summary": "s"}))
+    assert load_examples(one)[0].references == ("s",)
+    one.write_text(json.dumps({"text": "d"}))
+    with pytest.raises(DataError, match=r"one object, with no 'dialogue' field \(its fields: text"):
+        load_examples(one)
+
+
 def test_an_empty_file_and_an_empty_csv_id(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
