@@ -198,8 +198,15 @@ def check_dialogues(dialogues: Any) -> list[str]:
         ) from None
     for index, item in enumerate(items):
         if not isinstance(item, str):
+            row = (
+                " For rows such as {'dialogue': ...}, pass each row's text: "
+                "[row['dialogue'] for row in rows]."
+                if isinstance(item, Mapping) and "dialogue" in item
+                else ""
+            )
             raise DataError(
-                f"dialogues[{index}] is a {type(item).__name__}; every dialogue must be a string."
+                f"dialogues[{index}] is a {type(item).__name__}; every dialogue must be a "
+                f"string.{row}"
             )
         if not item.strip():
             raise DataError(f"dialogues[{index}] is empty; every dialogue needs text to summarize.")

@@ -46,7 +46,8 @@ def error_message(item: Any, model: type[BaseModel] | None, *, listing: bool = T
     """One pydantic error's message; an unknown key's names the likeliest key meant and the
     valid keys there, which pydantic's "Extra inputs are not permitted" does not."""
     # A validator's own message, without pydantic's "Value error, " before it.
-    message = str(item["msg"]).removeprefix("Value error, ")
+    # Without its closing period, too: the messages quoting it go on after it (". Valid ...").
+    message = clause(str(item["msg"]).removeprefix("Value error, "))
     if item["type"] in ("literal_error", "enum"):  # a misspelt choice: show what was read
         message += f", got {item['input']!r}"
     if item["type"] != "extra_forbidden" or model is None:

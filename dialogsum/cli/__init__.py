@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from dialogsum._version import __version__
 from dialogsum.cli import (
     batch,
     compare,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dialogsum", description="Fine-tune FLAN-T5 into a dialogue summarizer and serve it."
     )
+    parser.add_argument("--version", action="version", version=f"dialogsum {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
@@ -67,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("dialogsum").setLevel(logging.INFO)
     quiet_other_ranks(logging.getLogger("dialogsum"))
-    args, unknown = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    _check_command(parser, list(sys.argv[1:] if argv is None else argv))
+    args, unknown = parser.parse_known_args(argv)
     if unknown:  # said with the command's own usage, not the top-level one
         args.command_parser.error(unrecognized(args.command_parser, args, unknown))
     handler: Handler = args.handler
@@ -79,6 +83,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dialogsum {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A misspelt command (``dialogsum sumarize``) is told the one likely meant; argparse only
+    lists them all."""
+    import difflib
+
+    given = next((token for token in argv if not token.startswith("-")), None)
+    choices = [
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    ]
+    if given is None or given in choices:
+        return
+    close = difflib.get_close_matches(given, choices, n=1, cutoff=0.6)
+    meant = f"did you mean '{close[0]}'? " if close else ""
+    parser.error(f"unknown command {given!r}: {meant}The commands: {', '.join(choices)}.")
 
 
 def unrecognized(

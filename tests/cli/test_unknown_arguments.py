@@ -92,3 +92,23 @@ def test_a_bare_path_is_told_the_flag_that_takes_it(
     assert _error(["serve", "--model", str(tmp_path), str(tmp_path)], capsys).endswith(
         f"unrecognized arguments: {tmp_path}"
     )
+
+
+def test_a_misspelt_command_is_told_the_closest_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["sumarize", "--model", "dialogsum-tiny"])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(
+        "dialogsum: error: unknown command 'sumarize': did you mean 'summarize'?"
+    )
+    assert "plugins, train, sweep" in last  # the commands as typed
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from dialogsum import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dialogsum {__version__}"

@@ -40,6 +40,11 @@ def test_beam_search_and_options(base: Summarizer) -> None:
         (DIALOGUE, r"got a single string; wrap it"),
         ([DIALOGUE, ""], r"dialogues\[1\] is empty"),
         ([DIALOGUE, 42], r"dialogues\[1\] is a int"),
+        # rows as load_examples reads them from a file: told to pass their text
+        (
+            [{"dialogue": DIALOGUE}],
+            r"dialogues\[0\] is a dict.*pass each row's text: \[row\['dialogue'\] for row",
+        ),
     ],
 )
 def test_bad_dialogues(base: Summarizer, dialogues: object, message: str) -> None:
