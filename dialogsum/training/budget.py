@@ -246,15 +246,17 @@ def preflight(
     if remaining <= PREFLIGHT_STEPS + 1:
         return  # measuring would cost as much as the run; the guard still applies
     logger.info(
-        "budget check: measuring %d training steps to project the run (force=True skips this)",
-        PREFLIGHT_STEPS + 1,
+        "budget check: timing %d training steps (after one to warm up) to project the run "
+        "(force=True skips this)",
+        PREFLIGHT_STEPS,
     )
     saved = _trainable_weights(plan.module)
     try:
         estimate = estimate_run(plan, steps=PREFLIGHT_STEPS)
     finally:
         _restore(plan.module, saved)
-    projected = agreed_max(clock() - started + estimate.seconds_per_step * remaining)
+    spent = clock() - started  # the budget counts the measuring
+    projected = agreed_max(spent + estimate.seconds_per_step * remaining)
     limit = budget.exceeded(projected)
     if limit is None:
         logger.info(
@@ -271,7 +273,8 @@ def preflight(
     raise ConfigError(
         f"The run is projected to exceed its budget: {remaining:,} steps at "
         f"{estimate.seconds_per_step:.2f} s per step (measured over {estimate.measured_steps} "
-        f"steps on {estimate.hardware}) take about {describe_seconds(projected)}"
+        f"steps on {estimate.hardware}) take about {describe_seconds(projected)} with the "
+        f"{describe_seconds(spent)} spent measuring"
         + (f" and cost about {cost:,.2f}" if cost is not None else "")
         + f", over the budget of {budget.describe(limit)}. Nothing was trained. Raise the budget "
         f"(max_time/max_cost; CLI: --max-time, --max-cost), train fewer steps (epochs, "

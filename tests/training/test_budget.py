@@ -5,6 +5,7 @@ as an uninterrupted one. A budget that is not reached changes nothing, bit for b
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,8 @@ def test_a_run_projected_over_its_cost_is_refused_before_it_trains(
         base.finetune(few_examples, output_dir=run, training=budget)
     message = str(refused.value)
     assert "projected to exceed its budget: 6 steps at" in message
+    # The projection counts the time measuring took, and says so (6 x the step is less).
+    assert re.search(r"take about [\d.]+ s with the [\d.]+ s spent measuring", message)
     assert "over the budget of max_cost 0.01 (at 3,600,000.00 per hour)" in message
     assert "Nothing was trained" in message and "force=True (CLI: --force)" in message
     assert "--max-cost" in message and "max_steps" in message
