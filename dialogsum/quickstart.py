@@ -92,9 +92,8 @@ def run_quickstart(
     output = Path(output_dir).expanduser()
     # Running the quickstart again replaces its own earlier results (marked by quickstart.json),
     # so the README's command can be repeated; any other folder is refused unless overwrite.
-    if (output / RESULTS_FILE).is_file() and not overwrite:
-        logger.warning("replacing the earlier quickstart run in %s", output)
-        overwrite = True
+    replacing = (output / RESULTS_FILE).is_file() and not overwrite
+    overwrite = overwrite or replacing
     check_writable(output, overwrite=overwrite, in_place=True)  # before anything loads
     if isinstance(data, (str, Path)) and Path(data).expanduser().is_file():
         raise ConfigError(
@@ -107,6 +106,8 @@ def run_quickstart(
     test = _first(
         group_references(load_examples(source, "test")), test_samples, "test", "--test-samples"
     )
+    if replacing:  # said once the settings and data are known good: now it will be replaced
+        logger.warning("replacing the earlier quickstart run in %s", output)
     stages: list[Stage] = []
     original = _timed(stages, f"load {model}", lambda: Summarizer.from_pretrained(model))
     texts = [e.dialogue for e in test]

@@ -108,14 +108,23 @@ def test_bundled_demo_model_loads_offline() -> None:
     ).stat().st_size < 30 * 2**20
 
 
-def test_a_single_data_file_is_refused_before_any_work(tmp_path: Path) -> None:
+def test_a_single_data_file_is_refused_before_any_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from dialogsum import ConfigError
     from dialogsum.data import sample_path
-    from dialogsum.quickstart import run_quickstart
+    from dialogsum.quickstart import RESULTS_FILE, run_quickstart
 
     with pytest.raises(ConfigError, match="one file, which would be both"):
         run_quickstart(model="dialogsum-tiny", data=sample_path("test"), output_dir=tmp_path / "q")
     assert not (tmp_path / "q").exists()
+    # Over an earlier run, which stays: no warning that it is being replaced.
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / RESULTS_FILE).write_text("{}")
+    with pytest.raises(ConfigError, match="one file"):
+        run_quickstart(model="dialogsum-tiny", data=sample_path("test"), output_dir=tmp_path / "q")
+    assert "replacing" not in caplog.text
+    assert (tmp_path / "q" / RESULTS_FILE).read_text() == "{}"
 
 
 def test_the_quickstart_hint_names_a_command_that_runs(
