@@ -83,6 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dialogsum {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (dialogsum plugins --json | head): no traceback. Python's own
+        # flush of stdout at exit would raise again, so stdout goes nowhere from here.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:

@@ -54,12 +54,12 @@ class TruncationReport:
 
 
 def tokenize_examples(
-    examples: Sequence[Example], tokenizer: Any, options: DataOptions
+    examples: Sequence[Example], tokenizer: Any, options: DataOptions, what: str = "training"
 ) -> tuple[list[dict[str, list[int]]], TruncationReport]:
     """Training features, one per (dialogue, reference) pair, unpadded.
 
     An example with several references yields one training pair per reference. Truncation is
-    counted and logged, never silent.
+    counted and logged, never silent, naming ``what`` data it is ("training", "validation").
     """
     dialogues = [e.dialogue for e in examples for _ in e.references]
     summaries = [r for e in examples for r in e.references]
@@ -81,5 +81,5 @@ def tokenize_examples(
         max_target_length=options.max_target_length,
     )
     if report.any:
-        logger.warning(report.message())
+        logger.warning("%s data: %s", what, report.message())
     return features, report

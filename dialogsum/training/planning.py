@@ -189,7 +189,9 @@ def plan_run(
         )
     train_features, truncation = tokenize_examples(train_examples, tokenizer, data_options)
     eval_features = (
-        tokenize_examples(eval_examples, tokenizer, data_options)[0] if eval_examples else None
+        tokenize_examples(eval_examples, tokenizer, data_options, "validation")[0]
+        if eval_examples
+        else None
     )
     plan = RunPlan(
         method=method,

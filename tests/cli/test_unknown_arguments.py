@@ -1,4 +1,5 @@
-"""An unknown argument is told with what it most likely meant, with the command's own usage."""
+"""The command line itself: an unknown argument or command is told with what it most likely meant
+(with the command's own usage), --version, and a reader that goes away mid-output."""
 
 from __future__ import annotations
 
@@ -112,3 +113,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"dialogsum {__version__}"
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    import subprocess
+    import sys
+
+    # `dialogsum plugins --json | head -c 100`: the pipe closes before the command writes.
+    command = [sys.executable, "-m", "dialogsum", "plugins", "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141  # as a shell reports a command its pipe closed on
+    assert "Traceback" not in err and "BrokenPipeError" not in err
