@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dialogsum.errors import DataError, clause, install_command
+from dialogsum.errors import DataError, clause, install_command, logger
 from dialogsum.files import near_miss
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
@@ -270,7 +270,11 @@ def read_dialogues(source: str | Path, split: str = "test") -> list[Example]:
         if not examples:
             raise DataError("<stdin>: no dialogues to summarize (the input is empty).")
         return examples
-    return load_examples(source, split, require_references=False)
+    examples = load_examples(source, split, require_references=False)
+    chosen = examples.provenance.file
+    if chosen is not None:  # a folder: say which of its files was read
+        logger.info("reading the %s split of %s: %s", split, source, chosen)
+    return examples
 
 
 def split_file(folder: Path, split: str) -> Path:
