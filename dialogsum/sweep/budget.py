@@ -20,7 +20,7 @@ from typing import Any
 from dialogsum.errors import ConfigError
 from dialogsum.sweep.options import SweepOptions
 from dialogsum.sweep.trials import rung_steps
-from dialogsum.training.estimates import format_duration
+from dialogsum.training.estimates import format_cost, format_duration
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,14 @@ class SweepProjection:
             "rung  steps  trials  time" + ("  cost" if self.hourly_cost is not None else ""),
         ]
         for rung in self.rungs:
-            cost = f"  {rung.cost:.2f}" if rung.cost is not None else ""
+            cost = f"  {format_cost(rung.cost)}" if rung.cost is not None else ""
             lines.append(
                 f"{rung.rung:>4}  {rung.steps:>5}  {rung.trials:>6}  "
                 f"{format_duration(rung.seconds)}{cost}"
             )
         total = f"Projected total: {format_duration(self.seconds)}"
         if self.cost is not None:
-            total += f", cost {self.cost:.2f} at {self.hourly_cost:g} per hour"
+            total += f", cost {format_cost(self.cost)} at {self.hourly_cost:g} per hour"
         total += ", one trial at a time"
         if self.workers > 1:
             total += f" (with {self.workers} workers, up to {self.workers} times less wall time"

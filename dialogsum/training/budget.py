@@ -24,7 +24,7 @@ from typing import Any
 from transformers.trainer_callback import TrainerCallback
 
 from dialogsum.errors import ConfigError, logger
-from dialogsum.training.estimates import format_duration
+from dialogsum.training.estimates import format_cost, format_duration
 from dialogsum.training.options import TrainingOptions
 from dialogsum.training.planning import RunPlan
 
@@ -107,7 +107,7 @@ class BudgetStop:
         """What happened and how to go on."""
         spent = describe_seconds(self.seconds)
         if self.cost is not None:
-            spent += f", costing {self.cost:,.2f}"
+            spent += f", costing {format_cost(self.cost)}"
         text = (
             f"The training budget ({self.budget.describe(self.limit)}) was reached after {spent}: "
             f"stopped at step {self.step} of {self.total_steps}."
@@ -275,7 +275,7 @@ def preflight(
         f"{estimate.seconds_per_step:.2f} s per step (measured over {estimate.measured_steps} "
         f"steps on {estimate.hardware}) take about {describe_seconds(projected)} with the "
         f"{describe_seconds(spent)} spent measuring"
-        + (f" and cost about {cost:,.2f}" if cost is not None else "")
+        + (f" and cost about {format_cost(cost)}" if cost is not None else "")
         + f", over the budget of {budget.describe(limit)}. Nothing was trained. Raise the budget "
         f"(max_time/max_cost; CLI: --max-time, --max-cost), train fewer steps (epochs, "
         f"max_steps), or pass force=True (CLI: --force) to train anyway and stop at the budget "

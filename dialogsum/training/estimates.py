@@ -58,7 +58,7 @@ class Estimate:
             f"pairs): about {format_duration(self.seconds)} of training"
         )
         if self.cost is not None:
-            text += f", costing about {self.cost:,.2f} at {self.hourly_cost:,.2f} per hour"
+            text += f", costing about {format_cost(self.cost)} at {self.hourly_cost:,.2f} per hour"
         text += " (evaluation and saving not included)."
         cores = os.cpu_count() or 1
         if self.load_before is not None and self.load_before >= 0.5 * cores:
@@ -68,6 +68,12 @@ class Estimate:
                 f"this projection is likely too long; measure again on an idle machine."
             )
         return text
+
+
+def format_cost(amount: float) -> str:
+    """``1234.5`` -> ``1,234.50``; an amount under a cent with its first two digits (``0.0018``),
+    not ``0.00`` (a short run at a low hourly cost)."""
+    return f"{amount:,.2f}" if amount == 0 or abs(amount) >= 0.01 else f"{amount:.2g}"
 
 
 def format_duration(seconds: float) -> str:

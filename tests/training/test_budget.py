@@ -266,3 +266,11 @@ def test_the_budget_stops_the_run_and_the_run_resumes(
         metrics(lora_run_dir)["train_loss"], abs=1e-6
     )
     assert "Partial model" not in (run_dir / "model" / "README.md").read_text()
+
+
+def test_a_cost_under_a_cent_is_not_shown_as_nothing() -> None:
+    from dialogsum.training.estimates import format_cost
+
+    # A short run at a low hourly cost read "costing about 0.00".
+    assert format_cost(0.0018163) == "0.0018"
+    assert (format_cost(0), format_cost(0.4), format_cost(1234.567)) == ("0.00", "0.40", "1,234.57")
