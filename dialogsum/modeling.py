@@ -286,10 +286,15 @@ def _from_pretrained(cls: Any, source: str, what: str) -> Any:
             )
         else:
             where = "the Hugging Face hub (it is not a local folder)"
+        import difflib
+
+        bundled = difflib.get_close_matches(source, BUNDLED_MODELS, n=1, cutoff=0.8)
+        meant = f"Did you mean the bundled '{bundled[0]}'? " if bundled else ""
         raise ModelError(
             f"Could not load the {what} '{source}' from {where}: {type(exc).__name__}: "
-            f"{_without_offline_advice(first_line(exc))}. Give a folder that save() wrote, the "
-            f"bundled 'dialogsum-tiny', or a hub id such as {DEFAULT_MODEL} when online."
+            f"{_without_offline_advice(first_line(exc))}. {meant}Give a folder that save() "
+            f"wrote, the bundled 'dialogsum-tiny', or a hub id such as {DEFAULT_MODEL} when "
+            f"online."
         ) from exc
 
 

@@ -8,6 +8,7 @@ checkpoints and resume, logging integrations, and multi-GPU launch with ``torchr
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -166,7 +167,12 @@ def train(
     for callback in callbacks or []:
         trainer.add_callback(callback)
     try:
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with warnings.catch_warnings():
+            # Rotating checkpoints, transformers warns that file times may be unreliable "on
+            # this filesystem" and orders them by step, which is what it should do anyway:
+            # nothing for the user to act on.
+            warnings.filterwarnings("ignore", "mtime may not be reliable", UserWarning)
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except KeyboardInterrupt:
         interrupted(checkpoint_dir, trainer.state.global_step)
         raise

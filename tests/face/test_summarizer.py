@@ -157,6 +157,10 @@ def test_unreachable_hub_id() -> None:
     # The caller passed no local_files_only: the library's advice to change it is left out.
     assert "local_files_only" not in str(refused.value)
     assert str(refused.value).endswith(f"or a hub id such as {DEFAULT_MODEL} when online.")
+    assert "Did you mean" not in str(refused.value)
+    # A bundled model's name, mistyped, is told the one meant.
+    with pytest.raises(ModelError, match=r"Did you mean the bundled 'dialogsum-tiny'\?"):
+        Summarizer.from_pretrained("dialogsum-tinny")
 
 
 def test_unknown_backend_and_bad_backend_option(tiny_model_dir: Path) -> None:
