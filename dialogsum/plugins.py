@@ -73,7 +73,9 @@ class DialogsumPluginManager(pluggy.PluginManager):
             # An installed plugin that a test or an application also registers by hand (as
             # docs/plugins.md shows): one registration, not pluggy's "already registered".
             return self.get_name(plugin)
-        where = self.source_of(name) if name else None
+        if name is None:  # pluggy would name it by its id(): errors could not say which
+            name = _readable_name(plugin)
+        where = self.source_of(name)
         try:
             plugin_name = super().register(plugin, name)
         except pluggy.PluginValidationError as exc:
@@ -136,8 +138,22 @@ def _silent(plugin: object, callers: list[Any]) -> str | None:
     for caller in callers:
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and caller.has_spec() and "register" not in impl.argnames:
-                return f"has {caller.name}() without its 'register' parameter"
+                method = inspect.ismethod(impl.function)
+                self_first = (
+                    f" (a method takes self first: def {caller.name}(self, register))"
+                    if method
+                    else ""
+                )
+                return f"has {caller.name}() without its 'register' parameter{self_first}"
     return None
+
+
+def _readable_name(plugin: object) -> str:
+    """The name an in-process plugin registered without one gets: a module's own name, else
+    its type's and its id (unique, as pluggy needs)."""
+    if inspect.ismodule(plugin):
+        return plugin.__name__
+    return f"{type(plugin).__name__} object at {id(plugin):#x}"
 
 
 def _allowlist() -> set[str] | None:

@@ -325,6 +325,19 @@ def test_a_plugin_that_would_register_nothing_says_so(make: Any, message: str) -
         manager.register(make(), name="quiet")
 
 
+def test_a_plugin_object_is_named_by_its_type_and_a_method_without_self_is_told() -> None:
+    class Hooks:
+        @hookimpl
+        def register_methods(register: Any) -> None:  # type: ignore[misc]  # no self
+            register(EchoMethod())
+
+    with pytest.raises(PluginError) as info:
+        make_plugin_manager(load_entry_points=False).register(Hooks())
+    message = str(info.value)
+    assert "in-process plugin 'Hooks object at 0x" in message  # not a bare id()
+    assert "a method takes self first: def register_methods(self, register)" in message
+
+
 def test_a_class_as_the_plugin_is_told_to_point_at_a_module() -> None:
     class Plugin:
         @hookimpl
