@@ -141,6 +141,15 @@ class Registry:
                 f"with the {known} plugin in dialogsum's repository: pip install "
                 f"./plugins/{known} from a checkout (see docs/plugins.md)."
             )
+        registered = [*self.methods.values(), *self.backends.values()]
+        if not any(is_core_source(entry.source) for entry in registered):
+            # A manager made without entry points (tests, applications) has no built-ins.
+            raise PluginError(
+                f"Unknown {kind} '{name}'. Available {kind}s: {available}. This plugin manager "
+                f"loaded no entry points, so it has none of dialogsum's built-ins either: make "
+                f"it with make_plugin_manager() (load_entry_points=True), or register what you "
+                f"need with manager.register(plugin)."
+            )
         # Any other name: the core cannot know every third party's, and advising to install
         # a package of whatever name was typed would send users to typosquatters.
         raise PluginError(

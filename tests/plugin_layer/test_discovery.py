@@ -51,6 +51,9 @@ def test_a_fresh_manager_without_entry_points_knows_nothing() -> None:
     registry = get_registry(make_plugin_manager(load_entry_points=False))
     assert registry.methods == {}
     assert registry.backends == {}
+    # Asked for a built-in, it says why it has none (not "install a plugin").
+    with pytest.raises(PluginError, match=r"loaded no entry points, so it has none of"):
+        registry.backend("torch")
 
 
 # -- built-ins and real entry points -----------------------------------------------------------
