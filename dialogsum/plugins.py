@@ -101,7 +101,8 @@ class DialogsumPluginManager(pluggy.PluginManager):
             self.unregister(plugin)
             raise PluginError(
                 f"Plugin {self.source_of(plugin_name)} {problem}; it would register nothing. "
-                f"See docs/plugins.md: @dialogsum.hookimpl def register_methods(register): ..."
+                f"See docs/plugins.md: from dialogsum.plugin_api import hookimpl, then @hookimpl "
+                f"def register_methods(register): ..."
             )
         if unknown:
             self.unregister(plugin)
@@ -126,7 +127,10 @@ def _silent(plugin: object, callers: list[Any]) -> str | None:
             if callable(getattr(plugin, name, None))
         ]
         if plain:
-            return f"defines {', '.join(plain)} without the @dialogsum.hookimpl decorator"
+            return (
+                f"defines {', '.join(plain)} without the @hookimpl decorator (from "
+                f"dialogsum.plugin_api import hookimpl)"
+            )
         hook = getattr(plugin, "__name__", "")
         if inspect.isfunction(plugin) and hook in ("register_methods", "register_backends"):
             # An entry point 'package.module:register_backends' loads the hook itself.

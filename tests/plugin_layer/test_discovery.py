@@ -307,7 +307,7 @@ def _the_hook_itself() -> Callable[..., None]:
     [
         (
             lambda: types.SimpleNamespace(register_methods=_undecorated_register_methods),
-            "defines register_methods without the @dialogsum.hookimpl decorator",
+            "defines register_methods without the @hookimpl decorator",
         ),
         (
             lambda: plugin(register_methods=lambda: None),
