@@ -141,8 +141,10 @@ class Registry:
                 f"with the {known} plugin in dialogsum's repository: pip install "
                 f"./plugins/{known} from a checkout (see docs/plugins.md)."
             )
-        registered = [*self.methods.values(), *self.backends.values()]
-        if not any(is_core_source(entry.source) for entry in registered):
+        sources = [entry.source for entry in self.methods.values()] + [
+            entry.source for entry in self.backends.values()
+        ]
+        if not any(is_core_source(source) for source in sources):
             # A manager made without entry points (tests, applications) has no built-ins.
             raise PluginError(
                 f"Unknown {kind} '{name}'. Available {kind}s: {available}. This plugin manager "

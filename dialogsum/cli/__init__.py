@@ -25,10 +25,13 @@ from dialogsum.cli import (
     sweep,
     train,
 )
-from dialogsum.errors import DialogsumError
+from dialogsum.errors import BackendError, DialogsumError
 from dialogsum.training.distributed import quiet_other_ranks
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: Set (to anything but 0) to print an error's whole traceback, its causes included.
+TRACEBACK_ENV = "DIALOGSUM_TRACEBACK"
 
 #: The commands, in the order ``dialogsum --help`` lists them.
 COMMANDS = (
@@ -78,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except DialogsumError as exc:
+        import os
+
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exc()
+        elif isinstance(exc, BackendError) and exc.__cause__ is not None:
+            # A backend's own failure (a plugin's, often): where it happened is in its code.
+            print(f"(set {TRACEBACK_ENV}=1 to see where it failed)", file=sys.stderr)
         print(f"dialogsum {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

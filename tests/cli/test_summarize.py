@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from dialogsum.cli import main
+from dialogsum.plugin_api import InferenceBackend, ModelManifest, Predictor, hookimpl
+from dialogsum.plugins import get_plugin_manager
 
 from .conftest import Tagging
 
@@ -52,3 +56,42 @@ def test_a_model_without_adapters_says_so(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "this model serves no adapters" in error[0]
     assert not output.exists()
+
+
+class _Crashing(InferenceBackend):
+    """Loads anything; its summaries fail inside its own code."""
+
+    name = "crashing"
+
+    def load(self, model_dir: Any, options: Any) -> Predictor:
+        class Broken(Predictor):
+            manifest = ModelManifest()
+
+            def summarize(self, dialogues: list[str], options: Any) -> list[str]:
+                raise RuntimeError("deep inside the backend")
+
+        return Broken()
+
+
+def test_a_backend_failure_offers_its_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = get_plugin_manager()
+    manager.register(
+        SimpleNamespace(register_backends=hookimpl(lambda register: register(_Crashing()))),
+        name="crashing",
+    )
+    flags = ["summarize", "--model", "anything", "--backend", "crashing"]
+    flags += ["--input", str(write_input(tmp_path / "in.jsonl"))]
+    try:
+        assert main(flags) == 2
+        error = capsys.readouterr().err
+        assert "The 'crashing' backend (in-process plugin 'crashing') failed: RuntimeError" in error
+        assert "set DIALOGSUM_TRACEBACK=1 to see where it failed" in error
+        assert "Traceback" not in error
+        monkeypatch.setenv("DIALOGSUM_TRACEBACK", "1")
+        assert main(flags) == 2
+        error = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in error and "deep inside the backend" in error
+    finally:
+        manager.unregister(name="crashing")
