@@ -111,6 +111,7 @@ def run_batch(
             f"JSON Lines file. Give a file name such as {target / 'summaries.jsonl'} (the ray "
             f"engine writes a folder of part files)."
         )
+    _check_not_an_input(files, target)
     check_output(target, engine=settings.engine)
     _check_outside_input(source, target, settings)
     _check_rejects(settings, files, target, overwrite=overwrite)
@@ -211,6 +212,18 @@ def _summarize(
     finally:
         writer.close()
         bar.close()
+
+
+def _check_not_an_input(files: list[InputFile], target: Path) -> None:
+    """The output may not be an input file: --overwrite would empty the input before reading
+    it, and no rerun could recover it. Refused first, whatever else is given."""
+    resolved = target.resolve()
+    for one in files:
+        if not is_uri(one.location) and Path(one.location).expanduser().resolve() == resolved:
+            raise ConfigError(
+                f"--output {target} is this job's input file; the summaries need a file of "
+                f"their own (the input is never written). Give another --output."
+            )
 
 
 def _check_outside_input(source: str | Path, target: Path, settings: BatchSettings) -> None:

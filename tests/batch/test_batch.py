@@ -252,6 +252,12 @@ def test_bad_outputs_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[s
     foreign.write_text("a text file\n")
     assert batch("--input", str(data), "--output", str(foreign)) == 2
     assert f"{foreign}:1: not a line dialogsum batch writes" in capsys.readouterr().err
+    # The input as the output, with --overwrite too: refused before the input is touched.
+    before = data.read_bytes()
+    for more in ([], ["--overwrite"]):
+        assert batch("--input", str(data), "--output", str(data), *more) == 2
+        assert "is this job's input file" in capsys.readouterr().err
+        assert data.read_bytes() == before
     assert batch("--input", str(data), "--output", str(other), "--overwrite") == 0
     assert [r["id"] for r in read_output(other)] == [r["fname"] for r in rows()[:2]]
 
