@@ -19,8 +19,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dialogsum.errors import DataError, clause, install_command, logger
-from dialogsum.files import near_miss
+from dialogsum.errors import DataError, clause, install_command, logger, near_miss
 
 #: FLAN's own dialogue-summarization instruction, as used in the FLAN collection.
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "

@@ -358,23 +358,3 @@ def _write_partial(path: Path, temporary: Path, text: str) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def near_miss(path: Path, *, folders_only: bool = False) -> str:
-    """What to add to "``path`` does not exist": the likeliest entry meant (a typo such as
-    ``runs/lroa`` for ``runs/lora``, as ". Did you mean runs/lora?"), or what the parent holds."""
-    import difflib
-
-    parent = path.parent
-    if not parent.is_dir():
-        return f" (nor does {parent})."
-    entries = sorted(
-        p.name for p in parent.iterdir() if p.name[0] != "." and (p.is_dir() or not folders_only)
-    )
-    close = difflib.get_close_matches(path.name, entries, n=1, cutoff=0.6)
-    if close:
-        return f". Did you mean {parent / close[0]}?"
-    what = "folders" if folders_only else "files or folders"
-    if not entries:
-        return f" ({parent} holds no {what})."
-    return f" ({parent} holds {', '.join(entries[:10]) + (', ...' if len(entries) > 10 else '')})."

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import ModelError, clause, logger
-from dialogsum.files import check_writable, near_miss, staged_folder
+from dialogsum.errors import ModelError, clause, logger, near_miss
+from dialogsum.files import check_writable, staged_folder
 from dialogsum.hub import hub_reachable, offline_reason, pretrained, refuse_pickles
 
 __all__ = [
