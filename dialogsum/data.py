@@ -358,7 +358,7 @@ def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            suffix = Path(str(name)).suffix.lower()
+            suffix = Path(name).suffix.lower()
             # A .txt or .md file is read as JSON Lines (many are): say so when it is not.
             read_as = (
                 f" A {suffix or 'suffix-less'} file is read as JSON Lines; give a .jsonl, .json "

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import ConfigError, DataError, logger
-from dialogsum.validation import OTHER_NAMES, validate_options
+from dialogsum.errors import DataError, logger
+from dialogsum.validation import OTHER_NAMES, options_error, validate_options
 
 #: Called with a dialogue's index and its summary as soon as that summary is final.
 OnSummary = Callable[[int, str], None]
@@ -161,13 +161,12 @@ def _refuse_sampling(
     if not asked:
         return
     one = len(asked) == 1
-    fields = ", ".join(f for f in GenerationOptions.model_fields if f not in unlisted)
-    raise ConfigError(
-        f"Invalid options for generation: {', '.join(asked)}: the {backend} backend decodes by "
-        f"greedy or beam search and cannot sample; leave {'it' if one else 'them'} out, or "
-        f"sample with backend='torch' (for an export, on the model it was exported from). "
-        f"Valid fields: {fields}."
+    problems = (
+        f"{', '.join(asked)}: the {backend} backend decodes by greedy or beam search and cannot "
+        f"sample; leave {'it' if one else 'them'} out, or sample with backend='torch' (for an "
+        f"export, on the model it was exported from)"
     )
+    raise options_error("generation", GenerationOptions, problems, unlisted)
 
 
 def _samples(do_sample: Any) -> bool:

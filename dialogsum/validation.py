@@ -159,6 +159,15 @@ def _model_at(model: type[BaseModel], loc: Any) -> type[BaseModel] | None:
     return current
 
 
+def options_error(
+    label: str, options_cls: type[BaseModel], problems: str, unlisted: tuple[str, ...] = ()
+) -> ConfigError:
+    """The error for bad options of ``label``: the ``problems``, then the fields the caller may
+    set (``options_cls``'s, less ``unlisted``)."""
+    fields = ", ".join(f for f in options_cls.model_fields if f not in unlisted) or "none"
+    return ConfigError(f"Invalid options for {label}: {problems}. Valid fields: {fields}.")
+
+
 def validate_options(
     label: str,
     options_cls: type[ModelT],
@@ -187,11 +196,8 @@ def validate_options(
     try:
         return options_cls.model_validate({**(defaults or {}), **(options or {})})
     except ValidationError as exc:
-        fields = ", ".join(f for f in options_cls.model_fields if f not in unlisted) or "none"
         problems = format_validation_error(exc, options_cls, listing=False)
-        raise ConfigError(
-            f"Invalid options for {label}: {problems}. Valid fields: {fields}."
-        ) from None
+        raise options_error(label, options_cls, problems, unlisted) from None
     except Exception as exc:  # a validator of a plugin's Options that raised something else
         raise PluginError(
             f"Checking the options of {label} ({options_cls.__name__}) failed inside its own "

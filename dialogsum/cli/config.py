@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dialogsum.data import DataOptions
-from dialogsum.errors import ConfigError
+from dialogsum.errors import ConfigError, ModelError
 from dialogsum.generation import SAMPLING_CHECKED_WITH_BACKEND, GenerationOptions
 from dialogsum.modeling import DEFAULT_MODEL
 from dialogsum.sweep.options import SweepOptions
@@ -247,14 +247,15 @@ def nest_flat_keys(model: type[BaseModel], settings: Mapping[str, Any]) -> dict[
 
 def _is_export(model: Any) -> bool:
     """Whether ``model`` names a local export folder (its manifest records an export)."""
-    from dialogsum.modeling import MANIFEST_NAME, read_manifest
+    from dialogsum.modeling import local_manifest
 
-    if not isinstance(model, str) or not (Path(model).expanduser() / MANIFEST_NAME).is_file():
+    if not isinstance(model, str):
         return False
     try:
-        return read_manifest(Path(model).expanduser()).export is not None
-    except Exception:  # a broken manifest is reported when the model loads
+        manifest = local_manifest(model)
+    except ModelError:  # a missing folder or broken manifest is reported when it loads
         return False
+    return manifest is not None and manifest.export is not None
 
 
 def build_config(
