@@ -106,18 +106,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """A misspelt command (``dialogsum sumarize``) is told the one likely meant; argparse only
-    lists them all."""
+    lists them all. A command's flags given before it (``dialogsum --model m summarize``) are
+    told to go after it: argparse took the flag's value for the command, or blamed the
+    command for a flag it never saw."""
     import difflib
 
-    given = next((token for token in argv if not token.startswith("-")), None)
     choices = [
         name
         for action in parser._actions
         if isinstance(action, argparse._SubParsersAction)
         for name in action.choices
     ]
+    top_level = {flag for action in parser._actions for flag in action.option_strings}
+    command_at = next((i for i, token in enumerate(argv) if token in choices), None)
+    leading = argv[: len(argv) if command_at is None else command_at]
+    misplaced = [token for token in leading if token.partition("=")[0] not in top_level]
+    if command_at is not None and any(token.startswith("-") for token in misplaced):
+        command = argv[command_at]
+        parser.error(
+            f"{' '.join(misplaced)} comes before the command: a command's flags go after it "
+            f"(dialogsum {command} {' '.join(misplaced)} ...)."
+        )
+    given = next((token for token in argv if not token.startswith("-")), None)
     if given is None or given in choices:
         return
+    if misplaced and misplaced[0].startswith("-") and misplaced[0] != given:
+        # ``dialogsum --model m``: the flag's value is no command; the command is missing.
+        parser.error(
+            f"no command before {misplaced[0]}: the command comes first "
+            f"(dialogsum COMMAND {' '.join(misplaced)}). The commands: {', '.join(choices)}."
+        )
     close = difflib.get_close_matches(given, choices, n=1, cutoff=0.6)
     meant = f"did you mean '{close[0]}'? " if close else ""
     parser.error(f"unknown command {given!r}: {meant}The commands: {', '.join(choices)}.")

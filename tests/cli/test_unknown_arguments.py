@@ -106,6 +106,29 @@ def test_a_misspelt_command_is_told_the_closest_one(capsys: pytest.CaptureFixtur
     assert "plugins, train, sweep" in last  # the commands as typed
 
 
+def test_a_commands_flag_before_the_command_is_told_to_go_after_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def last(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    # argparse blamed summarize for a flag it never saw, and took a value for the command
+    assert last(["--verbsoe", "summarize"]) == (
+        "dialogsum: error: --verbsoe comes before the command: a command's flags go after "
+        "it (dialogsum summarize --verbsoe ...)."
+    )
+    assert "(dialogsum serve --model=m ...)" in last(["--model=m", "serve"])
+    assert last(["--model", "m"]).startswith(
+        "dialogsum: error: no command before --model: the command comes first "
+        "(dialogsum COMMAND --model m). The commands: plugins, train"
+    )
+    # a stray word before the command is still taken for a misspelt command
+    assert last(["sumarize", "summarize"]).startswith("dialogsum: error: unknown command")
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     from dialogsum import __version__
 
