@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.backends.onnxruntime.adapter_files import AdapterWeights, read_adapter
-from dialogsum.backends.onnxruntime.export_files import LORA_MASK, slot_inputs
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, WEIGHT_LEVELS, slot_inputs
 from dialogsum.plugin_api import (
     AdapterInfo,
     ModelError,
@@ -57,21 +57,28 @@ def quantize_lora(lora: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any,
     """Each slot's ``(A, B)`` as int8 blocks computing ``x A B`` (see :mod:`.adapter_slots`).
 
     ``B``'s rows are divided by their largest magnitude, which multiplies ``A``'s columns
-    instead (the product is unchanged), so ``B`` quantizes with one fixed scale, 1/127, that
-    is the same for every adapter; ``A`` keeps a scale per column. Both scales travel with the
+    instead (the product is unchanged), so ``B`` quantizes with one fixed scale that is the
+    same for every adapter; ``A`` keeps a scale per column. Both scales travel with the
     adapter's own columns, so its result does not depend on which adapters sit beside it.
+
+    Both are 7-bit (``WEIGHT_LEVELS``: full-range int8 saturates on CPUs without VNNI). The
+    graph reads ``B`` with the scale 1/127 (``rowq_step``, in exports made before too), so
+    ``B``'s rows, quantized to +-63, carry 127/63 too much, which ``A``'s columns take back.
     """
     import numpy as np
 
+    levels = WEIGHT_LEVELS
     blocks = {}
     for slot, (down, up) in lora.items():
         row_max = np.abs(up).max(axis=1)
         row_max[row_max == 0] = 1.0
-        up_int8 = np.clip(np.round(up / row_max[:, None] * 127), -127, 127).astype(np.int8)
-        folded = down * row_max[None, :]
-        scale = np.abs(folded).max(axis=0) / 127.0
+        up_int8 = np.clip(np.round(up / row_max[:, None] * levels), -levels, levels)
+        up_int8 = up_int8.astype(np.int8)
+        # B_int / 127 is (up / row_max) x levels / 127: A's columns take row_max x 127 / levels.
+        folded = down * (row_max * (127.0 / levels))[None, :]
+        scale = np.abs(folded).max(axis=0) / levels
         scale[scale == 0] = 1.0
-        down_int8 = np.clip(np.round(folded / scale), -127, 127).astype(np.int8)
+        down_int8 = np.clip(np.round(folded / scale), -levels, levels).astype(np.int8)
         blocks[slot] = (down_int8, scale.astype(np.float32), up_int8)
     return blocks
 

@@ -22,7 +22,7 @@ from dialogsum.backends.onnxruntime.adapter_files import WEIGHTS as ADAPTER_WEIG
 from dialogsum.backends.onnxruntime.adapter_files import read_adapter
 from dialogsum.backends.onnxruntime.adapter_slots import add_lora_slots
 from dialogsum.backends.onnxruntime.adapter_tables import ADAPTERS_FOLDER
-from dialogsum.backends.onnxruntime.export_files import ONNX_FILES
+from dialogsum.backends.onnxruntime.export_files import ONNX_FILES, WEIGHT_BITS
 from dialogsum.backends.onnxruntime.options import OnnxExportOptions
 from dialogsum.backends.onnxruntime.shared_cross_attention import share_cross_attention
 from dialogsum.plugin_api import (
@@ -262,6 +262,8 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     plain.generation_config.save_pretrained(str(staging))
     section: dict[str, Any] = {
         "quantize": options.quantize,
+        # 7-bit weights: full-range int8 saturates on CPUs without VNNI (export_files).
+        **({"weight_bits": WEIGHT_BITS} if options.quantize == "int8" else {}),
         "prompt_tokens": 0 if prompt is None else int(prompt.shape[0]),
         # The decoder's cross-attention cache has one row per dialogue, shared by its beams
         # (see shared_cross_attention).

@@ -10,6 +10,7 @@ step, and the decoder with past key values for every later step.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +25,7 @@ from dialogsum.backends.onnxruntime.adapter_tables import (
     lora_feeds,
 )
 from dialogsum.backends.onnxruntime.continuous import OnnxContinuous
+from dialogsum.backends.onnxruntime.cpu_features import int8_pairs_saturate
 from dialogsum.backends.onnxruntime.decoding import (
     Advance,
     BeamSearch,
@@ -64,6 +66,8 @@ SLOTTED_FILE = ONNX_FILES[2]
 
 #: Padding an encoder group may add, as a share of its real tokens (see ``length_groups``).
 GROUP_PADDING = 0.1
+
+logger = logging.getLogger(__name__)
 
 
 def length_groups(lengths: list[int]) -> list[list[int]]:
@@ -128,6 +132,18 @@ class OnnxPredictor(Predictor):
             )
         #: Positions a baked soft prompt adds before every dialogue (a prompt-tuned export).
         self.prompt_tokens = int(export.backend_data.get("prompt_tokens", 0))
+        data = export.backend_data
+        if data.get("quantize") == "int8" and "weight_bits" not in data and int8_pairs_saturate():
+            logger.warning(
+                "The int8 export in %s has full-range int8 weights, which onnxruntime's int8 "
+                "kernel saturates on this CPU (x86 without VNNI): its summaries here differ from "
+                "what its parity gate checked, and are worse. Export it again with this dialogsum "
+                "(7-bit weights, exact on every CPU): dialogsum export --model %s --output %s "
+                "--quantize int8 --overwrite.",
+                folder,
+                export.source_model or "SOURCE",
+                folder,
+            )
         missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
         if missing:
             raise ModelError(

@@ -7,13 +7,19 @@ MatMul with a constant weight becomes:
 
     s = max(|x|, eps) over the row's last axis          (one scale per row)
     q = QuantizeLinear(x / s, 1/127, 128)                (uint8, per-row symmetric)
-    y = MatMulIntegerToFloat(q, Wq, 1/127, w_scale) * s  (int8 weights, per output column)
+    y = MatMulIntegerToFloat(q, Wq, 1/127, w_scale) * s  (7-bit weights, per output column)
 
 Integer products are exact and each row's scale is its own, so a row's result is the same,
 bit for bit, whatever else is in the batch; the parity gate checks it on every export. The speed
 matches dynamic quantization (the same int8 GEMM; docs/benchmarks.md). onnxruntime's tools
 (shape inference) and onnx are used here, which the ``export`` extra brings; serving needs
 onnxruntime alone (``MatMulIntegerToFloat`` is one of its CPU contrib operators).
+
+The weights use 7 of their 8 bits (``WEIGHT_LEVELS``): on x86 CPUs without VNNI (AVX2 only,
+e.g. many AMD EPYC machines), onnxruntime's uint8 x int8 kernel adds two products in 16 bits
+with saturation, and 255 x 127 twice does not fit. With full-range weights, rows came out
+wrong by thousands (a LoRA branch, whose rows are normalised to the full range, failed its
+parity gate there); with weights within +-63 every product pair fits, on every CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES, WEIGHT_LEVELS
 from dialogsum.backends.onnxruntime.shared_cross_attention import DECODER_WITH_PAST
 
 #: Protobuf's limit: larger models keep their weights in a separate data file.
@@ -139,9 +145,10 @@ def _rewrite(source: Path, target: Path) -> None:
             continue
         prefix = f"rowq{len(replaced)}_{node.name or 'matmul'}".replace("/", "_")
         matrix = numpy_helper.to_array(weight).astype(np.float32)
-        scale = np.abs(matrix).max(axis=0) / 127.0
+        scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
         scale[scale == 0] = 1.0  # an all-zero column stays zero
-        quantized = np.clip(np.round(matrix / scale), -127, 127).astype(np.int8)
+        quantized = np.clip(np.round(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+        quantized = quantized.astype(np.int8)
         added += [
             numpy_helper.from_array(quantized, f"{prefix}_w"),
             numpy_helper.from_array(scale.astype(np.float32), f"{prefix}_ws"),
