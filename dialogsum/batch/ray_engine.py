@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dialogsum.batch.local import Work
@@ -25,6 +26,22 @@ from dialogsum.batch.output import PART_SUFFIX, summary_line
 from dialogsum.batch.rows import DECODE_ERRORS, InputFile, parse_row
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, DataError, clause, require
+
+
+@contextmanager
+def connected(settings: BatchSettings) -> Iterator[None]:
+    """Ray for the job: the cluster the settings or ``RAY_ADDRESS`` name, else a local Ray
+    started here (and shut down when the job ends). Entered before the job writes anything,
+    so a cluster that cannot be reached fails a job that has written nothing."""
+    require_ray()
+    import ray
+
+    started_here = _connect(ray, settings)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def run_ray(
@@ -35,39 +52,33 @@ def run_ray(
     settings: BatchSettings,
 ) -> None:
     """Summarize every row of ``files`` whose id is not in ``done`` into part files in
-    ``output``."""
-    require_ray()
+    ``output``, on the Ray :func:`connected` joined."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    started_here = _connect(ray, settings)
+    context = DataContext.get_current()
+    context.enable_progress_bars = settings.progress
+    dataset = ray.data.read_datasource(_lines_source([file.location for file in files]))
+    dataset = dataset.map_batches(
+        _parse_lines,
+        fn_kwargs={"done": done},
+        batch_format="pyarrow",
+    )
+    dataset = dataset.map_batches(
+        _SummarizeActor,
+        fn_constructor_kwargs={"work": work},
+        batch_size=settings.chunk_size,
+        compute=ActorPoolStrategy(size=settings.workers),
+        num_cpus=work.threads,
+        batch_format="numpy",
+    )
     try:
-        context = DataContext.get_current()
-        context.enable_progress_bars = settings.progress
-        dataset = ray.data.read_datasource(_lines_source([file.location for file in files]))
-        dataset = dataset.map_batches(
-            _parse_lines,
-            fn_kwargs={"done": done},
-            batch_format="pyarrow",
-        )
-        dataset = dataset.map_batches(
-            _SummarizeActor,
-            fn_constructor_kwargs={"work": work},
-            batch_size=settings.chunk_size,
-            compute=ActorPoolStrategy(size=settings.workers),
-            num_cpus=work.threads,
-            batch_format="numpy",
-        )
-        try:
-            dataset.write_datasink(_lines_sink(output))
-        except ray.exceptions.RayError as exc:
-            raise BackendError(
-                f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are "
-                f"kept; rerun the same command to go on from there."
-            ) from exc
-    finally:
-        if started_here:
-            ray.shutdown()
+        dataset.write_datasink(_lines_sink(output))
+    except ray.exceptions.RayError as exc:
+        raise BackendError(
+            f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are "
+            f"kept; rerun the same command to go on from there."
+        ) from exc
 
 
 def require_ray() -> None:
