@@ -19,11 +19,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dialogsum.batch.local import Work
 from dialogsum.batch.output import PART_SUFFIX, summary_line
-from dialogsum.batch.rows import DECODE_ERRORS, InputFile, parse_row
+from dialogsum.batch.rows import DECODE_ERRORS, InputFile, is_uri, parse_row
 from dialogsum.batch.settings import BatchSettings
 from dialogsum.errors import BackendError, DataError, clause, require
 
@@ -58,7 +59,9 @@ def run_ray(
 
     context = DataContext.get_current()
     context.enable_progress_bars = settings.progress
-    dataset = ray.data.read_datasource(_lines_source([file.location for file in files]))
+    # Local paths as absolute ones: a cluster's tasks do not run in this command's folder.
+    locations = [_absolute(file.location) for file in files]
+    dataset = ray.data.read_datasource(_lines_source(locations))
     dataset = dataset.map_batches(
         _parse_lines,
         fn_kwargs={"done": done},
@@ -69,16 +72,51 @@ def run_ray(
         fn_constructor_kwargs={"work": work},
         batch_size=settings.chunk_size,
         compute=ActorPoolStrategy(size=settings.workers),
-        num_cpus=work.threads,
+        num_cpus=actor_cpus(work.threads, settings.workers, _cluster_cpus(ray)),
         batch_format="numpy",
     )
     try:
-        dataset.write_datasink(_lines_sink(output))
+        dataset.write_datasink(_lines_sink(_absolute(output)))
     except ray.exceptions.RayError as exc:
         raise BackendError(
             f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are "
             f"kept; rerun the same command to go on from there."
         ) from exc
+
+
+#: CPUs the actors leave to Ray Data's read, parse and write tasks (each asks for one).
+READING_CPUS = 1.0
+
+
+def actor_cpus(threads: int, workers: int, cluster: tuple[float, float]) -> float:
+    """The CPUs each of ``workers`` actors reserves: its ``threads``, but never so many that
+    the actors hold every CPU of the cluster (``(total, largest node)``), since Ray Data's read
+    task would then wait for a CPU forever; nor more than the largest node has, where an actor
+    could never be placed. An actor may then run more threads than it reserves, which is slower
+    than it could be but never stuck."""
+    total, largest = cluster
+    reading = min(READING_CPUS, total / 2)
+    share = (total - reading) / workers
+    # Whole CPUs where each actor gets at least one: fractions could leave half a CPU free on
+    # each of two nodes and no whole one anywhere for a read task. A fraction only where the
+    # CPUs are fewer than the actors.
+    if share >= 1:
+        share = float(int(share))
+    return max(min(float(threads), share, largest), 0.01)
+
+
+def _absolute(location: str) -> str:
+    """``location`` as an absolute path when it is a local one; a URI as it is."""
+    if is_uri(location):
+        return location
+    return str(Path(location.removeprefix("file://")).expanduser().resolve())
+
+
+def _cluster_cpus(ray: Any) -> tuple[float, float]:
+    """The CPUs of the cluster Ray is connected to, and of its largest live node."""
+    nodes = [node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    return total, float(max(nodes, default=total))
 
 
 def require_ray() -> None:
