@@ -233,13 +233,12 @@ def _summarize(
     settings: BatchSettings,
     total: int,
 ) -> tuple[int, int]:
-    """Rows summarized and rows truncated (the Ray engine's actors log truncation themselves,
-    so it reports none here)."""
+    """Rows summarized and rows truncated."""
     if settings.engine == "ray":
         from dialogsum.batch.ray_engine import run_ray
 
-        run_ray(files, done, str(target), work, settings)
-        return total - len(done), 0
+        truncated = run_ray(files, done, str(target), work, settings)
+        return total - len(done), truncated
     from tqdm.auto import tqdm
 
     rows = (row for row in read_rows(files) if isinstance(row, BatchRow) and row.id not in done)

@@ -51,9 +51,10 @@ def run_ray(
     output: str,
     work: Work,
     settings: BatchSettings,
-) -> None:
+) -> int:
     """Summarize every row of ``files`` whose id is not in ``done`` into part files in
-    ``output``, on the Ray :func:`connected` joined."""
+    ``output``, on the Ray :func:`connected` joined; returns how many dialogues were longer
+    than the model's input length (summarized from their beginning)."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -75,13 +76,15 @@ def run_ray(
         num_cpus=actor_cpus(work.threads, settings.workers, _cluster_cpus(ray)),
         batch_format="numpy",
     )
+    sink = _lines_sink(_absolute(output))
     try:
-        dataset.write_datasink(_lines_sink(_absolute(output)))
+        dataset.write_datasink(sink)
     except ray.exceptions.RayError as exc:
         raise BackendError(
             f"The Ray job failed: {clause(exc)}. Part files written so far in {output} are "
             f"kept; rerun the same command to go on from there."
         ) from exc
+    return int(sink.truncated)
 
 
 #: CPUs the actors leave to Ray Data's read, parse and write tasks (each asks for one).
@@ -172,15 +175,20 @@ class _SummarizeActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from dialogsum.batch.local import summarize_chunk
+        from dialogsum.batch.local import counted_chunk
 
         dialogues = [str(d) for d in batch["dialogue"]]
-        summaries = summarize_chunk(dialogues) if dialogues else []
+        summaries, truncated = counted_chunk(dialogues) if dialogues else ([], 0)
         lines = [
             summary_line(json.loads(str(row_id)), summary)
             for row_id, summary in zip(batch["id"], summaries, strict=True)
         ]
-        return {"line": np.array(lines, dtype=str)}
+        # The chunk's count of truncated dialogues rides on its first row (the others carry 0),
+        # so that the sink's sum over all rows is the job's total.
+        counts = np.zeros(len(lines), dtype=np.int64)
+        if len(lines):
+            counts[0] = truncated
+        return {"line": np.array(lines, dtype=str), "truncated": counts}
 
 
 def _lines_source(paths: list[str]) -> Any:
@@ -204,13 +212,35 @@ def _lines_source(paths: list[str]) -> Any:
 
 
 def _lines_sink(output: str) -> Any:
+    import pyarrow.compute as pc
     from ray.data.datasource import BlockBasedFileDatasink
 
     class LinesSink(BlockBasedFileDatasink):
-        """Writes each block's ``line`` column as one JSON Lines part file."""
+        """Writes each block's ``line`` column as one JSON Lines part file, and adds up the
+        ``truncated`` column: each write task returns its blocks' sum, and the driver's copy
+        of the sink totals them when the write completes."""
 
         def __init__(self, path: str) -> None:
             super().__init__(path, file_format=PART_SUFFIX.lstrip("."))
+            self.truncated = 0
+
+        def write(self, blocks: Iterable[Any], ctx: Any) -> int:  # type: ignore[override]
+            from ray.data.block import BlockAccessor
+
+            blocks = list(blocks)
+            super().write(blocks, ctx)
+            total = 0
+            for block in blocks:
+                table = BlockAccessor.for_block(block).to_arrow()
+                # An empty block (every row of it done earlier) may reach the sink with the
+                # columns of the step before the actors; it has nothing to count.
+                if table.num_rows and "truncated" in table.column_names:
+                    total += int(pc.sum(table.column("truncated")).as_py() or 0)
+            return total
+
+        def on_write_complete(self, write_result: Any) -> None:
+            super().on_write_complete(write_result)
+            self.truncated = sum(count or 0 for count in write_result.write_returns)
 
         def write_block_to_file(self, block: Any, file: Any) -> None:
             for line in block.to_arrow().column("line").to_pylist():
