@@ -148,3 +148,19 @@ def test_overwrite_keeps_the_output_when_the_model_does_not_load(
     # Replaced only once the job starts: a start that fails keeps the earlier output.
     assert output.read_text() == earlier
     assert sorted(tmp_path.iterdir()) == [data, empty, output]
+
+
+def test_a_mistyped_input_is_told_the_file_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "calls.jsonl").write_text(json.dumps({"id": "a", "dialogue": "A: hi"}) + "\n")
+    mistyped = tmp_path / "clals.jsonl"
+    status = main(
+        ["batch", "--input", str(mistyped), "--output", str(tmp_path / "o.jsonl"), "--no-progress"]
+    )
+    assert status == 2
+    error = capsys.readouterr().err
+    assert (
+        f"No such input file or folder: {mistyped}. Did you mean {tmp_path / 'calls.jsonl'}?"
+        in error
+    )
