@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,17 @@ class BatchReport:
         return {**asdict(self), "rows_per_second": round(self.rows_per_second, 3)}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Scan:
+    """The checked input: its files, the ids of its rows, the rows set aside."""
+
+    files: list[InputFile]
     ids: set[str | int]
     rejected: int
+    #: The rejects file, written whole under a temporary name until the job starts (None
+    #: without --rejects, and once it is published under its own name).
+    staged: Path | None = None
+    rejects: Path | None = None
 
 
 def run_batch(
@@ -116,9 +124,42 @@ def run_batch(
     _check_outside_input(source, target, settings)
     _check_rejects(settings, files, target, overwrite=overwrite)
     scan = _scan(files, settings)
-    if overwrite:  # only once the input has passed its checks
-        remove_output(target)
-    done = written_ids(target)
+    try:
+        return _run(
+            scan,
+            target,
+            load,
+            generation,
+            settings,
+            source=source,
+            overwrite=overwrite,
+            job=job,
+            started=started,
+        )
+    finally:
+        # A job refused at its start leaves no rejects file behind (once published, the
+        # staging file is gone and this does nothing).
+        if scan.staged is not None:
+            scan.staged.unlink(missing_ok=True)
+
+
+def _run(
+    scan: _Scan,
+    target: Path,
+    load: Loader,
+    generation: Mapping[str, Any],
+    settings: BatchSettings,
+    *,
+    source: str | Path,
+    overwrite: bool,
+    job: Mapping[str, Any] | None,
+    started: float,
+) -> BatchReport:
+    """The job once its input is scanned: the checks that read the output, the model, the
+    engine; then, and only then, the first write."""
+    # With --overwrite the earlier output is not read (it is removed once the job starts); a
+    # refusal before that keeps it as it was.
+    done = set() if overwrite else written_ids(target)
     stray = done - scan.ids
     if stray:
         example = next(iter(stray))
@@ -147,16 +188,22 @@ def run_batch(
         # The options against the loaded model: an adapter it does not serve fails here, with
         # the adapters it does, before the job is recorded and before any worker starts.
         loaded.generation_options(**generation)
-    if settings.engine == "ray":
-        target.mkdir(exist_ok=True)
-    record_job(target, record, resuming=bool(done))
-    if to_do:
-        if settings.engine == "ray" or settings.workers > 1:
-            loaded = None
-        work = Work(load, dict(generation), settings.worker_threads())
-        summarized, truncated = _summarize(
-            files, done, target, work, loaded, settings, len(scan.ids)
-        )
+    # The engine comes up (Ray joined or started) before the first write: a cluster that
+    # cannot be reached fails a job that has written nothing.
+    with _engine(settings, to_do):
+        if overwrite:
+            remove_output(target)
+        _publish_rejects(scan)
+        if settings.engine == "ray":
+            target.mkdir(exist_ok=True)
+        record_job(target, record, resuming=bool(done))
+        if to_do:
+            if settings.engine == "ray" or settings.workers > 1:
+                loaded = None
+            work = Work(load, dict(generation), settings.worker_threads())
+            summarized, truncated = _summarize(
+                scan.files, done, target, work, loaded, settings, len(scan.ids)
+            )
     if truncated:
         logger.warning(
             "%d of %d dialogues were longer than the model's max_source_length and were "
@@ -186,13 +233,12 @@ def _summarize(
     settings: BatchSettings,
     total: int,
 ) -> tuple[int, int]:
-    """Rows summarized and rows truncated (the Ray engine's actors log truncation themselves,
-    so it reports none here)."""
+    """Rows summarized and rows truncated."""
     if settings.engine == "ray":
         from dialogsum.batch.ray_engine import run_ray
 
-        run_ray(files, done, str(target), work, settings)
-        return total - len(done), 0
+        truncated = run_ray(files, done, str(target), work, settings)
+        return total - len(done), truncated
     from tqdm.auto import tqdm
 
     rows = (row for row in read_rows(files) if isinstance(row, BatchRow) and row.id not in done)
@@ -317,15 +363,40 @@ def _scan(files: list[InputFile], settings: BatchSettings) -> _Scan:
             rejects.close()
             Path(staging).unlink(missing_ok=True)
         raise
-    if rejects is not None:
-        rejects.close()
-        os.chmod(staging, 0o666 & ~_umask())  # mkstemp's file is private; a plain file is not
-        os.replace(staging, rejects_path)
-        if rejected:
-            logger.warning("%d malformed rows set aside in %s.", rejected, rejects_path)
-    if not ids:
+    if rejects is None:
+        return _checked(_Scan(files, ids, rejected))
+    rejects.close()
+    return _checked(_Scan(files, ids, rejected, Path(staging), rejects_path))
+
+
+def _checked(scan: _Scan) -> _Scan:
+    """``scan``, unless the input has no row to summarize (its staged rejects are removed)."""
+    if not scan.ids:
+        if scan.staged is not None:
+            scan.staged.unlink(missing_ok=True)
         raise DataError("The input has no rows to summarize.")
-    return _Scan(ids, rejected)
+    return scan
+
+
+def _publish_rejects(scan: _Scan) -> None:
+    """Give the staged rejects file its name, once the job has started."""
+    if scan.staged is None or scan.rejects is None:
+        return
+    os.chmod(scan.staged, 0o666 & ~_umask())  # mkstemp's file is private; a plain file is not
+    os.replace(scan.staged, scan.rejects)
+    scan.staged = None
+    if scan.rejected:
+        logger.warning("%d malformed rows set aside in %s.", scan.rejected, scan.rejects)
+
+
+def _engine(settings: BatchSettings, to_do: bool) -> AbstractContextManager[object]:
+    """What the engine needs up while the job runs: for the Ray engine with rows to do, Ray
+    (joined or started, and stopped after if started here); nothing for the local engine."""
+    if settings.engine == "ray" and to_do:
+        from dialogsum.batch.ray_engine import connected
+
+        return connected(settings)
+    return nullcontext()
 
 
 def _umask() -> int:

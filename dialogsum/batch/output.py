@@ -112,15 +112,22 @@ def job_file(path: Path) -> Path:
     return path / "job.json" if path.is_dir() else path.with_name(path.name + ".job.json")
 
 
+#: The key of a job's record holding :func:`~dialogsum.batch.fingerprint.model_fingerprints`.
+FINGERPRINTS = "fingerprints"
+
+
 def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
     """When a rerun goes on with an earlier output at ``path``, fail if that output was written
-    with other settings than ``job`` (what makes the summaries: model, backend, generation): one
-    file must not mix summaries of two models or decodings. It reads, and writes nothing."""
+    with other settings than ``job`` (what makes the summaries: model, backend, generation), or
+    with a model whose files have changed since: one file must not mix summaries of two models
+    or decodings. It reads, and writes nothing."""
     record = job_file(path)
     if not (resuming and record.exists()):
         return
+    now = {key: value for key, value in job.items() if key != FINGERPRINTS}
     try:
-        changed = changes_since(record, job)
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+        changed = changes_since(record, now, upgrade=_without_fingerprints)
     except (OSError, ValueError) as exc:
         raise DataError(
             f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
@@ -132,6 +139,28 @@ def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
             f"output must not mix their summaries. Rerun with the earlier settings to "
             f"finish it, give another --output, or --overwrite to start it again."
         )
+    # A record written before fingerprints were kept has none: it resumes as it did then.
+    then = earlier.get(FINGERPRINTS) if isinstance(earlier, dict) else None
+    fingerprints = job.get(FINGERPRINTS)
+    if not isinstance(then, dict) or not isinstance(fingerprints, dict):
+        return
+    moved = [where for where, print_ in fingerprints.items() if then.get(where, print_) != print_]
+    if moved:
+        models = " and ".join(f"the model at {where}" for where in moved)
+        raise ConfigError(
+            f"{path} was written with other settings ({models} changed since the output was "
+            f"started: its files are not the ones the summaries written so far came from), and "
+            f"one output must not mix the summaries of two models. Give another --output, or "
+            f"--overwrite to start it again with the model as it is now."
+        )
+
+
+def _without_fingerprints(record: object) -> object:
+    """A job's record without its fingerprints (compared apart, so their message can say
+    which model changed)."""
+    if not isinstance(record, dict):
+        return record
+    return {key: value for key, value in record.items() if key != FINGERPRINTS}
 
 
 def record_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dialogsum.data import example_from_row
-from dialogsum.errors import DataError, logger, require
+from dialogsum.errors import DataError, logger, near_miss, require
 
 #: Files a folder input is read from, in sorted order.
 INPUT_SUFFIXES = (".jsonl", ".json")
@@ -117,7 +117,8 @@ def input_files(source: str | Path) -> list[InputFile]:
                 f"folder of them."
             )
         return [InputFile(str(p), p.relative_to(path).as_posix()) for p in files]
-    raise DataError(f"No such input file or folder: {path}.")
+    # near_miss ends the sentence: the likeliest file meant, or what the folder holds.
+    raise DataError(f"No such input file or folder: {path}{near_miss(path)}")
 
 
 def _remote_files(location: str) -> list[InputFile]:
@@ -181,7 +182,9 @@ def parse_row(line: str, where: str) -> _Parsed:
     (not UTF-8 included: ``line`` is decoded with :data:`DECODE_ERRORS`)."""
     _check_utf8(line, where)
     try:
-        value = json.loads(line)
+        # Without its line ending: inside a string left open, the newline would be reported
+        # as a control character at the line's end instead of where the string starts.
+        value = json.loads(line.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{where}: invalid JSON ({exc.msg.removesuffix(' at')}, column {exc.colno})."

@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     Ctrl-C or SIGTERM stops the job, keeping what is written: it says to rerun the same command
     and exits 128 + the signal's number (130, 143).
     """
+    from dialogsum.batch.fingerprint import model_fingerprints
     from dialogsum.batch.job import run_batch
     from dialogsum.batch.lifetime import Stopped, stop_on_signals
+    from dialogsum.batch.output import FINGERPRINTS
     from dialogsum.modeling import default_backend
     from dialogsum.registry import get_registry
 
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             if key not in ("progress", "threads")
         },
         "decoding": _decoding(config.model, config.generation.model_dump(exclude_unset=True)),
+        # The model's files as they are: a model retrained or exported again to the same path
+        # (or an adapter changed) is refused on a resume, like any other setting.
+        FINGERPRINTS: model_fingerprints(config.model, options),
     }
     try:
         with stop_on_signals():

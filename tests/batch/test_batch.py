@@ -191,6 +191,16 @@ def test_a_malformed_row_fails_the_job_naming_file_and_line(
     assert not output.exists()  # checked before any model loads or anything is written
 
 
+def test_an_unterminated_string_is_placed_where_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "a", "dialogue": "#Person1#: Hi.\n')  # its closing quote lost
+    assert batch("--input", str(data), "--output", str(tmp_path / "out.jsonl")) == 2
+    error = capsys.readouterr().err
+    assert f"{data}:1: invalid JSON (Unterminated string starting, column 25)" in error
+
+
 def test_rejects_set_malformed_rows_aside(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -292,7 +302,8 @@ def test_ray_engine_gives_the_same_summaries_and_resumes(
     written = read_output(output)
     assert sorted(r["id"] for r in written) == sorted(offline.summaries)
     assert {r["id"]: r["summary"] for r in written} == offline.summaries
-    capsys.readouterr()
+    # The actors' truncations, added up for the report as the local engine does.
+    assert json.loads(capsys.readouterr().out)["truncated"] == offline.truncated
     # A crash mid-write: one part file lost, another cut short. The rerun fills in exactly those.
     parts = sorted(output.glob("*.jsonl"))
     assert len(parts) >= 2

@@ -15,6 +15,7 @@ from dialogsum.batch.output import job_file
 from dialogsum.cli import main
 from dialogsum.cli.batch import load_model
 
+from ..adapter_backend import TAG_FILE
 from .conftest import Tagging
 
 ROWS = [
@@ -41,6 +42,24 @@ def test_the_local_engine_summarizes_every_row_with_the_adapter(
     assert all(summary.startswith("[S] ") for summary in written.values())
     record = json.loads(job_file(output).read_text())
     assert record["decoding"]["adapter"] == "support"  # a rerun with another is refused
+
+
+def test_a_resume_after_the_adapter_s_files_changed_is_refused(
+    tagging: Tagging, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, output = write_rows(tmp_path / "in.jsonl"), tmp_path / "out.jsonl"
+    flags = ["--input", str(source), "--output", str(output), "--no-progress", "--chunk-size", "2"]
+    command = ["batch", *tagging.flags, *flags, "--adapter", "support"]
+    assert main(command) == 0
+    kept = output.read_text().splitlines(keepends=True)[0]
+    output.write_text(kept)  # a run stopped after its first row
+    adapter = tmp_path / "support"
+    (adapter / TAG_FILE).write_text("T")  # the adapter tuned again, under the same name
+    capsys.readouterr()
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert f"(the model at {adapter.resolve()} changed since the output was started" in error
+    assert output.read_text() == kept
 
 
 def test_the_ray_engine_s_actors_summarize_with_the_adapter(
