@@ -241,8 +241,8 @@ def export_model(
         if written is None or written.backend != backend:
             raise PluginError(
                 f"Backend '{backend}' ({source}) exported without writing its manifest: its "
-                f"export() must call job.write_manifest(...) (docs/plugins.md). Nothing was "
-                f"written."
+                f"export() must call job.write_manifest(...) (python -m pydoc "
+                f"dialogsum.plugin_api.ExportJob). Nothing was written."
             )
     logger.info("exported for the %s backend to %s", backend, target)
     return target

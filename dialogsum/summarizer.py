@@ -132,7 +132,8 @@ class Summarizer:
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) returned "
                 f"{type(predictor).__name__} from load(), which is not a "
-                f"dialogsum.plugin_api.Predictor; subclass it (docs/plugins.md)."
+                f"dialogsum.plugin_api.Predictor; subclass it (python -m pydoc "
+                f"dialogsum.plugin_api.Predictor)."
             )
         if not isinstance(getattr(predictor, "manifest", None), ModelManifest):
             raise PluginError(
