@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -24,6 +25,51 @@ from dialogsum.modeling import MANIFEST_NAME, ExportInfo, ModelManifest, read_ma
 if TYPE_CHECKING:
     from dialogsum.interfaces import TorchModel
     from dialogsum.registry import Registry
+
+
+class ExportStages:
+    """A progress bar over an export's stages, each named as it starts (see
+    :meth:`ExportJob.stages`).
+
+    An export spends minutes in steps that report nothing themselves (tracing, quantization,
+    a parity check per adapter); the bar says which one is running and how many are left.
+    It is tqdm's, as dialogsum's other bars, and off with ``progress=False``. Where stderr is
+    no terminal (a CI log, a file) a bar would be carriage-return noise, so each stage is
+    logged as one INFO line instead.
+    """
+
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        # disable=None: tqdm shows the bar only where its stream (stderr) is a terminal.
+        self._bar = tqdm(
+            total=total, desc="export", unit="stage", disable=None if enabled else True
+        )
+        self._log = enabled and self._bar.disable
+        self._total = total
+        self._started = 0
+
+    def start(self, stage: str) -> None:
+        """Mark the stage in progress as done, and show ``stage`` as the one now running."""
+        if self._started:
+            self._bar.update(1)
+        self._started += 1
+        self._bar.set_postfix_str(stage)
+        if self._log:
+            logger.info("export stage %d of %d: %s", self._started, self._total, stage)
+
+    def __enter__(self) -> ExportStages:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None and self._started:
+            self._bar.update(1)  # the last stage ended with the export
+        self._bar.close()
 
 
 @dataclass
@@ -48,6 +94,17 @@ class ExportJob:
     adapters: dict[str, Path] = field(default_factory=dict)
     #: The record last written by :meth:`write_manifest` (None before the first call).
     record: ExportInfo | None = None
+    #: Whether the caller wants a progress bar (``export(..., progress=False)``, ``dialogsum
+    #: export --no-progress``): give :meth:`stages` a long export's steps.
+    progress: bool = True
+
+    def stages(self, total: int) -> ExportStages:
+        """A progress bar over ``total`` stages; call its ``start(name)`` as each begins.
+
+        Use it as a context manager. It is shown only when ``progress`` is on and stderr is a
+        terminal.
+        """
+        return ExportStages(total, enabled=self.progress)
 
     @property
     def adapter(self) -> Literal["merged", "baked"] | None:
@@ -131,11 +188,13 @@ def export_model(
     source_model: str | None,
     overwrite: bool = False,
     adapters: dict[str, Path] | None = None,
+    progress: bool = True,
 ) -> Path:
     """Export ``torch_model`` to ``path`` with ``backend`` (its export ``options`` validated).
 
     ``adapters`` (name -> a folder :func:`check_adapters` checked) are served unmerged beside
-    it, by a backend that ``exports_adapters``.
+    it, by a backend that ``exports_adapters``. ``progress`` lets the backend show a progress
+    bar over its stages (:meth:`ExportJob.stages`).
 
     The folder appears only complete: written under a temporary name and renamed into place,
     removed if the backend raises (a failed parity check included).
@@ -161,6 +220,7 @@ def export_model(
             folder=staging,
             options=options.model_dump(mode="json"),
             adapters=dict(adapters or {}),
+            progress=progress,
         )
         try:
             implementation.export(job, options)
@@ -181,8 +241,8 @@ def export_model(
         if written is None or written.backend != backend:
             raise PluginError(
                 f"Backend '{backend}' ({source}) exported without writing its manifest: its "
-                f"export() must call job.write_manifest(...) (docs/plugins.md). Nothing was "
-                f"written."
+                f"export() must call job.write_manifest(...) (python -m pydoc "
+                f"dialogsum.plugin_api.ExportJob). Nothing was written."
             )
     logger.info("exported for the %s backend to %s", backend, target)
     return target

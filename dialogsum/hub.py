@@ -78,7 +78,7 @@ def refuse_pickles(folder: Path) -> None:
         return
     raise ModelError(
         f"{folder} holds its weights only as a pickle ({', '.join(sorted(pickles))}), which can "
-        f"run arbitrary code when loaded; dialogsum loads safetensors only (docs/security.md). "
+        f"run arbitrary code when loaded; dialogsum loads safetensors only. "
         f'If you trust the file, convert it once: python -c "from transformers import '
         f"AutoModelForSeq2SeqLM as M; M.from_pretrained('{folder}').save_pretrained('{folder}', "
         f'safe_serialization=True)" (for an adapter, load it with peft and save_pretrained).'

@@ -39,7 +39,7 @@ from dialogsum.errors import (
     install_command,
     require,
 )
-from dialogsum.exporting import ExportJob
+from dialogsum.exporting import ExportJob, ExportStages
 from dialogsum.generation import (
     GenerationOptions,
     OnSummary,
@@ -99,6 +99,7 @@ __all__ = [
     "DialogsumError",
     "ExportInfo",
     "ExportJob",
+    "ExportStages",
     "FinetuneMethod",
     "GenerationOptions",
     "InferenceBackend",

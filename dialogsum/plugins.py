@@ -82,8 +82,9 @@ class DialogsumPluginManager(pluggy.PluginManager):
             raise PluginError(
                 f"Plugin {where or repr(plugin)} has an invalid hook implementation: "
                 f"{clause(exc)}. "
-                f"Hook implementations must match docs/plugins.md: "
-                f"register_methods(register), register_backends(register)."
+                f"Hook implementations must match dialogsum's hook specifications: "
+                f"register_methods(register), register_backends(register) (python -m pydoc "
+                f"dialogsum.hookspecs)."
             ) from exc
         if plugin_name is None:  # blocked by name
             return None
@@ -101,8 +102,8 @@ class DialogsumPluginManager(pluggy.PluginManager):
             self.unregister(plugin)
             raise PluginError(
                 f"Plugin {self.source_of(plugin_name)} {problem}; it would register nothing. "
-                f"See docs/plugins.md: from dialogsum.plugin_api import hookimpl, then @hookimpl "
-                f"def register_methods(register): ..."
+                f"Write: from dialogsum.plugin_api import hookimpl, then @hookimpl def "
+                f"register_methods(register): ... (python -m pydoc dialogsum.hookspecs)."
             )
         if unknown:
             self.unregister(plugin)

@@ -138,8 +138,8 @@ class Registry:
             called = f"'{meant}' ('{name}' here)" if meant != name else f"'{name}'"
             raise PluginError(
                 f"Unknown {kind} '{name}'. Available {kind}s: {available}. {called} comes "
-                f"with the {known} plugin in dialogsum's repository: pip install "
-                f"./plugins/{known} from a checkout (see docs/plugins.md)."
+                f"with the {known} plugin in dialogsum's source repository: pip install "
+                f"./plugins/{known} from a checkout of it."
             )
         sources = [entry.source for entry in self.methods.values()] + [
             entry.source for entry in self.backends.values()
@@ -156,9 +156,9 @@ class Registry:
         # a package of whatever name was typed would send users to typosquatters.
         raise PluginError(
             f"Unknown {kind} '{name}'. Available {kind}s: {available}. A {kind} from a plugin "
-            f"appears once its distribution is installed: see docs/plugins.md for the known "
-            f"plugins (check a package's author before installing it), and `dialogsum "
-            f"plugins` lists what is loaded."
+            f"appears once its distribution is installed ({_known_plugins()}; check any other "
+            f"package's author before installing it), and `dialogsum plugins` lists what is "
+            f"loaded."
         )
 
     def method_options(self, name: str, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
@@ -192,6 +192,14 @@ KNOWN_PLUGINS: dict[tuple[str, str], str] = {
     ("method", "ia3"): "dialogsum-ia3",
     ("backend", "ctranslate2"): "dialogsum-ctranslate2",
 }
+
+
+def _known_plugins() -> str:
+    """The plugins dialogsum's repository publishes, for a message: an installed dialogsum
+    ships no docs to point at."""
+    listed = [f"{dist} ({kind} {name})" for (kind, name), dist in sorted(KNOWN_PLUGINS.items())]
+    return f"dialogsum's source repository publishes {' and '.join(listed)}"
+
 
 #: The names other tools and tutorials give dialogsum's methods and backends: an unknown name
 #: that is one of them is told ours (or, for a known plugin's, where it comes from).
@@ -249,7 +257,7 @@ def _check_shape(kind: Kind, obj: Any, source: str) -> None:
         raise PluginError(
             f"A {what} ({type(obj).__name__}) does not subclass "
             f"dialogsum.plugin_api.{base.__name__}, which declares what a {kind} provides "
-            f"(docs/plugins.md).{hint}"
+            f"(python -m pydoc dialogsum.plugin_api.{base.__name__}).{hint}"
         )
     name = getattr(obj, "name", None)  # declared without a default: a subclass must set it
     if not isinstance(name, str) or not _NAME.match(name):

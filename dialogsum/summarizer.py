@@ -132,7 +132,8 @@ class Summarizer:
             raise PluginError(
                 f"Backend '{backend}' ({registry.backends[backend].source}) returned "
                 f"{type(predictor).__name__} from load(), which is not a "
-                f"dialogsum.plugin_api.Predictor; subclass it (docs/plugins.md)."
+                f"dialogsum.plugin_api.Predictor; subclass it (python -m pydoc "
+                f"dialogsum.plugin_api.Predictor)."
             )
         if not isinstance(getattr(predictor, "manifest", None), ModelManifest):
             raise PluginError(
@@ -708,6 +709,7 @@ class Summarizer:
         backend: str = "onnxruntime",
         overwrite: bool = False,
         adapters: Mapping[str, str | Path] | None = None,
+        progress: bool = True,
         **options: Any,
     ) -> Path:
         """Export into a self-contained folder that ``backend`` serves; return the folder.
@@ -721,7 +723,8 @@ class Summarizer:
         prompt-tuned model's soft prompt is baked in where the backend can), and the export is
         checked against this PyTorch model, with the results in its ``dialogsum.json``. Load
         it with ``Summarizer.from_pretrained(path)``: the manifest names its backend. An
-        existing folder is replaced only with ``overwrite=True``.
+        existing folder is replaced only with ``overwrite=True``. ``progress=False`` hides the
+        progress bar over the export's stages (shown on a terminal only).
         """
         from dialogsum.exporting import export_model
 
@@ -738,6 +741,7 @@ class Summarizer:
             source_model=source_model,
             overwrite=overwrite,
             adapters=check_adapters(adapters or {}, torch_model, source_model),
+            progress=progress,
         )
 
     def save(

@@ -120,6 +120,7 @@ class ExportConfig(_Strict):
         description="Adapters served unmerged beside the model: name -> LoRA or prompt-tuning run.",
     )
     overwrite: bool = False
+    progress: bool = Field(True, description="Show a progress bar over the export's stages.")
 
     def export_options(self) -> dict[str, Any]:
         """The backend's export options, ``--quantize`` included."""

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dialogsum.cli.config import ExportConfig, add_config_flag, backend_options, load_settings
+from dialogsum.cli.config import (
+    ExportConfig,
+    add_config_flag,
+    add_output_flags,
+    backend_options,
+    load_settings,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -46,9 +52,7 @@ def add_parser(commands: Any) -> None:
         help="An adapter (LoRA or prompt-tuning run of --model) to serve unmerged beside it, "
         "chosen per request by NAME; repeat for more (onnxruntime).",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", default=keep, help="Replace an existing folder."
-    )
+    add_output_flags(parser, "an existing folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         backend=config.backend,
         overwrite=config.overwrite,
         adapters=config.adapters,
+        progress=config.progress,
         **options,
     )
     export = read_manifest(folder).export

@@ -133,6 +133,10 @@ def _log_to_stderr() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+        # This handler prints dialogsum's lines; passed on to the root logger as well, each
+        # would print again, in another format, as soon as a library configures the root
+        # (a module-level logging.warning() call does: logging.basicConfig runs implicitly).
+        logger.propagate = False
     logger.setLevel(logging.INFO)
 
 

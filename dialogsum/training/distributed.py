@@ -109,7 +109,7 @@ def check_sharding() -> None:
         f"dialogsum saves and scores the model rank 0 holds, which would be only its shard. "
         f"Use DeepSpeed ZeRO stage 2 (zero_stage: 2 in the accelerate config) or FSDP's "
         f"SHARD_GRAD_OP, which shard optimizer state and gradients only, or LoRA "
-        f"(--method lora); see docs/distributed.md."
+        f"(--method lora)."
     )
 
 

@@ -28,11 +28,13 @@ from dialogsum.backends.onnxruntime.shared_cross_attention import share_cross_at
 from dialogsum.plugin_api import (
     MANIFEST_NAME,
     ExportJob,
+    ExportStages,
     ModelError,
     base_of,
     clause,
     is_prompt_learning,
     merged_copy,
+    parity_dialogues,
     prompt_length,
     require,
 )
@@ -203,6 +205,12 @@ def _write_adapters(job: ExportJob) -> None:
                 shutil.copyfile(source / file, folder / file)
 
 
+def _stage_count(job: ExportJob, options: OnnxExportOptions) -> int:
+    """The stages of :func:`export_onnx`: the graphs, the parity check, int8 quantization and
+    its check, and one parity check per adapter."""
+    return 2 + (2 if options.quantize == "int8" else 0) + len(job.adapters)
+
+
 def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
     """Write an ONNX export of ``job.model`` into ``job.folder`` (see the module docstring)."""
     require(
@@ -210,17 +218,22 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         extra="export",
         purpose="Exporting to ONNX",
     )
+    for name, folder in job.adapters.items():
+        read_adapter(name, folder)  # an adapter that cannot be served fails before the export
+    with job.stages(_stage_count(job, options)) as stages:
+        stages.start("exporting the ONNX graphs")
+        model = _cpu_float32(job.model)
+        _write_graphs(job, options, model)
+        _check(job, options, model, stages)
+
+
+def _write_graphs(job: ExportJob, options: OnnxExportOptions, model: Any) -> None:
+    """Write the graphs, the generation config, the adapters and a first manifest (which the
+    parity check's predictor reads)."""
     import onnxruntime
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
-    from dialogsum.backends.onnxruntime.parity import check_adapter_parity, check_parity
-    from dialogsum.backends.onnxruntime.quantize import quantize_int8
-
-    for name, folder in job.adapters.items():
-        read_adapter(name, folder)  # an adapter that cannot be served fails before the export
     quiet_exporters()
-    model = _cpu_float32(job.model)
     plain, prompt = _plain_model(model)
     plain.eval()
     staging = job.folder
@@ -279,24 +292,43 @@ def export_onnx(job: ExportJob, options: OnnxExportOptions) -> None:
         }
     versions = {"onnxruntime": onnxruntime.__version__}
     job.write_manifest(section, files=list(ONNX_FILES), versions=versions)
-    parity = check_parity(model, staging)
+
+
+def _check(job: ExportJob, options: OnnxExportOptions, model: Any, stages: ExportStages) -> None:
+    """Run the parity gate on the written graphs (and quantize them between its checks);
+    record the results in the manifest."""
+    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
+    from dialogsum.backends.onnxruntime.parity import (
+        check_adapter_parity,
+        check_int8_parity,
+        check_parity,
+    )
+    from dialogsum.backends.onnxruntime.quantize import quantize_int8
+
+    staging = job.folder
+    stages.start("checking parity with PyTorch")
+    # One predictor per set of graphs, shared by every check on them (each load costs
+    # seconds for a large model).
+    served = OnnxPredictor(staging, progress=False)
+    sources = served.encode(parity_dialogues(), warn=False)  # both sides read these ids
+    parity, fp32_greedy = check_parity(model, served, sources)
     if options.quantize == "int8":
-        fp32 = staging.with_name(staging.name + "-fp32")
-        shutil.copytree(staging, fp32)
+        # Its sessions were built from the fp32 files that quantization rewrites in place.
+        del served
+        stages.start("quantizing to int8")
         try:
-            try:
-                quantize_int8(staging)
-            except Exception as exc:
-                raise ModelError(
-                    f"int8 quantization failed: {type(exc).__name__}: {clause(exc)}. Nothing was "
-                    f"written; the fp32 export (quantize=None) is unaffected."
-                ) from exc
-            parity["int8"] = check_parity(model, staging, reference=fp32)
-        finally:
-            shutil.rmtree(fp32, ignore_errors=True)
+            quantize_int8(staging)
+        except Exception as exc:
+            raise ModelError(
+                f"int8 quantization failed: {type(exc).__name__}: {clause(exc)}. Nothing was "
+                f"written; the fp32 export (quantize=None) is unaffected."
+            ) from exc
+        stages.start("checking int8 parity")
+        served = OnnxPredictor(staging, progress=False)
+        parity["int8"] = check_int8_parity(served, sources, fp32_greedy)
     # Adapters are checked as served: their int8 branch on the base as exported.
-    served = OnnxPredictor(staging, progress=False) if job.adapters else None
     for name in job.adapters:
+        stages.start(f"checking adapter {name}")
         tuned = job.adapter_model(name)  # one at a time: a copy of the base each
         parity.setdefault("adapters", {})[name] = check_adapter_parity(tuned.model, served, name)
         del tuned

@@ -8,7 +8,6 @@ export's manifest.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dialogsum.plugin_api import (
@@ -68,78 +67,84 @@ def _batch_logits_difference(onnx: Any, sources: list[list[int]], tokens: list[l
     return float(np.abs(batched - alone).max())
 
 
-def check_parity(
-    model: Any,
-    export_dir: Path,
-    *,
-    dialogues: list[str] | None = None,
-    reference: Path | None = None,
-) -> dict[str, Any]:
-    """Compare the export in ``export_dir`` with ``model`` (or with the export in ``reference``).
+def check_parity(model: Any, onnx: Any, sources: list[list[int]]) -> tuple[dict[str, Any], Any]:
+    """Compare the fp32 export ``onnx`` (an ``OnnxPredictor``) with ``model`` on ``sources``
+    (the parity dialogues as ``onnx`` encodes them).
 
-    Raises :class:`ModelError` when an fp32 export misses the gate, so it is never written.
+    Returns the parity record and the export's greedy tokens per source, which
+    :func:`check_int8_parity` compares the int8 export with. Raises :class:`ModelError` when
+    the export misses the gate, so it is never written.
     """
     import numpy as np
 
-    from dialogsum.backends.onnxruntime.onnx_predictor import OnnxPredictor
-
     model.eval()  # dropout off: the reference must be deterministic
-    texts = dialogues or parity_dialogues()
-    onnx = OnnxPredictor(export_dir, progress=False)
-    sources = onnx.encode(texts, warn=False)  # parity compares cut inputs on both sides
-    if reference is not None:
-        greedy = _onnx_decode(onnx, sources, 1)
-        fp32 = OnnxPredictor(reference, progress=False)
-        # A server batches strangers' requests together: a summary must not depend on them.
-        # Per-row activation scales and the decoder's masked cross-attention tail make every
-        # step's logits the same alone and in a padded batch (per-tensor scales moved them by
-        # percents). Checked on every step of the batch's own greedy decode, forced; an export
-        # whose greedy summaries change in a batch is refused.
-        batched_tokens = _onnx_decode_batched(onnx, sources, 1)
-        difference = _batch_logits_difference(onnx, sources, batched_tokens)
-        batch_agreement = agreement(greedy, batched_tokens)
-        if difference > LOGITS_TOLERANCE or batch_agreement < 1.0:
-            raise ModelError(
-                f"The int8 export's logits for a dialogue change when it shares a batch "
-                f"(largest difference {difference:.2e} over {PARITY_NEW_TOKENS} steps; greedy "
-                f"summaries identical alone and in a batch for {batch_agreement:.0%} of "
-                f"{len(texts)} dialogues): served summaries would depend on other requests, "
-                f"giving a different summary in a batch than alone. "
-                f"Nothing was written; export without quantize (fp32), and please report this "
-                f"with the model's config and your CPU (lscpu)."
-            )
-        return {
-            "dialogues": len(texts),
-            "greedy_agreement_with_fp32": agreement(greedy, _onnx_decode(fp32, sources, 1)),
-            "batch_logits_difference": difference,
-            "batch_greedy_agreement": batch_agreement,
-        }
     ids, mask = pad_batch(sources, onnx.pad_token_id)
     torch_logits = torch_first_logits(model, ids, mask, onnx.start_token_id)
     difference = float(np.abs(torch_logits - onnx.first_step_logits(ids, mask)).max())
     scale = max(1.0, float(np.abs(torch_logits).max()))
+    decoded: dict[int, list[list[int]]] = {}
+
+    def decode(rows: list[list[int]], beams: int) -> list[list[int]]:
+        decoded[beams] = _onnx_decode(onnx, rows, beams)
+        return decoded[beams]
+
     tokens = check_token_parity(
-        model,
-        sources,
-        lambda rows, beams: _onnx_decode(onnx, rows, beams),
-        eos=onnx.eos_token_id,
-        what="The ONNX export",
+        model, sources, decode, eos=onnx.eos_token_id, what="The ONNX export"
     )
     if difference > LOGITS_TOLERANCE * scale:
         raise ModelError(
             f"The ONNX export does not match the PyTorch model: largest first-step logits "
             f"difference {difference:.2e}, tolerance {LOGITS_TOLERANCE * scale:.2e}, over "
-            f"{len(texts)} dialogues. Nothing was written. Please report this with the model's "
-            f"config."
+            f"{len(sources)} dialogues. Nothing was written. Please report this with the "
+            f"model's config."
         )
-    return {
-        "dialogues": len(texts),
+    record = {
+        "dialogues": len(sources),
         "new_tokens": PARITY_NEW_TOKENS,
         "max_abs_logits_difference": difference,
         "logits_scale": scale,
         "greedy_identical": tokens["greedy_identical"],
         "beam4_identical": tokens["beam4_identical"],
         "passed": True,
+    }
+    return record, decoded[1]
+
+
+def check_int8_parity(
+    onnx: Any, sources: list[list[int]], fp32_greedy: list[list[int]]
+) -> dict[str, Any]:
+    """Compare the int8 export ``onnx`` with the fp32 export's greedy tokens ``fp32_greedy``
+    (from :func:`check_parity`, on the same ``sources``).
+
+    The fp32 tokens are passed rather than decoded again: the fp32 graphs were checked a
+    moment before, and keeping a copy of them to load a second time cost a copy of the
+    export and a second set of sessions. Raises :class:`ModelError` when a dialogue's
+    logits change in a batch.
+    """
+    greedy = _onnx_decode(onnx, sources, 1)
+    # A server batches strangers' requests together: a summary must not depend on them.
+    # Per-row activation scales and the decoder's masked cross-attention tail make every
+    # step's logits the same alone and in a padded batch (per-tensor scales moved them by
+    # percents). Checked on every step of the batch's own greedy decode, forced; an export
+    # whose greedy summaries change in a batch is refused.
+    batched_tokens = _onnx_decode_batched(onnx, sources, 1)
+    difference = _batch_logits_difference(onnx, sources, batched_tokens)
+    batch_agreement = agreement(greedy, batched_tokens)
+    if difference > LOGITS_TOLERANCE or batch_agreement < 1.0:
+        raise ModelError(
+            f"The int8 export's logits for a dialogue change when it shares a batch "
+            f"(largest difference {difference:.2e} over {PARITY_NEW_TOKENS} steps; greedy "
+            f"summaries identical alone and in a batch for {batch_agreement:.0%} of "
+            f"{len(sources)} dialogues): served summaries would depend on other requests, "
+            f"giving a different summary in a batch than alone. "
+            f"Nothing was written; export without quantize (fp32), and please report this "
+            f"with the model's config and your CPU (lscpu)."
+        )
+    return {
+        "dialogues": len(sources),
+        "greedy_agreement_with_fp32": agreement(greedy, fp32_greedy),
+        "batch_logits_difference": difference,
+        "batch_greedy_agreement": batch_agreement,
     }
 
 
@@ -177,17 +182,25 @@ def check_adapter_parity(model: Any, onnx: Any, adapter: str) -> dict[str, Any]:
             f"with the adapter's adapter_config.json."
         )
 
+    decoded: dict[int, list[list[int]]] = {}
+
+    def decode(chosen: list[list[int]], beams: int) -> list[list[int]]:
+        decoded[beams] = _onnx_decode(onnx, chosen, beams, adapter)
+        return decoded[beams]
+
     tokens = check_token_parity(
         model,
         sources,
-        lambda chosen, beams: _onnx_decode(onnx, chosen, beams, adapter),
+        decode,
         eos=onnx.eos_token_id,
         what=f"Adapter {adapter!r} served unmerged",
         greedy_required=0.0,
         beam_required=0.0,
     )
-    # Beside rows of the base model (other prompts, other lengths), each row must decode as alone.
-    alone = _onnx_decode(onnx, sources, 1, adapter)
+    # Beside rows of the base model (other prompts, other lengths), each row must decode as
+    # alone: as the greedy decode the token check just ran (decoding is deterministic, so it
+    # is not run twice).
+    alone = decoded[1]
     base_sources = onnx.encode(texts, warn=False)
     mixed = _onnx_decode_batched(
         onnx, [*sources, *base_sources], 1, [*rows, *([None] * len(base_sources))]
