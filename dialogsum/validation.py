@@ -228,6 +228,12 @@ def changes_since(
     earlier = json.loads(record.read_text(encoding="utf-8"))
     if upgrade is not None:
         earlier = upgrade(earlier)
+    return changes_between(earlier, now)
+
+
+def changes_between(earlier: object, now: object) -> list[str]:
+    """``'key: before then, after now'`` for each setting that differs between ``earlier`` (a
+    record as read back from JSON) and ``now``, compared as ``now`` would read back."""
     current = json.loads(json.dumps(now, default=str))
     return [
         f"{key}: {before!r} then, {after!r} now"

@@ -16,7 +16,7 @@ from typing import IO
 
 from dialogsum.errors import ConfigError, DataError, logger
 from dialogsum.files import check_can_write
-from dialogsum.validation import changes_since
+from dialogsum.validation import changes_between
 
 #: The suffix of the Ray engine's part files.
 PART_SUFFIX = ".jsonl"
@@ -124,10 +124,10 @@ def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
     record = job_file(path)
     if not (resuming and record.exists()):
         return
-    now = {key: value for key, value in job.items() if key != FINGERPRINTS}
     try:
         earlier = json.loads(record.read_text(encoding="utf-8"))
-        changed = changes_since(record, now, upgrade=_without_fingerprints)
+        # The fingerprints are compared apart, so that their message can say which changed.
+        changed = changes_between(_without_fingerprints(earlier), _without_fingerprints(job))
     except (OSError, ValueError) as exc:
         raise DataError(
             f"{record} (the record of the job that wrote {path}) is unreadable ({exc}); "
@@ -156,8 +156,7 @@ def check_job(path: Path, job: dict[str, object], *, resuming: bool) -> None:
 
 
 def _without_fingerprints(record: object) -> object:
-    """A job's record without its fingerprints (compared apart, so their message can say
-    which model changed)."""
+    """A job's record without its fingerprints."""
     if not isinstance(record, dict):
         return record
     return {key: value for key, value in record.items() if key != FINGERPRINTS}
