@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from dialogsum.backends.onnxruntime.adapter_files import AdapterWeights, read_adapter
-from dialogsum.backends.onnxruntime.export_files import LORA_MASK, WEIGHT_LEVELS, slot_inputs
+from dialogsum.backends.onnxruntime.export_files import (
+    LORA_MASK,
+    WEIGHT_LEVELS,
+    quantize_columns,
+    slot_inputs,
+)
 from dialogsum.plugin_api import (
     AdapterInfo,
     ModelError,
@@ -76,10 +81,8 @@ def quantize_lora(lora: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any,
         up_int8 = up_int8.astype(np.int8)
         # B_int / 127 is (up / row_max) x levels / 127: A's columns take row_max x 127 / levels.
         folded = down * (row_max * (127.0 / levels))[None, :]
-        scale = np.abs(folded).max(axis=0) / levels
-        scale[scale == 0] = 1.0
-        down_int8 = np.clip(np.round(folded / scale), -levels, levels).astype(np.int8)
-        blocks[slot] = (down_int8, scale.astype(np.float32), up_int8)
+        down_int8, scale = quantize_columns(folded)
+        blocks[slot] = (down_int8, scale, up_int8)
     return blocks
 
 

@@ -13,6 +13,8 @@ adapters' own files are in ``adapters/NAME/``.
 
 from __future__ import annotations
 
+from typing import Any
+
 #: The encoder, the first decoder step, and the decoder with past key values.
 ONNX_FILES = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
 #: Everything the onnxruntime backend reads from an export folder.
@@ -24,6 +26,20 @@ REQUIRED_FILES = (*ONNX_FILES, "tokenizer.json", "generation_config.json")
 WEIGHT_LEVELS = 63
 #: The ``weight_bits`` an int8 export records since its weights are 7-bit.
 WEIGHT_BITS = 7
+
+
+def quantize_columns(matrix: Any) -> tuple[Any, Any]:
+    """``matrix`` (inputs x outputs) as int8 within +-``WEIGHT_LEVELS`` and one float32 scale
+    per column (an all-zero column keeps the scale 1): the export's weights and a LoRA
+    adapter's ``A`` are quantized alike."""
+    import numpy as np
+
+    scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
+    scale[scale == 0] = 1.0
+    quantized = np.clip(np.round(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+    return quantized.astype(np.int8), scale.astype(np.float32)
+
+
 #: The per-row mask input shared by a graph's LoRA slots (see adapter_slots).
 LORA_MASK = "lora_mask"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES, WEIGHT_LEVELS
+from dialogsum.backends.onnxruntime.export_files import LORA_MASK, ONNX_FILES, quantize_columns
 from dialogsum.backends.onnxruntime.shared_cross_attention import DECODER_WITH_PAST
 
 #: Protobuf's limit: larger models keep their weights in a separate data file.
@@ -145,13 +145,10 @@ def _rewrite(source: Path, target: Path) -> None:
             continue
         prefix = f"rowq{len(replaced)}_{node.name or 'matmul'}".replace("/", "_")
         matrix = numpy_helper.to_array(weight).astype(np.float32)
-        scale = np.abs(matrix).max(axis=0) / WEIGHT_LEVELS
-        scale[scale == 0] = 1.0  # an all-zero column stays zero
-        quantized = np.clip(np.round(matrix / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS)
-        quantized = quantized.astype(np.int8)
+        quantized, scale = quantize_columns(matrix)
         added += [
             numpy_helper.from_array(quantized, f"{prefix}_w"),
-            numpy_helper.from_array(scale.astype(np.float32), f"{prefix}_ws"),
+            numpy_helper.from_array(scale, f"{prefix}_ws"),
         ]
         replaced.add(node.input[1])
         source_name = node.input[0]
