@@ -356,7 +356,9 @@ def json_lines(handle: IO[str], name: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            # Without its line ending: inside a string left open, the newline would be reported
+            # as a control character at the line's end instead of where the string starts.
+            yield number, json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             suffix = Path(name).suffix.lower()
             # A .txt or .md file is read as JSON Lines (many are): say so when it is not.

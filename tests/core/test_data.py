@@ -82,6 +82,9 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"Invalid control character, column") as info:
         load_examples(path)
     assert " at at " not in str(info.value)
+    path.write_text('{"dialogue": "#Person1#: Hi.\n')  # its closing quote lost
+    with pytest.raises(DataError, match=r"Unterminated string starting, column 14"):
+        load_examples(path)
 
 
 def test_a_file_of_another_kind_and_a_single_object(tmp_path: Path) -> None:
