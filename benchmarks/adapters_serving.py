@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, config_path, random_model_exports
+from common import RESULTS, config_path, current_export, random_model_exports
 from serve_load import (
     BASE_PARAMS,
     DATA,
@@ -155,13 +155,13 @@ def main() -> int:
     runs = tune_adapters(base, WORK)
     multi, single = WORK / "multi-adapter-int8", WORK / "single-adapter-int8"
     results: dict[str, Any] = {"model": "flan-t5-base (random weights)", "adapters": len(SERVED)}
-    if not (multi / "dialogsum.json").exists():
+    if not current_export(multi):
         started = time.perf_counter()
         Summarizer.from_pretrained(base, backend_options={"progress": False}).export(
             multi, adapters={n: runs[n] for n in SERVED}, quantize="int8", overwrite=True
         )
         results["multi_export_seconds"] = time.perf_counter() - started
-    if not (single / "dialogsum.json").exists():
+    if not current_export(single):
         tuned = Summarizer.from_pretrained(runs[SERVED[0]], backend_options={"progress": False})
         tuned.export(single, quantize="int8", overwrite=True)
     sizes = {

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, config_path, random_model_exports
+from common import RESULTS, config_path, current_export, random_model_exports
 from serve_load import BASE_PARAMS, DATA, WORK, with_dialogsum_tokenizer
 
 #: Dialogues per measurement and per batch.
@@ -181,8 +181,8 @@ def tiny_model(texts: list[str]) -> dict[str, Any]:
     from dialogsum.generation import parse_generation
 
     folder = WORK / "tiny-int8"
-    if not (folder / "dialogsum.json").exists():
-        Summarizer.from_pretrained("dialogsum-tiny").export(folder, quantize="int8")
+    if not current_export(folder):
+        Summarizer.from_pretrained("dialogsum-tiny").export(folder, quantize="int8", overwrite=True)
     predictor = OnnxPredictor(folder, threads=2, progress=False)
     sources = predictor.encode(texts, warn=False)
     arrival = [texts[k : k + BATCH] for k in range(0, len(texts), BATCH)]

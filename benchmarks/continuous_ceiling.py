@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, config_path, random_model_exports
+from common import RESULTS, config_path, current_export, random_model_exports
 from serve_load import DATA, WORK, with_dialogsum_tokenizer
 
 CLIENTS = 16
@@ -279,8 +279,8 @@ def main() -> int:
         return 2
     texts = [e.dialogue for e in load_examples(DATA, "test")]
     tiny = WORK / "tiny-int8"
-    if not (tiny / "dialogsum.json").exists():
-        Summarizer.from_pretrained("dialogsum-tiny").export(tiny, quantize="int8")
+    if not current_export(tiny):
+        Summarizer.from_pretrained("dialogsum-tiny").export(tiny, quantize="int8", overwrite=True)
     results = []
     if args.model in ("all", "dialogsum-tiny"):
         count = COUNTS["dialogsum-tiny"]

@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import current_export
+
 NEW_TOKENS = 32
 THREADS = 2
 TOKENS = 200
@@ -109,7 +113,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--case", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not (args.work / "onnx-int8" / "dialogsum.json").exists():
+    if not current_export(args.work / "onnx-int8"):
         sys.exit(f"no int8 export in {args.work}: run benchmarks/cpu_serving.py first")
     if args.case:
         beams, batch, operators = args.case

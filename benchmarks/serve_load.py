@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, ROOT, config_path, random_model_exports
+from common import RESULTS, ROOT, config_path, current_export, random_model_exports
 
 WORK = Path("/tmp/dialogsum-bench")
 DATA = ROOT.parent / "shared" / "data" / "dialogsum"
@@ -312,8 +312,10 @@ def main() -> int:
         return 1
     folders = random_model_exports(config_path("base"), WORK)
     tiny_int8 = WORK / "tiny-int8"
-    if not (tiny_int8 / "dialogsum.json").exists():
-        Summarizer.from_pretrained("dialogsum-tiny").export(tiny_int8, quantize="int8")
+    if not current_export(tiny_int8):
+        Summarizer.from_pretrained("dialogsum-tiny").export(
+            tiny_int8, quantize="int8", overwrite=True
+        )
     texts = [e.dialogue for e in load_examples(DATA, "test")]
     models = {
         "dialogsum-tiny": (

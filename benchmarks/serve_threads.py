@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS
+from common import RESULTS, current_export
 from serve_load import DATA, WORK, free_port, load, start
 
 REQUESTS, CONCURRENCY, ROUNDS = 320, 16, 3
@@ -90,8 +90,8 @@ def main() -> int:
         print(f"no DialogSum corpus at {DATA}", file=sys.stderr)
         return 1
     export = WORK / "tiny-int8"
-    if not (export / "dialogsum.json").exists():
-        Summarizer.from_pretrained("dialogsum-tiny").export(export, quantize="int8")
+    if not current_export(export):
+        Summarizer.from_pretrained("dialogsum-tiny").export(export, quantize="int8", overwrite=True)
     texts = [e.dialogue for e in load_examples(DATA, "test")][:REQUESTS]
     offline = Summarizer.from_pretrained(export, backend_options={"progress": False})
     expected = [s.strip() for s in offline.summarize(texts)]
