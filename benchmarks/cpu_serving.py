@@ -12,7 +12,9 @@ Engines: PyTorch eager (transformers ``generate``), dialogsum's onnxruntime back
 export (batch-invariant int8), the dialogsum-ctranslate2 plugin on its int8 export
 (CTranslate2 int8), and onnxruntime's ``BeamSearch`` contrib operator, which runs the whole
 decode loop in C++ over int8 sub-graphs quantized per tensor by ``quantize_dynamic`` (built by
-ort_generation.py; greedy is one beam). All on 2 threads. Every cell runs in its own process,
+ort_generation.py; greedy is one beam). ``--engines`` can add a fifth: the same operator over
+sub-graphs quantized as dialogsum's exports are (per row), which tells the operator's loop
+apart from its quantization. All on 2 threads. Every cell runs in its own process,
 one after another, so timings do not contend; ratios are against PyTorch in the same run.
 Each cell also records how many of its outputs (token ids; summaries for dialogsum-tiny) are
 PyTorch's, and, batched, how many are what the same row gets alone. Writes
@@ -37,17 +39,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, config_path, random_model_exports
+from common import RESULTS, config_path, current_export, random_model_exports
 from ort_generation import MODEL_FILE, BeamSearchModel, build_beam_search
 
 NEW_TOKENS = 32
 THREADS = 2
 BEAM_SEARCH = "onnxruntime-beamsearch-int8"
+MODELS = ["flan-t5-base", "dialogsum-tiny"]
+#: The BeamSearch operator over sub-graphs quantized per row, as dialogsum's exports are.
+BEAM_SEARCH_ROWS = "onnxruntime-beamsearch-rowint8"
+#: The engines a run measures unless ``--engines`` says otherwise.
 ENGINES = ("pytorch", "onnxruntime-int8", "ctranslate2-int8", BEAM_SEARCH)
-COLUMNS = ("PyTorch", "dialogsum int8", "CTranslate2 int8", "onnxruntime BeamSearch int8")
-#: The work folders of the BeamSearch graphs (FLAN-T5-base, dialogsum-tiny).
-BEAM_SEARCH_BASE = "beamsearch-int8"
-BEAM_SEARCH_TINY = "tiny-beamsearch-int8"
+COLUMNS = {
+    "pytorch": "PyTorch",
+    "onnxruntime-int8": "dialogsum int8",
+    "ctranslate2-int8": "CTranslate2 int8",
+    BEAM_SEARCH: "onnxruntime BeamSearch int8",
+    BEAM_SEARCH_ROWS: "onnxruntime BeamSearch, dialogsum's int8",
+}
+#: Each BeamSearch engine's graphs: its quantization, and its work folders (FLAN-T5-base,
+#: dialogsum-tiny).
+BEAM_SEARCH_GRAPHS = {
+    BEAM_SEARCH: ("tensor", "beamsearch-int8", "tiny-beamsearch-int8"),
+    BEAM_SEARCH_ROWS: ("row", "beamsearch-rowint8", "tiny-beamsearch-rowint8"),
+}
 
 
 def random_inputs(batch: int, tokens: int) -> list[list[int]]:
@@ -84,8 +99,8 @@ def base_runner(engine: str, beams: int, work: Path) -> Callable[[list[list[int]
             return run
 
         return torch_batch
-    if engine == BEAM_SEARCH:
-        search = BeamSearchModel(work / BEAM_SEARCH_BASE / MODEL_FILE, THREADS)
+    if engine in BEAM_SEARCH_GRAPHS:
+        search = BeamSearchModel(work / BEAM_SEARCH_GRAPHS[engine][1] / MODEL_FILE, THREADS)
 
         def beam_search_batch(ids: list[list[int]]) -> Callable[[], Any]:
             mask = [[1] * len(row) for row in ids]
@@ -120,7 +135,7 @@ def token_rows(engine: str, output: Any, eos: int = 1) -> list[list[int]]:
     from dialogsum.generation import cut_at_eos
 
     rows = output.tolist() if hasattr(output, "tolist") else output
-    if engine in ("pytorch", BEAM_SEARCH):  # these two return the decoder's start token too
+    if engine == "pytorch" or engine in BEAM_SEARCH_GRAPHS:  # these return the start token too
         rows = [row[1:] for row in rows]
     return [cut_at_eos(list(row), eos) for row in rows]
 
@@ -131,8 +146,8 @@ def tiny_runner(engine: str, batch: int, work: Path) -> Any:
     from dialogsum.data import load_examples, sample_path
 
     texts = [e.dialogue for e in load_examples(sample_path("test"))[:16]]
-    if engine == BEAM_SEARCH:
-        return tiny_beam_search(texts, batch, work)
+    if engine in BEAM_SEARCH_GRAPHS:
+        return tiny_beam_search(texts, batch, work, BEAM_SEARCH_GRAPHS[engine][2])
     if engine == "pytorch":
         import torch
 
@@ -153,7 +168,9 @@ def tiny_runner(engine: str, batch: int, work: Path) -> Any:
     return lambda: summarizer.summarize(texts, batch_size=batch)
 
 
-def tiny_beam_search(texts: list[str], batch: int, work: Path) -> Callable[[], list[str]]:
+def tiny_beam_search(
+    texts: list[str], batch: int, work: Path, graph: str
+) -> Callable[[], list[str]]:
     """dialogsum-tiny's BeamSearch graph behind the steps every backend shares: the prompt,
     tokenizer and truncation of the model's manifest, length-sorted padded batches, decoding."""
     from tokenizers import Tokenizer
@@ -168,7 +185,7 @@ def tiny_beam_search(texts: list[str], batch: int, work: Path) -> Callable[[], l
     config = json.loads((folder / "config.json").read_text())
     eos, pad = int(config["eos_token_id"]), int(config["pad_token_id"])
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    search = BeamSearchModel(work / BEAM_SEARCH_TINY / MODEL_FILE, THREADS)
+    search = BeamSearchModel(work / graph / MODEL_FILE, THREADS)
 
     def run_batch(ids: list[list[int]], mask: list[list[int]]) -> list[str]:
         sequences = search.generate_ids(
@@ -221,13 +238,15 @@ def worker(cell: dict[str, Any], repeats: int, work: Path) -> dict[str, Any]:
     return result
 
 
-def cells(tokens: list[int]) -> list[dict[str, Any]]:
+def cells(
+    tokens: list[int], engines: tuple[str, ...], models: list[str] = MODELS
+) -> list[dict[str, Any]]:
     """Every measured configuration, in the order they run."""
     result = []
-    for length in tokens:
+    for length in tokens if "flan-t5-base" in models else []:
         for beams in (1, 4):
             for batch in (1, 8):
-                for engine in ENGINES:
+                for engine in engines:
                     result.append(
                         {
                             "model": "flan-t5-base",
@@ -237,31 +256,35 @@ def cells(tokens: list[int]) -> list[dict[str, Any]]:
                             "batch": batch,
                         }
                     )
-    for batch in (1, 16):
-        for engine in ENGINES:
+    for batch in (1, 16) if "dialogsum-tiny" in models else ():
+        for engine in engines:
             result.append({"model": "dialogsum-tiny", "engine": engine, "batch": batch})
     return result
 
 
-def prepare(work: Path) -> None:
+def prepare(work: Path, engines: tuple[str, ...]) -> None:
     """The FLAN-T5-base exports and dialogsum-tiny's int8 exports: ONNX, CTranslate2 and the
-    BeamSearch graphs (each reused when a previous run left it)."""
+    BeamSearch graphs of ``engines`` (each reused when a previous run left it)."""
     from dialogsum import Summarizer
     from dialogsum.modeling import read_manifest, resolve_model_dir
 
     folders = random_model_exports(config_path("base"), work)
-    build_beam_search(folders["pytorch"], work / BEAM_SEARCH_BASE)
     tiny = resolve_model_dir("dialogsum-tiny")
     assert tiny is not None
     ngrams = int(read_manifest(tiny).generation.get("no_repeat_ngram_size", 0))
-    build_beam_search(tiny, work / BEAM_SEARCH_TINY, no_repeat_ngram_size=ngrams)
+    for engine, (quantization, base_graph, tiny_graph) in BEAM_SEARCH_GRAPHS.items():
+        if engine in engines:
+            build_beam_search(folders["pytorch"], work / base_graph, quantization=quantization)
+            build_beam_search(
+                tiny, work / tiny_graph, no_repeat_ngram_size=ngrams, quantization=quantization
+            )
     exports = (
         (folders["pytorch"], work / "ct2-int8", "ctranslate2"),
         ("dialogsum-tiny", work / "tiny-int8", "onnxruntime"),
         ("dialogsum-tiny", work / "tiny-ct2-int8", "ctranslate2"),
     )
     for model, folder, backend in exports:
-        if not (folder / "dialogsum.json").exists():
+        if not current_export(folder):
             Summarizer.from_pretrained(model, backend_options={"progress": False}).export(
                 folder, backend=backend, quantize="int8", overwrite=True
             )
@@ -280,7 +303,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/dialogsum-bench"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokens", type=int, nargs="+", default=[200, 512])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS)
     parser.add_argument("--output", type=Path, default=RESULTS / "cpu_serving.json")
+    parser.add_argument(
+        "--engines",
+        type=engine_list,
+        default=ENGINES,
+        help=f"comma-separated, PyTorch first (default {','.join(ENGINES)}; also "
+        f"{BEAM_SEARCH_ROWS})",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -289,10 +320,10 @@ def main() -> int:
     if not config_path("base").is_file():
         print(f"no model config at {config_path('base')}", file=sys.stderr)
         return 1
-    prepare(args.work)
+    prepare(args.work, args.engines)
     rows: list[dict[str, Any]] = []
     environment = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-    for cell in cells(args.tokens):
+    for cell in cells(args.tokens, args.engines, args.models):
         command = [
             sys.executable,
             __file__,
@@ -320,8 +351,19 @@ def main() -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print_tables(rows)
+    print_tables(rows, args.engines)
     return 0
+
+
+def engine_list(text: str) -> tuple[str, ...]:
+    """``--engines``: known names, PyTorch first (the ratios are against it)."""
+    engines = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in engines if name not in COLUMNS]
+    if unknown or not engines or engines[0] != "pytorch":
+        raise argparse.ArgumentTypeError(
+            f"expected pytorch first, then any of {', '.join(list(COLUMNS)[1:])}; got {text!r}"
+        )
+    return engines
 
 
 def same_cell(rows: list[dict[str, Any]], row: dict[str, Any], engine: str) -> dict[str, Any]:
@@ -352,30 +394,31 @@ def compare_outputs(rows: list[dict[str, Any]]) -> None:
         del row["outputs"]
 
 
-def print_tables(rows: list[dict[str, Any]]) -> None:
+def print_tables(rows: list[dict[str, Any]], engines: tuple[str, ...]) -> None:
     """The speed table, then the outputs table (same as PyTorch; batched rows same as alone)."""
-    print(f"\n| model | input tokens | decoding | batch | {' | '.join(COLUMNS)} |")
-    print("|---|---|---|---|" + "---|" * len(COLUMNS))
+    columns = [COLUMNS[e] for e in engines]
+    print(f"\n| model | input tokens | decoding | batch | {' | '.join(columns)} |")
+    print("|---|---|---|---|" + "---|" * len(columns))
     for row in rows:
         if row["engine"] != "pytorch":
             continue
-        by_engine = {e: same_cell(rows, row, e) for e in ENGINES}
+        by_engine = {e: same_cell(rows, row, e) for e in engines}
         cells_text = [f"{row['median_s'] * 1000:.0f} ms"] + [
             f"{by_engine[e]['median_s'] * 1000:.0f} ms ({by_engine[e]['speedup_vs_pytorch']:.2f}x)"
-            for e in ENGINES[1:]
+            for e in engines[1:]
         ]
         print(f"| {label(row)} | {' | '.join(cells_text)} |")
     print(
         "\nOutputs equal to PyTorch's in the same cell (token ids; summaries for "
         "dialogsum-tiny), and, batched, rows equal to the same row decoded alone:\n"
     )
-    print(f"| model | input tokens | decoding | batch | {' | '.join(COLUMNS[1:])} |")
-    print("|---|---|---|---|" + "---|" * (len(COLUMNS) - 1))
+    print(f"| model | input tokens | decoding | batch | {' | '.join(columns[1:])} |")
+    print("|---|---|---|---|" + "---|" * (len(columns) - 1))
     for row in rows:
         if row["engine"] != "pytorch":
             continue
         texts = []
-        for engine in ENGINES[1:]:
+        for engine in engines[1:]:
             other = same_cell(rows, row, engine)
             text = f"{other['rows_equal_pytorch']}/{other['n_outputs']} = PyTorch"
             if "rows_equal_alone" in other:

@@ -5,7 +5,9 @@ an encoder sub-graph once and a decoder sub-graph once per step, keeps the cache
 beams, applies min_length and no_repeat_ngram_size, and returns the sequences. With one beam it
 is greedy decoding. Here both sub-graphs are int8 (``quantize_dynamic``: int8 weights, uint8
 activations with one scale per *tensor*, so a row's answer can depend on what else is in the
-batch).
+batch). ``quantization="row"`` quantizes them as dialogsum's exports are instead
+(``quantize_int8_file``: one scale per row, 7-bit weights), to tell what the operator's loop
+gains from what its quantization does.
 
 onnxruntime builds such graphs with ``onnxruntime.transformers.convert_generation``, which does
 not run as shipped with onnxruntime 1.32 and transformers 4.57: its command line loads a
@@ -28,16 +30,16 @@ each decoder layer. Decoder sub-graph: ``input_ids`` (int32, batch x 1),
 ``past_key_cross_i``/``past_value_cross_i`` -> ``logits`` (batch x 1 x vocabulary) and
 ``present_key_self_i``/``present_value_self_i`` (one position longer). The operator reads the
 head count, head size and vocabulary size from those output shapes, so they are fixed numbers.
-Built with ``int8=False``, the graph gave transformers' own ids (greedy and 4 beams, FLAN-T5-base
-and dialogsum-tiny, padded rows and no_repeat_ngram_size=3 included), and on FLAN-T5-base the
-same ids for a row alone as in its batch.
+Built with ``quantization=None``, the graph gave transformers' own ids (greedy and 4 beams,
+FLAN-T5-base and dialogsum-tiny, padded rows and no_repeat_ngram_size=3 included), and on
+FLAN-T5-base the same ids for a row alone as in its batch.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 #: The built graph's file in its folder.
 MODEL_FILE = "model.onnx"
@@ -219,10 +221,11 @@ def build_beam_search(
     target: Path,
     *,
     no_repeat_ngram_size: int = 0,
-    int8: bool = True,
+    quantization: Literal["tensor", "row"] | None = "tensor",
 ) -> Path:
-    """Build ``target/model.onnx``: BeamSearch over int8 (or, ``int8=False``, fp32) sub-graphs
-    of the T5 model saved in the transformers folder ``pytorch_folder``.
+    """Build ``target/model.onnx``: BeamSearch over int8 sub-graphs of the T5 model saved in
+    the transformers folder ``pytorch_folder``: quantized per tensor (``quantize_dynamic``),
+    per row (dialogsum's), or not at all (``None``, fp32).
 
     ``no_repeat_ngram_size`` is an attribute of the operator, fixed here. Returns the graph's
     path; an existing one is reused.
@@ -236,6 +239,8 @@ def build_beam_search(
     from onnxruntime.transformers.convert_generation import get_shared_initializers
     from transformers import T5ForConditionalGeneration
 
+    from dialogsum.backends.onnxruntime.quantize import quantize_int8_file
+
     model = T5ForConditionalGeneration.from_pretrained(str(pytorch_folder)).float().eval()
     config = model.config
     target.mkdir(parents=True, exist_ok=True)
@@ -243,14 +248,17 @@ def build_beam_search(
         folder = Path(scratch)
         subgraphs = []
         for exported in _export_subgraphs(model, folder):
-            if int8:
-                quantized = exported.with_suffix(".int8.onnx")
+            quantized = exported.with_suffix(".int8.onnx")
+            if quantization == "tensor":
                 quantize_dynamic(
                     exported,
                     quantized,
                     op_types_to_quantize=["MatMul"],
                     weight_type=QuantType.QInt8,
                 )
+                exported = quantized
+            elif quantization == "row":
+                quantize_int8_file(exported, quantized)
                 exported = quantized
             subgraphs.append(onnx.load(str(exported)))
         encoder, decoder = subgraphs

@@ -36,25 +36,35 @@ _SINGLE_FILE_LIMIT = 1_800_000_000
 
 def quantize_int8(folder: Path) -> None:
     """Quantize the export in ``folder`` to batch-invariant int8, in place."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     for name in ONNX_FILES:
         path = folder / name
-        prepared = folder / f"{name}.pre.onnx"
-        # Shape inference and graph clean-up first: every MatMul (the LM head included) then
-        # has a constant weight to quantize, and the graph runs faster. The decoder with past
-        # computes its cross-attention shapes from the cache at run time (shared_cross_attention),
-        # which symbolic inference cannot follow; ONNX's own inference finds the same weights.
-        # Graphs with LoRA slots (adapter_slots) hold contrib operators that symbolic
-        # inference does not follow either.
+        # The decoder with past computes its cross-attention shapes from the cache at run time
+        # (shared_cross_attention), which symbolic inference cannot follow; ONNX's own
+        # inference finds the same weights. Graphs with LoRA slots (adapter_slots) hold contrib
+        # operators that symbolic inference does not follow either.
         skip = name == DECODER_WITH_PAST or _has_slots(path)
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=skip)
-        try:
-            _rewrite(prepared, path)
-        finally:
-            prepared.unlink(missing_ok=True)
-            for leftover in folder.glob(f"{name}.pre.onnx*"):
-                leftover.unlink()
+        quantize_int8_file(path, path, symbolic_shapes=not skip)
+
+
+def quantize_int8_file(source: Path, target: Path, *, symbolic_shapes: bool = True) -> None:
+    """Write ``source`` (one ONNX graph) to ``target`` with every MatMul of a constant weight
+    quantized to batch-invariant int8; ``target`` may be ``source``.
+
+    ``symbolic_shapes=False`` leaves out onnxruntime's symbolic shape inference, for graphs it
+    cannot follow (ONNX's own inference still runs).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = target.parent / f"{target.name}.pre.onnx"
+    # Shape inference and graph clean-up first: every MatMul (the LM head included) then has
+    # a constant weight to quantize, and the graph runs faster.
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=not symbolic_shapes)
+    try:
+        _rewrite(prepared, target)
+    finally:
+        prepared.unlink(missing_ok=True)
+        for leftover in target.parent.glob(f"{target.name}.pre.onnx*"):
+            leftover.unlink()
 
 
 def _has_slots(path: Path) -> bool:
