@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dialogsum.errors import ConfigError, PluginError
-from dialogsum.modeling import ModelManifest
+from dialogsum.errors import ConfigError, ModelError, PluginError
+from dialogsum.modeling import ModelManifest, bundled_model_dir
 
 #: An adapter name: it appears in URLs (``/v1/adapters/{name}``), file names and the OpenAI
 #: ``model`` field, so it is kept to characters that need no escaping anywhere.
@@ -53,6 +54,38 @@ def check_adapter_name(name: str) -> str:
     return name
 
 
+def same_base(recorded: str, served: str) -> bool:
+    """Whether an adapter tuned from ``recorded`` fits a base loaded as ``served``.
+
+    The same model has several names: the bundled ``dialogsum-tiny`` is also the path of its
+    folder, and a local folder may be named by another path to it. Names that are not folders
+    here (hub ids, a folder since moved) must be equal.
+    """
+    if recorded == served:
+        return True
+    here = _base_folder(recorded)
+    return here is not None and here == _base_folder(served)
+
+
+def _base_folder(name: str) -> Path | None:
+    try:
+        bundled = bundled_model_dir(name)
+    except ModelError:  # a bundled name whose weights are missing: compare names only
+        return None
+    path = Path(name).expanduser()
+    if bundled is not None and not path.exists():
+        return bundled.resolve()
+    return path.resolve() if path.is_dir() else None
+
+
+def meant_adapter(name: str, choices: Sequence[str]) -> str:
+    """The hint for a typo, as `` Did you mean 'sales'?``, or "" when no choice is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 class UnknownAdapterError(ConfigError):
     """A summary asked for an adapter that is not loaded; :attr:`loaded` lists those that are."""
 
@@ -63,7 +96,7 @@ class UnknownAdapterError(ConfigError):
             listed = ", ".join(self.loaded)
             super().__init__(
                 f"No adapter named {name!r} is loaded; loaded: {listed} (or none for the base "
-                f"model)."
+                f"model).{meant_adapter(name, self.loaded)}"
             )
         else:
             super().__init__(

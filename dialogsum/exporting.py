@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from dialogsum.adapters import is_peft, is_prompt_learning
-from dialogsum.errors import ConfigError, DialogsumError, ModelError, PluginError, clause, logger
+from dialogsum.errors import (
+    ConfigError,
+    DialogsumError,
+    ModelError,
+    PluginError,
+    clause,
+    logger,
+    near_miss,
+)
 from dialogsum.files import check_writable, staged_folder
 from dialogsum.modeling import MANIFEST_NAME, ExportInfo, ModelManifest, read_manifest
 
@@ -256,7 +264,7 @@ def check_adapters(
     Refused: a bad name, a folder that is no LoRA or prompt-tuning adapter, an adapter tuned
     from another base model (both names are given), a base that is itself tuned.
     """
-    from dialogsum.adapter_serving import check_adapter_name
+    from dialogsum.adapter_serving import check_adapter_name, same_base
     from dialogsum.adapters import is_peft
 
     if adapters and (is_peft(base.model) or base.manifest.merged):
@@ -271,14 +279,22 @@ def check_adapters(
         if (folder / "model" / "adapter_config.json").is_file():
             folder = folder / "model"  # a run folder: its model
         if not folder.exists():
-            raise ConfigError(f"Adapter {name!r}: there is no folder {folder}.")
+            meant = near_miss(folder, folders_only=True)
+            raise ConfigError(f"Adapter {name!r}: there is no folder {folder}{meant}")
         if not (folder / "adapter_config.json").is_file():
             raise ConfigError(
                 f"Adapter {name!r}: {folder} holds no adapter (adapter_config.json); give a LoRA "
                 f"or prompt-tuning run's folder."
             )
+        kind = _peft_type(folder / "adapter_config.json")
+        if kind not in ("LORA", "PROMPT_TUNING"):
+            raise ConfigError(
+                f"Adapter {name!r}: {folder} holds a {kind or 'unknown'} adapter; adapters are "
+                f"exported beside the base only when LoRA or prompt tuning. Merge it into an "
+                f"export of its own instead (dialogsum export --model {path})."
+            )
         recorded = read_manifest(folder).base_model
-        if recorded and base_name and recorded != base_name:
+        if recorded and base_name and not same_base(recorded, base_name):
             raise ConfigError(
                 f"Adapter {name!r} ({folder}) was tuned from {recorded}, and the base being "
                 f"exported is {base_name}: every adapter must share the base. Load {recorded} "
@@ -286,3 +302,14 @@ def check_adapters(
             )
         checked[name] = folder
     return checked
+
+
+def _peft_type(config: Path) -> str:
+    """The ``peft_type`` an adapter_config.json names, upper-case ("" if it names none)."""
+    import json
+
+    try:
+        kind = json.loads(config.read_text(encoding="utf-8")).get("peft_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{config} is unreadable or corrupt: {clause(exc)}.") from exc
+    return str(kind or "").upper()

@@ -16,6 +16,7 @@ from dialogsum.adapter_serving import (
     check_adapter_name,
     rows_by_adapter,
     run_grouped,
+    same_base,
 )
 from dialogsum.adapters import (
     base_of,
@@ -137,6 +138,7 @@ __all__ = [
     "resolve_model_dir",
     "rows_by_adapter",
     "run_grouped",
+    "same_base",
     "summarize_batches",
     "torch_first_logits",
     "torch_tokens",

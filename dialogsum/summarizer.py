@@ -12,7 +12,15 @@ from pydantic import BaseModel
 from dialogsum.adapter_serving import AdapterInfo, UnknownAdapterError, check_adapter_name
 from dialogsum.continuous import CheckedDecoder, ContinuousDecoder, ContinuousSettings
 from dialogsum.data import DataOptions, DataSource, Example, group_references, load_examples
-from dialogsum.errors import BackendError, ConfigError, DialogsumError, PluginError, clause
+from dialogsum.errors import (
+    BackendError,
+    ConfigError,
+    DialogsumError,
+    ModelError,
+    PluginError,
+    clause,
+    near_miss,
+)
 from dialogsum.exporting import check_adapters
 from dialogsum.generation import GenerationOptions, check_dialogues, parse_generation
 from dialogsum.interfaces import Predictor
@@ -531,7 +539,10 @@ class Summarizer:
         changes nothing, and summaries running meanwhile finish unchanged.
         """
         check_adapter_name(name)
-        return self._predictor.load_adapter(name, Path(path).expanduser())
+        folder = Path(path).expanduser()
+        if not folder.exists():
+            raise ModelError(f"No adapter at {folder}: it does not exist{near_miss(folder)}")
+        return self._predictor.load_adapter(name, folder)
 
     def unload_adapter(self, name: str) -> AdapterInfo:
         """Stop serving adapter ``name``; return what it was."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from dialogsum.adapter_serving import meant_adapter
 from dialogsum.serve.inputs import (
     Rejected,
     checked_texts,
@@ -156,10 +157,11 @@ def _adapter(model: str, state: ServiceState) -> str | None:
     if model in loaded:
         return model
     served = ", ".join([f"{state.model_id} (the base model)", *sorted(loaded)])
+    meant = meant_adapter(model, [state.model_id, *loaded])
     raise OpenAIError(
         404,
         f"The model {model!r} does not exist on this server; its models are: {served} "
-        f"(GET /v1/models lists them).",
+        f"(GET /v1/models lists them).{meant}",
         "model",
         "model_not_found",
     )

@@ -25,6 +25,7 @@ from dialogsum.plugin_api import (
     ModelError,
     ModelManifest,
     UnknownAdapterError,
+    same_base,
 )
 
 #: The multi-adapter export's folder of adapters, one sub-folder per adapter.
@@ -150,7 +151,11 @@ class AdapterSet:
 
     def _check(self, weights: AdapterWeights, source: Path) -> None:
         layout, info = self.layout, weights.info
-        if layout.base_model and info.base_model and info.base_model != layout.base_model:
+        if (
+            layout.base_model
+            and info.base_model
+            and not same_base(info.base_model, layout.base_model)
+        ):
             raise ModelError(
                 f"The adapter in {source} was tuned from {info.base_model}, and this export "
                 f"serves {layout.base_model}: an adapter only works on its own base model. "
