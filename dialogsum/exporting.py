@@ -289,9 +289,9 @@ def check_adapters(
         kind = _peft_type(folder / "adapter_config.json")
         if kind not in ("LORA", "PROMPT_TUNING"):
             raise ConfigError(
-                f"Adapter {name!r}: {folder} holds a {kind or 'unknown'} adapter; adapters are "
-                f"exported beside the base only when LoRA or prompt tuning. Merge it into an "
-                f"export of its own instead (dialogsum export --model {path})."
+                f"Adapter {name!r}: {folder} holds an adapter of type {kind or 'unknown'}; "
+                f"adapters are exported beside the base only when LoRA or prompt tuning. Merge "
+                f"it into an export of its own instead (dialogsum export --model {path})."
             )
         recorded = read_manifest(folder).base_model
         if recorded and base_name and not same_base(recorded, base_name):

@@ -54,7 +54,9 @@ def test_an_adapter_that_cannot_be_served_unmerged_is_refused_before_the_export(
     tmp_path: Path,
 ) -> None:
     ia3 = _adapter(tmp_path / "ia3", "IA3")
-    with pytest.raises(ConfigError, match=r"holds a IA3 adapter.*dialogsum export --model"):
+    with pytest.raises(
+        ConfigError, match=r"holds an adapter of type IA3.*dialogsum export --model"
+    ):
         _check({"tone": ia3})
     lora, prompt = _adapter(tmp_path / "lora", "LORA"), _adapter(tmp_path / "p", "PROMPT_TUNING")
     assert _check({"a": lora, "b": prompt}) == {"a": lora / "model", "b": prompt / "model"}
