@@ -20,6 +20,8 @@ SAMPLING_OPTIONS = ("temperature", "top_p", "top_k")
 #: Validation context key: sampling options are checked once the backend is known (the
 #: command line, for an export: its backend may not sample at all, which is the error to give).
 SAMPLING_CHECKED_WITH_BACKEND = "sampling_checked_with_backend"
+#: The longest summary a request may ask for, in tokens.
+MAX_NEW_TOKENS = 4096
 
 
 class GenerationOptions(BaseModel):
@@ -38,14 +40,14 @@ class GenerationOptions(BaseModel):
     max_new_tokens: int | None = Field(
         None,
         gt=0,
-        le=4096,
+        le=MAX_NEW_TOKENS,
         description="Longest summary, in tokens.",
         json_schema_extra={OTHER_NAMES: ["max_length"]},
     )
     min_new_tokens: int = Field(
         0,
         ge=0,
-        le=4096,
+        le=MAX_NEW_TOKENS,
         description="Shortest summary, in tokens.",
         json_schema_extra={OTHER_NAMES: ["min_length", "min_tokens"]},
     )
