@@ -20,6 +20,8 @@ SAMPLING_OPTIONS = ("temperature", "top_p", "top_k")
 #: Validation context key: sampling options are checked once the backend is known (the
 #: command line, for an export: its backend may not sample at all, which is the error to give).
 SAMPLING_CHECKED_WITH_BACKEND = "sampling_checked_with_backend"
+#: The longest summary a request may ask for, in tokens.
+MAX_NEW_TOKENS = 4096
 
 
 class GenerationOptions(BaseModel):
@@ -38,30 +40,36 @@ class GenerationOptions(BaseModel):
     max_new_tokens: int | None = Field(
         None,
         gt=0,
-        le=4096,
+        le=MAX_NEW_TOKENS,
         description="Longest summary, in tokens.",
         json_schema_extra={OTHER_NAMES: ["max_length"]},
     )
     min_new_tokens: int = Field(
         0,
         ge=0,
-        le=4096,
+        le=MAX_NEW_TOKENS,
         description="Shortest summary, in tokens.",
         json_schema_extra={OTHER_NAMES: ["min_length", "min_tokens"]},
     )
     num_beams: int = Field(1, ge=1, le=64, description="1 is greedy decoding.")
     do_sample: bool = Field(False, description="Sample instead of searching (torch only).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Sampling: nucleus probability mass.")
+    # No NaN or infinity in the float options: a NaN or infinite length_penalty decoded an
+    # empty summary, without an error.
+    temperature: float = Field(1.0, gt=0, allow_inf_nan=False, description="Sampling temperature.")
+    top_p: float = Field(
+        1.0, gt=0, le=1, allow_inf_nan=False, description="Sampling: nucleus probability mass."
+    )
     top_k: int = Field(50, ge=0, description="Sampling: only the k likeliest tokens.")
     no_repeat_ngram_size: int = Field(
         0, ge=0, description="Never repeat an n-gram of this size (0: off)."
     )
     repetition_penalty: float = Field(
-        1.0, gt=0, description="Above 1 discourages tokens already generated."
+        1.0, gt=0, allow_inf_nan=False, description="Above 1 discourages tokens already generated."
     )
     length_penalty: float = Field(
-        1.0, description="Beam search: above 0 favours longer summaries, below 0 shorter."
+        1.0,
+        allow_inf_nan=False,
+        description="Beam search: above 0 favours longer summaries, below 0 shorter.",
     )
     early_stopping: bool = Field(
         False, description="Beam search: stop when num_beams finished candidates exist."

@@ -27,7 +27,8 @@ async def envelope(
     seconds = time.perf_counter() - started
     state.metrics.requests.labels(path, str(response.status_code)).inc()
     state.metrics.latency.labels(path).observe(seconds)
-    response.headers["X-Request-Id"] = request_id
+    if state.request_id_header:
+        response.headers["X-Request-Id"] = request_id
     if state.settings.log_requests:
         line = {
             "request_id": request_id,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dialogsum.generation import MAX_NEW_TOKENS
+
 
 class StreamOptions(BaseModel):
     """``stream_options``: what a streamed answer carries besides the text."""
@@ -30,8 +32,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="The base model's id or an adapter's name (GET /v1/models).")
+    # Bounded here, as max_new_tokens is, so that a bad value is told by the name it was sent as.
     max_tokens: int | None = Field(
-        None, description="Longest summary, in tokens (dialogsum's max_new_tokens)."
+        None,
+        gt=0,
+        le=MAX_NEW_TOKENS,
+        description="Longest summary, in tokens (dialogsum's max_new_tokens).",
     )
     n: int | None = Field(None, description="Choices per prompt: 1 (decoding is deterministic).")
     temperature: float | None = Field(None, description="0 (greedy) or left out: no sampling.")
@@ -84,5 +90,8 @@ class ChatCompletionRequest(_Request):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(
-        None, description="Longest summary, in tokens (OpenAI's newer name for max_tokens)."
+        None,
+        gt=0,
+        le=MAX_NEW_TOKENS,
+        description="Longest summary, in tokens (OpenAI's newer name for max_tokens).",
     )

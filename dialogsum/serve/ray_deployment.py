@@ -116,6 +116,9 @@ class SummarizerReplica:
         from dialogsum.serve.app import create_app
 
         self.service = create_app(self.summarizer, self.settings)
+        # Ray Serve's proxy adds X-Request-Id to every answer (the id it passed on in the
+        # request's header, which the app uses); the app's own would make it twice.
+        self.service.state.dialogsum.request_id_header = False
         return self.service
 
     def check_health(self) -> None:

@@ -93,6 +93,9 @@ class ServiceState:
         self.meter = InputMeter.of(summarizer)
         #: True once the warm-up summary is done, until shutdown.
         self.ready = False
+        #: Whether the app sets ``X-Request-Id`` on its answers: not behind Ray Serve's proxy,
+        #: which sets it itself (to the id it passes on in the request's header).
+        self.request_id_header = True
         #: True once this model's truncation warning has been logged (:class:`TruncationOnce`).
         self.truncation_logged = False
         if _TRUNCATION_ONCE not in logger.filters:

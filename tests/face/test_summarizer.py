@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,6 +90,24 @@ def test_impossible_lengths_are_refused_before_decoding(
 ) -> None:
     # Unbounded, a typo allocated gigabytes; min above max decoded a cut-off summary.
     with pytest.raises(ConfigError, match=message):
+        base.summarize([DIALOGUE], **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"length_penalty": float("nan")},
+        {"length_penalty": float("-inf"), "num_beams": 2},
+        {"repetition_penalty": float("inf")},
+        {"temperature": float("nan")},
+    ],
+)
+def test_a_float_option_that_is_not_finite_is_refused(
+    base: Summarizer, options: dict[str, Any]
+) -> None:
+    # A NaN or infinite length_penalty decoded an empty summary without an error.
+    name = next(iter(options))
+    with pytest.raises(ConfigError, match=rf"{name}: Input should be a finite number"):
         base.summarize([DIALOGUE], **options)
 
 

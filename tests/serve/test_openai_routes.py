@@ -213,6 +213,30 @@ def test_what_cannot_be_honoured_is_an_openai_error_saying_why(
         assert body["code"] == "model_not_found" and "sales, support" in body["message"]
 
 
+@pytest.mark.parametrize(
+    ("route", "field", "value", "needle"),
+    [
+        ("completions", "max_tokens", 0, "greater than 0"),
+        ("completions", "max_tokens", 5000, "less than or equal to 4096"),
+        ("chat", "max_completion_tokens", 0, "greater than 0"),
+        ("chat", "max_tokens", 5000, "less than or equal to 4096"),
+    ],
+)
+def test_a_bad_max_tokens_is_told_by_the_name_it_was_sent_as(
+    client: Any, base_id: str, route: str, field: str, value: int, needle: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        if route == "chat":
+            messages = [{"role": "user", "content": DIALOGUE}]
+            client.chat.completions.create(model=base_id, messages=messages, **{field: value})
+        else:
+            client.completions.create(model=base_id, prompt=DIALOGUE, **{field: value})
+    body = raised.value.body
+    assert body["param"] == field, body
+    assert f"{field}: Input should be {needle}" in body["message"], body
+    assert "generate_parameters" not in body["message"], body
+
+
 def test_a_wrong_key_is_an_authentication_error(
     served: tuple[Summarizer, str], base_id: str
 ) -> None:

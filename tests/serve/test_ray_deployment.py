@@ -147,6 +147,10 @@ def test_the_probes_model_card_and_errors_answer_through_the_proxy(url: str) -> 
     assert httpx.get(f"{url}/v1/model").json()["backend"] == "torch"
     bad = post(url, {"inputs": "", "parameters": {}})
     assert bad.status_code == 422 and bad.json()["request_id"]  # the app's error shape
+    # one X-Request-Id, the id in the body: Ray Serve's proxy sets it, so the app does not
+    assert bad.headers.get_list("x-request-id") == [bad.json()["request_id"]]
+    mine = httpx.post(f"{url}/v1/summarize", json={"inputs": ""}, headers={"X-Request-Id": "r-1"})
+    assert mine.headers.get_list("x-request-id") == ["r-1"] and mine.json()["request_id"] == "r-1"
 
 
 def test_a_killed_replica_loses_no_request_routed_after_it_and_is_replaced(
