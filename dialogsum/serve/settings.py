@@ -66,7 +66,10 @@ class ServeSettings(BaseModel):
         "how long the first requests wait for company when nothing is decoding).",
     )
     max_queue: int = Field(
-        256, gt=0, description="Requests waiting at most; more are answered 503 Retry-After."
+        256,
+        gt=0,
+        description="Requests waiting at most (continuous batching: dialogues waiting to join); "
+        "more are answered 503 Retry-After.",
     )
     max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body (413).")
     max_inputs: int = Field(64, gt=0, description="Most dialogues in one request (413).")
