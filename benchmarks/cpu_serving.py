@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from ort_generation import MODEL_FILE, BeamSearchModel, build_beam_search
 NEW_TOKENS = 32
 THREADS = 2
 BEAM_SEARCH = "onnxruntime-beamsearch-int8"
-MODELS = ["flan-t5-base", "dialogsum-tiny"]
+MODELS = ("flan-t5-base", "dialogsum-tiny")
 #: The BeamSearch operator over sub-graphs quantized per row, as dialogsum's exports are.
 BEAM_SEARCH_ROWS = "onnxruntime-beamsearch-rowint8"
 #: The engines a run measures unless ``--engines`` says otherwise.
@@ -239,7 +239,7 @@ def worker(cell: dict[str, Any], repeats: int, work: Path) -> dict[str, Any]:
 
 
 def cells(
-    tokens: list[int], engines: tuple[str, ...], models: list[str] = MODELS
+    tokens: list[int], engines: tuple[str, ...], models: Sequence[str] = MODELS
 ) -> list[dict[str, Any]]:
     """Every measured configuration, in the order they run."""
     result = []

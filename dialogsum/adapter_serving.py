@@ -80,10 +80,10 @@ def _base_folder(name: str) -> Path | None:
 
 def meant_adapter(name: str, choices: Sequence[str]) -> str:
     """The hint for a typo, as `` Did you mean 'sales'?``, or "" when no choice is close."""
-    import difflib
+    from dialogsum.validation import likely_key
 
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    close = likely_key(name, list(choices), {})
+    return f" Did you mean {close!r}?" if close else ""
 
 
 class UnknownAdapterError(ConfigError):
